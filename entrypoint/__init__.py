@@ -1,0 +1,1 @@
+"""Container init: safe volume permissions, privilege drop, PID 1 duties."""
