@@ -1,0 +1,511 @@
+"""Settings: env `HYOS_*` (nested with `__`), an optional TOML file, `*_FILE` secrets.
+
+Every value is validated here, before anything talks to Docker, so a bad setting
+costs one clear line and exit 78, never a half-created stack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from supervisor import __version__
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+DEFAULT_SERVER_IMAGE = "ghcr.io/editmysave/hyos/server:latest"
+DEFAULT_MANAGER_IMAGE = "ghcr.io/editmysave/hyos/manager:latest"
+DEFAULT_HELPER_IMAGE = f"hyos-supervisor:{__version__}"
+DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
+
+# Docker's own rules: names `[a-zA-Z0-9][a-zA-Z0-9_.-]+`; we also keep the stack short
+# and lowercase-friendly because it prefixes container, network and volume names.
+_STACK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+# A reference per distribution/reference: [host[:port]/]path[:tag][@digest].
+_IMAGE_REF = re.compile(
+    r"^(?:(?P<host>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+_SIZE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_MIN_MEMORY = 6 * 1024**2  # the engine refuses less than 6 MiB
+_PORT = re.compile(
+    r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|[0-9.]+):)?(?P<host>\d+):(?P<container>\d+)(?:/(?P<proto>tcp|udp))?$"
+)
+_CAPABILITIES = frozenset(
+    """AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN
+    DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE
+    LINUX_IMMUTABLE MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE NET_BROADCAST
+    NET_RAW PERFMON SETFCAP SETGID SETPCAP SETUID SYSLOG SYS_ADMIN SYS_BOOT SYS_CHROOT
+    SYS_MODULE SYS_NICE SYS_PACCT SYS_PTRACE SYS_RAWIO SYS_RESOURCE SYS_TIME
+    SYS_TTY_CONFIG WAKE_ALARM""".split()
+)
+# Host paths a workload must never see: binding them hands over the host.
+SENSITIVE_HOST_PATHS = (
+    "/",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/proc",
+    "/root",
+    "/run",
+    "/sys",
+    "/usr",
+    "/var/lib/docker",
+    "/var/run",
+    "/var/run/docker.sock",
+)
+
+
+class ConfigError(Exception):
+    """Invalid settings: one line per problem, each naming the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_size(value: str | int) -> int:
+    """`512m`, `4g`, `4GiB`, `1073741824` -> bytes; raises ValueError on anything else."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512m or 4g")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a size; use a positive number with k, m or g, e.g. 4g"
+            )
+        number, unit = float(match["num"]), match["unit"].lower()
+    size = int(number * _SIZE_UNITS[unit])
+    if size < _MIN_MEMORY:
+        raise ValueError(f"{value!r} is below the engine's minimum of 6m; use e.g. 512m or 4g")
+    return size
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: Literal["tcp", "udp"]
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}:{self.container_port}/{self.protocol}"
+
+
+def parse_port(value: str, default_ip: str) -> PortBinding:
+    """`[ip:]host:container[/proto]`; host port 0 lets the engine pick one."""
+    match = _PORT.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a port mapping; use [ip:]host:container[/tcp|udp]")
+    host, container = int(match["host"]), int(match["container"])
+    if not 0 <= host <= 65535:
+        raise ValueError(f"host port {host} in {value!r} is out of range 0-65535")
+    if not 1 <= container <= 65535:
+        raise ValueError(f"container port {container} in {value!r} is out of range 1-65535")
+    ip = (match["ip"] or default_ip).strip("[]")
+    proto: Literal["tcp", "udp"] = "udp" if match["proto"] == "udp" else "tcp"
+    return PortBinding(ip, host, container, proto)
+
+
+def validate_image(value: str) -> str:
+    if not _IMAGE_REF.match(value):
+        raise ValueError(
+            f"{value!r} is not an image reference; use e.g. registry/name:tag (lowercase name)"
+        )
+    return value
+
+
+def image_warning(image: str) -> str | None:
+    match = _IMAGE_REF.match(image)
+    if match and not match["digest"] and match["tag"] in (None, "latest"):
+        return (
+            f"image {image!r} is not pinned: set a version tag or digest so upgrades are deliberate"
+        )
+    return None
+
+
+class HealthcheckOverride(BaseModel):
+    """Replaces the image's HEALTHCHECK timing (the test command stays the image's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    test: list[str] | None = None
+    interval: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=3, ge=1)
+    # The engine refuses a start period below 1 ms.
+    start_period: float = Field(default=0.0, ge=0)
+
+    @field_validator("start_period")
+    @classmethod
+    def _engine_minimum(cls, value: float) -> float:
+        if 0 < value < 0.001:
+            raise ValueError("start_period must be 0 or at least 0.001 s (the engine's minimum)")
+        return value
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: ClassVar[str] = ""
+
+    image: str
+    # Declared before `user` so the uid check can see it.
+    allow_root: bool = False
+    user: str = "568:568"
+    memory: str = "512m"
+    cpus: float = Field(default=1.0, gt=0, le=1024)
+    pids_limit: int = Field(default=512, ge=16)
+    cap_add: list[str] = Field(default_factory=list)
+    read_only: bool = True
+    tmpfs: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    stop_timeout: int = Field(default=10, ge=0, le=3600)
+    ports: list[str] = Field(default_factory=list)
+    host_ip: str = "127.0.0.1"
+    healthcheck: HealthcheckOverride | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return validate_image(value)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str, info: ValidationInfo) -> str:
+        if not re.fullmatch(r"\d+:\d+", value):
+            raise ValueError(f"{value!r} is not numeric uid:gid; use e.g. 568:568")
+        if int(value.split(":")[0]) == 0 and not (
+            cls.role == "server" and info.data.get("allow_root")
+        ):
+            fix = (
+                "or set allow_root = true"
+                if cls.role == "server"
+                else "the manager never runs as root"
+            )
+            raise ValueError(f"uid 0 (root) is refused; use a non-root uid such as 568:568 ({fix})")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[str]) -> list[str]:
+        for port in value:
+            parse_port(port, "0.0.0.0")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @field_validator("cap_add")
+    @classmethod
+    def _caps(cls, value: list[str]) -> list[str]:
+        caps = [cap.upper().removeprefix("CAP_") for cap in value]
+        unknown = sorted(set(caps) - _CAPABILITIES)
+        if unknown:
+            raise ValueError(f"unknown capabilities {unknown}; use names such as NET_BIND_SERVICE")
+        return sorted(set(caps))
+
+    @field_validator("tmpfs")
+    @classmethod
+    def _tmpfs(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"tmpfs path {path!r} must be absolute, without '..'")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @property
+    def uid(self) -> int:
+        return int(self.user.split(":")[0])
+
+    @property
+    def gid(self) -> int:
+        return int(self.user.split(":")[1])
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
+
+    @property
+    def port_bindings(self) -> list[PortBinding]:
+        return [parse_port(port, self.host_ip) for port in self.ports]
+
+
+class ServerSettings(ServiceSettings):
+    role: ClassVar[str] = "server"
+
+    image: str = DEFAULT_SERVER_IMAGE
+    # Hytale needs at least 4 GB; HyOS sizes the JVM heap at 75 % of the limit.
+    memory: str = "6g"
+    cpus: float = Field(default=2.0, gt=0, le=1024)
+    pids_limit: int = Field(default=2048, ge=16)
+    # HOME must be writable under a read-only root.
+    tmpfs: list[str] = Field(default_factory=lambda: ["/home/hytale"])
+    # The world save on SIGTERM needs time.
+    stop_timeout: int = Field(default=60, ge=0, le=3600)
+    # The game must be reachable; the API port 30381 stays unpublished.
+    ports: list[str] = Field(default_factory=lambda: ["5520:5520/udp"])
+    host_ip: str = "0.0.0.0"
+
+
+class ManagerSettings(ServiceSettings):
+    role: ClassVar[str] = "manager"
+
+    image: str = DEFAULT_MANAGER_IMAGE
+    memory: str = "512m"
+    cpus: float = Field(default=1.0, gt=0, le=1024)
+    pids_limit: int = Field(default=512, ge=16)
+    # Next.js writes its cache under the app directory.
+    tmpfs: list[str] = Field(default_factory=lambda: ["/app/.next/cache"])
+    ports: list[str] = Field(default_factory=lambda: ["3000:3000/tcp"])
+    host_ip: str = "127.0.0.1"
+
+
+class RestartSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    reset_after_s: float = Field(default=600.0, gt=0)
+    crash_loop_limit: int = Field(default=5, ge=1)
+    crash_loop_window_s: float = Field(default=600.0, gt=0)
+    # Restart the manager once the server is healthy again after a server restart.
+    restart_manager_with_server: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HYOS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # Set by `from_sources`; not a field a user writes in the TOML file.
+    _toml_path: ClassVar[Path | None] = None
+
+    stack: str = "hyos"
+    docker_host: str = Field(
+        default_factory=lambda: os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_SOCKET
+    )
+    # A named volume (default `<stack>-data`) or an absolute host path.
+    data: str | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    manager: ManagerSettings = Field(default_factory=ManagerSettings)
+    restart: RestartSettings = Field(default_factory=RestartSettings)
+    helper_image: str = DEFAULT_HELPER_IMAGE
+    prepare: bool = True
+    pull: Literal["missing", "always", "never"] = "missing"
+    # Log driver caps (CIS 5.x: bounded logs keep a chatty server from filling the disk).
+    log_max_size: str = "10m"
+    log_max_file: int = Field(default=3, ge=1, le=100)
+    state_dir: Path | None = None
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
+    stop_on_exit: bool = True
+    docker_retries: int = Field(default=5, ge=1, le=100)
+    api_client_id: SecretStr | None = None
+    api_client_secret: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    api_client_id_file: Path | None = None
+    api_client_secret_file: Path | None = None
+    session_secret_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then environment, then the TOML file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_path is not None:
+            sources.append(_TomlSource(settings_cls, cls._toml_path))
+        return tuple(sources)
+
+    @field_validator("stack")
+    @classmethod
+    def _stack(cls, value: str) -> str:
+        if not _STACK_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid Docker name; use letters, digits, '_', '.' or '-'"
+            )
+        return value
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str) -> str:
+        if not re.match(r"^(unix|tcp|npipe|ssh)://", value):
+            raise ValueError(f"{value!r} is not a Docker host; use unix:///path or tcp://host:port")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("/"):
+            normal = os.path.normpath(value)
+            if normal in SENSITIVE_HOST_PATHS or any(
+                normal.startswith(p + "/") for p in SENSITIVE_HOST_PATHS[1:] if p != "/run"
+            ):
+                raise ValueError(f"{value!r} is a sensitive host path; use a dedicated directory")
+            return normal
+        if not _STACK_NAME.match(value):
+            raise ValueError(f"{value!r} is neither an absolute path nor a valid volume name")
+        return value
+
+    @field_validator("helper_image")
+    @classmethod
+    def _helper_image(cls, value: str) -> str:
+        return validate_image(value)
+
+    @field_validator("log_max_size")
+    @classmethod
+    def _log_size(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmg]", value):
+            raise ValueError(f"{value!r} is not a log size; use e.g. 10m")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> Settings:
+        for name in ("api_client_id", "api_client_secret", "session_secret"):
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            try:
+                value = path.read_text().strip()
+            except OSError as err:
+                raise ValueError(f"{name}_file: cannot read {path}: {err.strerror}") from None
+            setattr(self, name, SecretStr(value))
+        return self
+
+    @property
+    def data_source(self) -> str:
+        return self.data or f"{self.stack}-data"
+
+    @property
+    def data_is_bind(self) -> bool:
+        return self.data_source.startswith("/")
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.stack}-net"
+
+    def container_name(self, role: str) -> str:
+        return f"{self.stack}-{role}"
+
+    def services(self) -> dict[str, ServiceSettings]:
+        """In start order: the manager depends on the server."""
+        return {"server": self.server, "manager": self.manager}
+
+    def warnings(self) -> list[str]:
+        found = []
+        for role, service in self.services().items():
+            warning = image_warning(service.image)
+            if warning:
+                found.append(f"{role}.image: {warning}")
+        return found
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as JSON-able data, secrets masked."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for name in ("api_client_id", "api_client_secret", "session_secret"):
+            if data.get(name) is not None:
+                data[name] = "**********"
+        return data
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ returns the whole mapping instead
+
+    def __call__(self) -> dict[str, Any]:
+        with self.path.open("rb") as handle:
+            return tomllib.load(handle)
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if not str(part).startswith("function-")]
+    return ".".join(parts) if parts else "settings"
+
+
+def _env_name(field: str) -> str:
+    head = field.split(".")[:2]
+    return "HYOS_" + "__".join(part.upper() for part in head)
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    field = _field_name(tuple(error["loc"]))
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown setting; remove it or check its spelling"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{field}: {message} (env {_env_name(field)})"
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from `overrides`, the environment and the TOML file.
+
+    Raises ConfigError listing one line per problem.
+    """
+    path_text = config if config is not None else os.environ.get("HYOS_CONFIG")
+    path = Path(path_text) if path_text else None
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError([f"config: file {str(path)!r} not found; pass an existing TOML file"])
+        try:
+            with path.open("rb") as handle:
+                tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError([f"config: {path} is not valid TOML: {err}"]) from None
+    Settings._toml_path = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError([_problem(e) for e in err.errors()]) from None
+    finally:
+        Settings._toml_path = None
