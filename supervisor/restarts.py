@@ -1,0 +1,464 @@
+"""Restart decisions: exit classification, backoff and crash-loop accounting.
+
+Pure: no Docker, no I/O, no clock reads. Every transition takes ``now`` explicitly.
+
+``now`` is **wall-clock seconds** (``time.time()`` style), not monotonic time: the
+state is persisted by the daemon and must keep its meaning after the daemon itself
+restarts (monotonic clocks restart from an arbitrary origin). To stay safe when the
+wall clock steps backwards, timestamps found in the future are clamped to ``now``
+(they keep counting until the window has passed) instead of lingering forever.
+
+Flow the daemon follows for one service::
+
+    on_started  -> RUNNING
+    on_healthy  -> records healthy_since (uptime that later resets the backoff)
+    on_exit     -> Decision: RESTART after backoff_s | RECREATE | STOP_CRASH_LOOP
+                   | NEEDS_AUTH | NONE
+    on_unhealthy-> Decision: RESTART (immediately) | STOP_CRASH_LOOP | NONE
+    reset       -> operator's ``hyos-supervisor restart <service>``
+    cancel_pending -> the daemon abandons a pending restart (shutdown, ``down``)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "STATE_VERSION",
+    "Action",
+    "Decision",
+    "ExitKind",
+    "RestartPolicy",
+    "ServiceRestartState",
+    "ServiceStatus",
+    "backoff_for",
+    "cancel_pending",
+    "classify_exit",
+    "describe_exit",
+    "needs_auth_message",
+    "on_exit",
+    "on_healthy",
+    "on_started",
+    "on_unhealthy",
+    "reset",
+]
+
+STATE_VERSION = 1
+
+
+class ExitKind(StrEnum):
+    CLEAN = "clean"  # exit 0, or a stop the supervisor requested itself
+    CRASH = "crash"  # any other non-zero exit
+    OOM = "oom"  # the kernel OOM killer (Docker's State.OOMKilled)
+    SIGNALLED = "signalled"  # 137/143 that nobody asked for
+    UPDATE = "update"  # server exit 8: update requested -> recreate
+    NEEDS_AUTH = "needs_auth"  # server exit 2: restarting cannot help
+
+
+# Exit kinds that count toward the crash-loop budget (unhealthy restarts count too).
+_FAILURES = frozenset({ExitKind.CRASH, ExitKind.OOM, ExitKind.SIGNALLED})
+
+SERVER_ROLE = "server"
+
+# Hytale's documented exit codes; they mean something only for the server role.
+HYTALE_EXIT_REASONS: Mapping[int, str] = {
+    0: "shutdown",
+    1: "crash",
+    2: "authentication failed",
+    3: "world generation failed",
+    4: "client gone",
+    5: "missing required plugin",
+    6: "validation error",
+    7: "missing assets",
+    8: "update requested",
+}
+
+_SIGNAL_NAMES: Mapping[int, str] = {
+    1: "SIGHUP",
+    2: "SIGINT",
+    3: "SIGQUIT",
+    4: "SIGILL",
+    6: "SIGABRT",
+    7: "SIGBUS",
+    8: "SIGFPE",
+    9: "SIGKILL",
+    11: "SIGSEGV",
+    13: "SIGPIPE",
+    15: "SIGTERM",
+}
+
+# Only SIGKILL/SIGTERM are "somebody killed it"; 134 (abort), 139 (segv) are crashes.
+_KILL_EXIT_CODES = frozenset({137, 143})
+
+
+def classify_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: bool) -> ExitKind:
+    """Classify one container exit.
+
+    A stop we requested ourselves is clean whatever the code (docker stop ends in 143,
+    or 137 after the grace period). OOM wins over the code: the OOM killer's SIGKILL
+    shows up as 137, and "needs more memory" is the more useful reason.
+    """
+    if stop_requested:
+        return ExitKind.CLEAN
+    if oom_killed:
+        return ExitKind.OOM
+    if exit_code == 0:
+        return ExitKind.CLEAN
+    if role == SERVER_ROLE:
+        if exit_code == 8:
+            return ExitKind.UPDATE
+        if exit_code == 2:
+            return ExitKind.NEEDS_AUTH
+    if exit_code in _KILL_EXIT_CODES:
+        return ExitKind.SIGNALLED
+    return ExitKind.CRASH
+
+
+def describe_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: bool) -> str:
+    """A one-line human reason for an exit, for the ``reason`` field of exit log lines."""
+    kind = classify_exit(role, exit_code, oom_killed, stop_requested)
+    if kind is ExitKind.CLEAN and stop_requested:
+        return f"stopped by the supervisor (exit {exit_code})"
+    if kind is ExitKind.OOM:
+        return f"killed by the out-of-memory killer (exit {exit_code}); raise the memory limit"
+    detail: str | None = None
+    if role == SERVER_ROLE and exit_code in HYTALE_EXIT_REASONS:
+        detail = HYTALE_EXIT_REASONS[exit_code]
+    elif exit_code > 128 and exit_code - 128 in _SIGNAL_NAMES:
+        detail = f"killed by {_SIGNAL_NAMES[exit_code - 128]}"
+        if kind is ExitKind.SIGNALLED:
+            detail += " that the supervisor did not send"
+    elif exit_code == 0:
+        detail = "exited normally"
+    if kind is ExitKind.NEEDS_AUTH:
+        detail = "authentication failed; the server needs an operator to log in"
+    elif kind is ExitKind.UPDATE:
+        detail = "update requested; the container will be recreated"
+    text = f"{kind.value}: {detail}" if detail else kind.value
+    return f"{text} (exit {exit_code})"
+
+
+def needs_auth_message(container: str) -> str:
+    """What the operator must do when the server exits 2 (auth failed)."""
+    return (
+        "the server needs authentication and will not be restarted: run "
+        f"`docker attach {container}` (or open the dashboard console), enter "
+        "`/auth login device` and follow the link, then run "
+        "`hyos-supervisor restart server`"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """Backoff and crash-loop limits. Defaults follow the issue (Kubernetes-like cap/reset)."""
+
+    backoff_base_s: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_cap_s: float = 300.0
+    reset_after_s: float = 600.0  # healthy uptime after which the backoff starts over
+    crash_loop_limit: int = 5  # this many failures within the window -> crash_loop
+    crash_loop_window_s: float = 600.0
+    crash_loop_log_lines: int = 50  # how many log lines the daemon shows on crash_loop
+
+    def __post_init__(self) -> None:
+        # Reject configs that would break the invariants tests rely on (finite,
+        # non-decreasing backoff, a reachable crash-loop limit).
+        for name in ("backoff_base_s", "backoff_cap_s", "reset_after_s", "crash_loop_window_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (math.isfinite(self.backoff_factor) and self.backoff_factor >= 1):
+            raise ValueError(f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must be >= backoff_base_s")
+        if self.crash_loop_limit < 1:
+            raise ValueError("crash_loop_limit must be >= 1")
+        if self.crash_loop_log_lines < 0:
+            raise ValueError("crash_loop_log_lines must be >= 0")
+
+
+def backoff_for(restart_count: int, policy: RestartPolicy) -> float:
+    """Delay before the ``restart_count``-th consecutive restart: base * factor**(n-1), capped."""
+    if restart_count <= 0:
+        return 0.0
+    exponent = restart_count - 1
+    # Avoid float overflow for huge counts: once past the cap it stays at the cap.
+    if policy.backoff_factor > 1 and exponent > 1100:
+        return policy.backoff_cap_s
+    return min(policy.backoff_cap_s, policy.backoff_base_s * policy.backoff_factor**exponent)
+
+
+class ServiceStatus(StrEnum):
+    RUNNING = "running"
+    BACKOFF = "backoff"  # a restart is pending (waiting out the backoff, or in progress)
+    CRASH_LOOP = "crash_loop"  # too many failures: no restart until `restart <service>`
+    NEEDS_AUTH = "needs_auth"  # server exit 2: no restart until `restart server`
+    STOPPED = "stopped"
+    UPDATING = "updating"  # exit 8: the container is being recreated
+
+
+class Action(StrEnum):
+    NONE = "none"
+    RESTART = "restart"  # start the container again after backoff_s
+    RECREATE = "recreate"  # remove and create again (pull first if configured)
+    STOP_CRASH_LOOP = "stop_crash_loop"  # log the last lines; keep the container as is
+    NEEDS_AUTH = "needs_auth"  # log `message`; do not restart
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    backoff_s: float = 0.0
+    reason: str = ""
+    message: str = ""  # operator-facing instruction (needs_auth, crash_loop)
+
+
+_NOTHING = Decision(Action.NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRestartState:
+    """Restart bookkeeping for one service. All timestamps are wall-clock seconds."""
+
+    status: ServiceStatus = ServiceStatus.STOPPED
+    crash_times: tuple[float, ...] = ()  # failures still inside the crash-loop window
+    restart_count: int = 0  # consecutive restarts since the last healthy reset
+    last_backoff_s: float = 0.0
+    started_at: float | None = None
+    healthy_since: float | None = None  # start of the current healthy stretch
+    unhealthy_handled: bool = False  # a restart was already issued for this unhealthy episode
+    last_reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain JSON-able dict (for the daemon's state file)."""
+        return {
+            "version": STATE_VERSION,
+            "status": self.status.value,
+            "crash_times": list(self.crash_times),
+            "restart_count": self.restart_count,
+            "last_backoff_s": self.last_backoff_s,
+            "started_at": self.started_at,
+            "healthy_since": self.healthy_since,
+            "unhealthy_handled": self.unhealthy_handled,
+            "last_reason": self.last_reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServiceRestartState:
+        """Inverse of to_json. Raises ValueError on anything malformed (caller starts fresh)."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported state version {data.get('version')!r}")
+        try:
+            status = ServiceStatus(data["status"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad status: {exc}") from exc
+        crash_times = data.get("crash_times", [])
+        if not isinstance(crash_times, list):
+            raise ValueError("crash_times must be a list")
+        restart_count = data.get("restart_count", 0)
+        if not isinstance(restart_count, int) or isinstance(restart_count, bool):
+            raise ValueError("restart_count must be an int")
+        if restart_count < 0:
+            raise ValueError("restart_count must be >= 0")
+        unhealthy_handled = data.get("unhealthy_handled", False)
+        if not isinstance(unhealthy_handled, bool):
+            raise ValueError("unhealthy_handled must be a bool")
+        last_reason = data.get("last_reason", "")
+        if not isinstance(last_reason, str):
+            raise ValueError("last_reason must be a string")
+        last_backoff = _number(data.get("last_backoff_s", 0.0), "last_backoff_s")
+        return cls(
+            status=status,
+            crash_times=tuple(_required_number(t, "crash_times[]") for t in crash_times),
+            restart_count=restart_count,
+            last_backoff_s=0.0 if last_backoff is None else last_backoff,
+            started_at=_number(data.get("started_at"), "started_at"),
+            healthy_since=_number(data.get("healthy_since"), "healthy_since"),
+            unhealthy_handled=unhealthy_handled,
+            last_reason=last_reason,
+        )
+
+
+def _number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number or null, got {value!r}")
+    return float(value)
+
+
+def _required_number(value: Any, name: str) -> float:
+    number = _number(value, name)
+    if number is None:
+        raise ValueError(f"{name} must be a number")
+    return number
+
+
+def _recent_crashes(state: ServiceRestartState, now: float, policy: RestartPolicy) -> list[float]:
+    # Clamp future stamps (wall clock stepped back) so they expire a window after `now`.
+    clamped = (min(t, now) for t in state.crash_times)
+    return [t for t in clamped if now - t < policy.crash_loop_window_s]
+
+
+def _healthy_long_enough(state: ServiceRestartState, now: float, policy: RestartPolicy) -> bool:
+    return state.healthy_since is not None and now - state.healthy_since >= policy.reset_after_s
+
+
+def _record_failure(
+    state: ServiceRestartState, now: float, policy: RestartPolicy, reason: str, *, delay: bool
+) -> tuple[ServiceRestartState, Decision]:
+    """Shared by crashes and unhealthy restarts: crash-loop check, then backoff."""
+    crashes = [*_recent_crashes(state, now, policy), now]
+    restart_count = 0 if _healthy_long_enough(state, now, policy) else state.restart_count
+    base = replace(
+        state,
+        crash_times=tuple(crashes),
+        healthy_since=None,
+        last_reason=reason,
+    )
+    if len(crashes) >= policy.crash_loop_limit:
+        message = (
+            f"{len(crashes)} failures within {policy.crash_loop_window_s:g} s: not restarting; "
+            "the container is kept for inspection; run `hyos-supervisor restart <service>` "
+            "once fixed"
+        )
+        new = replace(base, status=ServiceStatus.CRASH_LOOP, restart_count=restart_count)
+        return new, Decision(Action.STOP_CRASH_LOOP, reason=reason, message=message)
+    restart_count += 1
+    # Unhealthy restarts go at once (the health check's start period, interval and
+    # retries already spaced them); they still raise the count so a later crash waits longer.
+    backoff = backoff_for(restart_count, policy) if delay else 0.0
+    new = replace(
+        base,
+        status=ServiceStatus.BACKOFF,
+        restart_count=restart_count,
+        last_backoff_s=backoff if delay else state.last_backoff_s,
+    )
+    return new, Decision(Action.RESTART, backoff_s=backoff, reason=reason)
+
+
+def on_exit(
+    state: ServiceRestartState,
+    kind: ExitKind,
+    now: float,
+    policy: RestartPolicy,
+    *,
+    reason: str = "",
+    container: str = "hyos-server",
+) -> tuple[ServiceRestartState, Decision]:
+    """React to a container exit (``die`` event). ``reason`` is describe_exit()'s text."""
+    reason = reason or kind.value
+    if kind is ExitKind.CLEAN:
+        if state.status in (ServiceStatus.BACKOFF, ServiceStatus.UPDATING):
+            # The exit of a stop we did as part of a pending restart/recreate
+            # (e.g. restarting an unhealthy container): keep the plan going.
+            return state, _NOTHING
+        if state.status in (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH):
+            # Keep the operator-facing status until `restart` clears it.
+            return replace(state, started_at=None, healthy_since=None), _NOTHING
+        new = replace(
+            state,
+            status=ServiceStatus.STOPPED,
+            started_at=None,
+            healthy_since=None,
+            last_reason=reason,
+        )
+        return new, _NOTHING
+    if kind is ExitKind.UPDATE:
+        new = replace(
+            state,
+            status=ServiceStatus.UPDATING,
+            started_at=None,
+            healthy_since=None,
+            last_reason=reason,
+        )
+        return new, Decision(Action.RECREATE, reason=reason)
+    if kind is ExitKind.NEEDS_AUTH:
+        new = replace(
+            state,
+            status=ServiceStatus.NEEDS_AUTH,
+            started_at=None,
+            healthy_since=None,
+            last_reason=reason,
+        )
+        return new, Decision(
+            Action.NEEDS_AUTH, reason=reason, message=needs_auth_message(container)
+        )
+    assert kind in _FAILURES, kind
+    new, decision = _record_failure(state, now, policy, reason, delay=True)
+    return replace(new, started_at=None), decision
+
+
+def on_started(state: ServiceRestartState, now: float) -> ServiceRestartState:
+    """The container is running (``start`` event, or found running on adoption).
+
+    Any start means running, even from crash_loop/needs_auth (e.g. the dashboard
+    started it): the crash timestamps are kept, so another crash inside the window
+    goes straight back to crash_loop.
+    """
+    return replace(
+        state,
+        status=ServiceStatus.RUNNING,
+        started_at=now,
+        healthy_since=None,
+        unhealthy_handled=False,
+    )
+
+
+def on_healthy(state: ServiceRestartState, now: float) -> ServiceRestartState:
+    """``health_status: healthy``. For services without a health check, call it right
+    after on_started so their uptime can reset the backoff too."""
+    since = state.healthy_since if state.healthy_since is not None else now
+    return replace(state, healthy_since=min(since, now), unhealthy_handled=False)
+
+
+def on_unhealthy(
+    state: ServiceRestartState,
+    now: float,
+    started_at: float,
+    start_period_s: float,
+    busy: bool,
+    policy: RestartPolicy,
+) -> tuple[ServiceRestartState, Decision]:
+    """``health_status: unhealthy`` (or seen on inspect during a reconcile).
+
+    ``started_at`` is the container's own start time (Docker's State.StartedAt, wall
+    clock), authoritative even when this state was just loaded from disk. ``busy`` is
+    the daemon saying it is already stopping/restarting/recreating this container.
+    Restarts at most once per unhealthy episode (ended by healthy or a new start).
+    """
+    if busy or state.status is not ServiceStatus.RUNNING or state.unhealthy_handled:
+        return state, _NOTHING
+    if now - started_at < start_period_s:
+        return state, _NOTHING  # still starting: the engine's own retries are not ours to cut
+    new, decision = _record_failure(state, now, policy, "unhealthy", delay=False)
+    return replace(new, unhealthy_handled=True), decision
+
+
+def reset(state: ServiceRestartState) -> ServiceRestartState:
+    """Operator's ``hyos-supervisor restart <service>``: forget failures and clear
+    crash_loop/needs_auth. The daemon then (re)starts the container itself."""
+    status = (
+        ServiceStatus.RUNNING if state.status is ServiceStatus.RUNNING else ServiceStatus.STOPPED
+    )
+    return replace(
+        state,
+        status=status,
+        crash_times=(),
+        restart_count=0,
+        last_backoff_s=0.0,
+        unhealthy_handled=False,
+        last_reason="reset by operator",
+    )
+
+
+def cancel_pending(state: ServiceRestartState) -> ServiceRestartState:
+    """The daemon drops a pending restart/recreate (shutdown or ``down``): mark stopped.
+    crash_loop/needs_auth stay, so they survive a supervisor restart."""
+    if state.status in (ServiceStatus.BACKOFF, ServiceStatus.UPDATING):
+        return replace(state, status=ServiceStatus.STOPPED)
+    return state
