@@ -1,0 +1,139 @@
+"""Logging setup: JSON lines off a TTY (journald, docker logs, collectors), text on a TTY.
+
+Event lines carry structured fields as ``extra``; ``bind()`` attaches the usual ones
+(stack, service, container_id) once so every line of a service carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+__all__ = ["BoundLogger", "LogFormat", "TextFormatter", "bind", "make_formatter", "setup_logging"]
+
+LogFormat = Literal["auto", "json", "text"]
+
+# Attributes every LogRecord has; anything else on a record came from `extra`.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+# Marks the handler we installed so a second setup_logging() replaces it, not doubles it.
+_HANDLER_NAME = "hyos-supervisor"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+
+
+class TextFormatter(logging.Formatter):
+    """``2025-01-01 12:00:00 WARNING supervisor.daemon: message key=value ...``"""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = _extras(record)
+        if not extras:
+            return line
+        first, newline, rest = line.partition("\n")  # keep tracebacks after the fields
+        fields = " ".join(f"{k}={_text_value(v)}" for k, v in extras.items())
+        return f"{first} {fields}{newline}{rest}"
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in "\"'=" for c in text):
+        return repr(text)
+    return text
+
+
+class _UtcJsonFormatter(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def make_formatter(fmt: Literal["json", "text"]) -> logging.Formatter:
+    if fmt == "text":
+        return TextFormatter()
+    # asctime -> "timestamp" (ISO 8601 UTC, via formatTime); levelname -> "level";
+    # name -> "logger"; extras are appended by python-json-logger.
+    return _UtcJsonFormatter(
+        "{asctime}{levelname}{name}{message}",
+        style="{",
+        rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
+        json_ensure_ascii=False,
+        json_default=str,  # Paths, enums, datetimes: never fail a log line on a value
+    )
+
+
+def setup_logging(
+    fmt: LogFormat = "auto",
+    level: int | str = logging.INFO,
+    *,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Install one stderr handler on the root logger (idempotent) and return it.
+
+    "auto" picks text when the stream is a terminal and JSON otherwise.
+    """
+    out = sys.stderr if stream is None else stream
+    if fmt not in ("auto", "json", "text"):
+        raise ValueError(f"unknown log format {fmt!r}: use auto, json or text")
+    chosen: Literal["json", "text"] = ("text" if _isatty(out) else "json") if fmt == "auto" else fmt
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(make_formatter(chosen))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    return handler
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or file-less streams
+        return False
+
+
+class BoundLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose lines all carry the bound fields; a call's own ``extra`` wins."""
+
+    def __init__(self, logger: logging.Logger, fields: Mapping[str, Any]) -> None:
+        super().__init__(logger, dict(fields))
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        # The stock adapter replaces the call's `extra`; merge instead (3.13's merge_extra).
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+    def bind(self, **fields: Any) -> BoundLogger:
+        """A new logger with more fields (e.g. container_id once it is known)."""
+        return BoundLogger(self.logger, {**(self.extra or {}), **fields})
+
+
+def bind(logger: logging.Logger | BoundLogger, **fields: Any) -> BoundLogger:
+    """``bind(log, stack="hyos", service="server", container_id=cid)``.
+
+    Fields must not clash with LogRecord attributes (``name``, ``msg``, ``args``...),
+    which the logging module rejects; checked here so it fails at bind time.
+    """
+    clash = _RECORD_ATTRS.intersection(fields)
+    if clash:
+        raise ValueError(f"log field names clash with LogRecord attributes: {sorted(clash)}")
+    if isinstance(logger, BoundLogger):
+        return logger.bind(**fields)
+    return BoundLogger(logger, fields)
