@@ -1,0 +1,180 @@
+"""``python -m entrypoint``: prepare paths as root, drop privileges, run the command.
+
+Usage::
+
+    python -m entrypoint [--user UID[:GID]|NAME[:GROUP]] [--group-of PATH]
+                         [--prepare PATH]... [--machine-id PATH] [--allow-root]
+                         [-- COMMAND ARGS...]
+
+Without a command it only prepares and exits 0; its results are then JSON lines on
+stdout (one per path, see :mod:`entrypoint.helper`). With a command they are one log
+line each on stderr, and the command's stdout stays its own. Exit codes are listed in
+:mod:`entrypoint.errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from entrypoint.errors import (
+    EXIT_NOT_WRITABLE,
+    EXIT_PREPARE_FAILED,
+    EXIT_ROOT_REFUSED,
+    EXIT_USAGE,
+    EntrypointError,
+)
+from entrypoint.init import run_command
+from entrypoint.machine_id import ensure_machine_id
+from entrypoint.perms import prepare_tree
+from entrypoint.privileges import User, drop_privileges, group_of, resolve_user, set_no_new_privs
+
+__all__ = ["Options", "main", "parse_args"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise EntrypointError(EXIT_USAGE, message)
+
+
+class Options(argparse.Namespace):
+    user: str | None
+    group_of: str | None
+    prepare: list[str]
+    machine_id: str | None
+    allow_root: bool
+    command: list[str]
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="python -m entrypoint", description=__doc__.splitlines()[0])
+    p.add_argument("--user", help="run as UID[:GID] or NAME[:GROUP]; prepared paths get this owner")
+    p.add_argument("--group-of", metavar="PATH", help="also join the group owning PATH")
+    p.add_argument(
+        "--prepare",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="make the tree at PATH owned by --user with safe modes (repeatable)",
+    )
+    p.add_argument(
+        "--machine-id",
+        metavar="PATH",
+        help="write a stable machine-id (32 hex, mode 0444) unless PATH holds one",
+    )
+    p.add_argument("--allow-root", action="store_true", help="permit running the command as root")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    args = list(argv)
+    command: list[str] = []
+    if "--" in args:
+        cut = args.index("--")
+        args, command = args[:cut], args[cut + 1 :]
+    opts = _parser().parse_args(args, namespace=Options())
+    if command and opts.command:
+        raise EntrypointError(EXIT_USAGE, f"unexpected arguments before '--': {opts.command}")
+    opts.command = command or opts.command
+    if opts.command and opts.command[0].startswith("-"):
+        raise EntrypointError(EXIT_USAGE, f"unknown option {opts.command[0]}")
+    return opts
+
+
+def _emit(event: dict[str, Any], *, to_stdout: bool) -> None:
+    """Machine-readable on stdout for the supervisor; a log line on stderr otherwise."""
+    line = json.dumps(event, separators=(",", ":"))
+    if to_stdout:
+        print(line, flush=True)
+    elif sys.stderr.isatty():
+        details = " ".join(f"{k}={v}" for k, v in event.items() if k != "event" and v != [])
+        print(f"entrypoint: {event['event']} {details}", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _prepare(opts: Options, user: User | None, is_root: bool, to_stdout: bool) -> None:
+    for path in opts.prepare:
+        if not is_root:
+            # docker run --user / runAsUser: ownership is the operator's job; just check.
+            writable = Path(path).is_dir() and os.access(path, os.W_OK | os.X_OK)
+            _emit(
+                {
+                    "event": "prepare_skipped",
+                    "path": path,
+                    "reason": "not root",
+                    "uid": os.geteuid(),
+                    "writable": writable,
+                },
+                to_stdout=to_stdout,
+            )
+            if not writable:
+                raise EntrypointError(
+                    EXIT_NOT_WRITABLE, f"{path} is not writable by uid {os.geteuid()}"
+                )
+            continue
+        if user is None:
+            raise EntrypointError(EXIT_USAGE, "--prepare needs --user (the owner to set)")
+        started = time.monotonic()
+        result = prepare_tree(path, user.uid, user.gid)
+        _emit(
+            {
+                "event": "prepared",
+                **result.as_dict(),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+            to_stdout=to_stdout,
+        )
+        if result.failed:
+            raise EntrypointError(
+                EXIT_PREPARE_FAILED,
+                f"prepare {path}: {result.failed} entries could not be fixed, first: {result.failures[0]}",
+            )
+
+
+def run(opts: Options) -> int:
+    is_root = os.geteuid() == 0
+    to_stdout = not opts.command
+    # Resolve first: an unknown user fails before anything is touched or run.
+    user = resolve_user(opts.user) if opts.user is not None else None
+    if opts.machine_id is not None:
+        owner = (user.uid, user.gid) if is_root and user is not None else None
+        created = ensure_machine_id(opts.machine_id, owner)
+        _emit(
+            {"event": "machine_id", "path": opts.machine_id, "created": created},
+            to_stdout=to_stdout,
+        )
+    _prepare(opts, user, is_root, to_stdout)
+    if not opts.command:
+        return 0
+    if is_root:
+        if user is None:
+            if not opts.allow_root:
+                raise EntrypointError(
+                    EXIT_ROOT_REFUSED, "no --user given; running as root needs --allow-root"
+                )
+        else:
+            if opts.group_of is not None:
+                gid = group_of(opts.group_of)
+                user = User(
+                    user.uid, user.gid, tuple(sorted({*user.groups, gid})), user.name, user.home
+                )
+            drop_privileges(user, allow_root=opts.allow_root)
+    else:
+        set_no_new_privs()  # already unprivileged: still close the setuid-binary door
+    return run_command(opts.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(parse_args(sys.argv[1:] if argv is None else argv))
+    except EntrypointError as err:
+        print(f"entrypoint: {err.message}", file=sys.stderr, flush=True)
+        return err.code

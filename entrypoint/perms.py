@@ -1,0 +1,369 @@
+"""Safe permission fixing: make a tree owned by uid:gid without trusting its contents.
+
+The tree is attacker-writable (a game server writes it), so the walk assumes any entry
+can be swapped at any moment:
+
+- every call is relative to an open directory fd (``dir_fd``) and never follows a
+  symlink: subdirectories are opened with ``O_NOFOLLOW | O_DIRECTORY`` and checked to be
+  the inode that was listed; owners change with ``fchown``/``lchown``-style calls; modes
+  with ``fchmod`` on the directory fd or ``fchmodat(AT_SYMLINK_NOFOLLOW)``;
+- it never leaves the starting filesystem (``st_dev``) nor enters a mount point listed
+  in ``/proc/self/mountinfo`` (bind mounts of the same filesystem keep ``st_dev``);
+- entries that vanish mid-walk are skipped, not errors;
+- a regular file with several names is changed only when all of its names were found
+  inside the tree; otherwise another name (``/etc/shadow`` on a bind-mounted host
+  directory) would become ours. Such files are left exactly as they are;
+- device nodes are never chowned (owning a device node is owning the device);
+- only entries whose owner or mode differs are touched, so a second run does nothing.
+
+Modes: directories ``.auth/`` and ``.hyos/secrets/`` (at any depth) and everything
+below them get 0700 (dirs) / 0600 (files); ``.hyos/machine-id`` gets 0444; everything
+else is made owner-writable (dirs ``u+rwx``, files ``u+rw``) with all other bits kept,
+except that set-uid/set-gid bits are removed from non-directories.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Hook", "PrepareResult", "desired_mode", "prepare_tree"]
+
+# Called as hook(event, path): "listed" after a directory's entries were read,
+# "enter" just before a subdirectory is opened. Tests use it to race the walk.
+Hook = Callable[[str, str], None]
+
+# Entry classes: what rules apply to a name depends on its parent's class.
+_NORMAL, _HYOS, _SECRET = 0, 1, 2
+_MACHINE_ID = 3  # only ever a file class
+
+_S_IFMT = 0o170000
+_S_IFDIR = stat.S_IFDIR
+_S_IFREG = stat.S_IFREG
+_S_IFLNK = stat.S_IFLNK
+_DEVICES = (stat.S_IFCHR, stat.S_IFBLK)
+_PERM_BITS = 0o7777
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_MAX_DEFERRED = 256  # open O_PATH fds kept for multi-link files; beyond that they are skipped
+_MAX_REPORTED = 20  # skipped/failed paths listed in the result (counts are always exact)
+_GONE = (errno.ENOENT, errno.ESTALE)
+
+
+@dataclass
+class PrepareResult:
+    """Counts of one walk. ``skipped`` entries were deliberately left alone."""
+
+    path: str
+    uid: int
+    gid: int
+    scanned: int = 0
+    changed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    skipped_paths: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_paths) < _MAX_REPORTED:
+            self.skipped_paths.append(f"{path} ({reason})")
+
+    def fail(self, path: str, err: OSError | str) -> None:
+        self.failed += 1
+        if len(self.failures) < _MAX_REPORTED:
+            reason = err if isinstance(err, str) else (err.strerror or str(err))
+            self.failures.append(f"{path}: {reason}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "uid": self.uid,
+            "gid": self.gid,
+            "scanned": self.scanned,
+            "changed": self.changed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "skipped_paths": self.skipped_paths,
+            "failures": self.failures,
+        }
+
+
+def _child_class(parent: int, name: str, is_dir: bool) -> int:
+    if parent == _SECRET:
+        return _SECRET
+    if parent == _HYOS:
+        if is_dir and name == "secrets":
+            return _SECRET
+        if not is_dir and name == "machine-id":
+            return _MACHINE_ID
+        return _NORMAL if not (is_dir and name == ".auth") else _SECRET
+    if is_dir and name == ".auth":
+        return _SECRET
+    if is_dir and name == ".hyos":
+        return _HYOS
+    return _NORMAL
+
+
+def desired_mode(mode: int, cls: int = _NORMAL) -> int:
+    """Permission bits an entry with ``st_mode`` ``mode`` should have (never wider)."""
+    is_dir = mode & _S_IFMT == _S_IFDIR
+    perm = mode & _PERM_BITS
+    if cls == _SECRET:
+        return 0o700 if is_dir else 0o600
+    if cls == _MACHINE_ID:
+        return 0o444
+    if is_dir:
+        return perm | 0o700
+    return (perm | 0o600) & ~(stat.S_ISUID | stat.S_ISGID)
+
+
+def _mountpoints_below(root: str) -> frozenset[str]:
+    """Mount points strictly below ``root`` (same-device bind mounts included)."""
+    prefix = root.rstrip("/") + "/"
+    found: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.split(" ", 5)
+                if len(fields) < 5:
+                    continue
+                point = _unescape_mountinfo(fields[4])
+                if point.startswith(prefix):
+                    found.add(point.rstrip("/"))
+    except OSError:
+        pass  # no /proc: st_dev still guards against other filesystems
+    return frozenset(found)
+
+
+def _unescape_mountinfo(field_: str) -> str:
+    if "\\" not in field_:
+        return field_
+    out, i = [], 0
+    while i < len(field_):
+        if field_[i] == "\\" and field_[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field_[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field_[i])
+            i += 1
+    return "".join(out)
+
+
+class _Walker:
+    """One walk; state kept on the instance so the hot loop uses locals."""
+
+    def __init__(self, root: str, uid: int, gid: int, hook: Hook | None) -> None:
+        self.root = root
+        self.uid = uid
+        self.gid = gid
+        self.hook = hook
+        self.result = PrepareResult(path=root, uid=uid, gid=gid)
+        self.mounts = _mountpoints_below(root)
+        # (dev, ino) -> [O_PATH fd of one name, names seen, path, class]
+        self.deferred: dict[tuple[int, int], list[Any]] = {}
+
+    def run(self) -> PrepareResult:
+        res = self.result
+        try:
+            fd = os.open(self.root, _DIR_FLAGS)
+        except OSError as err:
+            if err.errno == errno.ELOOP or err.errno == errno.ENOTDIR:
+                res.fail(self.root, "not a directory (or a symlink); refusing")
+            else:
+                res.fail(self.root, err)
+            return res
+        try:
+            st = os.fstat(fd)
+            self.dev = st.st_dev
+            res.scanned += 1
+            cls = _NORMAL
+            self._fix_dir(fd, st, cls, self.root)
+            self._walk(fd, self.root, cls)
+        finally:
+            os.close(fd)
+        self._finish_deferred()
+        return res
+
+    def _fix_dir(self, fd: int, st: os.stat_result, cls: int, path: str) -> None:
+        """Fix a directory through its own fd: no name to swap."""
+        want = desired_mode(st.st_mode, cls)
+        own = st.st_uid != self.uid or st.st_gid != self.gid
+        mod = st.st_mode & _PERM_BITS != want
+        if not (own or mod):
+            return
+        try:
+            if own:
+                os.fchown(fd, self.uid, self.gid)
+            if mod:
+                os.fchmod(fd, want)
+        except OSError as err:
+            self.result.fail(path, err)
+            return
+        self.result.changed += 1
+
+    def _walk(self, top_fd: int, top_path: str, top_cls: int) -> None:
+        res = self.result
+        uid, gid, dev, hook, mounts = self.uid, self.gid, self.dev, self.hook, self.mounts
+        chown, chmod = os.chown, os.chmod
+        # Depth-first; each stack level keeps one open directory fd.
+        stack: list[tuple[int, str, int, list[os.DirEntry[str]], int]] = []
+        fd, path, cls = top_fd, top_path, top_cls
+        entries = self._list(fd, path)
+        i = 0
+        while True:
+            if i >= len(entries):
+                if fd != top_fd:
+                    os.close(fd)
+                if not stack:
+                    return
+                fd, path, cls, entries, i = stack.pop()
+                continue
+            entry = entries[i]
+            i += 1
+            name = entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as err:
+                if err.errno in _GONE:
+                    res.skip(f"{path}/{name}", "vanished")
+                else:
+                    res.fail(f"{path}/{name}", err)
+                continue
+            res.scanned += 1
+            fmt = st.st_mode & _S_IFMT
+            if fmt == _S_IFDIR:
+                child = f"{path}/{name}"
+                if st.st_dev != dev or (mounts and child in mounts):
+                    res.skip(child, "other filesystem")
+                    continue
+                if hook is not None:
+                    hook("enter", child)
+                sub = self._open_dir(fd, name, st, child)
+                if sub < 0:
+                    continue
+                ccls = _child_class(cls, name, True)
+                self._fix_dir(sub, st, ccls, child)
+                sub_entries = self._list(sub, child)
+                stack.append((fd, path, cls, entries, i))
+                fd, path, cls, entries, i = sub, child, ccls, sub_entries, 0
+                continue
+            own = st.st_uid != uid or st.st_gid != gid
+            if fmt == _S_IFLNK:
+                # A symlink has no mode of its own; its owner is changed, never its target's.
+                if own:
+                    try:
+                        chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                        res.changed += 1
+                    except OSError as err:
+                        self._os_error(f"{path}/{name}", err)
+                continue
+            if fmt in _DEVICES:
+                res.skip(f"{path}/{name}", "device node")
+                continue
+            ccls = _child_class(cls, name, False) if cls == _HYOS else cls
+            want = desired_mode(st.st_mode, ccls)
+            mod = st.st_mode & _PERM_BITS != want
+            if not (own or mod):
+                continue
+            if st.st_nlink > 1:
+                self._defer(fd, name, st, ccls, f"{path}/{name}")
+                continue
+            try:
+                if own:
+                    chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                # After chown: the kernel may clear set-id bits, and we drop them anyway.
+                if mod:
+                    chmod(name, want, dir_fd=fd, follow_symlinks=False)
+                res.changed += 1
+            except OSError as err:
+                self._os_error(f"{path}/{name}", err)
+            except (ValueError, NotImplementedError):
+                # fchmodat(AT_SYMLINK_NOFOLLOW) refused: the name became a symlink.
+                res.skip(f"{path}/{name}", "replaced by a symlink")
+
+    def _list(self, fd: int, path: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+        except OSError as err:
+            self._os_error(path, err)
+            return []
+        if self.hook is not None:
+            self.hook("listed", path)
+        return entries
+
+    def _open_dir(self, parent: int, name: str, st: os.stat_result, path: str) -> int:
+        """Open a listed subdirectory, or return -1 if it is no longer that directory."""
+        try:
+            sub = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                self.result.skip(path, "replaced by a symlink or file")
+            else:
+                self._os_error(path, err)
+            return -1
+        now = os.fstat(sub)
+        if now.st_ino != st.st_ino or now.st_dev != st.st_dev:
+            os.close(sub)
+            self.result.skip(path, "replaced during the walk")
+            return -1
+        return sub
+
+    def _os_error(self, path: str, err: OSError) -> None:
+        if err.errno in _GONE:
+            self.result.skip(path, "vanished")
+        else:
+            self.result.fail(path, err)
+
+    def _defer(self, dfd: int, name: str, st: os.stat_result, cls: int, path: str) -> None:
+        """Remember a multi-link file; it is fixed at the end if all its names are ours."""
+        key = (st.st_dev, st.st_ino)
+        seen = self.deferred.get(key)
+        if seen is not None:
+            seen[1] += 1
+            return
+        if st.st_mode & _S_IFMT != _S_IFREG or len(self.deferred) >= _MAX_DEFERRED:
+            self.result.skip(path, "hard link")
+            return
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError as err:
+            self._os_error(path, err)
+            return
+        self.deferred[key] = [fd, 1, path, cls]
+
+    def _finish_deferred(self) -> None:
+        res = self.result
+        for (_dev, ino), (fd, seen, path, cls) in self.deferred.items():
+            try:
+                st = os.fstat(fd)
+                if st.st_ino != ino or not stat.S_ISREG(st.st_mode):
+                    res.skip(path, "replaced during the walk")
+                elif st.st_nlink != seen:
+                    res.skip(path, "hard link with names outside the tree")
+                else:
+                    # An O_PATH fd cannot be fchown'ed; its /proc link names the same inode.
+                    proc = f"/proc/self/fd/{fd}"
+                    if st.st_uid != self.uid or st.st_gid != self.gid:
+                        os.chown(proc, self.uid, self.gid)
+                    os.chmod(proc, desired_mode(st.st_mode, cls))  # noqa: PTH101
+                    res.changed += 1
+            except OSError as err:
+                res.fail(path, err)
+            finally:
+                os.close(fd)
+        self.deferred.clear()
+
+
+def prepare_tree(root: str, uid: int, gid: int, *, hook: Hook | None = None) -> PrepareResult:
+    """Make the tree at ``root`` owned by ``uid:gid`` with safe modes; see the module doc.
+
+    ``root`` itself must be a real directory (not a symlink). Never raises for problems
+    inside the tree: they are counted in ``failed``/``skipped`` on the result.
+    """
+    # abspath, not resolve(): resolving would follow symlinks before the checks.
+    return _Walker(os.path.abspath(root), uid, gid, hook).run()  # noqa: PTH100
