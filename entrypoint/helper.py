@@ -22,24 +22,30 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["parse_events", "prepare_command"]
+__all__ = ["PREPARE_ENTRYPOINT", "parse_events", "prepare_args", "prepare_command"]
+
+# Set as the container's Entrypoint explicitly, so the step does not depend on the
+# helper image's own ENTRYPOINT (today the same, but images change).
+PREPARE_ENTRYPOINT: tuple[str, ...] = ("python3", "-m", "entrypoint")
+
+
+def prepare_args(
+    uid: int, gid: int, paths: Sequence[str], *, machine_id: str | None = None
+) -> list[str]:
+    """The container Cmd of the prepare step (arguments after PREPARE_ENTRYPOINT)."""
+    args = ["--user", f"{uid}:{gid}"]
+    if machine_id is not None:
+        args += ["--machine-id", machine_id]
+    for path in paths:
+        args += ["--prepare", path]
+    return args
 
 
 def prepare_command(
-    uid: int,
-    gid: int,
-    paths: Sequence[str],
-    *,
-    machine_id: str | None = None,
-    python: str = "python3",
+    uid: int, gid: int, paths: Sequence[str], *, machine_id: str | None = None
 ) -> list[str]:
-    """The container command (Cmd) of the prepare step."""
-    cmd = [python, "-m", "entrypoint", "--user", f"{uid}:{gid}"]
-    if machine_id is not None:
-        cmd += ["--machine-id", machine_id]
-    for path in paths:
-        cmd += ["--prepare", path]
-    return cmd
+    """The whole argv, as one list (e.g. for ``docker run --entrypoint``-less use)."""
+    return [*PREPARE_ENTRYPOINT, *prepare_args(uid, gid, paths, machine_id=machine_id)]
 
 
 def parse_events(stdout: str) -> list[dict[str, Any]]:
