@@ -1,0 +1,298 @@
+"""The only module that talks to Docker: thin async calls over the Engine API.
+
+Everything here is I/O with no decisions beyond retrying transient failures; what to
+do is decided by the pure modules (stack, policy, plan, restarts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import aiodocker
+import aiohttp
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from supervisor.plan import Observed, observed_from_inspect
+from supervisor.stack import LABEL_MANAGED, LABEL_STACK
+
+log = logging.getLogger("supervisor.engine")
+
+# aiodocker reports a refused or broken connection as status 900.
+_UNREACHABLE = 900
+
+
+class EngineError(Exception):
+    """A Docker call failed for a reason worth one clear line to the operator."""
+
+
+class DockerUnreachable(EngineError):
+    pass
+
+
+class NotFound(EngineError):
+    pass
+
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, aiodocker.DockerError):
+        return err.status == _UNREACHABLE or err.status >= 500 and "No such" not in str(err)
+    return isinstance(err, aiohttp.ClientConnectionError | OSError | TimeoutError)
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, aiodocker.DockerError):
+        return str(err.message)
+    return str(err) or type(err).__name__
+
+
+class Engine:
+    """One connection to the engine; use `async with Engine.connect(...)`."""
+
+    def __init__(self, docker: aiodocker.Docker, host: str, retries: int) -> None:
+        self._docker = docker
+        self.host = host
+        self._retries = retries
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, host: str, retries: int = 5) -> AsyncIterator[Self]:
+        docker = aiodocker.Docker(url=host)
+        engine = cls(docker, host, retries)
+        try:
+            await engine.ping()
+            yield engine
+        finally:
+            await docker.close()
+
+    async def _call(
+        self,
+        path: str,
+        method: str = "GET",
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One JSON call, retried with bounded backoff while the engine is unreachable."""
+        data = json.dumps(body) if body is not None else None
+        client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(self._retries),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    kwargs: dict[str, Any] = {"method": method, "params": params, "data": data}
+                    if client_timeout is not None:
+                        kwargs["timeout"] = client_timeout
+                    return await self._docker._query_json(path, **kwargs)
+        except aiodocker.DockerError as err:
+            if err.status == _UNREACHABLE:
+                raise DockerUnreachable(
+                    f"cannot reach Docker at {self.host} after {self._retries} attempts; "
+                    "is dockerd running and is docker_host right?"
+                ) from None
+            if err.status == 404:
+                raise NotFound(_message(err)) from None
+            raise EngineError(_message(err)) from None
+        except (aiohttp.ClientError, OSError) as err:
+            raise DockerUnreachable(f"cannot reach Docker at {self.host}: {_message(err)}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def ping(self) -> None:
+        await self._call("version")
+
+    async def version(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("version")
+        return result
+
+    # --- containers --------------------------------------------------------------------
+
+    async def list_stack(self, stack: str) -> list[Observed]:
+        """Every container carrying the stack's labels, running or not."""
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_STACK}={stack}"]}
+        found = await self._call(
+            "containers/json", params={"all": "1", "filters": json.dumps(filters)}
+        )
+        return [observed_from_inspect(entry) for entry in found]
+
+    async def inspect(self, ref: str) -> dict[str, Any] | None:
+        """The inspect result, or None when no container has this id or name."""
+        try:
+            result: dict[str, Any] = await self._call(f"containers/{ref}/json")
+        except NotFound:
+            return None
+        return result
+
+    async def create(self, name: str, body: Mapping[str, Any]) -> str:
+        result = await self._call("containers/create", "POST", params={"name": name}, body=body)
+        return str(result["Id"])
+
+    async def start(self, container_id: str) -> None:
+        await self._call(f"containers/{container_id}/start", "POST")
+
+    async def stop(self, container_id: str, timeout: int) -> None:
+        """SIGTERM, wait `timeout`, then SIGKILL; returns once the engine says it stopped."""
+        await self._call(
+            f"containers/{container_id}/stop",
+            "POST",
+            params={"t": str(timeout)},
+            timeout=timeout + 60,
+        )
+
+    async def kill(self, container_id: str, signal: str = "SIGKILL") -> None:
+        await self._call(f"containers/{container_id}/kill", "POST", params={"signal": signal})
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await self._call(f"containers/{container_id}", "DELETE", params={"force": "1"})
+        except NotFound:
+            pass
+
+    async def logs_tail(self, container_id: str, lines: int = 50) -> list[str]:
+        """The last lines of stdout and stderr, demultiplexed."""
+        container = self._docker.containers.container(container_id)
+        try:
+            chunks = await container.log(stdout=True, stderr=True, tail=lines)
+        except aiodocker.DockerError:
+            return []
+        return "".join(chunks).splitlines()[-lines:]
+
+    # --- images, networks, volumes -----------------------------------------------------
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self._call(f"images/{image}/json")
+        except NotFound:
+            return False
+        return True
+
+    async def pull(self, image: str) -> None:
+        """Pull, or raise EngineError naming the image."""
+        name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+        try:
+            await self._docker.images.pull(name or image, tag=tag or None)
+        except aiodocker.DockerError as err:
+            raise EngineError(
+                f"image {image!r} is not present locally and pulling it failed: {_message(err)}"
+            ) from None
+
+    async def ensure_network(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Create the bridge network unless it exists; True when created."""
+        try:
+            await self._call(f"networks/{name}")
+            return False
+        except NotFound:
+            pass
+        await self._call(
+            "networks/create",
+            "POST",
+            body={"Name": name, "Driver": "bridge", "Labels": dict(labels), "CheckDuplicate": True},
+        )
+        return True
+
+    async def network_labels(self, name: str) -> dict[str, str] | None:
+        try:
+            found = await self._call(f"networks/{name}")
+        except NotFound:
+            return None
+        return dict(found.get("Labels") or {})
+
+    async def remove_network(self, name: str) -> None:
+        try:
+            await self._call(f"networks/{name}", "DELETE")
+        except NotFound:
+            pass
+
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Create the named volume unless it exists; True when created."""
+        if await self.volume_labels(name) is not None:
+            return False
+        await self._call("volumes/create", "POST", body={"Name": name, "Labels": dict(labels)})
+        return True
+
+    async def volume_labels(self, name: str) -> dict[str, str] | None:
+        try:
+            found = await self._call(f"volumes/{name}")
+        except NotFound:
+            return None
+        return dict(found.get("Labels") or {})
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            await self._call(f"volumes/{name}", "DELETE")
+        except NotFound:
+            pass
+
+    # --- events ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def events(
+        self, filters: Mapping[str, list[str]], since: str | None = None
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """A live event stream; entering it means the engine is already listening."""
+        params: dict[str, Any] = {"filters": json.dumps(dict(filters))}
+        if since is not None:
+            params["since"] = since
+        try:
+            async with self._docker._query(
+                "events", params=params, timeout=aiohttp.ClientTimeout()
+            ) as response:
+                yield _json_lines(response)
+        except aiodocker.DockerError as err:
+            raise DockerUnreachable(f"event stream from {self.host} failed: {_message(err)}") from None
+
+    async def wait_ready(self, container_id: str, timeout: float) -> dict[str, Any]:
+        """Until the container is healthy (or running, without a health check).
+
+        Event-driven: subscribe first, then inspect, so no transition can slip between.
+        Raises EngineError when it exits, turns unhealthy or the timeout passes.
+        """
+        filters = {"container": [container_id], "event": ["health_status", "die", "start"]}
+        with anyio.fail_after(timeout):
+            async with self.events(filters) as stream:
+                while True:
+                    info = await self.inspect(container_id)
+                    if info is None:
+                        raise EngineError(f"container {container_id[:12]} disappeared")
+                    verdict = _readiness(info)
+                    if verdict == "ready":
+                        return info
+                    if verdict != "waiting":
+                        raise EngineError(verdict)
+                    await anext(stream)
+
+
+async def _json_lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    async for line in response.content:
+        if line.strip():
+            yield json.loads(line)
+    raise DockerUnreachable("the engine closed the event stream")
+
+
+def _readiness(info: Mapping[str, Any]) -> str:
+    """'ready', 'waiting', or why it will never be ready."""
+    state = info.get("State") or {}
+    if state.get("Status") in ("exited", "dead"):
+        return f"exited with code {state.get('ExitCode')}" + (
+            " (OOM killed)" if state.get("OOMKilled") else ""
+        )
+    health = (state.get("Health") or {}).get("Status")
+    if health == "unhealthy":
+        return "turned unhealthy"
+    if state.get("Running") and health in (None, "healthy"):
+        return "ready"
+    return "waiting"

@@ -1,0 +1,117 @@
+"""Pure: desired specs + observed containers -> what to do, per service, in start order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.stack import LABEL_ROLE, LABEL_SPEC_HASH
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A container of the stack as the engine reports it."""
+
+    id: str
+    name: str
+    role: str
+    spec_hash: str
+    state: str  # created | running | paused | restarting | exited | dead | removing
+    health: str | None = None  # None when the container has no health check
+    created: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting", "paused")
+
+
+@dataclass(frozen=True)
+class Desired:
+    role: str
+    name: str
+    body: Mapping[str, Any]
+
+    @property
+    def spec_hash(self) -> str:
+        return str(self.body["Labels"][LABEL_SPEC_HASH])
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What `up` does for one service: remove, then create, then start."""
+
+    role: str
+    desired: Desired
+    keep: Observed | None
+    remove: tuple[Observed, ...] = field(default=())
+    reason: str = ""
+
+    @property
+    def create(self) -> bool:
+        return self.keep is None
+
+    @property
+    def start(self) -> bool:
+        return self.keep is None or not self.keep.running
+
+    @property
+    def changes_nothing(self) -> bool:
+        return not self.remove and not self.create and not self.start
+
+
+def plan_service(desired: Desired, observed: Iterable[Observed]) -> ServicePlan:
+    """Keep one container whose hash matches; remove drifted ones and duplicates."""
+    mine = [o for o in observed if o.role == desired.role]
+    # Prefer a running match, then the newest: duplicates can only come from a crash mid-create.
+    matches = sorted(
+        (o for o in mine if o.spec_hash == desired.spec_hash),
+        key=lambda o: (o.running, o.created),
+        reverse=True,
+    )
+    keep = matches[0] if matches else None
+    remove = tuple(o for o in mine if o is not keep)
+    if keep is None and remove:
+        reason = "spec changed (drift): recreate"
+    elif keep is None:
+        reason = "missing: create"
+    elif remove:
+        reason = "duplicates: remove extras"
+    elif not keep.running:
+        reason = f"{keep.state}: start"
+    else:
+        reason = "up to date"
+    return ServicePlan(desired.role, desired, keep, remove, reason)
+
+
+def plan_stack(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> list[ServicePlan]:
+    """One plan per desired service, in the order given (the start order)."""
+    seen = list(observed)
+    return [plan_service(d, seen) for d in desired.values()]
+
+
+def strays(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> list[Observed]:
+    """Containers of the stack whose role is no longer desired."""
+    return [o for o in observed if o.role not in desired]
+
+
+def observed_from_inspect(inspect: Mapping[str, Any]) -> Observed:
+    """Reduce an inspect result (or a list entry) to what planning needs."""
+    config = inspect.get("Config") or {}
+    labels = config.get("Labels") or inspect.get("Labels") or {}
+    state = inspect.get("State")
+    if isinstance(state, Mapping):
+        status = str(state.get("Status", ""))
+        health = (state.get("Health") or {}).get("Status")
+    else:
+        status, health = str(state or ""), None
+    names = inspect.get("Names") or [inspect.get("Name", "")]
+    return Observed(
+        id=str(inspect.get("Id", "")),
+        name=str(names[0]).lstrip("/"),
+        role=str(labels.get(LABEL_ROLE, "")),
+        spec_hash=str(labels.get(LABEL_SPEC_HASH, "")),
+        state=status,
+        health=health,
+        created=str(inspect.get("Created", "")),
+    )

@@ -1,0 +1,357 @@
+"""Pure: the hardening rules, stated once.
+
+`build_create_body` turns a ServiceSpec into an Engine API create body that follows
+every rule; `audit` checks a live container's inspect result against the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.settings import SENSITIVE_HOST_PATHS
+from supervisor.stack import (
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    LABEL_SPEC_HASH,
+    LABEL_STACK,
+    ServiceSpec,
+)
+
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+LOG_DRIVERS = ("json-file", "local")
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# Kubernetes' restricted profile allows adding back this capability only.
+PSS_ALLOWED_CAPS = frozenset({"NET_BIND_SERVICE"})
+
+Inspect = Mapping[str, Any]
+
+
+def _seconds_to_ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+def _tmpfs_options(spec: ServiceSpec) -> str:
+    # Owned by the workload's uid so a read-only root still leaves it a private scratch dir.
+    return f"rw,nosuid,nodev,uid={spec.uid},gid={spec.gid},mode=0700"
+
+
+def spec_hash(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical create body, excluding the hash label itself."""
+    labels = {k: v for k, v in body.get("Labels", {}).items() if k != LABEL_SPEC_HASH}
+    canonical = json.dumps({**body, "Labels": labels}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
+    """The Engine API `POST /containers/create` body for one service, hardened."""
+    exposed = {f"{p.container_port}/{p.protocol}": {} for p in spec.ports}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in spec.ports:
+        bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(
+            {"HostIp": port.host_ip, "HostPort": str(port.host_port) if port.host_port else ""}
+        )
+    body: dict[str, Any] = {
+        "Image": spec.image,
+        "User": spec.user,
+        "Env": [f"{key}={value}" for key, value in spec.env],
+        "Labels": {**spec.base_labels, **dict(spec.labels)},
+        "ExposedPorts": exposed,
+        "StopSignal": "SIGTERM",
+        "StopTimeout": spec.stop_timeout,
+        "HostConfig": {
+            "Privileged": False,
+            "ReadonlyRootfs": spec.read_only,
+            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "CapDrop": ["ALL"],
+            "CapAdd": list(spec.cap_add),
+            "Tmpfs": {path: _tmpfs_options(spec) for path in spec.tmpfs},
+            "Memory": spec.memory_bytes,
+            # Equal to Memory: no swap, so the limit is the limit.
+            "MemorySwap": spec.memory_bytes,
+            "NanoCpus": spec.nano_cpus,
+            "PidsLimit": spec.pids_limit,
+            # The supervisor restarts, with backoff and crash-loop detection.
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_file)},
+            },
+            "Init": True,
+            "NetworkMode": spec.network,
+            "PortBindings": bindings,
+            "Mounts": [
+                {
+                    "Type": m.type,
+                    "Source": m.source,
+                    "Target": m.target,
+                    "ReadOnly": m.read_only,
+                }
+                for m in spec.mounts
+            ],
+            "IpcMode": "private",
+            "Devices": [],
+        },
+        "NetworkingConfig": {"EndpointsConfig": {spec.network: {"Aliases": [spec.role]}}},
+    }
+    if spec.healthcheck is not None:
+        check = spec.healthcheck
+        health: dict[str, Any] = {
+            "Interval": _seconds_to_ns(check.interval),
+            "Timeout": _seconds_to_ns(check.timeout),
+            "Retries": check.retries,
+            "StartPeriod": _seconds_to_ns(check.start_period),
+        }
+        if check.test:
+            health["Test"] = ["CMD", *check.test]
+        body["Healthcheck"] = health
+    body["Labels"][LABEL_SPEC_HASH] = spec_hash(body)
+    return body
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the settings allow beyond the baseline; the audit fails anything else."""
+
+    stack: str
+    network: str
+    cap_add: frozenset[str] = PSS_ALLOWED_CAPS
+    host_ips: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    cis: str  # CIS Docker Benchmark 1.6 id, "" where none exists
+    pss: str  # the Kubernetes Pod Security "restricted" equivalent, "" where none exists
+    fix: str
+    check: Callable[[Inspect, Expectation], str | None]  # None = pass, else what is wrong
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: Rule
+    container: str
+    passed: bool
+    detail: str
+
+
+def _host(inspect: Inspect) -> Mapping[str, Any]:
+    return inspect.get("HostConfig") or {}
+
+
+def _config(inspect: Inspect) -> Mapping[str, Any]:
+    return inspect.get("Config") or {}
+
+
+def _mount_sources(inspect: Inspect) -> list[tuple[str, str]]:
+    """(type, host source) of every mount, from the live list and the host config."""
+    found = [(m.get("Type", ""), m.get("Source", "")) for m in inspect.get("Mounts") or []]
+    found += [(m.get("Type", ""), m.get("Source", "")) for m in _host(inspect).get("Mounts") or []]
+    found += [("bind", b.split(":")[0]) for b in _host(inspect).get("Binds") or []]
+    return found
+
+
+def _check_user(inspect: Inspect, _: Expectation) -> str | None:
+    user = str(_config(inspect).get("User") or "")
+    uid = user.split(":")[0]
+    if not uid.isdigit():
+        return f"User {user!r} is not a numeric uid"
+    return "runs as uid 0" if int(uid) == 0 else None
+
+
+def _check_no_new_privileges(inspect: Inspect, _: Expectation) -> str | None:
+    options = _host(inspect).get("SecurityOpt") or []
+    ok = any(o in (NO_NEW_PRIVILEGES, "no-new-privileges") for o in options)
+    return None if ok else "no-new-privileges is not set"
+
+
+def _check_caps(inspect: Inspect, expect: Expectation) -> str | None:
+    host = _host(inspect)
+    drop = {c.upper().removeprefix("CAP_") for c in host.get("CapDrop") or []}
+    add = {c.upper().removeprefix("CAP_") for c in host.get("CapAdd") or []}
+    if "ALL" not in drop:
+        return "CapDrop does not contain ALL"
+    extra = sorted(add - expect.cap_add)
+    return f"CapAdd has {extra} beyond the configured cap_add" if extra else None
+
+
+def _check_privileged(inspect: Inspect, _: Expectation) -> str | None:
+    return "container is privileged" if _host(inspect).get("Privileged") else None
+
+
+def _check_sensitive_mounts(inspect: Inspect, _: Expectation) -> str | None:
+    bad = sorted(
+        source
+        for kind, source in _mount_sources(inspect)
+        if kind == "bind"
+        and (
+            source.rstrip("/") in SENSITIVE_HOST_PATHS
+            or source == "/"
+            or any(source.startswith(p + "/") for p in SENSITIVE_HOST_PATHS if p != "/")
+        )
+    )
+    return f"binds sensitive host paths {bad}" if bad else None
+
+
+def _check_docker_socket(inspect: Inspect, _: Expectation) -> str | None:
+    bad = sorted(s for _, s in _mount_sources(inspect) if s.endswith("docker.sock"))
+    return f"mounts the Docker socket {bad}" if bad else None
+
+
+def _namespace_check(key: str, what: str) -> Callable[[Inspect, Expectation], str | None]:
+    def check(inspect: Inspect, _: Expectation) -> str | None:
+        return f"shares the host's {what} namespace" if _host(inspect).get(key) == "host" else None
+
+    return check
+
+
+def _check_memory(inspect: Inspect, _: Expectation) -> str | None:
+    return None if (_host(inspect).get("Memory") or 0) > 0 else "no memory limit"
+
+
+def _check_cpu(inspect: Inspect, _: Expectation) -> str | None:
+    host = _host(inspect)
+    limited = (host.get("NanoCpus") or 0) > 0 or (host.get("CpuQuota") or 0) > 0
+    return None if limited else "no CPU limit"
+
+
+def _check_read_only(inspect: Inspect, _: Expectation) -> str | None:
+    return None if _host(inspect).get("ReadonlyRootfs") else "root filesystem is writable"
+
+
+def _check_bound_interface(inspect: Inspect, expect: Expectation) -> str | None:
+    for port, bindings in (_host(inspect).get("PortBindings") or {}).items():
+        for binding in bindings or []:
+            ip = binding.get("HostIp") or ""
+            if not ip:
+                return f"{port} is published on every interface without an explicit HostIp"
+            if expect.host_ips and ip not in expect.host_ips:
+                return f"{port} is published on {ip}, not a configured host_ip"
+    return None
+
+
+def _check_seccomp(inspect: Inspect, _: Expectation) -> str | None:
+    options = _host(inspect).get("SecurityOpt") or []
+    return "seccomp is unconfined" if "seccomp=unconfined" in options else None
+
+
+def _check_cgroup_parent(inspect: Inspect, _: Expectation) -> str | None:
+    parent = _host(inspect).get("CgroupParent") or ""
+    return f"custom cgroup parent {parent!r}" if parent else None
+
+
+def _check_health(inspect: Inspect, _: Expectation) -> str | None:
+    test = (_config(inspect).get("Healthcheck") or {}).get("Test") or []
+    return None if test and test != ["NONE"] else "no health check"
+
+
+def _check_pids(inspect: Inspect, _: Expectation) -> str | None:
+    return None if (_host(inspect).get("PidsLimit") or 0) > 0 else "no pids limit"
+
+
+def _check_network(inspect: Inspect, expect: Expectation) -> str | None:
+    mode = _host(inspect).get("NetworkMode") or "default"
+    if mode in ("default", "bridge"):
+        return "attached to the default bridge"
+    return None if mode == expect.network else f"network is {mode!r}, not {expect.network!r}"
+
+
+def _check_devices(inspect: Inspect, _: Expectation) -> str | None:
+    return "host devices are mapped" if _host(inspect).get("Devices") else None
+
+
+def _check_restart_policy(inspect: Inspect, _: Expectation) -> str | None:
+    name = (_host(inspect).get("RestartPolicy") or {}).get("Name") or "no"
+    return None if name == "no" else f"engine restart policy {name!r} competes with the supervisor"
+
+
+def _check_logs(inspect: Inspect, _: Expectation) -> str | None:
+    log = _host(inspect).get("LogConfig") or {}
+    if log.get("Type") not in LOG_DRIVERS:
+        return f"log driver {log.get('Type')!r} is not json-file or local"
+    return None if (log.get("Config") or {}).get("max-size") else "logs have no size cap"
+
+
+def _check_init(inspect: Inspect, _: Expectation) -> str | None:
+    return None if _host(inspect).get("Init") else "no init process reaps zombies"
+
+
+def _check_labels(inspect: Inspect, expect: Expectation) -> str | None:
+    labels = _config(inspect).get("Labels") or {}
+    if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_STACK) != expect.stack:
+        return "missing the stack's io.hyos labels"
+    return None if labels.get(LABEL_ROLE) and labels.get(LABEL_SPEC_HASH) else "no role or hash"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("non-root-user", "numeric non-root User", "4.1", "runAsNonRoot: true",
+         "set user to a non-root uid:gid such as 568:568", _check_user),
+    Rule("capabilities", "CapDrop ALL, CapAdd only what settings name", "5.4",
+         "capabilities.drop: [ALL]", "drop ALL and add back only named capabilities",
+         _check_caps),
+    Rule("not-privileged", "not privileged", "5.5", "privileged: false",
+         "remove --privileged", _check_privileged),
+    Rule("no-sensitive-mounts", "no bind of sensitive host directories", "5.6",
+         "no hostPath volumes", "mount a named volume or a dedicated directory",
+         _check_sensitive_mounts),
+    Rule("no-host-network", "own network namespace", "5.10", "hostNetwork: false",
+         "do not use --network host", _namespace_check("NetworkMode", "network")),
+    Rule("memory-limit", "memory limit set", "5.11", "resources.limits.memory",
+         "set memory", _check_memory),
+    Rule("cpu-limit", "CPU limit set", "5.12", "resources.limits.cpu", "set cpus", _check_cpu),
+    Rule("read-only-root", "read-only root filesystem", "5.13",
+         "readOnlyRootFilesystem: true", "set read_only = true and add tmpfs paths",
+         _check_read_only),
+    Rule("bound-interface", "ports bound to a configured host IP", "5.14",
+         "no hostPort", "set host_ip for the service", _check_bound_interface),
+    Rule("no-host-pid", "own PID namespace", "5.16", "hostPID: false",
+         "do not use --pid host", _namespace_check("PidMode", "PID")),
+    Rule("no-host-ipc", "own IPC namespace", "5.17", "hostIPC: false",
+         "do not use --ipc host", _namespace_check("IpcMode", "IPC")),
+    Rule("no-devices", "no host devices", "5.18", "no hostPath devices",
+         "remove --device", _check_devices),
+    Rule("no-host-uts", "own UTS namespace", "5.21", "", "do not use --uts host",
+         _namespace_check("UTSMode", "UTS")),
+    Rule("seccomp", "default seccomp profile, never unconfined", "5.22",
+         "seccompProfile: RuntimeDefault", "remove seccomp=unconfined", _check_seccomp),
+    Rule("cgroup-parent", "default cgroup parent", "5.25", "", "remove --cgroup-parent",
+         _check_cgroup_parent),
+    Rule("no-new-privileges", "no-new-privileges", "5.26",
+         "allowPrivilegeEscalation: false", "add no-new-privileges:true",
+         _check_no_new_privileges),
+    Rule("health-check", "health check defined", "5.27", "livenessProbe",
+         "use an image with HEALTHCHECK or set healthcheck", _check_health),
+    Rule("pids-limit", "pids limit set", "5.29", "", "set pids_limit", _check_pids),
+    Rule("dedicated-network", "dedicated bridge network, not the default", "5.30", "",
+         "recreate with `hyos-supervisor up`", _check_network),
+    Rule("no-host-userns", "own user namespace mode", "5.31", "", "do not use --userns host",
+         _namespace_check("UsernsMode", "user")),
+    Rule("no-docker-socket", "no Docker socket mounted", "5.32", "no hostPath volumes",
+         "give the manager the guard socket instead", _check_docker_socket),
+    Rule("restart-policy", "engine restart policy no (the supervisor restarts)", "", "",
+         "recreate with `hyos-supervisor up`", _check_restart_policy),
+    Rule("log-caps", "json-file or local logs with a size cap", "", "",
+         "set log_max_size", _check_logs),
+    Rule("init", "an init reaps zombies", "", "", "recreate with `hyos-supervisor up`",
+         _check_init),
+    Rule("labels", "carries the stack's labels", "", "", "recreate with `hyos-supervisor up`",
+         _check_labels),
+)  # fmt: skip
+
+
+def audit(inspect: Inspect, expect: Expectation) -> list[Finding]:
+    """One finding per rule for one container's inspect result."""
+    name = str(inspect.get("Name", "")).lstrip("/") or str(inspect.get("Id", ""))[:12]
+    findings = []
+    for rule in RULES:
+        problem = rule.check(inspect, expect)
+        findings.append(Finding(rule, name, problem is None, problem or "ok"))
+    return findings

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the stand-in workload images from Debian's busybox-static (no registry needed).
+#   hyos-test/server:1 and :2   (same image, two tags: changing the tag is drift)
+#   hyos-test/server-rootdata:1 (its /data is root-owned: the prepare step must fix it)
+#   hyos-test/manager:1
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+busybox=${BUSYBOX:-/bin/busybox}
+if ! "$busybox" --help >/dev/null 2>&1 || ldd "$busybox" >/dev/null 2>&1; then
+    echo "build.sh: $busybox is not a static busybox; apt-get install busybox-static" >&2
+    exit 1
+fi
+context=$(mktemp -d)
+trap 'rm -rf "$context"' EXIT
+cp "$busybox" "$context/busybox"
+cp "$here"/*.sh "$here"/*.Dockerfile "$context/"
+export DOCKER_BUILDKIT=0
+build() {
+    local out
+    if ! out=$(docker build -q "$@" "$context" 2>&1); then
+        echo "$out" >&2
+        exit 1
+    fi
+}
+build -f "$context/server.Dockerfile" -t hyos-test/server:1
+docker tag hyos-test/server:1 hyos-test/server:2
+build -f "$context/server.Dockerfile" --build-arg DATA_OWNER=0:0 -t hyos-test/server-rootdata:1
+build -f "$context/manager.Dockerfile" -t hyos-test/manager:1
+echo "built hyos-test/server:1 hyos-test/server:2 hyos-test/server-rootdata:1 hyos-test/manager:1"

@@ -1,0 +1,13 @@
+# Stand-in for ghcr.io/editmysave/hyos/server, built FROM scratch with busybox-static.
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ARG DATA_OWNER=568:568
+RUN mkdir -p /data /www /home/hytale /tmp && echo ok > /www/health \
+    && chown "$DATA_OWNER" /data && chmod 0755 /data
+COPY server.sh healthcheck.sh /
+ENV HOME=/home/hytale DATA_DIR=/data UMASK=002 HEALTH_PORT=30381 HEALTH_PATH=/health
+EXPOSE 5520/udp 30381/tcp
+WORKDIR /data
+HEALTHCHECK --interval=1s --timeout=2s --start-period=1s --retries=2 CMD ["/bin/sh", "/healthcheck.sh"]
+CMD ["/bin/sh", "/server.sh"]

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Stand-in for the Hytale server: health on 30381, a world-save marker on SIGTERM,
+# and control files in /data/control that make it crash, hang or turn unhealthy.
+control=/data/control
+mkdir -p "$control"
+save() {
+    echo "saved $(date +%s)" > /data/saved-marker
+    echo "World saved, shutting down"
+    exit 0
+}
+trap save TERM INT
+httpd -f -p 30381 -h /www &
+echo "stand-in server pid $$ uid $(id -u)"
+echo "Hytale Server Booted!"
+while :; do
+    if [ -f "$control/exit" ]; then
+        code=$(cat "$control/exit")
+        rm -f "$control/exit"
+        echo "exiting with code $code as told"
+        exit "$code"
+    fi
+    if [ -f "$control/hang" ]; then
+        # Ignore SIGTERM from now on, like a JVM stuck in a save.
+        trap '' TERM INT
+    fi
+    sleep 0.5 &
+    wait $!
+done
