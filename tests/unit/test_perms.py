@@ -1,0 +1,315 @@
+"""The permission walk on real temporary trees (needs root: it chowns)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entrypoint.perms import PrepareResult, desired_mode, prepare_tree
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the walk chowns: needs root")
+
+UID, GID = 568, 568
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "Server" / "world").mkdir(parents=True)
+    (root / "Server" / "world" / "region.bin").write_bytes(b"x")
+    (root / "mods").mkdir()
+    (root / "users.json").write_text("{}")
+    return root
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    d = tmp_path / "outside"
+    d.mkdir()
+    f = d / "shadow"
+    f.write_text("secret")
+    os.chown(f, 0, 0)
+    f.chmod(0o640)
+    return f
+
+
+def owner_mode(p: Path) -> tuple[int, int, int]:
+    st = p.lstat()
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+def all_owned(root: Path) -> bool:
+    return all(
+        (p.lstat().st_uid, p.lstat().st_gid) == (UID, GID) for p in [root, *root.rglob("*")]
+    )
+
+
+def test_whole_tree_owned_and_counts(tree: Path) -> None:
+    res = prepare_tree(str(tree), UID, GID)
+    assert (res.failed, res.skipped) == (0, 0)
+    assert res.scanned == 6
+    assert res.changed == 6
+    assert all_owned(tree)
+
+
+def test_exact_modes(tree: Path) -> None:
+    cases: dict[str, tuple[bool, int, int]] = {
+        # relative path: (is_dir, mode before, mode after)
+        "ro.txt": (False, 0o400, 0o600),
+        "script.sh": (False, 0o755, 0o755),
+        "setuid": (False, 0o4755, 0o755),
+        "setgid": (False, 0o2750, 0o750),
+        "group_only": (False, 0o064, 0o664),
+        "rodir": (True, 0o500, 0o700),
+        "shared": (True, 0o2775, 0o2775),
+        "closed": (True, 0o000, 0o700),
+        ".auth": (True, 0o755, 0o700),
+        ".auth/tokens.json": (False, 0o644, 0o600),
+        ".auth/nested": (True, 0o777, 0o700),
+        ".auth/nested/x": (False, 0o755, 0o600),
+        ".hyos": (True, 0o755, 0o755),
+        ".hyos/secrets": (True, 0o755, 0o700),
+        ".hyos/secrets/api": (False, 0o666, 0o600),
+        ".hyos/machine-id": (False, 0o644, 0o444),
+        ".hyos/other": (False, 0o444, 0o644),
+        "mods/.auth": (True, 0o750, 0o700),  # at any depth
+        "mods/secrets": (True, 0o755, 0o755),  # only under .hyos
+    }
+    for rel, (is_dir, _, _) in cases.items():
+        p = tree / rel
+        if is_dir:
+            p.mkdir(exist_ok=True)
+        else:
+            p.write_text("x")
+    # Modes last, deepest first, so closed parents do not block creation.
+    for rel, (_, before, _) in sorted(cases.items(), key=lambda kv: -kv[0].count("/")):
+        os.chmod(tree / rel, before)
+    res = prepare_tree(str(tree), UID, GID)
+    assert res.failed == 0, res.failures
+    got = {rel: oct(owner_mode(tree / rel)[2]) for rel in cases}
+    assert got == {rel: oct(after) for rel, (_, _, after) in cases.items()}
+    assert all_owned(tree)
+
+
+def test_desired_mode_never_widens() -> None:
+    for perm in range(0o7777 + 1):
+        for fmt in (stat.S_IFREG, stat.S_IFDIR):
+            want = desired_mode(fmt | perm)
+            assert want & 0o077 == perm & 0o077  # group/other untouched
+            assert want & ~perm & ~0o700 == 0  # only owner bits ever added
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {"chown": 0, "chmod": 0, "fchown": 0, "fchmod": 0}
+
+    def wrap(name: str) -> Callable[..., Any]:
+        real = getattr(os, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(os, name, wrap(name))
+    return calls
+
+
+def test_second_run_changes_nothing(
+    tree: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree / ".auth").mkdir()
+    (tree / ".auth" / "tokens.json").write_text("{}")
+    (tree / "link").symlink_to(outside)
+    (tree / "a").write_text("a")
+    os.link(tree / "a", tree / "mods" / "a-again")  # hard link fully inside the tree
+    first = prepare_tree(str(tree), UID, GID)
+    assert first.changed > 0 and first.failed == 0
+    calls = count_calls(monkeypatch)
+    second = prepare_tree(str(tree), UID, GID)
+    assert second.changed == 0
+    assert second.scanned == first.scanned
+    assert calls == {"chown": 0, "chmod": 0, "fchown": 0, "fchmod": 0}
+
+
+def test_symlink_to_outside_file_leaves_target_alone(tree: Path, outside: Path) -> None:
+    (tree / "shadow").symlink_to(outside)
+    (tree / "dirlink").symlink_to(outside.parent, target_is_directory=True)
+    res = prepare_tree(str(tree), UID, GID)
+    assert res.failed == 0
+    assert owner_mode(outside) == (0, 0, 0o640)
+    assert owner_mode(outside.parent)[:2] == (0, 0)
+    # The link itself is ours now (lchown), which grants nothing.
+    assert (tree / "shadow").lstat().st_uid == UID
+
+
+def test_symlink_loops(tree: Path) -> None:
+    (tree / "a").symlink_to("b")
+    (tree / "b").symlink_to("a")
+    (tree / "self").symlink_to(".")
+    (tree / "Server" / "up").symlink_to("..")
+    res = prepare_tree(str(tree), UID, GID)
+    assert res.failed == 0
+    assert res.scanned == 10
+
+
+def test_root_symlink_refused(tmp_path: Path, tree: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(tree)
+    res = prepare_tree(str(link), UID, GID)
+    assert res.failed == 1 and res.scanned == 0
+    assert tree.stat().st_uid == 0
+
+
+def test_directory_replaced_by_symlink_while_walking(tree: Path, outside: Path) -> None:
+    victim = tree / "Server"
+
+    def swap(event: str, path: str) -> None:
+        if event == "enter" and path == str(victim):
+            victim.rename(tree / "Server.moved")
+            victim.symlink_to(outside.parent, target_is_directory=True)
+
+    res = prepare_tree(str(tree), UID, GID, hook=swap)
+    assert res.failed == 0
+    assert owner_mode(outside) == (0, 0, 0o640)
+    assert owner_mode(outside.parent)[:2] == (0, 0)
+    assert any("Server" in p and "replaced" in p for p in res.skipped_paths)
+
+
+def test_entry_replaced_by_symlink_after_listing(tree: Path, outside: Path) -> None:
+    def swap(event: str, path: str) -> None:
+        if event == "listed" and path == str(tree):
+            shutil.rmtree(tree / "Server")
+            (tree / "Server").symlink_to(outside.parent, target_is_directory=True)
+            (tree / "users.json").unlink()
+            (tree / "users.json").symlink_to(outside)
+
+    res = prepare_tree(str(tree), UID, GID, hook=swap)
+    assert res.failed == 0
+    assert owner_mode(outside) == (0, 0, 0o640)
+    assert owner_mode(outside.parent)[:2] == (0, 0)
+
+
+def test_files_vanishing_during_walk(tree: Path) -> None:
+    for i in range(20):
+        (tree / "mods" / f"m{i}.jar").write_text("j")
+
+    def vanish(event: str, path: str) -> None:
+        if event == "listed" and path == str(tree / "mods"):
+            for i in range(0, 20, 2):
+                (tree / "mods" / f"m{i}.jar").unlink()
+        if event == "listed" and path == str(tree):
+            shutil.rmtree(tree / "Server")
+
+    res = prepare_tree(str(tree), UID, GID, hook=vanish)
+    assert res.failed == 0
+    assert res.skipped == 11
+    assert all("vanished" in p for p in res.skipped_paths)
+    assert all_owned(tree)
+
+
+def test_hard_link_to_outside_file_gets_nothing(tree: Path, outside: Path) -> None:
+    os.link(outside, tree / "innocent")
+    res = prepare_tree(str(tree), UID, GID)
+    assert res.failed == 0
+    assert owner_mode(outside) == (0, 0, 0o640)
+    assert res.skipped == 1 and "outside" in res.skipped_paths[0]
+
+
+def test_hard_links_inside_tree_are_fixed(tree: Path) -> None:
+    (tree / "a").write_text("a")
+    (tree / "a").chmod(0o400)
+    os.link(tree / "a", tree / "mods" / "b")
+    res = prepare_tree(str(tree), UID, GID)
+    assert (res.failed, res.skipped) == (0, 0)
+    assert owner_mode(tree / "a") == (UID, GID, 0o600)
+
+
+def test_device_nodes_are_not_chowned(tree: Path) -> None:
+    dev = tree / "null"
+    os.mknod(dev, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    res = prepare_tree(str(tree), UID, GID)
+    assert owner_mode(dev) == (0, 0, 0o600)
+    assert res.skipped == 1
+
+
+def test_result_is_json_serialisable(tree: Path) -> None:
+    res: PrepareResult = prepare_tree(str(tree), UID, GID)
+    assert json.loads(json.dumps(res.as_dict()))["changed"] == res.changed
+
+
+# --- mounts: needs a private mount namespace -------------------------------------
+
+MOUNT_SNIPPET = textwrap.dedent(
+    """
+    import json, os, sys
+    from entrypoint.perms import prepare_tree
+    root = sys.argv[1]
+    res = prepare_tree(root, 568, 568)
+    owners = {n: os.lstat(os.path.join(root, n, "f")).st_uid for n in ("tmpfs", "bind")}
+    print(json.dumps({"result": res.as_dict(), "owners": owners}))
+    """
+)
+
+
+def _unshare_works() -> str | None:
+    if shutil.which("unshare") is None:
+        return "unshare(1) is not installed"
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        return f"unshare -m is not permitted here: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture
+def mount_ns() -> Iterator[None]:
+    reason = _unshare_works()
+    if reason is not None:
+        pytest.skip(reason)
+    yield
+
+
+def test_mounts_inside_the_tree_are_not_crossed(
+    mount_ns: None, tree: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "elsewhere"  # same filesystem: st_dev alone would not notice
+    other.mkdir()
+    (other / "f").write_text("x")
+    (tree / "tmpfs").mkdir()
+    (tree / "bind").mkdir()
+    script = (
+        f"mount -t tmpfs none {tree}/tmpfs && touch {tree}/tmpfs/f && "
+        f"mount --bind {other} {tree}/bind && "
+        f'exec {sys.executable} -c "$0" {tree}'
+    )
+    out = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, MOUNT_SNIPPET],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["owners"] == {"tmpfs": 0, "bind": 0}
+    assert report["result"]["failed"] == 0
+    skipped = report["result"]["skipped_paths"]
+    assert sorted(skipped) == [
+        f"{tree}/bind (other filesystem)",
+        f"{tree}/tmpfs (other filesystem)",
+    ]
+    assert (other / "f").stat().st_uid == 0
+    assert (tree / "Server").stat().st_uid == UID
