@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -375,6 +376,19 @@ async def serve_guard(
         _unlink_if_ours(path, ino)
 
 
+async def _run_until_signal(socket_path: str, upstream: str, stack: str, gid: int) -> None:
+    # SIGTERM/SIGINT cancel the server so its finally block removes the socket.
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+
+        tg.start_soon(stop_on_signal)
+        await serve_guard(socket_path, upstream, stack, gid)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m supervisor.guard", description=__doc__)
     p.add_argument("--socket", required=True, help="path of the filtered socket to serve")
@@ -384,8 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve_guard, args.socket, args.upstream, args.stack, args.gid)
+    anyio.run(_run_until_signal, args.socket, args.upstream, args.stack, args.gid)
     return 0
 
 

@@ -1,0 +1,206 @@
+"""`hyos-supervisor` verbs: parse arguments, load settings, hand off to the shell modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from supervisor import __version__, policy
+from supervisor.engine import DockerUnreachable, Engine, EngineError
+from supervisor.logs import setup_logging
+from supervisor.reconcile import NotReady, StackError, bring_up, stack_status, take_down
+from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
+
+log = logging.getLogger("supervisor.cli")
+
+EX_OK = 0
+EX_FAILED = 1
+EX_USAGE = 64
+EX_UNAVAILABLE = 69  # sysexits.h: the engine cannot be reached
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyos-supervisor",
+        description="Runs the HyOS stack hardened on Docker and keeps it healthy.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="TOML settings file (or HYOS_CONFIG)")
+    parser.add_argument(
+        "--log-format", choices=("auto", "json", "text"), default="auto",
+        help="JSON lines off a TTY, text on a TTY (default: auto)",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    up = verbs.add_parser("up", help="create or update the stack and start it")
+    up.add_argument("--wait", action="store_true", help="return once both services are healthy")
+    up.add_argument("--timeout", type=float, default=600.0, metavar="S", help="default 600")
+
+    down = verbs.add_parser("down", help="stop the stack gracefully and remove its containers")
+    down.add_argument("--volumes", action="store_true", help="also remove the data volume")
+
+    status = verbs.add_parser("status", help="show each service's state and health")
+    status.add_argument("--json", action="store_true")
+
+    config = verbs.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("--check", action="store_true", help="only validate")
+
+    audit = verbs.add_parser("audit", help="check the live containers against the policy")
+    audit.add_argument("--json", action="store_true")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    for warning in settings.warnings():
+        log.warning(warning)
+    return settings
+
+
+async def _with_engine(settings: Settings, job: Callable[[Engine], Awaitable[int]]) -> int:
+    async with Engine.connect(settings.docker_host, settings.docker_retries) as engine:
+        return await job(engine)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+async def _up(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    try:
+        report = await bring_up(engine, settings, wait=args.wait, timeout=args.timeout)
+    except NotReady as err:
+        print(f"hyos-supervisor: {err}", file=sys.stderr)
+        for line in err.logs:
+            print(f"  | {line}", file=sys.stderr)
+        return EX_FAILED
+    if report.changed:
+        for change in report.changes:
+            print(change)
+        ready = "healthy" if args.wait else "started"
+        print(f"stack {settings.stack} is up ({ready})")
+    else:
+        print(f"stack {settings.stack} is up to date: nothing changed")
+    return EX_OK
+
+
+async def _down(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    changes = await take_down(engine, settings, volumes=args.volumes)
+    for change in changes:
+        print(change)
+    print(f"stack {settings.stack} is down" + ("" if changes else " (nothing to do)"))
+    return EX_OK
+
+
+def _format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    rows = await stack_status(engine, settings)
+    if args.json:
+        _print_json({"stack": settings.stack, "services": rows})
+        return EX_OK
+    print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'UPTIME':<8} {'RESTARTS':<8} "
+          f"{'EXIT':<5} IMAGE")  # fmt: skip
+    for row in rows:
+        exit_code = row.get("exit_code")
+        print(
+            f"{row['service']:<9} {row['state']:<10} {row.get('health') or '-':<10} "
+            f"{_format_uptime(row.get('uptime_s')):<8} {row.get('restart_count', 0):<8} "
+            f"{'-' if exit_code is None else exit_code:<5} {row.get('image') or '-'}"
+        )
+    return EX_OK
+
+
+async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    findings: list[policy.Finding] = []
+    observed = await engine.list_stack(settings.stack)
+    if not observed:
+        print(f"hyos-supervisor: stack {settings.stack} has no containers to audit", file=sys.stderr)
+        return EX_FAILED
+    services = settings.services()
+    for container in observed:
+        info = await engine.inspect(container.id)
+        if info is None:
+            continue
+        service = services.get(container.role)
+        expect = policy.Expectation(
+            stack=settings.stack,
+            network=settings.network_name,
+            cap_add=frozenset(service.cap_add) if service else frozenset(),
+            host_ips=frozenset(p.host_ip for p in service.port_bindings) if service else frozenset(),
+        )
+        findings += policy.audit(info, expect)
+    failed = [f for f in findings if not f.passed]
+    if args.json:
+        _print_json(
+            [
+                {
+                    "container": f.container,
+                    "rule": f.rule.id,
+                    "title": f.rule.title,
+                    "cis": f.rule.cis,
+                    "pss": f.rule.pss,
+                    "result": "PASS" if f.passed else "FAIL",
+                    "detail": f.detail,
+                    "fix": "" if f.passed else f.rule.fix,
+                }
+                for f in findings
+            ]
+        )
+    else:
+        print(f"{'CONTAINER':<22} {'CIS':<5} {'RULE':<22} {'RESULT':<6} DETAIL / FIX")
+        for f in findings:
+            note = f.rule.pss if f.passed else f"{f.detail}; fix: {f.rule.fix}"
+            print(f"{f.container:<22} {f.rule.cis or '-':<5} {f.rule.id:<22} "
+                  f"{'PASS' if f.passed else 'FAIL':<6} {note}")  # fmt: skip
+        print(f"{len(findings) - len(failed)} passed, {len(failed)} failed")
+    return EX_FAILED if failed else EX_OK
+
+
+_ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, Engine], Awaitable[int]]] = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "audit": _audit,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_format, getattr(logging, args.log_level))
+    try:
+        settings = _settings(args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"hyos-supervisor: config error: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    if args.verb == "config":
+        if not args.check:
+            _print_json(settings.masked())
+        else:
+            print("settings are valid")
+        return EX_OK
+    verb = _ENGINE_VERBS[args.verb]
+    try:
+        return anyio.run(_with_engine, settings, lambda engine: verb(args, settings, engine))
+    except DockerUnreachable as err:
+        print(f"hyos-supervisor: {err}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except (StackError, EngineError) as err:
+        print(f"hyos-supervisor: {err}", file=sys.stderr)
+        return EX_FAILED
+    except KeyboardInterrupt:
+        return 130

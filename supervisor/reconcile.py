@@ -1,0 +1,208 @@
+"""The shell behind `up`, `down` and `status`: runs plans against the engine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from supervisor import policy
+from supervisor.engine import Engine, EngineError
+from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
+from supervisor.settings import Settings
+from supervisor.stack import LABEL_MANAGED, LABEL_STACK, desired_services, stack_labels
+
+log = logging.getLogger("supervisor.reconcile")
+
+
+class StackError(Exception):
+    """`up` or `down` cannot proceed; the message is the one line the operator sees."""
+
+
+class NotReady(StackError):
+    def __init__(self, message: str, logs: list[str]) -> None:
+        super().__init__(message)
+        self.logs = logs
+
+
+@dataclass
+class UpReport:
+    changes: list[str] = field(default_factory=list)
+    container_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def desired_stack(settings: Settings) -> dict[str, Desired]:
+    return {
+        role: Desired(role, spec.name, policy.build_create_body(spec))
+        for role, spec in desired_services(settings).items()
+    }
+
+
+def _ours(labels: dict[str, str] | None, stack: str) -> bool:
+    return bool(labels) and labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_STACK) == stack  # type: ignore[union-attr]
+
+
+async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
+    """Refuse before touching anything if a name we need belongs to someone else."""
+    for plan in plans:
+        if not plan.create:
+            continue
+        holder = await engine.inspect(plan.desired.name)
+        if holder is None or any(o.id == holder["Id"] for o in plan.remove):
+            continue
+        labels = (holder.get("Config") or {}).get("Labels") or {}
+        if not _ours(labels, settings.stack):
+            raise StackError(
+                f"a container named {plan.desired.name!r} exists but is not managed by "
+                f"stack {settings.stack!r}; rename or remove it, or choose another stack name"
+            )
+    labels = await engine.network_labels(settings.network_name)
+    if labels is not None and not _ours(labels, settings.stack):
+        raise StackError(
+            f"network {settings.network_name!r} exists but is not managed by stack "
+            f"{settings.stack!r}; remove it or choose another stack name"
+        )
+
+
+async def _ensure_images(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
+    for plan in plans:
+        if not plan.create:
+            continue
+        image = str(plan.desired.body["Image"])
+        if settings.pull == "always" or not await engine.image_exists(image):
+            if settings.pull == "never":
+                raise StackError(f"image {image!r} is not present locally and pull is 'never'")
+            log.info("pulling image", extra={"image": image})
+            await engine.pull(image)
+
+
+async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
+    """Converge the stack on the settings; start order server, then manager."""
+    desired = desired_stack(settings)
+    observed = await engine.list_stack(settings.stack)
+    plans = plan_stack(desired, observed)
+    # Everything that can refuse runs before the first change.
+    await _check_names(engine, settings, plans)
+    await _ensure_images(engine, settings, plans)
+    report = UpReport()
+    labels = stack_labels(settings.stack)
+    if await engine.ensure_network(settings.network_name, labels):
+        report.changes.append(f"created network {settings.network_name}")
+    if not settings.data_is_bind and await engine.ensure_volume(settings.data_source, labels):
+        report.changes.append(f"created volume {settings.data_source}")
+    for stray in strays(desired, observed):
+        await _remove(engine, stray, settings)
+        report.changes.append(f"removed stray container {stray.name}")
+    for plan in plans:
+        container_id = await _apply(engine, settings, plan, report)
+        report.container_ids[plan.role] = container_id
+        # The manager needs a healthy server; with --wait the last service is awaited too.
+        if plan.role != "manager" or wait:
+            await _await_ready(engine, plan.role, container_id, timeout)
+    return report
+
+
+def _stop_timeout(settings: Settings, role: str) -> int:
+    service = settings.services().get(role)
+    return service.stop_timeout if service else 10
+
+
+async def _remove(engine: Engine, observed: Observed, settings: Settings) -> None:
+    if observed.running:
+        await engine.stop(observed.id, _stop_timeout(settings, observed.role))
+    await engine.remove(observed.id)
+
+
+async def _apply(engine: Engine, settings: Settings, plan: ServicePlan, report: UpReport) -> str:
+    for old in plan.remove:
+        log.info(
+            "removing container",
+            extra={"service": plan.role, "container_id": old.id[:12], "reason": plan.reason},
+        )
+        await _remove(engine, old, settings)
+        report.changes.append(f"removed {plan.role} {old.id[:12]} ({plan.reason})")
+    if plan.keep is not None:
+        container_id = plan.keep.id
+    else:
+        container_id = await engine.create(plan.desired.name, plan.desired.body)
+        log.info("created container", extra={"service": plan.role, "container_id": container_id[:12]})
+        report.changes.append(f"created {plan.role} {container_id[:12]}")
+    if plan.start:
+        await engine.start(container_id)
+        log.info("started container", extra={"service": plan.role, "container_id": container_id[:12]})
+        report.changes.append(f"started {plan.role} {container_id[:12]}")
+    return container_id
+
+
+async def _await_ready(engine: Engine, role: str, container_id: str, timeout: float) -> None:
+    try:
+        await engine.wait_ready(container_id, timeout)
+    except TimeoutError:
+        raise NotReady(
+            f"{role} did not become healthy within {timeout:g} s",
+            await engine.logs_tail(container_id, 20),
+        ) from None
+    except EngineError as err:
+        raise NotReady(f"{role} {err}", await engine.logs_tail(container_id, 20)) from None
+
+
+async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[str]:
+    """Stop manager then server gracefully, remove them and the network; volume on request."""
+    changes = []
+    observed = await engine.list_stack(settings.stack)
+    order = {role: index for index, role in enumerate(reversed(list(settings.services())))}
+    for container in sorted(observed, key=lambda o: order.get(o.role, -1)):
+        await _remove(engine, container, settings)
+        changes.append(f"removed {container.role or 'container'} {container.id[:12]}")
+    labels = await engine.network_labels(settings.network_name)
+    if labels is not None and _ours(labels, settings.stack):
+        await engine.remove_network(settings.network_name)
+        changes.append(f"removed network {settings.network_name}")
+    if volumes and not settings.data_is_bind:
+        labels = await engine.volume_labels(settings.data_source)
+        if labels is not None and _ours(labels, settings.stack):
+            await engine.remove_volume(settings.data_source)
+            changes.append(f"removed volume {settings.data_source}")
+        elif labels is not None:
+            changes.append(f"kept volume {settings.data_source}: not created by this stack")
+    return changes
+
+
+def _uptime(started_at: str, running: bool, now: datetime) -> float | None:
+    if not running or not started_at or started_at.startswith("0001"):
+        return None
+    started = datetime.fromisoformat(started_at[:26].rstrip("Z") + "+00:00")
+    return max(0.0, (now - started).total_seconds())
+
+
+async def stack_status(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+    """Per desired service: the engine's view of its container."""
+    observed = await engine.list_stack(settings.stack)
+    rows = []
+    now = datetime.now(UTC)
+    for role in settings.services():
+        mine = [o for o in observed if o.role == role]
+        row: dict[str, Any] = {"service": role, "state": "missing", "health": None}
+        if mine:
+            info = await engine.inspect(mine[0].id) or {}
+            state = info.get("State") or {}
+            running = bool(state.get("Running"))
+            row.update(
+                container_id=mine[0].id[:12],
+                name=mine[0].name,
+                state=state.get("Status", mine[0].state),
+                health=(state.get("Health") or {}).get("Status"),
+                image=(info.get("Config") or {}).get("Image"),
+                uptime_s=_uptime(str(state.get("StartedAt", "")), running, now),
+                restart_count=info.get("RestartCount", 0),
+                exit_code=None if running else state.get("ExitCode"),
+                oom_killed=bool(state.get("OOMKilled")),
+                duplicates=len(mine) - 1,
+            )
+        rows.append(row)
+    return rows
