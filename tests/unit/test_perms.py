@@ -49,9 +49,7 @@ def owner_mode(p: Path) -> tuple[int, int, int]:
 
 
 def all_owned(root: Path) -> bool:
-    return all(
-        (p.lstat().st_uid, p.lstat().st_gid) == (UID, GID) for p in [root, *root.rglob("*")]
-    )
+    return all((p.lstat().st_uid, p.lstat().st_gid) == (UID, GID) for p in [root, *root.rglob("*")])
 
 
 def test_whole_tree_owned_and_counts(tree: Path) -> None:
@@ -282,9 +280,7 @@ def mount_ns() -> Iterator[None]:
     yield
 
 
-def test_mounts_inside_the_tree_are_not_crossed(
-    mount_ns: None, tree: Path, tmp_path: Path
-) -> None:
+def test_mounts_inside_the_tree_are_not_crossed(mount_ns: None, tree: Path, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"  # same filesystem: st_dev alone would not notice
     other.mkdir()
     (other / "f").write_text("x")
