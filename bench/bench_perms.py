@@ -1,0 +1,103 @@
+"""Prepare (python -m entrypoint --prepare) vs `chown -R` on 100,000 wrongly owned files.
+
+Run as root: ``python bench/bench_perms.py [--files N] [--runs R] [--dir PARENT]``.
+Both tools run as fresh processes, warm cache, on the same tree state; the median of R
+runs is reported. First pass: every entry has the wrong owner. Second pass: the tree
+is already correct (the common boot). Goals: first <= 1.5x chown -R, second <= 0.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+UID = GID = 568
+WRONG = 1000
+
+
+def build_tree(root: Path, files: int, per_dir: int = 100) -> int:
+    """A world-like tree: nested dirs, files of a few bytes. Returns the entry count."""
+    count = 0
+    for d in range((files + per_dir - 1) // per_dir):
+        sub = root / f"region{d // 50:03d}" / f"chunk{d:05d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for f in range(min(per_dir, files - d * per_dir)):
+            fd = os.open(sub / f"f{f:03d}.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, b"x")
+            os.close(fd)
+            count += 1
+    return count + sum(1 for _ in root.rglob("*") if _.is_dir()) + 1
+
+
+def set_owner(root: Path, uid: int) -> None:
+    subprocess.run(["chown", "-R", f"{uid}:{uid}", str(root)], check=True)
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dir", default=None, help="parent directory of the tree (default: TMPDIR)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_perms: needs root (it chowns)", file=sys.stderr)
+        return 2
+    parent = Path(tempfile.mkdtemp(prefix="hyos-bench-perms-", dir=args.dir))
+    root = parent / "data"
+    root.mkdir()
+    env_py = [sys.executable, "-m", "entrypoint", "--user", f"{UID}:{GID}", "--prepare", str(root)]
+    chown = ["chown", "-R", f"{UID}:{GID}", str(root)]
+    try:
+        entries = build_tree(root, args.files)
+        first: dict[str, list[float]] = {"prepare": [], "chown": []}
+        second: dict[str, list[float]] = {"prepare": [], "chown": []}
+        for _ in range(args.runs):
+            # Alternate the order so neither tool always runs right after a reset.
+            for tool in ("prepare", "chown") if _ % 2 == 0 else ("chown", "prepare"):
+                set_owner(root, WRONG)
+                first[tool].append(timed(env_py if tool == "prepare" else chown))
+        set_owner(root, UID)
+        for _ in range(args.runs):
+            second["prepare"].append(timed(env_py))
+            second["chown"].append(timed(chown))
+        med = {
+            "first_prepare": statistics.median(first["prepare"]),
+            "first_chown": statistics.median(first["chown"]),
+            "second_prepare": statistics.median(second["prepare"]),
+            "second_chown": statistics.median(second["chown"]),
+        }
+        r1 = med["first_prepare"] / med["first_chown"]
+        r2 = med["second_prepare"] / med["first_chown"]
+        r2b = med["second_prepare"] / med["second_chown"]
+        print(f"tree: {args.files} files, {entries} entries, median of {args.runs} runs")
+        print(f"first pass   prepare {med['first_prepare']:.3f}s  chown -R {med['first_chown']:.3f}s"
+              f"  ratio {r1:.2f}x (goal <= 1.5x)  {'OK' if r1 <= 1.5 else 'MISSED'}")
+        print(f"second pass  prepare {med['second_prepare']:.3f}s  vs chown -R on the wrong tree"
+              f" {r2:.2f}x (goal <= 0.5x)  {'OK' if r2 <= 0.5 else 'MISSED'};"
+              f" vs chown -R on the correct tree ({med['second_chown']:.3f}s) {r2b:.2f}x")
+        print(json.dumps({"files": args.files, "entries": entries, "runs": args.runs,
+                          **{k: round(v, 4) for k, v in med.items()},
+                          "ratio_first": round(r1, 3), "ratio_second": round(r2, 3),
+                          "ratio_second_vs_chown_correct": round(r2b, 3)}))
+        return 0
+    finally:
+        shutil.rmtree(parent)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
