@@ -2,7 +2,7 @@
 FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
-RUN mkdir -p /data /www/api /app/.next/cache /tmp && echo ok > /www/api/health
+RUN mkdir -p /data /www/api && echo ok > /www/api/health
 COPY manager.sh healthcheck.sh /
 ENV HEALTH_PORT=3000 HEALTH_PATH=/api/health
 EXPOSE 3000/tcp

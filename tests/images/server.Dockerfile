@@ -3,7 +3,9 @@ FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ARG DATA_OWNER=568:568
-RUN mkdir -p /data /www /home/hytale /tmp && echo ok > /www/health \
+# No /tmp or $HOME in the image: the supervisor mounts uid-owned 0700 tmpfs there, and
+# runc would copy an existing directory's mode onto the tmpfs.
+RUN mkdir -p /data /www && echo ok > /www/health \
     && chown "$DATA_OWNER" /data && chmod 0755 /data
 COPY server.sh healthcheck.sh /
 ENV HOME=/home/hytale DATA_DIR=/data UMASK=002 HEALTH_PORT=30381 HEALTH_PATH=/health
