@@ -60,8 +60,11 @@ def image() -> str:
             env = {**os.environ, "DOCKER_BUILDKIT": "0", "DOCKER_HOST": f"unix://{UPSTREAM}"}
             subprocess.run(
                 [DOCKER, "build", "-q", "-t", IMAGE, str(ctx)],
-                env=env, check=True, capture_output=True, timeout=300,
-            )  # fmt: skip
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
     return IMAGE
@@ -88,13 +91,21 @@ class Env:
             "DOCKER_CLI_HINTS": "false",
         }
         return subprocess.run(
-            [DOCKER, *args], env=env, input=input, capture_output=True, text=True,
-            timeout=timeout, check=False,
-        )  # fmt: skip
+            [DOCKER, *args],
+            env=env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}",
-               "DOCKER_CONFIG": str(self.config_dir)}  # fmt: skip
+        env = {
+            **os.environ,
+            "DOCKER_HOST": f"unix://{self.sock}",
+            "DOCKER_CONFIG": str(self.config_dir),
+        }
         return subprocess.Popen(
             [DOCKER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -110,22 +121,29 @@ def env(image: str) -> Iterator[Env]:
     try:
         lab = [a for lb in labels for a in ("--label", lb)]
         srv_id = _docker_direct(
-            "run", "-d", "--name", names[0], *lab, "--label", "io.hyos.role=server",
-            "--user", "568:568", image, "sh", "-c", SERVER_SCRIPT,
-        ).stdout.strip()  # fmt: skip
+            "run",
+            "-d",
+            "--name",
+            names[0],
+            *lab,
+            "--label",
+            "io.hyos.role=server",
+            "--user",
+            "568:568",
+            image,
+            "sh",
+            "-c",
+            SERVER_SCRIPT,
+        ).stdout.strip()
         other_id = _docker_direct(
             "run", "-d", "--name", names[1], image, "sleep", "3600"
         ).stdout.strip()
-        _docker_direct("create", "--name", names[2], *lab, "--label", "io.hyos.role=manager",
-                       image)  # fmt: skip
+        _docker_direct("create", "--name", names[2], *lab, "--label", "io.hyos.role=manager", image)
         sock = tmp / "run" / "docker.sock"  # parent does not exist yet: the guard makes it
         with start_blocking_portal() as portal:
-            future, _ = portal.start_task(
-                partial(serve_guard, sock, UPSTREAM, stack, os.getgid())
-            )
+            future, _ = portal.start_task(partial(serve_guard, sock, UPSTREAM, stack, os.getgid()))
             try:
-                yield Env(stack, sock, names[0], srv_id, names[1], other_id, names[2],
-                          tmp / "cfg")  # fmt: skip
+                yield Env(stack, sock, names[0], srv_id, names[1], other_id, names[2], tmp / "cfg")
             finally:
                 future.cancel()
     finally:
@@ -283,15 +301,32 @@ def test_cli_denials(env: Env, image: str) -> None:
         (lambda e: get(f"/containers/{e.server.replace('-', '%2D')}/json"), "path-encoding"),
         (lambda e: get(f"/containers/{e.server}%2Fjson"), "path-encoding"),
         (lambda e: get("/v9999/containers/json"), "api-version"),
-        (lambda e: get(f"/v1.23/containers/{e.server}/start", "POST",
-                       b'{"Privileged":true,"Binds":["/:/host"]}'), "api-version"),  # fmt: skip
-        (lambda e: get(f"/containers/{e.server}/start", "POST",
-                       b'{"Privileged":true,"Binds":["/:/host"]}'), "body-not-allowed"),  # fmt: skip
+        (
+            lambda e: get(
+                f"/v1.23/containers/{e.server}/start",
+                "POST",
+                b'{"Privileged":true,"Binds":["/:/host"]}',
+            ),
+            "api-version",
+        ),
+        (
+            lambda e: get(
+                f"/containers/{e.server}/start", "POST", b'{"Privileged":true,"Binds":["/:/host"]}'
+            ),
+            "body-not-allowed",
+        ),
         (lambda e: get(f"/v1.41/containers/{e.other_id}/json"), "container-not-in-stack"),
-        (lambda e: get(f"/containers/{e.server}/exec", "POST",
-                       b'{"Cmd":["id"],"user":"root"}'), "exec-user"),  # fmt: skip
-        (lambda e: b"POST /containers/create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                   b"2\r\n{}\r\n0\r\n\r\n", "chunked-body"),  # fmt: skip
+        (
+            lambda e: get(f"/containers/{e.server}/exec", "POST", b'{"Cmd":["id"],"user":"root"}'),
+            "exec-user",
+        ),
+        (
+            lambda e: (
+                b"POST /containers/create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\n{}\r\n0\r\n\r\n"
+            ),
+            "chunked-body",
+        ),
     ],
 )
 def test_raw_denials(env: Env, request_fn: Callable[[Env], bytes], rule: str) -> None:
@@ -326,9 +361,16 @@ def test_events_forced_to_the_stack(env: Env) -> None:
     until = int(time.time()) + 1
     # `type=image` is overridden to container; the other container's kill is filtered out.
     r = env.docker(
-        "events", "--since", str(since), "--until", str(until), "--filter", "type=image",
-        "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
-    )  # fmt: skip
+        "events",
+        "--since",
+        str(since),
+        "--until",
+        str(until),
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert f"container kill {env.server}" in lines
