@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -73,6 +74,7 @@ SENSITIVE_HOST_PATHS = (
     "/proc",
     "/root",
     "/run",
+    "/run/docker.sock",
     "/sys",
     "/usr",
     "/var/lib/docker",
@@ -94,14 +96,15 @@ def parse_size(value: str | int) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 512m or 4g")
     if isinstance(value, int):
-        number, unit = float(value), ""
+        number, unit = Decimal(value), ""
     else:
         match = _SIZE.match(value)
         if not match:
             raise ValueError(
                 f"{value!r} is not a size; use a positive number with k, m or g, e.g. 4g"
             )
-        number, unit = float(match["num"]), match["unit"].lower()
+        number, unit = Decimal(match["num"]), match["unit"].lower()
+    # Decimal, not float: exact for every integer size (floats lose bytes above 2**53).
     size = int(number * _SIZE_UNITS[unit])
     if size < _MIN_MEMORY:
         raise ValueError(f"{value!r} is below the engine's minimum of 6m; use e.g. 512m or 4g")
@@ -385,7 +388,8 @@ class Settings(BaseSettings):
         if value is None:
             return None
         if value.startswith("/"):
-            normal = os.path.normpath(value)
+            # POSIX normpath keeps a leading "//", which would slip "//etc" past the check.
+            normal = os.path.normpath("/" + value.lstrip("/"))
             if normal in SENSITIVE_HOST_PATHS or any(
                 normal.startswith(p + "/") for p in SENSITIVE_HOST_PATHS[1:] if p != "/run"
             ):
@@ -406,6 +410,17 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"\d+[kmg]", value):
             raise ValueError(f"{value!r} is not a log size; use e.g. 10m")
         return value
+
+    @field_validator("api_client_id_file", "api_client_secret_file", "session_secret_file")
+    @classmethod
+    def _secret_file_readable(cls, path: Path | None) -> Path | None:
+        # Checked per field so the problem names the field (and its env variable).
+        if path is not None:
+            try:
+                path.read_text()
+            except OSError as err:
+                raise ValueError(f"cannot read {path}: {err.strerror}") from None
+        return path
 
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
