@@ -128,7 +128,9 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
     findings: list[policy.Finding] = []
     observed = await engine.list_stack(settings.stack)
     if not observed:
-        print(f"hyos-supervisor: stack {settings.stack} has no containers to audit", file=sys.stderr)
+        print(
+            f"hyos-supervisor: stack {settings.stack} has no containers to audit", file=sys.stderr
+        )
         return EX_FAILED
     services = settings.services()
     for container in observed:
@@ -140,7 +142,9 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
             stack=settings.stack,
             network=settings.network_name,
             cap_add=frozenset(service.cap_add) if service else frozenset(),
-            host_ips=frozenset(p.host_ip for p in service.port_bindings) if service else frozenset(),
+            host_ips=frozenset(p.host_ip for p in service.port_bindings)
+            if service
+            else frozenset(),
         )
         findings += policy.audit(info, expect)
     failed = [f for f in findings if not f.passed]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Self
 
 import aiodocker
@@ -45,7 +45,7 @@ class NotFound(EngineError):
 
 def _transient(err: BaseException) -> bool:
     if isinstance(err, aiodocker.DockerError):
-        return err.status == _UNREACHABLE or err.status >= 500 and "No such" not in str(err)
+        return err.status == _UNREACHABLE or (err.status >= 500 and "No such" not in str(err))
     return isinstance(err, aiohttp.ClientConnectionError | OSError | TimeoutError)
 
 
@@ -109,7 +109,9 @@ class Engine:
                 raise NotFound(_message(err)) from None
             raise EngineError(_message(err)) from None
         except (aiohttp.ClientError, OSError) as err:
-            raise DockerUnreachable(f"cannot reach Docker at {self.host}: {_message(err)}") from None
+            raise DockerUnreachable(
+                f"cannot reach Docker at {self.host}: {_message(err)}"
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def ping(self) -> None:
@@ -157,10 +159,8 @@ class Engine:
         await self._call(f"containers/{container_id}/kill", "POST", params={"signal": signal})
 
     async def remove(self, container_id: str) -> None:
-        try:
+        with suppress(NotFound):
             await self._call(f"containers/{container_id}", "DELETE", params={"force": "1"})
-        except NotFound:
-            pass
 
     async def logs_tail(self, container_id: str, lines: int = 50) -> list[str]:
         """The last lines of stdout and stderr, demultiplexed."""
@@ -212,10 +212,8 @@ class Engine:
         return dict(found.get("Labels") or {})
 
     async def remove_network(self, name: str) -> None:
-        try:
+        with suppress(NotFound):
             await self._call(f"networks/{name}", "DELETE")
-        except NotFound:
-            pass
 
     async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
         """Create the named volume unless it exists; True when created."""
@@ -232,10 +230,8 @@ class Engine:
         return dict(found.get("Labels") or {})
 
     async def remove_volume(self, name: str) -> None:
-        try:
+        with suppress(NotFound):
             await self._call(f"volumes/{name}", "DELETE")
-        except NotFound:
-            pass
 
     # --- events ------------------------------------------------------------------------
 
@@ -253,7 +249,9 @@ class Engine:
             ) as response:
                 yield _json_lines(response)
         except aiodocker.DockerError as err:
-            raise DockerUnreachable(f"event stream from {self.host} failed: {_message(err)}") from None
+            raise DockerUnreachable(
+                f"event stream from {self.host} failed: {_message(err)}"
+            ) from None
 
     async def wait_ready(self, container_id: str, timeout: float) -> dict[str, Any]:
         """Until the container is healthy (or running, without a health check).

@@ -48,7 +48,9 @@ def spec_hash(body: Mapping[str, Any]) -> str:
 
 def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
     """The Engine API `POST /containers/create` body for one service, hardened."""
-    exposed = {f"{p.container_port}/{p.protocol}": {} for p in spec.ports}
+    exposed: dict[str, dict[str, str]] = {
+        f"{p.container_port}/{p.protocol}": {} for p in spec.ports
+    }
     bindings: dict[str, list[dict[str, str]]] = {}
     for port in spec.ports:
         bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(

@@ -130,11 +130,15 @@ async def _apply(engine: Engine, settings: Settings, plan: ServicePlan, report: 
         container_id = plan.keep.id
     else:
         container_id = await engine.create(plan.desired.name, plan.desired.body)
-        log.info("created container", extra={"service": plan.role, "container_id": container_id[:12]})
+        log.info(
+            "created container", extra={"service": plan.role, "container_id": container_id[:12]}
+        )
         report.changes.append(f"created {plan.role} {container_id[:12]}")
     if plan.start:
         await engine.start(container_id)
-        log.info("started container", extra={"service": plan.role, "container_id": container_id[:12]})
+        log.info(
+            "started container", extra={"service": plan.role, "container_id": container_id[:12]}
+        )
         report.changes.append(f"started {plan.role} {container_id[:12]}")
     return container_id
 

@@ -20,7 +20,9 @@ SERVER_IMAGE = "hyos-test/server:1"
 MANAGER_IMAGE = "hyos-test/manager:1"
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
     )
