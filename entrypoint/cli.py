@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from entrypoint.errors import (
@@ -31,9 +30,9 @@ from entrypoint.errors import (
     EntrypointError,
 )
 from entrypoint.init import run_command
-from entrypoint.machine_id import ensure_machine_id
 from entrypoint.perms import prepare_tree
 from entrypoint.privileges import User, drop_privileges, group_of, resolve_user, set_no_new_privs
+from entrypoint.stamp import Stamp
 
 __all__ = ["Options", "main", "parse_args"]
 
@@ -49,6 +48,7 @@ class Options(argparse.Namespace):
     prepare: list[str]
     machine_id: str | None
     allow_root: bool
+    full: bool
     command: list[str]
 
 
@@ -69,6 +69,11 @@ def _parser() -> _Parser:
         help="write a stable machine-id (32 hex, mode 0444) unless PATH holds one",
     )
     p.add_argument("--allow-root", action="store_true", help="permit running the command as root")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="stat every entry, ignoring the stamp of the last complete prepare",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return p
 
@@ -104,7 +109,9 @@ def _prepare(opts: Options, user: User | None, is_root: bool, to_stdout: bool) -
     for path in opts.prepare:
         if not is_root:
             # docker run --user / runAsUser: ownership is the operator's job; just check.
-            writable = Path(path).is_dir() and os.access(path, os.W_OK | os.X_OK)
+            # os.path, not pathlib: pathlib's import is start-up time of every container.
+            is_dir = os.path.isdir(path)  # noqa: PTH112
+            writable = is_dir and os.access(path, os.W_OK | os.X_OK)
             _emit(
                 {
                     "event": "prepare_skipped",
@@ -123,7 +130,11 @@ def _prepare(opts: Options, user: User | None, is_root: bool, to_stdout: bool) -
         if user is None:
             raise EntrypointError(EXIT_USAGE, "--prepare needs --user (the owner to set)")
         started = time.monotonic()
-        result = prepare_tree(path, user.uid, user.gid)
+        stamp = Stamp(path, user.uid, user.gid)
+        trust = None if opts.full else stamp.previous_ns()
+        result = prepare_tree(path, user.uid, user.gid, trust_before_ns=trust)
+        if not result.failed:
+            stamp.record()
         _emit(
             {
                 "event": "prepared",
@@ -145,6 +156,8 @@ def run(opts: Options) -> int:
     # Resolve first: an unknown user fails before anything is touched or run.
     user = resolve_user(opts.user) if opts.user is not None else None
     if opts.machine_id is not None:
+        from entrypoint.machine_id import ensure_machine_id  # secrets/re: import only when used
+
         owner = (user.uid, user.gid) if is_root and user is not None else None
         created = ensure_machine_id(opts.machine_id, owner)
         _emit(

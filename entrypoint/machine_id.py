@@ -8,9 +8,9 @@ import os
 import re
 import secrets
 import stat
-from pathlib import Path
 
 from entrypoint.errors import EXIT_MACHINE_ID, EntrypointError
+from entrypoint.safedir import open_parent
 
 __all__ = ["ensure_machine_id", "is_valid_machine_id"]
 
@@ -23,10 +23,10 @@ def is_valid_machine_id(text: str) -> bool:
     return bool(_VALID.fullmatch(value)) and value != "0" * 32
 
 
-def _read_existing(path: str) -> str | None:
+def _read_existing(dfd: int, name: str) -> str | None:
     try:
         # O_NOFOLLOW: a symlink planted at the path is invalid and gets replaced.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
     except OSError as err:
         if err.errno in (errno.ENOENT, errno.ELOOP):
             return None
@@ -44,25 +44,27 @@ def ensure_machine_id(path: str, owner: tuple[int, int] | None = None) -> bool:
 
     The file appears atomically (temp file, fsync, rename) and never exists with a
     wider mode than 0444. An existing valid id is kept, its mode and owner corrected.
+    The parent directory is created if missing and must not be a symlink.
     """
     try:
-        # absolute() not resolve(): symlinks must not be followed on our behalf.
-        parent = str(Path(path).absolute().parent)
-        Path(parent).mkdir(mode=0o755, parents=True, exist_ok=True)
-        existing = _read_existing(path)
-        if existing is not None and is_valid_machine_id(existing):
-            _fix_existing(path, owner)
-            return False
-        _write_new(path, parent, owner)
-        return True
+        dfd, name = open_parent(path)
+        try:
+            existing = _read_existing(dfd, name)
+            if existing is not None and is_valid_machine_id(existing):
+                _fix_existing(dfd, name, owner)
+                return False
+            _write_new(dfd, name, owner)
+            return True
+        finally:
+            os.close(dfd)
     except OSError as err:
         raise EntrypointError(
             EXIT_MACHINE_ID, f"machine-id {path}: {err.strerror or err}"
         ) from None
 
 
-def _fix_existing(path: str, owner: tuple[int, int] | None) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _fix_existing(dfd: int, name: str, owner: tuple[int, int] | None) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     try:
         st = os.fstat(fd)
         if owner is not None and (st.st_uid, st.st_gid) != owner:
@@ -73,13 +75,12 @@ def _fix_existing(path: str, owner: tuple[int, int] | None) -> None:
         os.close(fd)
 
 
-def _write_new(path: str, parent: str, owner: tuple[int, int] | None) -> None:
-    tmp = f"{parent}/.{Path(path).name}.{secrets.token_hex(4)}.tmp"
+def _write_new(dfd: int, name: str, owner: tuple[int, int] | None) -> None:
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     old_umask = os.umask(0o077)
     try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _MODE
-        )
+        fd = os.open(tmp, flags, _MODE, dir_fd=dfd)
     finally:
         os.umask(old_umask)
     try:
@@ -91,13 +92,9 @@ def _write_new(path: str, parent: str, owner: tuple[int, int] | None) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        Path(tmp).replace(path)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # noqa: PTH108
+            os.unlink(tmp, dir_fd=dfd)
         raise
-    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    os.fsync(dfd)

@@ -328,3 +328,14 @@ def test_supervise_forwards_signals(sig: signal.Signals) -> None:
         except subprocess.TimeoutExpired:
             proc.send_signal(sig)  # the trap may not be armed on the first delivery
     assert proc.wait(timeout=10) == 42
+
+
+@root_only
+def test_machine_id_parent_symlink_not_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / ".hyos").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(EntrypointError) as exc:
+        ensure_machine_id(str(tmp_path / ".hyos" / "machine-id"), (568, 568))
+    assert exc.value.code == errors.EXIT_MACHINE_ID
+    assert list(elsewhere.iterdir()) == []

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,60 @@ def test_mounts_inside_the_tree_are_not_crossed(mount_ns: None, tree: Path, tmp_
     ]
     assert (other / "f").stat().st_uid == 0
     assert (tree / "Server").stat().st_uid == UID
+
+
+# --- the stamp: unchanged directories are not stat'ed again ----------------------------
+
+
+def fs_now(tmp: Path, after: Path) -> int:
+    """File-system time strictly later than every ctime under ``after`` (the clock
+    is coarse: polled with a deadline until it has ticked)."""
+    latest = max(p.lstat().st_ctime_ns for p in [after, *after.rglob("*")])
+    probe = tmp / f"clock-{os.getpid()}"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        probe.write_text("")
+        now = probe.stat().st_ctime_ns
+        probe.unlink()
+        if now > latest:
+            return now
+        time.sleep(0.001)
+    raise AssertionError("file-system clock did not advance")
+
+
+def test_trusted_dirs_skip_stat_but_new_entries_are_seen(tree: Path, tmp_path: Path) -> None:
+    (tree / ".auth").mkdir()
+    (tree / ".auth" / "tokens.json").write_text("{}")
+    assert prepare_tree(str(tree), UID, GID).failed == 0
+    trust = fs_now(tmp_path, tree)
+    again = prepare_tree(str(tree), UID, GID, trust_before_ns=trust)
+    assert (again.changed, again.failed) == (0, 0)
+    assert again.trusted == 2  # users.json, region.bin; never the .auth file
+    # In-place changes in a secret dir are still fixed; a new file changes its dir's ctime.
+    (tree / ".auth" / "tokens.json").chmod(0o644)
+    (tree / "Server" / "world" / "new.bin").write_text("root made me")
+    third = prepare_tree(str(tree), UID, GID, trust_before_ns=trust)
+    assert third.changed == 2
+    assert owner_mode(tree / ".auth" / "tokens.json") == (UID, GID, 0o600)
+    assert owner_mode(tree / "Server" / "world" / "new.bin")[:2] == (UID, GID)
+    assert third.scanned == again.scanned + 1
+
+
+def test_stamp_round_trip_and_planted_symlink(tree: Path, tmp_path: Path) -> None:
+    from entrypoint.stamp import Stamp
+
+    stamp = Stamp(str(tree), UID, GID)
+    assert stamp.previous_ns() is None
+    stamp.record()
+    assert isinstance(stamp.previous_ns(), int)
+    assert Stamp(str(tree), UID, GID + 1).previous_ns() is None  # other owner: no trust
+    assert prepare_tree(str(tree), UID, GID).failed == 0
+    assert prepare_tree(str(tree), UID, GID).changed == 0  # the stamp itself is correct
+    # A .hyos planted as a symlink: the stamp is not written through it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(tree / ".hyos")
+    (tree / ".hyos").symlink_to(elsewhere, target_is_directory=True)
+    Stamp(str(tree), UID, GID).record()
+    assert list(elsewhere.iterdir()) == []
+    assert elsewhere.stat().st_uid == 0
