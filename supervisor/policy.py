@@ -169,9 +169,20 @@ def _check_user(inspect: Inspect, _: Expectation) -> str | None:
     return "runs as uid 0" if int(uid) == 0 else None
 
 
+def _security_options(inspect: Inspect) -> list[tuple[str, str]]:
+    """SecurityOpt as (key, value): the engine accepts both `key=value` and `key:value`."""
+    found = []
+    for option in _host(inspect).get("SecurityOpt") or []:
+        key, _, value = str(option).replace("=", ":", 1).partition(":")
+        found.append((key, value))
+    return found
+
+
 def _check_no_new_privileges(inspect: Inspect, _: Expectation) -> str | None:
-    options = _host(inspect).get("SecurityOpt") or []
-    ok = any(o in (NO_NEW_PRIVILEGES, "no-new-privileges") for o in options)
+    ok = any(
+        key == "no-new-privileges" and value in ("", "true")
+        for key, value in _security_options(inspect)
+    )
     return None if ok else "no-new-privileges is not set"
 
 
@@ -241,8 +252,8 @@ def _check_bound_interface(inspect: Inspect, expect: Expectation) -> str | None:
 
 
 def _check_seccomp(inspect: Inspect, _: Expectation) -> str | None:
-    options = _host(inspect).get("SecurityOpt") or []
-    return "seccomp is unconfined" if "seccomp=unconfined" in options else None
+    unconfined = ("seccomp", "unconfined") in _security_options(inspect)
+    return "seccomp is unconfined" if unconfined else None
 
 
 def _check_cgroup_parent(inspect: Inspect, _: Expectation) -> str | None:
