@@ -222,7 +222,7 @@ def test_healthcheck_override_in_nanoseconds() -> None:
                 "start_period": 0.001,
                 "test": ["/bin/check", "--quick"],
             }
-        }  # fmt: skip
+        }
     )
     server, manager = bodies(settings).values()
     assert server["Healthcheck"] == {
