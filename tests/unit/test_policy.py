@@ -325,7 +325,8 @@ def test_body_with_healthcheck_override_passes_without_image_check() -> None:
 
 
 def _host(i: dict[str, Any]) -> dict[str, Any]:
-    return i["HostConfig"]
+    host: dict[str, Any] = i["HostConfig"]
+    return host
 
 
 def _bind(source: str, target: str = "/x") -> Callable[[dict[str, Any]], None]:

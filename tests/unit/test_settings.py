@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -39,7 +40,7 @@ def write(tmp_path: Path, text: str, name: str = "hyos.toml") -> Path:
     return path
 
 
-def problems(**kwargs) -> list[str]:
+def problems(**kwargs: Any) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_settings(**kwargs)
     return caught.value.problems
@@ -447,7 +448,7 @@ def test_bad_env_name() -> None:
         ({"stop_timeout": -1}, "stop_timeout"),
     ],
 )
-def test_bad_limits(service: dict, field: str) -> None:
+def test_bad_limits(service: dict[str, Any], field: str) -> None:
     only_problem(problems(server=service), f"server.{field}")
 
 
