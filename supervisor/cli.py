@@ -7,11 +7,13 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from supervisor import __version__, policy
+from supervisor import __version__, control, policy
+from supervisor.daemon import clear_saved_state, run_daemon, state_dir_for
 from supervisor.engine import DockerUnreachable, Engine, EngineError
 from supervisor.logs import setup_logging
 from supervisor.reconcile import NotReady, StackError, bring_up, stack_status, take_down
@@ -54,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = verbs.add_parser("audit", help="check the live containers against the policy")
     audit.add_argument("--json", action="store_true")
+
+    verbs.add_parser("run", help="reconcile, then supervise until SIGTERM or SIGINT")
+
+    restart = verbs.add_parser(
+        "restart", help="restart a service and clear its crash_loop or needs_auth state"
+    )
+    restart.add_argument("service", choices=("server", "manager"))
+
+    verbs.add_parser("health", help="exit 0 when the running daemon's loop makes progress")
+
+    logs = verbs.add_parser("logs", help="print a service's container logs")
+    logs.add_argument("service", choices=("server", "manager"))
+    logs.add_argument("--tail", type=int, default=100, metavar="N")
     return parser
 
 
@@ -107,20 +122,97 @@ def _format_uptime(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _daemon_view(settings: Settings) -> dict[str, Any] | None:
+    try:
+        reply = control.request(_socket_path(settings), {"command": "status"}, timeout=5)
+    except (control.DaemonNotRunning, OSError, ValueError):
+        return None
+    return reply if reply.get("ok") else None
+
+
+def _socket_path(settings: Settings) -> Path:
+    return state_dir_for(settings) / f"{settings.stack}.{control.SOCKET_NAME}"
+
+
 async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     rows = await stack_status(engine, settings)
+    view = _daemon_view(settings)
+    for row in rows:
+        supervised = (view or {}).get("services", {}).get(row["service"])
+        row["supervisor"] = supervised
+        if supervised:
+            row["restart_count"] = supervised["restart_count"]
     if args.json:
-        _print_json({"stack": settings.stack, "services": rows})
+        _print_json({"stack": settings.stack, "daemon": view is not None, "services": rows})
         return EX_OK
-    print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'UPTIME':<8} {'RESTARTS':<8} "
-          f"{'EXIT':<5} IMAGE")  # fmt: skip
+    print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
+          f"{'RESTARTS':<8} {'EXIT':<5} IMAGE")  # fmt: skip
     for row in rows:
         exit_code = row.get("exit_code")
+        supervised = row["supervisor"] or {}
+        status = supervised.get("status", "-")
+        if supervised.get("restart_in_s") is not None:
+            status += f" {supervised['restart_in_s']:.0f}s"
         print(
             f"{row['service']:<9} {row['state']:<10} {row.get('health') or '-':<10} "
-            f"{_format_uptime(row.get('uptime_s')):<8} {row.get('restart_count', 0):<8} "
-            f"{'-' if exit_code is None else exit_code:<5} {row.get('image') or '-'}"
+            f"{status:<11} {_format_uptime(row.get('uptime_s')):<8} "
+            f"{row.get('restart_count', 0):<8} {'-' if exit_code is None else exit_code:<5} "
+            f"{row.get('image') or '-'}"
         )
+        if supervised.get("last_reason") and status != "running":
+            print(f"          last: {supervised['last_reason']}")
+    if view is None:
+        print("(no supervisor daemon answers: showing the engine's view only)")
+    return EX_OK
+
+
+async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    try:
+        reply = control.request(
+            _socket_path(settings), {"command": "restart", "service": args.service}
+        )
+    except control.DaemonNotRunning:
+        reply = None
+    if reply is not None:
+        print(reply.get("message") or reply.get("error"))
+        return EX_OK if reply.get("ok") else EX_FAILED
+    # No daemon: restart directly; the next daemon starts with a clean slate for it.
+    containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
+    if not containers:
+        print(f"hyos-supervisor: no {args.service} container; run `up` first", file=sys.stderr)
+        return EX_FAILED
+    for container in containers:
+        if container.running:
+            await engine.stop(container.id, settings.services()[args.service].stop_timeout)
+        await engine.start(container.id)
+    clear_saved_state(settings, args.service)
+    print(f"{args.service} restarted (no daemon running)")
+    return EX_OK
+
+
+async def _logs(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
+    if not containers:
+        print(f"hyos-supervisor: no {args.service} container", file=sys.stderr)
+        return EX_FAILED
+    for line in await engine.logs_tail(containers[0].id, args.tail):
+        print(line)
+    return EX_OK
+
+
+def _health(settings: Settings) -> int:
+    """For HEALTHCHECK: the daemon answers and its loop beat recently."""
+    try:
+        reply = control.request(_socket_path(settings), {"command": "health"}, timeout=5)
+    except (control.DaemonNotRunning, OSError, ValueError) as err:
+        print(f"unhealthy: {err}", file=sys.stderr)
+        return EX_FAILED
+    limit = 3 * settings.reconcile_interval_s + 10
+    age = float(reply.get("heartbeat_age_s", limit + 1))
+    if age > limit:
+        print(f"unhealthy: no progress for {age:.0f} s (limit {limit:.0f} s)", file=sys.stderr)
+        return EX_FAILED
+    print(f"healthy: last progress {age:.1f} s ago")
     return EX_OK
 
 
@@ -179,6 +271,8 @@ _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, Engine], Awaita
     "down": _down,
     "status": _status,
     "audit": _audit,
+    "restart": _restart,
+    "logs": _logs,
 }
 
 
@@ -197,8 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("settings are valid")
         return EX_OK
-    verb = _ENGINE_VERBS[args.verb]
+    if args.verb == "health":
+        return _health(settings)
     try:
+        if args.verb == "run":
+            return anyio.run(run_daemon, settings)
+        verb = _ENGINE_VERBS[args.verb]
         return anyio.run(_with_engine, settings, lambda engine: verb(args, settings, engine))
     except DockerUnreachable as err:
         print(f"hyos-supervisor: {err}", file=sys.stderr)

@@ -82,13 +82,14 @@ class Engine:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        attempts: int | None = None,
     ) -> Any:
         """One JSON call, retried with bounded backoff while the engine is unreachable."""
         data = json.dumps(body) if body is not None else None
         client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient),
-            stop=stop_after_attempt(self._retries),
+            stop=stop_after_attempt(attempts or self._retries),
             wait=wait_exponential(multiplier=0.2, max=5),
             reraise=True,
         )
@@ -114,8 +115,8 @@ class Engine:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def ping(self) -> None:
-        await self._call("version")
+    async def ping(self, attempts: int | None = None) -> None:
+        await self._call("version", attempts=attempts)
 
     async def version(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("version")

@@ -104,7 +104,8 @@ def observed_from_inspect(inspect: Mapping[str, Any]) -> Observed:
         status = str(state.get("Status", ""))
         health = (state.get("Health") or {}).get("Status")
     else:
-        status, health = str(state or ""), None
+        # A list entry: health only appears in the human Status text, e.g. "Up 3s (healthy)".
+        status, health = str(state or ""), _health_from_status(str(inspect.get("Status", "")))
     names = inspect.get("Names") or [inspect.get("Name", "")]
     return Observed(
         id=str(inspect.get("Id", "")),
@@ -115,3 +116,11 @@ def observed_from_inspect(inspect: Mapping[str, Any]) -> Observed:
         health=health,
         created=str(inspect.get("Created", "")),
     )
+
+
+def _health_from_status(text: str) -> str | None:
+    for marker, health in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"),
+                           ("(health: starting)", "starting")):  # fmt: skip
+        if marker in text:
+            return health
+    return None

@@ -81,25 +81,30 @@ async def _ensure_images(engine: Engine, settings: Settings, plans: list[Service
             await engine.pull(image)
 
 
-async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
-    """Converge the stack on the settings; start order server, then manager."""
+async def prepare_stack(engine: Engine, settings: Settings, report: UpReport) -> list[ServicePlan]:
+    """Plan, refuse early, then ensure images, network and volume; returns the plans."""
     desired = desired_stack(settings)
     observed = await engine.list_stack(settings.stack)
     plans = plan_stack(desired, observed)
     # Everything that can refuse runs before the first change.
     await _check_names(engine, settings, plans)
     await _ensure_images(engine, settings, plans)
-    report = UpReport()
     labels = stack_labels(settings.stack)
     if await engine.ensure_network(settings.network_name, labels):
         report.changes.append(f"created network {settings.network_name}")
     if not settings.data_is_bind and await engine.ensure_volume(settings.data_source, labels):
         report.changes.append(f"created volume {settings.data_source}")
     for stray in strays(desired, observed):
-        await _remove(engine, stray, settings)
+        await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
-    for plan in plans:
-        container_id = await _apply(engine, settings, plan, report)
+    return plans
+
+
+async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
+    """Converge the stack on the settings; start order server, then manager."""
+    report = UpReport()
+    for plan in await prepare_stack(engine, settings, report):
+        container_id = await apply_service(engine, settings, plan, report, start=True)
         report.container_ids[plan.role] = container_id
         # The manager needs a healthy server; with --wait the last service is awaited too.
         if plan.role != "manager" or wait:
@@ -112,19 +117,22 @@ def _stop_timeout(settings: Settings, role: str) -> int:
     return service.stop_timeout if service else 10
 
 
-async def _remove(engine: Engine, observed: Observed, settings: Settings) -> None:
+async def remove_container(engine: Engine, observed: Observed, settings: Settings) -> None:
     if observed.running:
         await engine.stop(observed.id, _stop_timeout(settings, observed.role))
     await engine.remove(observed.id)
 
 
-async def _apply(engine: Engine, settings: Settings, plan: ServicePlan, report: UpReport) -> str:
+async def apply_service(
+    engine: Engine, settings: Settings, plan: ServicePlan, report: UpReport, start: bool
+) -> str:
+    """Remove what the plan drops, create what is missing, start when asked; returns the id."""
     for old in plan.remove:
         log.info(
             "removing container",
             extra={"service": plan.role, "container_id": old.id[:12], "reason": plan.reason},
         )
-        await _remove(engine, old, settings)
+        await remove_container(engine, old, settings)
         report.changes.append(f"removed {plan.role} {old.id[:12]} ({plan.reason})")
     if plan.keep is not None:
         container_id = plan.keep.id
@@ -134,7 +142,7 @@ async def _apply(engine: Engine, settings: Settings, plan: ServicePlan, report: 
             "created container", extra={"service": plan.role, "container_id": container_id[:12]}
         )
         report.changes.append(f"created {plan.role} {container_id[:12]}")
-    if plan.start:
+    if plan.start and start:
         await engine.start(container_id)
         log.info(
             "started container", extra={"service": plan.role, "container_id": container_id[:12]}
@@ -161,7 +169,7 @@ async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[s
     observed = await engine.list_stack(settings.stack)
     order = {role: index for index, role in enumerate(reversed(list(settings.services())))}
     for container in sorted(observed, key=lambda o: order.get(o.role, -1)):
-        await _remove(engine, container, settings)
+        await remove_container(engine, container, settings)
         changes.append(f"removed {container.role or 'container'} {container.id[:12]}")
     labels = await engine.network_labels(settings.network_name)
     if labels is not None and _ours(labels, settings.stack):

@@ -1,0 +1,650 @@
+"""`hyos-supervisor run`: reconcile once, then keep the stack healthy from engine events.
+
+One anyio task group holds every task: the event watcher, the safety-net reconcile,
+the watchdog, the control socket and any pending restart. The first SIGTERM/SIGINT
+cancels that group and then stops the stack in a shielded scope, so a second SIGTERM
+cannot cut the server's world save short; a second SIGINT forces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
+
+from supervisor import control, restarts
+from supervisor.engine import Engine, EngineError
+from supervisor.logs import BoundLogger, bind
+from supervisor.notify import Heartbeat, Notifier, watchdog_loop
+from supervisor.reconcile import (
+    UpReport,
+    apply_service,
+    desired_stack,
+    prepare_stack,
+)
+from supervisor.restarts import Action, ExitKind, ServiceRestartState, ServiceStatus
+from supervisor.settings import Settings
+from supervisor.stack import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
+from supervisor.statefile import default_state_dir, ensure_dir, read_json, write_json_atomic
+
+logger = logging.getLogger("supervisor.daemon")
+
+WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
+HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
+
+
+@dataclass
+class Service:
+    """The daemon's live view of one service."""
+
+    role: str
+    restart: ServiceRestartState = field(default_factory=ServiceRestartState)
+    container_id: str | None = None
+    health: str | None = None
+    busy: bool = False  # a restart, stop or recreate of ours is in flight
+    last_finished_at: str = ""  # the exit already accounted for
+    stop_requested: set[str] = field(default_factory=set)
+    restart_due: float | None = None  # wall clock of a pending backoff restart
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "restart": self.restart.to_json(),
+            "container_id": self.container_id,
+            "last_finished_at": self.last_finished_at,
+            "restart_due": self.restart_due,
+        }
+
+
+def _parse_time(text: str) -> float:
+    """Docker's RFC 3339 nanosecond timestamps -> wall-clock seconds."""
+    if not text or text.startswith("0001"):
+        return 0.0
+    base, _, fraction = text.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(base + "+00:00").timestamp()
+    return seconds + (float(f"0.{fraction[:9]}") if fraction else 0.0)
+
+
+def policy_from(settings: Settings) -> restarts.RestartPolicy:
+    r = settings.restart
+    return restarts.RestartPolicy(
+        backoff_base_s=r.backoff_base_s,
+        backoff_factor=r.backoff_factor,
+        backoff_cap_s=r.backoff_cap_s,
+        reset_after_s=r.reset_after_s,
+        crash_loop_limit=r.crash_loop_limit,
+        crash_loop_window_s=r.crash_loop_window_s,
+    )
+
+
+def state_dir_for(settings: Settings) -> Path:
+    return settings.state_dir or default_state_dir()
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        notifier: Notifier,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.notifier = notifier
+        self.clock = clock
+        self.policy = policy_from(settings)
+        self.services = {role: Service(role) for role in settings.services()}
+        self.state_dir = ensure_dir(state_dir_for(settings))
+        self.state_path = self.state_dir / f"{settings.stack}.json"
+        self.socket_path = self.state_dir / f"{settings.stack}.{control.SOCKET_NAME}"
+        self.heartbeat = Heartbeat()
+        self.log: BoundLogger = bind(logger, stack=settings.stack)
+        self.stopping = False
+        self.force = anyio.Event()
+        self.manager_after_server = False
+        self.last_event_nano = 0
+        self._reconcile_lock = anyio.Lock()
+        self._work: TaskGroup | None = None
+        self._work_scope = anyio.CancelScope()
+
+    # --- state file ---------------------------------------------------------------------
+
+    def load(self) -> None:
+        data = read_json(self.state_path) or {}
+        for role, saved in (data.get("services") or {}).items():
+            service = self.services.get(role)
+            if service is None:
+                continue
+            try:
+                service.restart = ServiceRestartState.from_json(saved.get("restart") or {})
+            except ValueError as err:
+                self.log.warning(
+                    "ignoring unreadable saved state", extra={"service": role, "error": str(err)}
+                )
+                continue
+            service.container_id = saved.get("container_id")
+            service.last_finished_at = saved.get("last_finished_at") or ""
+            service.restart_due = saved.get("restart_due")
+        self.manager_after_server = bool(data.get("manager_after_server"))
+
+    def save(self) -> None:
+        data = {
+            "stack": self.settings.stack,
+            "pid_saved_at": self.clock(),
+            "manager_after_server": self.manager_after_server,
+            "services": {role: s.to_json() for role, s in self.services.items()},
+        }
+        try:
+            write_json_atomic(self.state_path, data)
+        except OSError as err:
+            self.log.error(
+                "cannot write the state file",
+                extra={"path": str(self.state_path), "error": str(err)},
+            )
+        self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        parts = []
+        for role, s in self.services.items():
+            health = f"({s.health})" if s.health else ""
+            parts.append(f"{role}={s.restart.status.value}{health}")
+        return " ".join(parts)
+
+    def view(self) -> dict[str, Any]:
+        """The live view `status` shows."""
+        now = self.clock()
+        services = {}
+        for role, s in self.services.items():
+            services[role] = {
+                "status": s.restart.status.value,
+                "container_id": (s.container_id or "")[:12] or None,
+                "health": s.health,
+                "busy": s.busy,
+                "restart_count": s.restart.restart_count,
+                "recent_failures": len(s.restart.crash_times),
+                "backoff_s": s.restart.last_backoff_s,
+                "restart_in_s": max(0.0, s.restart_due - now) if s.restart_due else None,
+                "crash_loop": s.restart.status is ServiceStatus.CRASH_LOOP,
+                "needs_auth": s.restart.status is ServiceStatus.NEEDS_AUTH,
+                "last_reason": s.restart.last_reason,
+            }
+        return {
+            "stack": self.settings.stack,
+            "stopping": self.stopping,
+            "heartbeat_age_s": round(self.heartbeat.age(), 3),
+            "services": services,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.load()
+        async with anyio.create_task_group() as root:
+            root.start_soon(self._signals)
+            with self._work_scope:
+                async with anyio.create_task_group() as work:
+                    self._work = work
+                    await work.start(self._watch_events)
+                    await self.reconcile(startup=True)
+                    self.notifier.ready()
+                    self.log.info("supervising", extra={"status": self.status_line()})
+                    work.start_soon(self._periodic_reconcile)
+                    work.start_soon(control.serve, self.socket_path, self._control)
+                    interval = self.notifier.watchdog_interval()
+                    if interval is not None:
+                        work.start_soon(self._pulse, interval)
+                        work.start_soon(watchdog_loop, self.notifier, self.heartbeat)
+            self._work = None
+            await self._shutdown()
+            root.cancel_scope.cancel()
+        return 0
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            async for signum in received:
+                name = signal.Signals(signum).name
+                if not self.stopping:
+                    self.stopping = True
+                    self.notifier.stopping()
+                    self.log.info("shutting down", extra={"signal": name})
+                    self._work_scope.cancel()
+                elif signum == signal.SIGINT:
+                    self.log.warning("second SIGINT: forcing the stop")
+                    self.force.set()
+                else:
+                    self.log.info("already stopping; the server keeps its grace period")
+
+    async def _shutdown(self) -> None:
+        with anyio.CancelScope(shield=True):
+            self.stopping = True
+            self.notifier.stopping()
+            for service in self.services.values():
+                service.restart = restarts.cancel_pending(service.restart)
+                service.restart_due = None
+            if not self.settings.stop_on_exit:
+                self.log.info("leaving the stack running (stop_on_exit = false)")
+                self.save()
+                return
+            # Reverse start order: the manager first, then the server with its grace period.
+            for role in reversed(list(self.services)):
+                await self._stop_for_shutdown(self.services[role])
+            self.save()
+            self.log.info("stack stopped", extra={"status": self.status_line()})
+
+    async def _stop_for_shutdown(self, service: Service) -> None:
+        observed = [
+            o for o in await self.engine.list_stack(self.settings.stack) if o.role == service.role
+        ]
+        timeout = self.settings.services()[service.role].stop_timeout
+        for container in observed:
+            if not container.running:
+                continue
+            service.stop_requested.add(container.id)
+            log = self.log.bind(service=service.role, container_id=container.id[:12])
+            log.info("stopping", extra={"stop_timeout": timeout})
+            async with anyio.create_task_group() as race:
+                race.start_soon(self._kill_when_forced, container.id, log)
+                await self.engine.stop(container.id, timeout)
+                race.cancel_scope.cancel()
+            # The stop call returns once the engine reports the container stopped.
+            service.restart = replace(service.restart, status=ServiceStatus.STOPPED)
+            service.health = None
+            log.info("stopped")
+
+    async def _kill_when_forced(self, container_id: str, log: BoundLogger) -> None:
+        await self.force.wait()
+        log.warning("killing now")
+        await self.engine.kill(container_id)
+
+    async def _pulse(self, interval: float) -> None:
+        """Proves the loop is alive to the watchdog even when no event arrives."""
+        while True:
+            self.heartbeat.beat()
+            await anyio.sleep(interval)
+
+    async def _periodic_reconcile(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.reconcile_interval_s)
+            self.heartbeat.beat()
+            try:
+                await self.reconcile(startup=False)
+            except EngineError as err:
+                self.log.warning("safety-net reconcile failed", extra={"error": str(err)})
+
+    # --- events -------------------------------------------------------------------------
+
+    def _event_filters(self) -> dict[str, list[str]]:
+        return {
+            "type": ["container"],
+            "label": [f"{LABEL_MANAGED}=true", f"{LABEL_STACK}={self.settings.stack}"],
+            "event": WATCHED_EVENTS,
+        }
+
+    async def _watch_events(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Follow the engine's events forever; reconnect with backoff and resume with since=."""
+        started = False
+        since: str | None = None
+        while True:
+            try:
+                async with self.engine.events(self._event_filters(), since=since) as stream:
+                    if not started:
+                        started = True
+                        task_status.started()
+                    else:
+                        self.log.info("event stream reconnected", extra={"since": since})
+                        # Whatever the engine did while we were away: look, don't guess.
+                        await self.reconcile(startup=True)
+                    async for event in stream:
+                        self.heartbeat.beat()
+                        nano = int(event.get("timeNano") or 0)
+                        if nano and nano <= self.last_event_nano:
+                            continue  # replayed by since=
+                        self.last_event_nano = max(self.last_event_nano, nano)
+                        since = f"{nano // 10**9}.{nano % 10**9:09d}" if nano else since
+                        await self._on_event(event)
+            except EngineError as err:
+                if not started:
+                    raise
+                self.log.warning("event stream lost", extra={"error": str(err)})
+            await self._await_engine()
+
+    async def _await_engine(self) -> None:
+        """Bounded exponential backoff until the engine answers again."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(EngineError),
+            wait=wait_exponential(multiplier=0.25, max=15),
+            stop=stop_never,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.engine.ping(attempts=1)
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        service = self.services.get(attributes.get(LABEL_ROLE, ""))
+        container_id = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+        if service is None or not container_id:
+            return
+        if service.container_id not in (None, container_id):
+            return  # an old container of ours on its way out
+        service.container_id = container_id
+        action = str(event.get("Action") or event.get("status") or "")
+        log = self.log.bind(service=service.role, container_id=container_id[:12])
+        now = self.clock()
+        if action == "start":
+            service.restart = restarts.on_started(service.restart, now)
+            service.health = "starting" if service.health is not None else None
+            service.restart_due = None
+            log.info("started")
+        elif action == "health_status: healthy":
+            service.health = "healthy"
+            service.restart = restarts.on_healthy(service.restart, now)
+            log.info("healthy")
+            if service.role == "server" and self.manager_after_server:
+                await self._start_manager_after_server()
+        elif action == "health_status: unhealthy":
+            service.health = "unhealthy"
+            await self._on_unhealthy(service, log)
+        elif action == "die":
+            info = await self.engine.inspect(container_id)
+            if info is not None:
+                await self._on_exit(service, info, log)
+        elif action == "oom":
+            log.warning("out of memory", extra={"oom_killed": True})
+        elif action == "destroy":
+            service.container_id = None
+            service.health = None
+            if not service.busy and not self.stopping:
+                log.warning("container removed behind our back; recreating")
+                self._spawn(self.reconcile, False)
+        self.save()
+
+    def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
+        if self._work is not None:
+            self._work.start_soon(func, *args)
+
+    # --- decisions ----------------------------------------------------------------------
+
+    async def _on_exit(self, service: Service, info: dict[str, Any], log: BoundLogger) -> None:
+        state = info.get("State") or {}
+        finished = str(state.get("FinishedAt") or "")
+        if finished == service.last_finished_at:
+            return  # this exit is already accounted for
+        service.last_finished_at = finished
+        service.health = None
+        exit_code = int(state.get("ExitCode") or 0)
+        oom = bool(state.get("OOMKilled"))
+        requested = info["Id"] in service.stop_requested
+        service.stop_requested.discard(info["Id"])
+        kind = restarts.classify_exit(service.role, exit_code, oom, requested or self.stopping)
+        reason = restarts.describe_exit(service.role, exit_code, oom, requested or self.stopping)
+        name = str(info.get("Name", "")).lstrip("/")
+        service.restart, decision = restarts.on_exit(
+            service.restart, kind, self.clock(), self.policy, reason=reason, container=name
+        )
+        fields = {
+            "exit_code": exit_code,
+            "oom_killed": oom,
+            "restart_count": service.restart.restart_count,
+            "backoff_s": decision.backoff_s,
+            "reason": reason,
+            "decision": decision.action.value,
+        }
+        level = logging.INFO if kind is ExitKind.CLEAN else logging.WARNING
+        log.log(level, "exited", extra=fields)
+        if self.stopping:
+            return
+        await self._act(service, decision, log)
+
+    async def _act(self, service: Service, decision: restarts.Decision, log: BoundLogger) -> None:
+        if decision.action is Action.RESTART:
+            service.restart_due = self.clock() + decision.backoff_s
+            self._spawn(self._restart_after, service, decision.backoff_s)
+        elif decision.action is Action.RECREATE:
+            self._spawn(self._recreate, service)
+        elif decision.action is Action.STOP_CRASH_LOOP:
+            lines = await self.engine.logs_tail(
+                service.container_id or "", self.policy.crash_loop_log_lines
+            )
+            log.error(
+                "crash loop: not restarting; the container is kept for inspection. "
+                f"Fix the cause, then run `hyos-supervisor restart {service.role}`",
+                extra={"reason": decision.reason, "last_logs": lines},
+            )
+        elif decision.action is Action.NEEDS_AUTH:
+            log.error(decision.message, extra={"reason": decision.reason})
+
+    async def _on_unhealthy(self, service: Service, log: BoundLogger) -> None:
+        info = await self.engine.inspect(service.container_id or "")
+        if info is None:
+            return
+        state = info.get("State") or {}
+        health_config = (info.get("Config") or {}).get("Healthcheck") or {}
+        start_period = float(health_config.get("StartPeriod") or 0) / 1e9
+        service.restart, decision = restarts.on_unhealthy(
+            service.restart,
+            self.clock(),
+            _parse_time(str(state.get("StartedAt") or "")),
+            start_period,
+            service.busy or self.stopping,
+            self.policy,
+        )
+        log.warning(
+            "unhealthy",
+            extra={
+                "decision": decision.action.value,
+                "restart_count": service.restart.restart_count,
+            },
+        )
+        if decision.action is Action.RESTART:
+            self._spawn(self._restart_now, service)
+        else:
+            await self._act(service, decision, log)
+
+    async def _restart_after(self, service: Service, delay: float) -> None:
+        service.busy = True
+        try:
+            await anyio.sleep(delay)
+            if service.container_id is None:
+                await self.reconcile(startup=False)
+                return
+            await self.engine.start(service.container_id)
+            self.log.info(
+                "restart issued",
+                extra={
+                    "service": service.role,
+                    "container_id": service.container_id[:12],
+                    "backoff_s": delay,
+                },
+            )
+            self._after_server_restart(service)
+        except EngineError as err:
+            self.log.error("restart failed", extra={"service": service.role, "error": str(err)})
+        finally:
+            service.busy = False
+            service.restart_due = None
+            self.save()
+
+    async def _restart_now(self, service: Service, reason: str = "unhealthy") -> None:
+        """Stop (flagged as ours) and start again: for unhealthy, dependents and operators."""
+        container_id = service.container_id
+        if container_id is None:
+            return
+        service.busy = True
+        try:
+            timeout = self.settings.services()[service.role].stop_timeout
+            service.stop_requested.add(container_id)
+            await self.engine.stop(container_id, timeout)
+            await self.engine.start(container_id)
+            self.log.info(
+                "restarted",
+                extra={
+                    "service": service.role,
+                    "container_id": container_id[:12],
+                    "reason": reason,
+                },
+            )
+            self._after_server_restart(service)
+        except EngineError as err:
+            self.log.error("restart failed", extra={"service": service.role, "error": str(err)})
+        finally:
+            service.busy = False
+            self.save()
+
+    async def _recreate(self, service: Service) -> None:
+        """Exit 8: the server asked for an update; new container, fresh image if configured."""
+        service.busy = True
+        try:
+            desired = desired_stack(self.settings)[service.role]
+            image = str(desired.body["Image"])
+            if self.settings.pull == "always":
+                await self.engine.pull(image)
+            if service.container_id:
+                await self.engine.remove(service.container_id)
+            service.container_id = None
+            container_id = await self.engine.create(desired.name, desired.body)
+            service.container_id = container_id
+            await self.engine.start(container_id)
+            self.log.info(
+                "recreated for update",
+                extra={"service": service.role, "container_id": container_id[:12]},
+            )
+            self._after_server_restart(service)
+        except EngineError as err:
+            self.log.error("recreate failed", extra={"service": service.role, "error": str(err)})
+        finally:
+            service.busy = False
+            self.save()
+
+    def _after_server_restart(self, service: Service) -> None:
+        if service.role == "server" and self.settings.restart.restart_manager_with_server:
+            self.manager_after_server = True
+
+    def _server_ready_or_held(self) -> bool:
+        server = self.services.get("server")
+        return server is None or server.health == "healthy" or server.restart.status in HELD
+
+    async def _start_manager_after_server(self) -> None:
+        self.manager_after_server = False
+        manager = self.services.get("manager")
+        if manager is None or manager.container_id is None or manager.busy:
+            return
+        info = await self.engine.inspect(manager.container_id)
+        if info and (info.get("State") or {}).get("Running"):
+            self._spawn(self._restart_now, manager, "server restarted")
+        else:
+            await self.engine.start(manager.container_id)
+
+    # --- reconcile ----------------------------------------------------------------------
+
+    async def reconcile(self, startup: bool) -> None:
+        """Converge on the settings, respecting crash loops, needs_auth and pending backoff.
+
+        At startup (and after an engine outage) stopped containers are started again;
+        later, an exit we missed is accounted like any other exit.
+        """
+        async with self._reconcile_lock:
+            report = UpReport()
+            for plan in await prepare_stack(self.engine, self.settings, report):
+                service = self.services[plan.role]
+                if service.busy:
+                    continue
+                log = self.log.bind(service=plan.role)
+                keep = plan.keep
+                if keep is not None and not plan.remove and keep.state in ("exited", "dead"):
+                    service.container_id = keep.id
+                    info = await self.engine.inspect(keep.id)
+                    if info is None:
+                        continue
+                    if not startup:
+                        await self._on_exit(service, info, log.bind(container_id=keep.id[:12]))
+                        continue
+                    service.last_finished_at = str(
+                        (info.get("State") or {}).get("FinishedAt") or ""
+                    )
+                    if service.restart.status in HELD:
+                        continue
+                    if service.restart.status is ServiceStatus.BACKOFF and service.restart_due:
+                        delay = max(0.0, service.restart_due - self.clock())
+                        self._spawn(self._restart_after, service, delay)
+                        continue
+                hold = service.restart.status in HELD
+                start = not hold
+                if plan.role == "manager" and not self._server_ready_or_held():
+                    start = False
+                    self.manager_after_server = True
+                container_id = await apply_service(self.engine, self.settings, plan, report, start)
+                if service.container_id != container_id:
+                    service.health = None
+                service.container_id = container_id
+                if keep is not None and keep.id == container_id and keep.running:
+                    service.health = keep.health
+                    if service.restart.status is ServiceStatus.STOPPED:
+                        service.restart = restarts.on_started(service.restart, self.clock())
+                    if keep.health == "healthy" and service.restart.healthy_since is None:
+                        service.restart = restarts.on_healthy(service.restart, self.clock())
+                    if keep.health == "unhealthy" and not startup:
+                        await self._on_unhealthy(service, log.bind(container_id=container_id[:12]))
+            if self.manager_after_server and self._server_ready_or_held():
+                await self._start_manager_after_server()
+            for change in report.changes:
+                self.log.info(change)
+            self.save()
+
+    # --- control socket -----------------------------------------------------------------
+
+    async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        if command == "status":
+            return {"ok": True, **self.view()}
+        if command == "health":
+            return {"ok": True, "heartbeat_age_s": self.heartbeat.age(), "stopping": self.stopping}
+        if command == "restart":
+            role = str(request.get("service"))
+            service = self.services.get(role)
+            if service is None:
+                return {"ok": False, "error": f"unknown service {role!r}; use server or manager"}
+            service.restart = restarts.reset(service.restart)
+            service.restart_due = None
+            if service.container_id is None:
+                self._spawn(self.reconcile, False)
+            else:
+                info = await self.engine.inspect(service.container_id)
+                running = bool(info and (info.get("State") or {}).get("Running"))
+                if running:
+                    self._spawn(self._restart_now, service, "operator")
+                else:
+                    self._spawn(self._restart_after, service, 0.0)
+            self.save()
+            return {"ok": True, "message": f"{role}: state cleared, restarting"}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+def clear_saved_state(settings: Settings, role: str) -> None:
+    """Forget a service's saved restart state (an operator restart without a daemon)."""
+    path = state_dir_for(settings) / f"{settings.stack}.json"
+    data = read_json(path)
+    if data and role in (data.get("services") or {}):
+        del data["services"][role]
+        write_json_atomic(path, data)
+
+
+async def run_daemon(settings: Settings) -> int:
+    notifier = Notifier()
+    try:
+        async with Engine.connect(settings.docker_host, settings.docker_retries) as engine:
+            return await Daemon(settings, engine, notifier).run()
+    finally:
+        notifier.close()
