@@ -4,6 +4,8 @@ Usage::
 
     python -m entrypoint [--user UID[:GID]|NAME[:GROUP]] [--group-of PATH]
                          [--prepare PATH]... [--machine-id PATH] [--allow-root]
+                         [--secrets DIR [--secret NAME]... [--rotate NAME]...
+                          [--secrets-stdin]]
                          [-- COMMAND ARGS...]
 
 Without a command it only prepares and exits 0; its results are then JSON lines on
@@ -26,6 +28,7 @@ from entrypoint.errors import (
     EXIT_NOT_WRITABLE,
     EXIT_PREPARE_FAILED,
     EXIT_ROOT_REFUSED,
+    EXIT_SECRETS,
     EXIT_USAGE,
     EntrypointError,
 )
@@ -49,6 +52,10 @@ class Options(argparse.Namespace):
     machine_id: str | None
     allow_root: bool
     full: bool
+    secrets: str | None
+    secret: list[str]
+    rotate: list[str]
+    secrets_stdin: bool
     command: list[str]
 
 
@@ -73,6 +80,20 @@ def _parser() -> _Parser:
         "--full",
         action="store_true",
         help="stat every entry, ignoring the stamp of the last complete prepare",
+    )
+    p.add_argument(
+        "--secrets",
+        metavar="DIR",
+        help="keep secret files (0600 in a 0700 dir owned by --user) in DIR, inside a --prepare path",
+    )
+    p.add_argument("--secret", metavar="NAME", action="append", default=[],
+                   help="a secret to generate when missing (repeatable)")  # fmt: skip
+    p.add_argument("--rotate", metavar="NAME", action="append", default=[],
+                   help="replace this secret with a fresh value (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--secrets-stdin",
+        action="store_true",
+        help="read operator-supplied values as one JSON object line on stdin",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return p
@@ -150,6 +171,37 @@ def _prepare(opts: Options, user: User | None, is_root: bool, to_stdout: bool) -
             )
 
 
+def _split_secrets_dir(opts: Options) -> tuple[str, list[str]]:
+    """(trusted base, components to create without following symlinks)."""
+    target = os.path.normpath(os.path.abspath(opts.secrets or ""))  # noqa: PTH100
+    bases = [
+        os.path.normpath(p) for p in opts.prepare if target.startswith(os.path.normpath(p) + "/")
+    ]
+    base = max(bases, key=len) if bases else os.path.dirname(target)  # noqa: PTH120
+    return base, os.path.relpath(target, base).split("/")
+
+
+def _secrets(opts: Options, user: User | None, is_root: bool, to_stdout: bool) -> None:
+    from entrypoint.secretfiles import ensure_secrets  # secrets module: only when used
+
+    supplied: dict[str, str] = {}
+    if opts.secrets_stdin:
+        line = sys.stdin.readline()
+        try:
+            data = json.loads(line or "{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise EntrypointError(
+                EXIT_SECRETS, "--secrets-stdin expects one JSON object of strings"
+            )
+        supplied = data
+    owner = (user.uid, user.gid) if is_root and user is not None else None
+    base, parts = _split_secrets_dir(opts)
+    result = ensure_secrets(base, parts, opts.secret, owner, rotate=opts.rotate, supplied=supplied)
+    _emit({"event": "secrets", "path": opts.secrets, **result}, to_stdout=to_stdout)
+
+
 def run(opts: Options) -> int:
     is_root = os.geteuid() == 0
     to_stdout = not opts.command
@@ -164,6 +216,8 @@ def run(opts: Options) -> int:
             {"event": "machine_id", "path": opts.machine_id, "created": created},
             to_stdout=to_stdout,
         )
+    if opts.secrets is not None:
+        _secrets(opts, user, is_root, to_stdout)
     _prepare(opts, user, is_root, to_stdout)
     if not opts.command:
         return 0

@@ -15,6 +15,8 @@ code   name                        meaning
                                    ``setuid(0)`` still worked afterwards
 71     EXIT_MACHINE_ID             the machine-id file could not be written
 72     EXIT_INIT_FAILED            PID 1 could not spawn or wait for the command
+73     EXIT_SECRETS                a secret file could not be written, or the
+                                   supplied secrets on stdin are not a JSON object
 126    EXIT_CANNOT_EXEC            the command exists but cannot be executed
 127    EXIT_NOT_FOUND              the command was not found
 =====  ==========================  ==================================================
@@ -34,6 +36,7 @@ EXIT_GROUP_OF = 69
 EXIT_DROP_FAILED = 70
 EXIT_MACHINE_ID = 71
 EXIT_INIT_FAILED = 72
+EXIT_SECRETS = 73
 EXIT_CANNOT_EXEC = 126
 EXIT_NOT_FOUND = 127
 
