@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from supervisor import control
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_IMAGE = "hyos-test/server:1"
@@ -90,6 +94,13 @@ class Stack:
             found[role] = container_id
         return found
 
+    def orphans(self) -> list[str]:
+        """Containers named like the stack's but without its labels."""
+        named = set(
+            docker("ps", "-aq", "--no-trunc", "--filter", f"name=^{self.name}-").stdout.split()
+        )
+        return sorted(named - set(self.ids().values()))
+
     def leftovers(self) -> list[str]:
         """Every object that carries the stack's label or name."""
         label = f"label=io.hyos.stack={self.name}"
@@ -143,3 +154,219 @@ def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
     env["HYOS_STATE_DIR"] = str(state_dir)
     yield Stack(name, env)
     remove_stack_objects(name)
+
+
+# --- the supervisor daemon as a subprocess ---------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "engine_restart: restarts THE Docker engine (stops every container on it)"
+    )
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class DaemonProc:
+    """One `hyos-supervisor run` subprocess; its JSON log lines go to `log_path`."""
+
+    stack: Stack
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    socket_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def lines(self) -> list[dict[str, Any]]:
+        found = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                found.append(line)
+        return found
+
+    def events(self, message: str, **match: Any) -> list[dict[str, Any]]:
+        return [
+            line
+            for line in self.lines()
+            if line.get("message") == message and all(line.get(k) == v for k, v in match.items())
+        ]
+
+    def wait_log(
+        self, message: str, timeout: float = 15, count: int = 1, **match: Any
+    ) -> list[dict[str, Any]]:
+        """Until at least `count` lines with this message (and these fields) were logged."""
+
+        def enough() -> list[dict[str, Any]] | None:
+            self.assert_alive()
+            found = self.events(message, **match)
+            return found if len(found) >= count else None
+
+        result: list[dict[str, Any]] = wait_for(
+            enough, timeout, f"{count} x log {message!r} {match}"
+        )
+        return result
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            pytest.fail(f"the daemon exited with {self.proc.returncode}:\n{tail}")
+
+    def view(self) -> dict[str, Any] | None:
+        """The daemon's live view over its control socket (what `status` merges)."""
+        try:
+            reply = control.request(self.socket_path, {"command": "status"}, timeout=5)
+        except (control.DaemonNotRunning, OSError, ValueError):
+            return None
+        return reply if reply.get("ok") else None
+
+    def service(self, role: str) -> dict[str, Any]:
+        view = self.view()
+        assert view is not None, "the daemon does not answer on its control socket"
+        result: dict[str, Any] = view["services"][role]
+        return result
+
+    def wait_healthy(
+        self, timeout: float = 30, roles: tuple[str, ...] = ("server", "manager")
+    ) -> None:
+        def healthy() -> bool:
+            self.assert_alive()
+            view = self.view()
+            if view is None:
+                return False
+            services = view["services"]
+            return all(
+                services[r]["health"] == "healthy" and services[r]["status"] == "running"
+                for r in roles
+            )
+
+        wait_for(healthy, timeout, f"{roles} healthy in the daemon's view", interval=0.1)
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal and wait; SIGKILL at the deadline. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+class DaemonFactory:
+    """Starts daemons for one stack; every one of them is stopped on teardown."""
+
+    def __init__(self, stack: Stack, tmp_path: Path) -> None:
+        self.stack = stack
+        self.tmp_path = tmp_path
+        self.started: list[DaemonProc] = []
+
+    def __call__(self, wait: bool = True, timeout: float = 45, **env: str) -> DaemonProc:
+        index = len(self.started)
+        log_path = self.tmp_path / f"daemon-{index}.log"
+        state_dir = Path(self.stack.env["HYOS_STATE_DIR"])
+        with log_path.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "supervisor", "--log-format", "json", "run"],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                env={**self.stack.env, **env},
+                cwd=REPO,
+            )
+        daemon = DaemonProc(
+            self.stack, proc, log_path, state_dir / f"{self.stack.name}.{control.SOCKET_NAME}"
+        )
+        self.started.append(daemon)
+        if wait:
+            daemon.wait_healthy(timeout)
+        return daemon
+
+    def close(self) -> None:
+        for daemon in self.started:
+            daemon.stop(signal.SIGTERM, timeout=30)
+
+
+@pytest.fixture
+def daemon(stack: Stack, tmp_path: Path) -> Iterator[DaemonFactory]:
+    """`daemon(**env)` starts `hyos-supervisor run` for the stack and waits until both
+    services are healthy; teardown sends SIGTERM (SIGKILL after 30 s), then the stack
+    fixture removes every object of the stack."""
+    factory = DaemonFactory(stack, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+def started_at(container: str) -> str:
+    return str(inspect(container)["State"]["StartedAt"])
+
+
+def _dockerd_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout
+    pids = [int(p) for p in found.split()]
+    return pids[0] if pids else None
+
+
+def _engine_answers() -> bool:
+    return docker("version", check=False, timeout=10).returncode == 0
+
+
+def restart_dockerd(log_fallback: Path) -> None:
+    """Restart THE engine: SIGTERM the running dockerd, wait for it to exit, start it
+    again with the same command line, environment and working directory (in its own
+    session, so it outlives the test), and wait until `docker version` answers."""
+    pid = _dockerd_pid()
+    assert pid is not None, "no dockerd is running"
+    proc = Path(f"/proc/{pid}")
+    argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+    environ = dict(
+        entry.decode(errors="replace").split("=", 1)
+        for entry in (proc / "environ").read_bytes().split(b"\0")
+        if b"=" in entry
+    )
+    cwd = os.readlink(proc / "cwd")
+    log_target = Path(os.readlink(proc / "fd" / "2"))
+    log_path = log_target if log_target.is_file() else log_fallback
+    os.kill(pid, signal.SIGTERM)
+    try:
+        # dockerd stops every container first (its shutdown timeout is 15 s by default).
+        wait_for(lambda: not proc.exists(), 90, "dockerd to exit", interval=0.2)
+    finally:
+        if _dockerd_pid() is None:
+            with log_path.open("ab") as log:
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=environ,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+        wait_for(_engine_answers, 60, "the restarted engine to answer", interval=0.2)

@@ -1,0 +1,413 @@
+"""The daemon (`hyos-supervisor run`) against the real engine: crashes, crash loops,
+unhealthy restarts, its own kill -9, graceful stop, sd_notify, log fields and a dockerd
+restart (last: it stops every container on the engine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import (
+    SERVER_IMAGE,
+    DaemonFactory,
+    Stack,
+    docker,
+    inspect,
+    restart_dockerd,
+    started_at,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+EVENT_MESSAGES = {"started", "healthy", "unhealthy", "exited", "restart issued", "restarted"}
+# Health timing for the unhealthy tests: a failing check turns unhealthy after ~2 s.
+FAST_HEALTH = {
+    "HYOS_SERVER__HEALTHCHECK__INTERVAL": "1",
+    "HYOS_SERVER__HEALTHCHECK__TIMEOUT": "2",
+    "HYOS_SERVER__HEALTHCHECK__RETRIES": "2",
+}
+
+
+def steady(check: Callable[[], None], seconds: float, interval: float = 0.2) -> None:
+    """Assert `check` keeps passing for `seconds` (a negative wait: nothing may happen)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        check()
+        time.sleep(interval)
+    check()
+
+
+def running_again(container: str, before: str) -> Callable[[], bool]:
+    def check() -> bool:
+        state = inspect(container)["State"]
+        return bool(state["Running"]) and state["StartedAt"] != before
+
+    return check
+
+
+def control_file(stack: Stack, name: str, present: bool) -> None:
+    command = f"touch /data/control/{name}" if present else f"rm -f /data/control/{name}"
+    docker("exec", stack.container("server"), "sh", "-c", command)
+
+
+def supervised(stack: Stack, role: str) -> dict[str, Any]:
+    """`status --json`: the engine's row merged with the daemon's live view."""
+    result = stack.run("status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["daemon"] is True
+    row: dict[str, Any] = next(r for r in data["services"] if r["service"] == role)
+    return row
+
+
+def rfc3339(text: str) -> float:
+    """Docker's nanosecond `...Z` stamps and the log's `...+00:00` ones -> epoch seconds."""
+    text = text.replace("+00:00", "").rstrip("Z")
+    base, _, fraction = text.partition(".")
+    seconds = datetime.fromisoformat(base + "+00:00").timestamp()
+    return seconds + (float(f"0.{fraction[:6]}") if fraction else 0.0)
+
+
+# --- crashes ------------------------------------------------------------------------------
+
+
+def test_crashes_spaced_past_the_reset_window_are_each_restarted(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon(HYOS_RESTART__RESET_AFTER_S="1", HYOS_RESTART__BACKOFF_BASE_S="0.2")
+    server = stack.container("server")
+    server_id = stack.ids()["server"]
+    for n in range(1, 4):
+        # Healthy for longer than the reset window, so each crash starts the backoff over.
+        healthy_at = d.wait_log("healthy", service="server", count=n)[-1]["timestamp"]
+        wait_for(lambda t=healthy_at: time.time() - rfc3339(t) > 1.3, 5, "the reset window")
+        before = started_at(server)
+        docker("kill", server)
+        d.wait_log("restart issued", service="server", count=n)
+        wait_for(running_again(server, before), 10, f"the server running after crash {n}")
+        exited = d.events("exited", service="server")[-1]
+        assert exited["exit_code"] == 137
+        assert exited["decision"] == "restart"
+        assert exited["restart_count"] == 1, exited  # reset by the healthy uptime
+        assert exited["backoff_s"] == pytest.approx(0.2)
+    d.wait_healthy()
+    assert stack.ids()["server"] == server_id
+    assert inspect(server)["State"]["Health"]["Status"] == "healthy"
+    assert supervised(stack, "server")["supervisor"]["status"] == "running"
+
+
+def test_the_crash_crossing_the_limit_leaves_crash_loop_until_restart(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon(
+        HYOS_RESTART__CRASH_LOOP_LIMIT="3",
+        HYOS_RESTART__CRASH_LOOP_WINDOW_S="60",
+        HYOS_RESTART__BACKOFF_BASE_S="0.1",
+    )
+    server = stack.container("server")
+    server_id = stack.ids()["server"]
+    for n in (1, 2):
+        before = started_at(server)
+        docker("kill", server)
+        d.wait_log("restart issued", service="server", count=n)
+        wait_for(running_again(server, before), 10, f"the server running after crash {n}")
+    docker("kill", server)
+    wait_for(
+        lambda: d.service("server")["status"] == "crash_loop", 10, "crash_loop in the live view"
+    )
+    row = supervised(stack, "server")
+    assert row["supervisor"]["crash_loop"] is True
+    assert row["supervisor"]["recent_failures"] == 3
+    assert row["state"] == "exited"
+    # The crash-loop line shows the container's last log lines.
+    loop_line = next(line for line in d.lines() if line["message"].startswith("crash loop"))
+    assert any("Hytale Server Booted!" in text for text in loop_line["last_logs"])
+    # Kept for inspection, and nothing starts it again.
+    frozen = started_at(server)
+
+    def still_down() -> None:
+        state = inspect(server)["State"]
+        assert not state["Running"] and state["StartedAt"] == frozen
+
+    steady(still_down, 3)
+    assert len(d.events("restart issued", service="server")) == 2
+    assert stack.ids()["server"] == server_id
+    # The operator clears it.
+    result = stack.run("restart", "server")
+    assert result.returncode == 0, result.stderr
+    d.wait_healthy()
+    row = supervised(stack, "server")
+    assert row["supervisor"]["crash_loop"] is False
+    assert row["supervisor"]["status"] == "running"
+    assert stack.ids()["server"] == server_id
+
+
+# --- unhealthy ----------------------------------------------------------------------------
+
+
+def test_unhealthy_is_restarted_once_per_episode(stack: Stack, daemon: DaemonFactory) -> None:
+    d = daemon(
+        HYOS_SERVER__HEALTHCHECK__START_PERIOD="1",
+        HYOS_RECONCILE_INTERVAL_S="1",  # the safety net sees the unhealthy state too
+        **FAST_HEALTH,
+    )
+    server = stack.container("server")
+    for episode in (1, 2):
+        control_file(stack, "unhealthy", True)
+        d.wait_log("restarted", service="server", reason="unhealthy", count=episode)
+        # The file lives in the volume: end the episode right after the restart.
+        control_file(stack, "unhealthy", False)
+        d.wait_healthy()
+        assert inspect(server)["State"]["Health"]["Status"] == "healthy"
+        assert len(d.events("restarted", service="server", reason="unhealthy")) == episode
+        restarts = d.events("unhealthy", service="server", decision="restart")
+        assert len(restarts) == episode
+    assert d.service("server")["recent_failures"] == 2  # unhealthy restarts count
+
+
+def test_unhealthy_is_not_restarted_while_starting(stack: Stack, daemon: DaemonFactory) -> None:
+    d = daemon(
+        HYOS_SERVER__HEALTHCHECK__START_PERIOD="30",
+        HYOS_RECONCILE_INTERVAL_S="1",
+        **FAST_HEALTH,
+    )
+    server = stack.container("server")
+    before = started_at(server)
+    control_file(stack, "unhealthy", True)
+    d.wait_log("unhealthy", service="server", decision="none", timeout=10)
+
+    def not_restarted() -> None:
+        assert not d.events("restarted", service="server")
+        assert started_at(server) == before
+
+    steady(not_restarted, 5)
+    assert inspect(server)["State"]["Health"]["Status"] == "unhealthy"
+
+
+# --- the supervisor's own death -----------------------------------------------------------
+
+
+def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory) -> None:
+    env = {"HYOS_RESTART__BACKOFF_BASE_S": "3", "HYOS_RESTART__BACKOFF_FACTOR": "1"}
+    server = stack.container("server")
+
+    def consistent() -> dict[str, str]:
+        ids = stack.ids()  # asserts one container per role
+        assert set(ids) == {"server", "manager"}
+        assert stack.orphans() == []
+        return ids
+
+    # 1: in the middle of the first reconcile (server created, manager not yet).
+    d = daemon(wait=False, **env)
+    d.wait_log("created container", service="server")
+    d.kill9()
+    d = daemon(**env)
+    ids = consistent()
+
+    # 2: while everything is healthy: the next daemon adopts and restarts nothing.
+    before = {role: started_at(stack.container(role)) for role in ids}
+    d.kill9()
+    d = daemon(**env)
+    assert consistent() == ids
+    assert {role: started_at(stack.container(role)) for role in ids} == before
+    assert not d.events("restart issued") and not d.events("restarted")
+
+    # 3: during a crash backoff: the next daemon finishes the pending restart.
+    docker("kill", server)
+    d.wait_log("exited", service="server", decision="restart")
+    d.kill9()
+    d = daemon(wait=False, **env)
+    d.wait_log("restart issued", service="server", timeout=10)
+    d.wait_healthy()
+    assert consistent() == ids
+    view = d.service("server")
+    assert (view["restart_count"], view["recent_failures"]) == (1, 1)
+
+    # 4: during the second backoff: the accounting carries on from the state file.
+    docker("kill", server)
+    d.wait_log("exited", service="server", decision="restart", restart_count=2)
+    d.kill9()
+    d = daemon(wait=False, **env)
+    d.wait_log("restart issued", service="server", timeout=10)
+    d.wait_healthy()
+    assert consistent() == ids
+    view = d.service("server")
+    assert (view["restart_count"], view["recent_failures"]) == (2, 2)
+
+    # 5: right after a restart was issued, before the server is healthy again.
+    docker("kill", server)
+    d.wait_log("restart issued", service="server", timeout=10)
+    d.kill9()
+    d = daemon(**env)
+    assert consistent() == ids
+    row = supervised(stack, "server")
+    assert (row["supervisor"]["restart_count"], row["supervisor"]["recent_failures"]) == (3, 3)
+    assert not d.events("restart issued")  # it was running: adopted, not restarted
+
+
+# --- graceful stop ------------------------------------------------------------------------
+
+
+def test_sigterm_saves_the_world_stops_the_stack_and_exits_0(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon()
+    assert d.stop(signal.SIGTERM) == 0
+    state = inspect(stack.container("server"))["State"]
+    assert not state["Running"]
+    assert state["ExitCode"] == 0  # the stand-in exits 0 only after writing the marker
+    marker = docker(
+        "run", "--rm", "--network", "none", "-v", f"{stack.name}-data:/data",
+        SERVER_IMAGE, "cat", "/data/saved-marker",
+    ).stdout.split()  # fmt: skip
+    assert marker[0] == "saved"
+    assert int(marker[1]) <= rfc3339(state["FinishedAt"])  # saved before it stopped
+    assert not inspect(stack.container("manager"))["State"]["Running"]
+    stopped = [line["service"] for line in d.events("stopped")]
+    assert stopped == ["manager", "server"]  # the manager first, then the server
+    assert d.events("stack stopped")
+
+
+def test_sigterm_with_stop_on_exit_false_leaves_the_stack_running(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon(HYOS_STOP_ON_EXIT="false")
+    ids = stack.ids()
+    assert d.stop(signal.SIGTERM) == 0
+    for role in ids:
+        assert inspect(stack.container(role))["State"]["Running"]
+    assert stack.ids() == ids
+    assert d.events("leaving the stack running (stop_on_exit = false)")
+
+
+# --- systemd notify -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, Path]]:
+    # A short path: AF_UNIX addresses are limited to 108 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="hyos-notify-"))
+    path = directory / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    try:
+        yield sock, path
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)
+        directory.rmdir()
+
+
+def test_sd_notify_ready_status_watchdog_stopping(
+    stack: Stack, daemon: DaemonFactory, notify_socket: tuple[socket.socket, Path]
+) -> None:
+    sock, path = notify_socket
+    received: list[tuple[float, str]] = []
+
+    def receive_until(wanted: Callable[[str], bool], timeout: float) -> str:
+        for _, message in received:
+            if wanted(message):
+                return message
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                message = sock.recv(4096).decode()
+            except TimeoutError:
+                break
+            received.append((time.monotonic(), message))
+            if wanted(message):
+                return message
+        pytest.fail(f"no matching notify message within {timeout} s; got {received}")
+
+    d = daemon(wait=False, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="2000000")
+    receive_until(lambda m: m == "READY=1", 45)
+    status = receive_until(lambda m: m.startswith("STATUS="), 5)
+    assert "\n" not in status and "server=" in status
+    ready_at = time.monotonic()
+    receive_until(lambda m: m == "WATCHDOG=1", 3)  # every 1 s (half of WATCHDOG_USEC)
+    # Keeps pinging while the loop is healthy.
+    second = [t for t, m in received if m == "WATCHDOG=1"]
+    if len(second) < 2:
+        received.clear()
+        receive_until(lambda m: m == "WATCHDOG=1", 3)
+    assert time.monotonic() - ready_at < 6
+    d.wait_healthy()
+    received.clear()
+    d.send(signal.SIGTERM)
+    receive_until(lambda m: m == "STOPPING=1", 10)
+    assert d.stop(signal.SIGTERM) == 0
+
+
+# --- log lines ----------------------------------------------------------------------------
+
+
+def test_event_lines_carry_stack_service_container_and_exit_fields(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
+    server = stack.container("server")
+    server_id = stack.ids()["server"]
+    before = started_at(server)
+    docker("kill", server)
+    d.wait_log("restart issued", service="server")
+    wait_for(running_again(server, before), 10, "the server running again")
+    d.wait_healthy()
+    events = [line for line in d.lines() if line["message"] in EVENT_MESSAGES]
+    assert {line["message"] for line in events} >= {
+        "started",
+        "healthy",
+        "exited",
+        "restart issued",
+    }
+    for line in events:
+        assert line["stack"] == stack.name, line
+        assert line["service"] in ("server", "manager"), line
+        assert line["container_id"] and len(line["container_id"]) == 12, line
+    exited = d.events("exited", service="server")
+    assert len(exited) == 1
+    line = exited[0]
+    assert line["container_id"] == server_id[:12]
+    assert line["exit_code"] == 137
+    assert line["oom_killed"] is False
+    assert line["restart_count"] == 1
+    assert line["backoff_s"] == pytest.approx(0.1)
+    assert "SIGKILL" in line["reason"]
+    assert line["level"] == "WARNING"
+
+
+# --- the engine restarts (LAST: it stops every container on the engine) ------------------
+
+
+@pytest.mark.engine_restart
+def test_supervisor_survives_a_dockerd_restart(
+    stack: Stack, daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("restarting dockerd needs root")
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
+    ids = stack.ids()
+    restart_dockerd(tmp_path / "dockerd.log")
+    d.wait_log("event stream reconnected", timeout=60)
+    # Containers with restart policy `no` stayed stopped; the daemon brings them back.
+    d.wait_healthy(60)
+    assert stack.ids() == ids
+    # And it still restarts a server that crashes afterwards.
+    server = stack.container("server")
+    before = started_at(server)
+    issued = len(d.events("restart issued", service="server"))
+    docker("kill", server)
+    d.wait_log("restart issued", service="server", count=issued + 1)
+    wait_for(running_again(server, before), 10, "the server running after the crash")
+    d.wait_healthy()
