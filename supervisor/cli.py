@@ -16,7 +16,14 @@ from supervisor import __version__, control, policy
 from supervisor.daemon import clear_saved_state, run_daemon, state_dir_for
 from supervisor.engine import DockerUnreachable, Engine, EngineError
 from supervisor.logs import setup_logging
-from supervisor.reconcile import NotReady, StackError, bring_up, stack_status, take_down
+from supervisor.reconcile import (
+    NotReady,
+    StackError,
+    bring_up,
+    stack_runtime,
+    stack_status,
+    take_down,
+)
 from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
 
 log = logging.getLogger("supervisor.cli")
@@ -225,18 +232,21 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
         )
         return EX_FAILED
     services = settings.services()
+    runtime = await stack_runtime(engine, settings)
+    ours = frozenset(filter(None, (runtime.machine_id_source, runtime.guard_dir)))
     for container in observed:
+        if container.role not in services:
+            continue  # e.g. a prepare helper caught mid-run
         info = await engine.inspect(container.id)
         if info is None:
             continue
-        service = services.get(container.role)
+        service = services[container.role]
         expect = policy.Expectation(
             stack=settings.stack,
             network=settings.network_name,
-            cap_add=frozenset(service.cap_add) if service else frozenset(),
-            host_ips=frozenset(p.host_ip for p in service.port_bindings)
-            if service
-            else frozenset(),
+            cap_add=frozenset(service.cap_add),
+            host_ips=frozenset(p.host_ip for p in service.port_bindings),
+            allowed_binds=ours,
         )
         findings += policy.audit(info, expect)
     failed = [f for f in findings if not f.passed]

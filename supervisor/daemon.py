@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,18 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 
 from supervisor import control, restarts
 from supervisor.engine import Engine, EngineError
+from supervisor.guard import serve_guard
 from supervisor.logs import BoundLogger, bind
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
 from supervisor.reconcile import (
     UpReport,
     apply_service,
     desired_stack,
-    prepare_stack,
+    plan_and_ensure,
 )
 from supervisor.restarts import Action, ExitKind, ServiceRestartState, ServiceStatus
 from supervisor.settings import Settings
-from supervisor.stack import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
+from supervisor.stack import GUARD_SOCKET_NAME, LABEL_MANAGED, LABEL_ROLE, LABEL_STACK, Runtime
 from supervisor.statefile import default_state_dir, ensure_dir, read_json, write_json_atomic
 
 logger = logging.getLogger("supervisor.daemon")
@@ -113,6 +115,7 @@ class Daemon:
         self.manager_after_server = False
         self.last_event_nano = 0
         self._reconcile_lock = anyio.Lock()
+        self.runtime: Runtime | None = None
         self._work: TaskGroup | None = None
         self._work_scope = anyio.CancelScope()
 
@@ -199,6 +202,16 @@ class Daemon:
                     self.log.info("supervising", extra={"status": self.status_line()})
                     work.start_soon(self._periodic_reconcile)
                     work.start_soon(control.serve, self.socket_path, self._control)
+                    if self.runtime is not None and self.runtime.guard_dir is not None:
+                        await work.start(
+                            partial(
+                                serve_guard,
+                                Path(self.runtime.guard_dir) / GUARD_SOCKET_NAME,
+                                self.settings.docker_host.removeprefix("unix://"),
+                                self.settings.stack,
+                                self.settings.manager.gid,
+                            )
+                        )
                     interval = self.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)
@@ -507,7 +520,7 @@ class Daemon:
         """Exit 8: the server asked for an update; new container, fresh image if configured."""
         service.busy = True
         try:
-            desired = desired_stack(self.settings)[service.role]
+            desired = desired_stack(self.settings, self.runtime)[service.role]
             image = str(desired.body["Image"])
             if self.settings.pull == "always":
                 await self.engine.pull(image)
@@ -557,7 +570,9 @@ class Daemon:
         """
         async with self._reconcile_lock:
             report = UpReport()
-            for plan in await prepare_stack(self.engine, self.settings, report):
+            converged = await plan_and_ensure(self.engine, self.settings, report)
+            self.runtime = converged.runtime
+            for plan in converged.plans:
                 service = self.services[plan.role]
                 if service.busy:
                     continue

@@ -172,6 +172,34 @@ class Engine:
             return []
         return "".join(chunks).splitlines()[-lines:]
 
+    async def run_once(
+        self, name: str, body: Mapping[str, Any], stdin: bytes | None, timeout: float
+    ) -> tuple[int, str, str]:
+        """Create, start (feeding stdin), wait and remove a one-shot container.
+
+        Returns (exit code, stdout, stderr); the container is removed even on failure.
+        """
+        container_id = await self.create(name, body)
+        try:
+            with anyio.fail_after(timeout):
+                if stdin is not None:
+                    stream = self._docker.containers.container(container_id).attach(stdin=True)
+                    async with stream:
+                        await self.start(container_id)
+                        await stream.write_in(stdin)
+                else:
+                    await self.start(container_id)
+                result = await self._call(
+                    f"containers/{container_id}/wait", "POST", timeout=timeout
+                )
+            container = self._docker.containers.container(container_id)
+            out = "".join(await container.log(stdout=True))
+            err = "".join(await container.log(stderr=True))
+            return int(result.get("StatusCode", -1)), out, err
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.remove(container_id)
+
     # --- images, networks, volumes -----------------------------------------------------
 
     async def image_exists(self, image: str) -> bool:
@@ -229,6 +257,10 @@ class Engine:
         except NotFound:
             return None
         return dict(found.get("Labels") or {})
+
+    async def volume_mountpoint(self, name: str) -> str:
+        found = await self._call(f"volumes/{name}")
+        return str(found["Mountpoint"])
 
     async def remove_volume(self, name: str) -> None:
         with suppress(NotFound):

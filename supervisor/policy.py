@@ -12,12 +12,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from entrypoint.helper import PREPARE_ENTRYPOINT
 from supervisor.settings import SENSITIVE_HOST_PATHS
 from supervisor.stack import (
     LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
     LABEL_STACK,
+    SECRETS_DIR,
+    Mount,
     ServiceSpec,
 )
 
@@ -125,6 +128,8 @@ class Expectation:
     network: str
     cap_add: frozenset[str] = PSS_ALLOWED_CAPS
     host_ips: frozenset[str] = field(default_factory=frozenset)
+    # Read-only binds the supervisor itself makes (machine-id file, guard socket dir).
+    allowed_binds: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -153,11 +158,20 @@ def _config(inspect: Inspect) -> Mapping[str, Any]:
     return inspect.get("Config") or {}
 
 
-def _mount_sources(inspect: Inspect) -> list[tuple[str, str]]:
-    """(type, host source) of every mount, from the live list and the host config."""
-    found = [(m.get("Type", ""), m.get("Source", "")) for m in inspect.get("Mounts") or []]
-    found += [(m.get("Type", ""), m.get("Source", "")) for m in _host(inspect).get("Mounts") or []]
-    found += [("bind", b.split(":")[0]) for b in _host(inspect).get("Binds") or []]
+def _mount_sources(inspect: Inspect) -> list[tuple[str, str, bool]]:
+    """(type, host source, read-only) of every mount, from the live list and the config."""
+    found = [
+        (m.get("Type", ""), m.get("Source", ""), m.get("RW") is False)
+        for m in inspect.get("Mounts") or []
+    ]
+    found += [
+        (m.get("Type", ""), m.get("Source", ""), bool(m.get("ReadOnly")))
+        for m in _host(inspect).get("Mounts") or []
+    ]
+    found += [
+        ("bind", b.split(":")[0], ":ro" in b or b.endswith(",ro"))
+        for b in _host(inspect).get("Binds") or []
+    ]
     return found
 
 
@@ -200,11 +214,12 @@ def _check_privileged(inspect: Inspect, _: Expectation) -> str | None:
     return "container is privileged" if _host(inspect).get("Privileged") else None
 
 
-def _check_sensitive_mounts(inspect: Inspect, _: Expectation) -> str | None:
+def _check_sensitive_mounts(inspect: Inspect, expect: Expectation) -> str | None:
     bad = sorted(
         source
-        for kind, source in _mount_sources(inspect)
+        for kind, source, read_only in _mount_sources(inspect)
         if kind == "bind"
+        and not (read_only and source in expect.allowed_binds)
         and (
             source.rstrip("/") in SENSITIVE_HOST_PATHS
             or source == "/"
@@ -215,7 +230,7 @@ def _check_sensitive_mounts(inspect: Inspect, _: Expectation) -> str | None:
 
 
 def _check_docker_socket(inspect: Inspect, _: Expectation) -> str | None:
-    bad = sorted(s for _, s in _mount_sources(inspect) if s.endswith("docker.sock"))
+    bad = sorted(s for _, s, _ in _mount_sources(inspect) if s.endswith("docker.sock"))
     return f"mounts the Docker socket {bad}" if bad else None
 
 
@@ -368,3 +383,73 @@ def audit(inspect: Inspect, expect: Expectation) -> list[Finding]:
         problem = rule.check(inspect, expect)
         findings.append(Finding(rule, name, problem is None, problem or "ok"))
     return findings
+
+
+# --- the one-shot prepare container ---------------------------------------------------
+
+# Enough to chown and chmod what the workload does not own; nothing else.
+PREPARE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER")
+PREPARE_SYSTEM_MOUNT = "/hyos-system"
+MACHINE_ID_NAME = "machine-id"
+
+
+@dataclass(frozen=True)
+class PrepareSpec:
+    stack: str
+    image: str
+    uid: int
+    gid: int
+    data: Mount
+    system_volume: str
+    secret_names: tuple[str, ...] = ()
+    rotate: tuple[str, ...] = ()
+    secrets_on_stdin: bool = False
+    log_max_size: str = "10m"
+
+
+def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
+    """Root, but no network, no new privileges, read-only root and three capabilities."""
+    args = [
+        "--user", f"{spec.uid}:{spec.gid}",
+        "--machine-id", f"{PREPARE_SYSTEM_MOUNT}/{MACHINE_ID_NAME}",
+    ]  # fmt: skip
+    if spec.secret_names or spec.rotate or spec.secrets_on_stdin:
+        args += ["--secrets", SECRETS_DIR]
+        for name in spec.secret_names:
+            args += ["--secret", name]
+        for name in spec.rotate:
+            args += ["--rotate", name]
+        if spec.secrets_on_stdin:
+            args.append("--secrets-stdin")
+    args += ["--prepare", spec.data.target]
+    body: dict[str, Any] = {
+        "Image": spec.image,
+        "Entrypoint": list(PREPARE_ENTRYPOINT),
+        "Cmd": args,
+        # The one container that must be root: it fixes ownership, then exits.
+        "User": "0:0",
+        "Labels": {LABEL_MANAGED: "true", LABEL_STACK: spec.stack, LABEL_ROLE: "prepare"},
+        "HostConfig": {
+            "NetworkMode": "none",
+            "ReadonlyRootfs": True,
+            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "CapDrop": ["ALL"],
+            "CapAdd": list(PREPARE_CAPS),
+            "Privileged": False,
+            "Memory": 256 * 1024**2,
+            "MemorySwap": 256 * 1024**2,
+            "NanoCpus": 1_000_000_000,
+            "PidsLimit": 64,
+            "Tmpfs": {"/tmp": "rw,nosuid,nodev,noexec,mode=0700"},
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": spec.log_max_size}},
+            "Mounts": [
+                {"Type": spec.data.type, "Source": spec.data.source, "Target": spec.data.target},
+                {"Type": "volume", "Source": spec.system_volume, "Target": PREPARE_SYSTEM_MOUNT},
+            ],
+        },
+    }
+    if spec.secrets_on_stdin:
+        # Supplied values travel over the attach stream: never in Env, Cmd or inspect.
+        body.update(AttachStdin=True, OpenStdin=True, StdinOnce=True)
+    return body

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from entrypoint.helper import parse_events
 from supervisor import policy
 from supervisor.engine import Engine, EngineError
 from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
 from supervisor.settings import Settings
-from supervisor.stack import LABEL_MANAGED, LABEL_STACK, desired_services, stack_labels
+from supervisor.stack import (
+    LABEL_MANAGED,
+    LABEL_STACK,
+    SECRET_NAMES,
+    Runtime,
+    data_mount,
+    desired_services,
+    stack_labels,
+)
 
 log = logging.getLogger("supervisor.reconcile")
 
@@ -36,10 +46,10 @@ class UpReport:
         return bool(self.changes)
 
 
-def desired_stack(settings: Settings) -> dict[str, Desired]:
+def desired_stack(settings: Settings, runtime: Runtime | None = None) -> dict[str, Desired]:
     return {
         role: Desired(role, spec.name, policy.build_create_body(spec))
-        for role, spec in desired_services(settings).items()
+        for role, spec in desired_services(settings, runtime).items()
     }
 
 
@@ -70,10 +80,10 @@ async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePl
 
 
 async def _ensure_images(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
-    for plan in plans:
-        if not plan.create:
-            continue
-        image = str(plan.desired.body["Image"])
+    images = [str(plan.desired.body["Image"]) for plan in plans if plan.create]
+    if settings.prepare:
+        images.append(settings.helper_image)
+    for image in dict.fromkeys(images):
         if settings.pull == "always" or not await engine.image_exists(image):
             if settings.pull == "never":
                 raise StackError(f"image {image!r} is not present locally and pull is 'never'")
@@ -81,29 +91,96 @@ async def _ensure_images(engine: Engine, settings: Settings, plans: list[Service
             await engine.pull(image)
 
 
-async def prepare_stack(engine: Engine, settings: Settings, report: UpReport) -> list[ServicePlan]:
-    """Plan, refuse early, then ensure images, network and volume; returns the plans."""
-    desired = desired_stack(settings)
+@dataclass(frozen=True)
+class Converged:
+    """Plans against the real host facts, once network and volumes exist."""
+
+    plans: list[ServicePlan]
+    runtime: Runtime
+
+
+async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
+    machine_id = None
+    if settings.prepare:
+        mountpoint = await engine.volume_mountpoint(settings.system_volume)
+        machine_id = f"{mountpoint}/{policy.MACHINE_ID_NAME}"
+    guard_dir = None
+    if settings.guard and settings.docker_host.startswith("unix://"):
+        guard_dir = str(settings.stack_guard_dir)
+        # A bind source must exist; the daemon puts the guard socket here.
+        settings.stack_guard_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return Runtime(machine_id_source=machine_id, guard_dir=guard_dir)
+
+
+async def plan_and_ensure(
+    engine: Engine,
+    settings: Settings,
+    report: UpReport,
+    *,
+    rotate: tuple[str, ...] = (),
+    force_prepare: bool = False,
+) -> Converged:
+    """Refuse early, ensure images, network and volumes, plan, and run the prepare step
+    when something is about to be created or started."""
     observed = await engine.list_stack(settings.stack)
-    plans = plan_stack(desired, observed)
-    # Everything that can refuse runs before the first change.
-    await _check_names(engine, settings, plans)
-    await _ensure_images(engine, settings, plans)
+    # Names and images do not depend on host facts: check them before the first change.
+    provisional = plan_stack(desired_stack(settings), observed)
+    await _check_names(engine, settings, provisional)
+    await _ensure_images(engine, settings, provisional)
     labels = stack_labels(settings.stack)
     if await engine.ensure_network(settings.network_name, labels):
         report.changes.append(f"created network {settings.network_name}")
     if not settings.data_is_bind and await engine.ensure_volume(settings.data_source, labels):
         report.changes.append(f"created volume {settings.data_source}")
+    if settings.prepare and await engine.ensure_volume(settings.system_volume, labels):
+        report.changes.append(f"created volume {settings.system_volume}")
+    runtime = await stack_runtime(engine, settings)
+    desired = desired_stack(settings, runtime)
+    plans = plan_stack(desired, observed)
     for stray in strays(desired, observed):
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
-    return plans
+    if settings.prepare and (force_prepare or rotate or any(p.create or p.start for p in plans)):
+        await run_prepare(engine, settings, rotate=rotate)
+    return Converged(plans, runtime)
+
+
+async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...] = ()) -> None:
+    """The one-shot helper: ownership and modes of /data, machine-id, secret files."""
+    supplied = settings.supplied_secrets()
+    spec = policy.PrepareSpec(
+        stack=settings.stack,
+        image=settings.helper_image,
+        uid=settings.server.uid,
+        gid=settings.server.gid,
+        data=data_mount(settings),
+        system_volume=settings.system_volume,
+        secret_names=SECRET_NAMES,
+        rotate=rotate,
+        secrets_on_stdin=bool(supplied),
+        log_max_size=settings.log_max_size,
+    )
+    name = f"{settings.stack}-prepare"
+    leftover = await engine.inspect(name)
+    if leftover is not None:
+        if not _ours((leftover.get("Config") or {}).get("Labels"), settings.stack):
+            raise StackError(f"a container named {name!r} exists but is not managed by this stack")
+        await engine.remove(leftover["Id"])
+    stdin = (json.dumps(supplied) + "\n").encode() if supplied else None
+    code, out, err = await engine.run_once(name, policy.build_prepare_body(spec), stdin, 600)
+    for event in parse_events(out):
+        # Counts and names only: the step never prints a secret or the machine-id.
+        result = {k: v for k, v in event.items() if k != "event"}
+        log.info(f"prepare: {event['event']}", extra={"stack": settings.stack, "result": result})
+    if code != 0:
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise StackError(f"prepare step failed (exit {code}): {last}; nothing was started")
 
 
 async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
     """Converge the stack on the settings; start order server, then manager."""
     report = UpReport()
-    for plan in await prepare_stack(engine, settings, report):
+    for plan in (await plan_and_ensure(engine, settings, report)).plans:
         container_id = await apply_service(engine, settings, plan, report, start=True)
         report.container_ids[plan.role] = container_id
         # The manager needs a healthy server; with --wait the last service is awaited too.
@@ -182,6 +259,11 @@ async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[s
             changes.append(f"removed volume {settings.data_source}")
         elif labels is not None:
             changes.append(f"kept volume {settings.data_source}: not created by this stack")
+    if volumes:
+        labels = await engine.volume_labels(settings.system_volume)
+        if labels is not None and _ours(labels, settings.stack):
+            await engine.remove_volume(settings.system_volume)
+            changes.append(f"removed volume {settings.system_volume}")
     return changes
 
 

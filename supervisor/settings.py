@@ -137,6 +137,29 @@ def parse_port(value: str, default_ip: str) -> PortBinding:
     return PortBinding(ip, host, container, proto)
 
 
+# Defaults that ship in examples and tutorials: as good as no secret at all.
+KNOWN_WEAK_SECRETS = frozenset(
+    {"changeme", "changeme123", "changeit", "password", "password123", "secret", "admin",
+     "hytale", "hyos", "default", "letmein", "0123456789abcdef"}
+)  # fmt: skip
+MIN_SECRET_LENGTH = 16
+
+
+def check_secret_strength(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered in KNOWN_WEAK_SECRETS or any(lowered.startswith(w) for w in ("changeme",)):
+        raise ValueError(
+            "the value is a known default; leave it unset so the supervisor generates one, "
+            "or use e.g. `openssl rand -base64 32`"
+        )
+    if len(value.strip()) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"the value is shorter than {MIN_SECRET_LENGTH} characters; leave it unset so the supervisor "
+            "generates one, or use e.g. `openssl rand -base64 32`"
+        )
+    return value
+
+
 def validate_image(value: str) -> str:
     if not _IMAGE_REF.match(value):
         raise ValueError(
@@ -341,6 +364,9 @@ class Settings(BaseSettings):
     log_max_size: str = "10m"
     log_max_file: int = Field(default=3, ge=1, le=100)
     state_dir: Path | None = None
+    # The manager reaches Docker through the supervisor's filtered socket in this host dir.
+    guard: bool = True
+    guard_dir: Path = Path("/run/hyos-supervisor")
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     stop_on_exit: bool = True
     docker_retries: int = Field(default=5, ge=1, le=100)
@@ -417,10 +443,18 @@ class Settings(BaseSettings):
         # Checked per field so the problem names the field (and its env variable).
         if path is not None:
             try:
-                path.read_text()
+                value = path.read_text().strip()
             except OSError as err:
                 raise ValueError(f"cannot read {path}: {err.strerror}") from None
+            check_secret_strength(value)
         return path
+
+    @field_validator("api_client_id", "api_client_secret", "session_secret")
+    @classmethod
+    def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret_strength(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
@@ -449,6 +483,24 @@ class Settings(BaseSettings):
 
     def container_name(self, role: str) -> str:
         return f"{self.stack}-{role}"
+
+    @property
+    def system_volume(self) -> str:
+        """Holds what only the supervisor writes (the machine-id); workloads never mount it."""
+        return f"{self.stack}-system"
+
+    @property
+    def stack_guard_dir(self) -> Path:
+        return self.guard_dir / self.stack
+
+    def supplied_secrets(self) -> dict[str, str]:
+        """Operator-supplied secret values by name (never logged)."""
+        found = {}
+        for name in ("api_client_id", "api_client_secret", "session_secret"):
+            value: SecretStr | None = getattr(self, name)
+            if value is not None:
+                found[name] = value.get_secret_value()
+        return found
 
     def services(self) -> dict[str, ServiceSettings]:
         """In start order: the manager depends on the server."""

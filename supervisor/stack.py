@@ -58,20 +58,68 @@ class ServiceSpec:
         return {LABEL_MANAGED: "true", LABEL_STACK: self.stack, LABEL_ROLE: self.role}
 
 
+# Where workloads find what the supervisor prepares.
+SECRETS_DIR = "/data/.hyos/secrets"
+SECRET_NAMES = ("api_client_id", "api_client_secret", "session_secret")
+# The API credentials are shared by server and manager; the session secret is the manager's.
+SECRETS_BY_ROLE = {
+    "server": ("api_client_id", "api_client_secret"),
+    "manager": ("api_client_id", "api_client_secret", "session_secret"),
+}
+GUARD_MOUNT = "/run/hyos"
+GUARD_SOCKET_NAME = "docker.sock"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Host facts the specs depend on, found by the shell before planning."""
+
+    # Host path of the stable machine-id file (inside the stack's system volume).
+    machine_id_source: str | None = None
+    # Host directory that holds the guard socket the manager talks to.
+    guard_dir: str | None = None
+
+
 def stack_labels(stack: str) -> dict[str, str]:
     """Labels on the network and the volume: ours, so `down` may remove them."""
     return {LABEL_MANAGED: "true", LABEL_STACK: stack}
 
 
-def desired_services(settings: Settings) -> dict[str, ServiceSpec]:
-    """The stack's containers, server first: the manager needs a healthy server."""
-    data = Mount(
-        type="bind" if settings.data_is_bind else "volume",
-        source=settings.data_source,
-        target="/data",
+def data_mount(settings: Settings) -> Mount:
+    return Mount("bind" if settings.data_is_bind else "volume", settings.data_source, "/data")
+
+
+def secret_env(role: str) -> tuple[tuple[str, str], ...]:
+    """`X_FILE=/data/.hyos/secrets/x`: the file's path, never the value."""
+    return tuple(
+        (f"{name.upper()}_FILE", f"{SECRETS_DIR}/{name}") for name in SECRETS_BY_ROLE.get(role, ())
     )
+
+
+def _extra_mounts_and_env(
+    role: str, settings: Settings, runtime: Runtime
+) -> tuple[tuple[Mount, ...], tuple[tuple[str, str], ...]]:
+    mounts: list[Mount] = []
+    env: list[tuple[str, str]] = []
+    if settings.prepare:
+        env += secret_env(role)
+    if role == "server" and runtime.machine_id_source:
+        # Hytale derives its auth-persistence key from the machine-id: keep it stable.
+        mounts.append(Mount("bind", runtime.machine_id_source, "/etc/machine-id", read_only=True))
+    if role == "manager" and runtime.guard_dir:
+        # The manager reaches Docker only through the guard, never the real socket.
+        mounts.append(Mount("bind", runtime.guard_dir, GUARD_MOUNT, read_only=True))
+        env.append(("DOCKER_HOST", f"unix://{GUARD_MOUNT}/{GUARD_SOCKET_NAME}"))
+    return tuple(mounts), tuple(env)
+
+
+def desired_services(settings: Settings, runtime: Runtime | None = None) -> dict[str, ServiceSpec]:
+    """The stack's containers, server first: the manager needs a healthy server."""
+    runtime = runtime or Runtime()
+    data = data_mount(settings)
     specs = {}
     for role, service in settings.services().items():
+        mounts, env = _extra_mounts_and_env(role, settings, runtime)
         specs[role] = ServiceSpec(
             stack=settings.stack,
             role=role,
@@ -86,12 +134,12 @@ def desired_services(settings: Settings) -> dict[str, ServiceSpec]:
             read_only=service.read_only,
             # /tmp always; HOME and app caches come from the settings.
             tmpfs=tuple(dict.fromkeys(["/tmp", *service.tmpfs])),
-            env=tuple(sorted(service.env.items())),
+            env=tuple(sorted({**service.env, **dict(env)}.items())),
             stop_timeout=service.stop_timeout,
             ports=tuple(service.port_bindings),
             healthcheck=service.healthcheck,
             network=settings.network_name,
-            mounts=(data,),
+            mounts=(data, *mounts),
             log_max_size=settings.log_max_size,
             log_max_file=settings.log_max_file,
         )

@@ -152,6 +152,7 @@ def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
     state_dir = tmp_path / "state"
     env = base_env(name)
     env["HYOS_STATE_DIR"] = str(state_dir)
+    env["HYOS_GUARD_DIR"] = str(tmp_path / "guard")
     yield Stack(name, env)
     remove_stack_objects(name)
 

@@ -24,6 +24,7 @@ from supervisor.stack import (
     LABEL_SPEC_HASH,
     LABEL_STACK,
     desired_services,
+    secret_env,
 )
 
 IMAGE_HEALTHCHECK = {"Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:30381/health"]}
@@ -140,7 +141,9 @@ def test_default_body(role: str) -> None:
     assert body["Labels"][LABEL_ROLE] == role
     assert len(body["Labels"][LABEL_SPEC_HASH]) == 64
     assert "Healthcheck" not in body  # the image's own HEALTHCHECK applies
-    assert body["Env"] == []
+    # Secrets arrive as file paths, never values.
+    assert body["Env"] == [f"{k}={v}" for k, v in secret_env(role)]
+    assert all(line.split("=", 1)[1].startswith("/data/.hyos/secrets/") for line in body["Env"])
     assert body["StopSignal"] == "SIGTERM"
 
 
@@ -192,7 +195,9 @@ def test_custom_body() -> None:
         "3000/tcp": [{"HostIp": "10.0.0.5", "HostPort": "3000"}]
     }
     assert host["LogConfig"]["Config"] == {"max-size": "20m", "max-file": "5"}
-    assert server["Env"] == ["A=b", "JAVA_OPTS=-Xms1g"]
+    assert server["Env"] == sorted(
+        ["A=b", "JAVA_OPTS=-Xms1g", *(f"{k}={v}" for k, v in secret_env("server"))]
+    )
     assert server["StopTimeout"] == 120
     assert server["Labels"][LABEL_STACK] == "blue"
     assert host["Mounts"][0]["Source"] == "blue-data"

@@ -573,11 +573,11 @@ def test_plain_secret_masked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_file_beats_plain_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "secret"
-    path.write_text("from-file")
-    monkeypatch.setenv("HYOS_API_CLIENT_SECRET", "from-env")
+    path.write_text("from-file-0123456789")
+    monkeypatch.setenv("HYOS_API_CLIENT_SECRET", "from-env-0123456789")
     monkeypatch.setenv("HYOS_API_CLIENT_SECRET_FILE", str(path))
     secret = load_settings().api_client_secret
-    assert secret is not None and secret.get_secret_value() == "from-file"
+    assert secret is not None and secret.get_secret_value() == "from-file-0123456789"
 
 
 @pytest.mark.parametrize("name", list(SECRETS))
