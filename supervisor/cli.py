@@ -17,9 +17,11 @@ from supervisor.daemon import clear_saved_state, run_daemon, state_dir_for
 from supervisor.engine import DockerUnreachable, Engine, EngineError
 from supervisor.logs import setup_logging
 from supervisor.reconcile import (
+    ROTATIONS,
     NotReady,
     StackError,
     bring_up,
+    rotate_secrets,
     stack_runtime,
     stack_status,
     take_down,
@@ -72,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     restart.add_argument("service", choices=("server", "manager"))
 
     verbs.add_parser("health", help="exit 0 when the running daemon's loop makes progress")
+
+    secrets = verbs.add_parser("secrets", help="manage the stack's generated secrets")
+    secret_verbs = secrets.add_subparsers(dest="secrets_verb", required=True, metavar="VERB")
+    rotate = secret_verbs.add_parser(
+        "rotate", help="write new values, then restart the server and the manager"
+    )
+    rotate.add_argument("which", choices=sorted(ROTATIONS), nargs="?", default="all")
 
     logs = verbs.add_parser("logs", help="print a service's container logs")
     logs.add_argument("service", choices=("server", "manager"))
@@ -197,6 +206,33 @@ async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine)
     return EX_OK
 
 
+async def _secrets(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    names = ROTATIONS[args.which]
+    supplied = sorted(set(names) & set(settings.supplied_secrets()))
+    if supplied:
+        print(
+            f"hyos-supervisor: {', '.join(supplied)} is supplied by you (HYOS_*_FILE); "
+            "change it at its source instead",
+            file=sys.stderr,
+        )
+        return EX_FAILED
+    if not settings.prepare:
+        print("hyos-supervisor: secrets need the prepare step (prepare = true)", file=sys.stderr)
+        return EX_FAILED
+    try:
+        reply = control.request(
+            _socket_path(settings), {"command": "rotate", "names": list(names)}, timeout=900
+        )
+    except control.DaemonNotRunning:
+        reply = None
+    if reply is not None:
+        print(reply.get("message") or reply.get("error"))
+        return EX_OK if reply.get("ok") else EX_FAILED
+    await rotate_secrets(engine, settings, names)
+    print(f"rotated {', '.join(names)}; server and manager restarted")
+    return EX_OK
+
+
 async def _logs(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
     if not containers:
@@ -283,6 +319,7 @@ _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, Engine], Awaita
     "audit": _audit,
     "restart": _restart,
     "logs": _logs,
+    "secrets": _secrets,
 }
 
 

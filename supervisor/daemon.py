@@ -28,10 +28,12 @@ from supervisor.guard import serve_guard
 from supervisor.logs import BoundLogger, bind
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
 from supervisor.reconcile import (
+    StackError,
     UpReport,
     apply_service,
     desired_stack,
     plan_and_ensure,
+    run_prepare,
 )
 from supervisor.restarts import Action, ExitKind, ServiceRestartState, ServiceStatus
 from supervisor.settings import Settings
@@ -626,6 +628,23 @@ class Daemon:
             return {"ok": True, **self.view()}
         if command == "health":
             return {"ok": True, "heartbeat_age_s": self.heartbeat.age(), "stopping": self.stopping}
+        if command == "rotate":
+            names = tuple(str(n) for n in request.get("names") or ())
+            async with self._reconcile_lock:
+                try:
+                    await run_prepare(self.engine, self.settings, rotate=names)
+                except (StackError, EngineError) as err:
+                    return {"ok": False, "error": str(err)}
+            self.log.info("secrets rotated", extra={"names": list(names)})
+            server = self.services.get("server")
+            if server is not None and server.container_id is not None:
+                # The manager follows once the server is healthy again.
+                self.manager_after_server = True
+                self._spawn(self._restart_now, server, "secrets rotated")
+            return {
+                "ok": True,
+                "message": f"rotated {', '.join(names)}; restarting server, then manager",
+            }
         if command == "restart":
             role = str(request.get("service"))
             service = self.services.get(role)

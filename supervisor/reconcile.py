@@ -167,7 +167,10 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
             raise StackError(f"a container named {name!r} exists but is not managed by this stack")
         await engine.remove(leftover["Id"])
     stdin = (json.dumps(supplied) + "\n").encode() if supplied else None
-    code, out, err = await engine.run_once(name, policy.build_prepare_body(spec), stdin, 600)
+    try:
+        code, out, err = await engine.run_once(name, policy.build_prepare_body(spec), stdin, 600)
+    except EngineError as failure:
+        raise StackError(f"prepare step failed: {failure}; nothing was started") from None
     for event in parse_events(out):
         # Counts and names only: the step never prints a secret or the machine-id.
         result = {k: v for k, v in event.items() if k != "event"}
@@ -226,6 +229,30 @@ async def apply_service(
         )
         report.changes.append(f"started {plan.role} {container_id[:12]}")
     return container_id
+
+
+# `secrets rotate WHICH`: the API client id identifies, the secrets authenticate.
+ROTATIONS: dict[str, tuple[str, ...]] = {
+    "api": ("api_client_secret",),
+    "session": ("session_secret",),
+    "all": ("api_client_secret", "session_secret"),
+}
+
+
+async def rotate_secrets(
+    engine: Engine, settings: Settings, names: tuple[str, ...], timeout: float = 600
+) -> None:
+    """New values on disk, then the server and the manager restarted to read them."""
+    await run_prepare(engine, settings, rotate=names)
+    observed = {o.role: o for o in await engine.list_stack(settings.stack)}
+    for role in settings.services():
+        container = observed.get(role)
+        if container is None:
+            continue
+        if container.running:
+            await engine.stop(container.id, _stop_timeout(settings, role))
+        await engine.start(container.id)
+        await _await_ready(engine, role, container.id, timeout)
 
 
 async def _await_ready(engine: Engine, role: str, container_id: str, timeout: float) -> None:

@@ -47,6 +47,8 @@ def test_images() -> None:
     if shutil.which("docker") is None or docker("version", check=False).returncode != 0:
         pytest.fail("integration tests need a running Docker engine (bash .ci/run starts one)")
     subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
+    # The supervisor's own image doubles as the prepare helper (hyos-supervisor:<version>).
+    subprocess.run(["sh", str(REPO / "scripts/build-helper-image.sh")], check=True, timeout=600)
 
 
 @dataclass
