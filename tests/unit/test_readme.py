@@ -1,0 +1,30 @@
+"""The README's configuration reference names every setting there is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervisor.settings import HealthcheckOverride, RestartSettings, ServiceSettings, Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_top_level_setting_is_documented() -> None:
+    nested = {"server", "manager", "restart"}
+    missing = [
+        name
+        for name in Settings.model_fields
+        if name not in nested and f"HYOS_{name.upper().removesuffix('_FILE')}" not in README
+    ]
+    assert missing == []
+
+
+def test_every_service_restart_and_healthcheck_setting_is_documented() -> None:
+    missing = [f"service {n}" for n in ServiceSettings.model_fields if f"`{n}`" not in README]
+    missing += [
+        f"restart {n}" for n in RestartSettings.model_fields if f"restart.{n}" not in README
+    ]
+    missing += [
+        f"healthcheck {n}" for n in HealthcheckOverride.model_fields if f".{n}" not in README
+    ]
+    assert missing == []
