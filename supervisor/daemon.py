@@ -44,6 +44,7 @@ logger = logging.getLogger("supervisor.daemon")
 
 WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
+ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)
 
 
 @dataclass
@@ -409,6 +410,11 @@ class Daemon:
         service.restart, decision = restarts.on_exit(
             service.restart, kind, self.clock(), self.policy, reason=reason, container=name
         )
+        if decision.action is Action.RESTART and not self.stopping:
+            service.restart_due = self.clock() + decision.backoff_s
+        # Persist the decision before logging or acting on it: a kill -9 can come at any
+        # moment (fsync under load takes tens of ms), and the next daemon must resume it.
+        self.save()
         fields = {
             "exit_code": exit_code,
             "oom_killed": oom,
@@ -456,6 +462,7 @@ class Daemon:
             service.busy or self.stopping,
             self.policy,
         )
+        self.save()  # the decision first (see _on_exit)
         log.warning(
             "unhealthy",
             extra={
@@ -608,7 +615,9 @@ class Daemon:
                 service.container_id = container_id
                 if keep is not None and keep.id == container_id and keep.running:
                     service.health = keep.health
-                    if service.restart.status is ServiceStatus.STOPPED:
+                    if service.restart.status in ADOPT_AS_STARTED:
+                        # Also a restart or recreate that a killed daemon issued but
+                        # never saw start: the container runs, so the service does.
                         service.restart = restarts.on_started(service.restart, self.clock())
                     if keep.health == "healthy" and service.restart.healthy_since is None:
                         service.restart = restarts.on_healthy(service.restart, self.clock())

@@ -246,8 +246,9 @@ def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory
     assert (view["restart_count"], view["recent_failures"]) == (2, 2)
 
     # 5: right after a restart was issued, before the server is healthy again.
+    issued = len(d.events("restart issued", service="server"))
     docker("kill", server)
-    d.wait_log("restart issued", service="server", timeout=10)
+    d.wait_log("restart issued", service="server", count=issued + 1, timeout=10)
     d.kill9()
     d = daemon(**env)
     assert consistent() == ids
