@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
@@ -329,10 +330,11 @@ class Daemon:
                         self.last_event_nano = max(self.last_event_nano, nano)
                         since = f"{nano // 10**9}.{nano % 10**9:09d}" if nano else since
                         await self._on_event(event)
-            except EngineError as err:
+            except (EngineError, OSError, aiohttp.ClientError) as err:
+                # aiohttp reports a stream cut by a dockerd restart as ClientPayloadError.
                 if not started:
                     raise
-                self.log.warning("event stream lost", extra={"error": str(err)})
+                self.log.warning("event stream lost", extra={"error": str(err) or repr(err)})
             await self._await_engine()
 
     async def _await_engine(self) -> None:
