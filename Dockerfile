@@ -87,5 +87,5 @@ ENTRYPOINT ["/opt/venv/bin/python", "-m", "entrypoint", "--user", "hyos", "--gro
 CMD ["hyos-supervisor", "run"]
 # Health checks run as the container's user (root here, without capabilities under
 # compose), so they drop to hyos too: the control socket lives in the 0700 state dir.
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
     CMD ["/opt/venv/bin/python", "-m", "entrypoint", "--user", "hyos", "--", "hyos-supervisor", "health"]
