@@ -183,9 +183,16 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
 async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
     """Converge the stack on the settings; start order server, then manager."""
     report = UpReport()
-    for plan in (await plan_and_ensure(engine, settings, report)).plans:
-        container_id = await apply_service(engine, settings, plan, report, start=True)
-        report.container_ids[plan.role] = container_id
+    plans = (await plan_and_ensure(engine, settings, report)).plans
+    # Create everything first: only the starts need to wait for the server's health.
+    for plan in plans:
+        report.container_ids[plan.role] = await apply_service(
+            engine, settings, plan, report, start=False
+        )
+    for plan in plans:
+        container_id = report.container_ids[plan.role]
+        if plan.start:
+            await start_service(engine, plan.role, container_id, report)
         # The manager needs a healthy server; with --wait the last service is awaited too.
         if plan.role != "manager" or wait:
             await _await_ready(engine, plan.role, container_id, timeout)
@@ -218,17 +225,19 @@ async def apply_service(
         container_id = plan.keep.id
     else:
         container_id = await engine.create(plan.desired.name, plan.desired.body)
-        log.info(
+        log.debug(
             "created container", extra={"service": plan.role, "container_id": container_id[:12]}
         )
         report.changes.append(f"created {plan.role} {container_id[:12]}")
     if plan.start and start:
-        await engine.start(container_id)
-        log.info(
-            "started container", extra={"service": plan.role, "container_id": container_id[:12]}
-        )
-        report.changes.append(f"started {plan.role} {container_id[:12]}")
+        await start_service(engine, plan.role, container_id, report)
     return container_id
+
+
+async def start_service(engine: Engine, role: str, container_id: str, report: UpReport) -> None:
+    await engine.start(container_id)
+    log.debug("started container", extra={"service": role, "container_id": container_id[:12]})
+    report.changes.append(f"started {role} {container_id[:12]}")
 
 
 # `secrets rotate WHICH`: the API client id identifies, the secrets authenticate.
