@@ -126,7 +126,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         compose_file = Path(tmp) / "compose.yaml"
         compose_file.write_text(COMPOSE.format(server=SERVER, manager=MANAGER))
-        results: dict[str, list[float]] = {"compose": [], "supervisor": [], "supervisor+prepare": []}
+        results: dict[str, list[float]] = {
+            "compose": [],
+            "supervisor": [],
+            "supervisor+prepare": [],
+        }
         for i in range(args.runs):
             # Interleaved, so machine noise hits every tool alike.
             results["compose"].append(time_compose(compose_file, f"benchup{i}"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.abc import SocketStream, TaskStatus
 
 log = logging.getLogger("supervisor.control")
@@ -34,13 +35,7 @@ async def serve(
     path: Path, handler: Handler, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     """Answer requests until cancelled."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # noqa: ASYNC240 -- a stale socket from a killed daemon; once, at start
-    old_umask = os.umask(0o177)  # the socket is born 0600, never wider
-    try:
-        listener = await anyio.create_unix_listener(path)
-    finally:
-        os.umask(old_umask)
+    listener = await anyio.abc.SocketListener.from_socket(_bind_private(path))
 
     async def answer(stream: SocketStream) -> None:
         async with stream:
@@ -59,6 +54,25 @@ async def serve(
     async with listener:
         task_status.started()
         await listener.serve(answer)
+
+
+def _bind_private(path: Path) -> socket.socket:
+    """Bind synchronously: the umask that makes the socket 0600 must not leak into other
+    tasks, which an await between setting and restoring it would allow."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a stale socket from a killed daemon
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is born 0600, never wider
+    try:
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
 
 
 async def _read_line(stream: SocketStream) -> bytes:

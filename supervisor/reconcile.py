@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from entrypoint.helper import parse_events
 from supervisor import policy
 from supervisor.engine import Engine, EngineError
@@ -97,6 +99,8 @@ class Converged:
 
     plans: list[ServicePlan]
     runtime: Runtime
+    # True when the prepare step must still run before the first start.
+    needs_prepare: bool = False
 
 
 async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
@@ -119,9 +123,10 @@ async def plan_and_ensure(
     *,
     rotate: tuple[str, ...] = (),
     force_prepare: bool = False,
+    defer_prepare: bool = False,
 ) -> Converged:
     """Refuse early, ensure images, network and volumes, plan, and run the prepare step
-    when something is about to be created or started."""
+    when something is about to be created or started (or leave that to the caller)."""
     observed = await engine.list_stack(settings.stack)
     # Names and images do not depend on host facts: check them before the first change.
     provisional = plan_stack(desired_stack(settings), observed)
@@ -140,9 +145,11 @@ async def plan_and_ensure(
     for stray in strays(desired, observed):
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
-    if settings.prepare and (force_prepare or rotate or any(p.create or p.start for p in plans)):
+    needed = force_prepare or bool(rotate) or any(p.create or p.start for p in plans)
+    if settings.prepare and needed and not defer_prepare:
         await run_prepare(engine, settings, rotate=rotate)
-    return Converged(plans, runtime)
+        needed = False
+    return Converged(plans, runtime, needs_prepare=settings.prepare and needed)
 
 
 async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...] = ()) -> None:
@@ -183,12 +190,25 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
 async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
     """Converge the stack on the settings; start order server, then manager."""
     report = UpReport()
-    plans = (await plan_and_ensure(engine, settings, report)).plans
-    # Create everything first: only the starts need to wait for the server's health.
-    for plan in plans:
+    converged = await plan_and_ensure(engine, settings, report, defer_prepare=True)
+    plans = converged.plans
+
+    async def create(plan: ServicePlan, prepare_first: bool) -> None:
+        if prepare_first:
+            await run_prepare(engine, settings)
         report.container_ids[plan.role] = await apply_service(
             engine, settings, plan, report, start=False
         )
+
+    # The server's create needs the prepared machine-id; the manager's can overlap the
+    # prepare step. Only the starts wait on health.
+    try:
+        async with anyio.create_task_group() as group:
+            for plan in plans:
+                group.start_soon(create, plan, converged.needs_prepare and plan.role == "server")
+    except BaseExceptionGroup as group_error:
+        # One clear error for the operator, not a tree of them.
+        raise group_error.exceptions[0] from None
     for plan in plans:
         container_id = report.container_ids[plan.role]
         if plan.start:
