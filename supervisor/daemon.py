@@ -59,6 +59,7 @@ class Service:
     busy: bool = False  # a restart, stop or recreate of ours is in flight
     last_finished_at: str = ""  # the exit already accounted for
     stop_requested: set[str] = field(default_factory=set)
+    oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     restart_due: float | None = None  # wall clock of a pending backoff restart
 
     def to_json(self) -> dict[str, Any]:
@@ -376,10 +377,11 @@ class Daemon:
             service.health = "unhealthy"
             await self._on_unhealthy(service, log)
         elif action == "die":
-            info = await self.engine.inspect(container_id)
-            if info is not None:
-                await self._on_exit(service, info, log)
+            await self._on_die(
+                service, container_id, attributes, int(event.get("timeNano") or 0), log
+            )
         elif action == "oom":
+            service.oom_seen = True
             log.warning("out of memory", extra={"oom_killed": True})
         elif action == "destroy":
             service.container_id = None
@@ -388,6 +390,36 @@ class Daemon:
                 log.warning("container removed behind our back; recreating")
                 self._spawn(self.reconcile, False)
         self.save()
+
+    async def _on_die(
+        self,
+        service: Service,
+        container_id: str,
+        attributes: dict[str, Any],
+        nano: int,
+        log: BoundLogger,
+    ) -> None:
+        """Decide from the event itself, then inspect. An inspect right after `die` waits
+        for the engine's exit cleanup (network, mounts: ~100 ms here), which would delay
+        every restart; the event carries the exit code, and `oom` comes before `die`."""
+        oom, service.oom_seen = service.oom_seen, False
+        code = str(attributes.get("exitCode", ""))
+        if code.lstrip("-").isdigit():
+            fast = {
+                "Id": container_id,
+                "Name": str(attributes.get("name", "")),
+                "State": {"ExitCode": int(code), "OOMKilled": oom, "FinishedAt": f"event:{nano}"},
+            }
+            await self._on_exit(service, fast, log)
+        info = await self.engine.inspect(container_id)
+        if info is None:
+            return
+        finished = str((info.get("State") or {}).get("FinishedAt") or "")
+        if not code.lstrip("-").isdigit():
+            await self._on_exit(service, info, log)
+        elif service.last_finished_at == f"event:{nano}":
+            # Engine's own stamp from now on: reconcile compares against it.
+            service.last_finished_at = finished
 
     def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
         if self._work is not None:

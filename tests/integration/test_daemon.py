@@ -208,9 +208,9 @@ def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory
         assert stack.orphans() == []
         return ids
 
-    # 1: in the middle of the first reconcile (server created, manager not yet).
+    # 1: in the middle of the first reconcile (the server's container just created).
     d = daemon(wait=False, **env)
-    d.wait_log("created container", service="server")
+    wait_for(lambda: "server" in stack.ids(), 30, "the server container", interval=0.02)
     d.kill9()
     d = daemon(**env)
     ids = consistent()

@@ -1,0 +1,195 @@
+"""Shared by the daemon benchmarks: a uniquely named stack supervised by `hyos-supervisor
+run` in a subprocess, its JSON log lines, and a `docker events` follower.
+
+Needs the engine and the stand-in images (bash tests/images/build.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from supervisor import control  # noqa: E402
+
+SERVER_IMAGE = "hyos-test/server:1"
+MANAGER_IMAGE = "hyos-test/manager:1"
+
+
+def docker(*args: str, check: bool = True) -> str:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=120
+    ).stdout.strip()
+
+
+def log_time(text: str) -> float:
+    """The daemon's `...+00:00` log timestamps -> epoch seconds."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Supervised:
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], log: Path, sock: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.log = log
+        self.sock = sock
+
+    def lines(self, message: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        found = []
+        for raw in self.log.read_text(errors="replace").splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if message is not None and line.get("message") != message:
+                continue
+            if all(line.get(k) == v for k, v in match.items()):
+                found.append(line)
+        return found
+
+    def view(self) -> dict[str, Any] | None:
+        try:
+            reply = control.request(self.sock, {"command": "status"}, timeout=5)
+        except (control.DaemonNotRunning, OSError, ValueError):
+            return None
+        return reply if reply.get("ok") else None
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited:\n{self.log.read_text()[-2000:]}")
+        view = self.view()
+        return bool(view) and all(
+            s["health"] == "healthy" and s["status"] == "running"
+            for s in view["services"].values()  # type: ignore[index]
+        )
+
+
+def remove_stack(name: str) -> None:
+    ids = docker("ps", "-aq", "--filter", f"label=io.hyos.stack={name}", check=False).split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    docker("network", "rm", f"{name}-net", check=False)
+    for volume in docker("volume", "ls", "-q", check=False).split():
+        if volume.startswith(f"{name}-"):
+            docker("volume", "rm", "-f", volume, check=False)
+
+
+@contextmanager
+def supervised_stack(**settings: str) -> Iterator[Supervised]:
+    """A fresh stack under a daemon, healthy on entry; everything removed on exit."""
+    name = f"b{uuid.uuid4().hex[:10]}"
+    tmp = Path(tempfile.mkdtemp(prefix="hyos-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYOS_")}
+    env.update(
+        HYOS_STACK=name,
+        HYOS_STATE_DIR=str(tmp / "state"),
+        HYOS_SERVER__IMAGE=SERVER_IMAGE,
+        HYOS_MANAGER__IMAGE=MANAGER_IMAGE,
+        HYOS_SERVER__MEMORY="128m",
+        HYOS_MANAGER__MEMORY="64m",
+        HYOS_SERVER__PORTS='["127.0.0.1:0:5520/udp"]',
+        HYOS_MANAGER__PORTS='["127.0.0.1:0:3000"]',
+        HYOS_PULL="never",
+        PYTHONPATH=str(REPO),
+        **settings,
+    )
+    log = tmp / "daemon.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--log-format", "json", "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            env=env,
+            cwd=REPO,
+        )
+    daemon = Supervised(name, proc, log, tmp / "state" / f"{name}.{control.SOCKET_NAME}")
+    try:
+        wait_for(daemon.healthy, 90, "a healthy stack", interval=0.1)
+        yield daemon
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        remove_stack(name)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Events:
+    """`docker events --format '{{json .}}'` in the background; lines land in a queue."""
+
+    def __init__(self, *filters: str) -> None:
+        args = ["docker", "events", "--format", "{{json .}}"]
+        for f in filters:
+            args += ["--filter", f]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self.queue.put(json.loads(line))
+
+    def next(self, action: str, timeout: float = 30) -> dict[str, Any]:
+        """The next event with this Action (others are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {action!r} event within {timeout} s")
+            try:
+                event = self.queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event.get("Action") == action or event.get("status") == action:
+                return event
+
+    def drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def seconds(event: dict[str, Any]) -> float:
+    return int(event["timeNano"]) / 1e9
+
+
+def median_ms(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    middle = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return middle * 1000

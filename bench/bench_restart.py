@@ -1,0 +1,138 @@
+"""Crash to restart: the supervisor beside Docker's own `--restart on-failure`.
+
+Run: python bench/bench_restart.py [--crashes 20]
+Needs the engine and the stand-in images (bash tests/images/build.sh).
+
+Supervisor: a stack under `hyos-supervisor run` with backoff 0.001 s (factor 1) and a
+crash-loop limit it never reaches; the server container is killed with SIGKILL N times,
+each time once it runs again (SIGKILL from the host, as root). Per crash:
+- detection: the engine's `die` event (timeNano) -> the daemon's "exited" line, which
+  it logs just before it sleeps the backoff and issues the start call;
+- start call issued: detection plus the 1 ms backoff the daemon sleeps before calling;
+- start call returned: die -> "restart issued" (logged once the engine's start call
+  returned; the engine holds it until its own exit cleanup of the container is done);
+- end to end: die -> the engine's `start` event, minus the 1 ms backoff.
+Docker: a plain container of the same image with `--restart on-failure`, die -> start
+minus its restart manager's delay. That delay doubles from 100 ms for every restart of
+a container that ran under 10 s, so each sample uses a fresh container (its first
+restart waits exactly 100 ms); raw figures include that wait.
+Goal (issue 3): median detection overhead <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import uuid
+
+from _daemon import (
+    SERVER_IMAGE,
+    Events,
+    docker,
+    log_time,
+    median_ms,
+    seconds,
+    supervised_stack,
+    wait_for,
+)
+
+BACKOFF_S = 0.001
+DOCKER_FIRST_DELAY_S = 0.1
+
+
+def running(container: str) -> bool:
+    return docker("inspect", "-f", "{{.State.Running}}", container, check=False) == "true"
+
+
+def kill_9(container: str) -> None:
+    """SIGKILL the container's init from the host, as a crash would. (`docker kill`
+    would tell Docker's restart manager the stop was deliberate: no on-failure restart.)"""
+    os.kill(int(docker("inspect", "-f", "{{.State.Pid}}", container)), signal.SIGKILL)
+
+
+def bench_supervisor(crashes: int) -> dict[str, list[float]]:
+    settings = {
+        "HYOS_RESTART__BACKOFF_BASE_S": str(BACKOFF_S),
+        "HYOS_RESTART__BACKOFF_FACTOR": "1",
+        "HYOS_RESTART__CRASH_LOOP_LIMIT": "100000",
+        "HYOS_RESTART__RESTART_MANAGER_WITH_SERVER": "false",
+    }
+    detect, call, returned, e2e = [], [], [], []
+    with supervised_stack(**settings) as daemon:
+        server = f"{daemon.name}-server"
+        events = Events(f"container={server}", "event=die", "event=start")
+        try:
+            for n in range(1, crashes + 1):
+                wait_for(lambda: running(server), 30, "the server running")
+                events.drain()
+                kill_9(server)
+                die = seconds(events.next("die"))
+                start = seconds(events.next("start"))
+                exited = wait_for(
+                    lambda n=n: daemon.lines("exited", service="server")[n - 1 :], 10, "exited"
+                )[0]
+                issued = wait_for(
+                    lambda n=n: daemon.lines("restart issued", service="server")[n - 1 :],
+                    10,
+                    "restart issued",
+                )[0]
+                detect.append(log_time(exited["timestamp"]) - die)
+                call.append(log_time(exited["timestamp"]) + exited["backoff_s"] - die)
+                returned.append(log_time(issued["timestamp"]) - die)
+                e2e.append(start - die - BACKOFF_S)
+        finally:
+            events.close()
+    return {"detect": detect, "call": call, "returned": returned, "e2e": e2e}
+
+
+def bench_docker(crashes: int) -> dict[str, list[float]]:
+    label = f"hyos-bench={uuid.uuid4().hex[:8]}"
+    events = Events(f"label={label}", "event=die", "event=start")
+    raw, net = [], []
+    try:
+        for _ in range(crashes):
+            name = f"hyos-bench-{uuid.uuid4().hex[:8]}"
+            docker(
+                "run", "-d", "--name", name, "--label", label, "--restart", "on-failure",
+                "--network", "none", "--memory", "128m", SERVER_IMAGE,
+            )  # fmt: skip
+            try:
+                wait_for(lambda name=name: running(name), 30, "the container running")
+                events.drain()
+                kill_9(name)
+                die = seconds(events.next("die"))
+                start = seconds(events.next("start"))
+                raw.append(start - die)
+                net.append(start - die - DOCKER_FIRST_DELAY_S)
+            finally:
+                docker("rm", "-f", name, check=False)
+    finally:
+        events.close()
+    return {"raw": raw, "net": net}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--crashes", type=int, default=20)
+    args = parser.parse_args()
+    sup = bench_supervisor(args.crashes)
+    dock = bench_docker(args.crashes)
+    detect, call, returned, e2e = (median_ms(sup[k]) for k in ("detect", "call", "returned", "e2e"))
+    raw, net = median_ms(dock["raw"]), median_ms(dock["net"])
+    print(f"crashes per side: {args.crashes}")
+    print("supervisor (backoff 1 ms):")
+    print(f"  die -> decision logged (detection)      median {detect:7.1f} ms")
+    print(f"  die -> start call issued (+ backoff)    median {call:7.1f} ms")
+    print(f"  die -> start call returned              median {returned:7.1f} ms")
+    print(f"  die -> start event (minus backoff)      median {e2e:7.1f} ms")
+    print("docker --restart on-failure (fresh container, first restart):")
+    print(f"  die -> start event (raw, incl. 100 ms)  median {raw:7.1f} ms")
+    print(f"  die -> start event minus its 100 ms     median {net:7.1f} ms")
+    print(f"ratio end to end, supervisor / docker raw:          {e2e / raw:5.2f}")
+    print(f"ratio end to end, supervisor / docker minus delay:  {e2e / net:5.2f}")
+    print(f"detection overhead goal <= 50 ms: {'met' if call <= 50 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
