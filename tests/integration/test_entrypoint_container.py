@@ -67,7 +67,11 @@ def container_name() -> Iterator[Callable[[], str]]:
 def run(
     image: str, name: str, *args: str, docker_opts: tuple[str, ...] = (), timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return docker("run", "--name", name, *docker_opts, image, *args, timeout=timeout)
+    # The image's own ENTRYPOINT already names a user; these tests drive the bare init.
+    return docker(
+        "run", "--name", name, "--entrypoint", "python3", *docker_opts, image, "-m", "entrypoint",
+        *args, timeout=timeout,
+    )  # fmt: skip
 
 
 def test_pid1_reaps_orphaned_zombies(helper_image: str, container_name: Callable[[], str]) -> None:
@@ -123,7 +127,11 @@ def test_sigterm_reaches_child_and_code_propagates(
         "-d",
         "--name",
         name,
+        "--entrypoint",
+        "python3",
         helper_image,
+        "-m",
+        "entrypoint",
         "--user",
         "568:568",
         "--",
