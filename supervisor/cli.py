@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 
 from supervisor import __version__, control, policy
-from supervisor.daemon import clear_saved_state, run_daemon, state_dir_for
 from supervisor.engine import DockerUnreachable, Engine, EngineError
 from supervisor.logs import setup_logging
 from supervisor.reconcile import (
@@ -147,6 +146,8 @@ def _daemon_view(settings: Settings) -> dict[str, Any] | None:
 
 
 def _socket_path(settings: Settings) -> Path:
+    from supervisor.daemon import state_dir_for  # the daemon's imports only when needed
+
     return state_dir_for(settings) / f"{settings.stack}.{control.SOCKET_NAME}"
 
 
@@ -201,6 +202,8 @@ async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine)
         if container.running:
             await engine.stop(container.id, settings.services()[args.service].stop_timeout)
         await engine.start(container.id)
+    from supervisor.daemon import clear_saved_state
+
     clear_saved_state(settings, args.service)
     print(f"{args.service} restarted (no daemon running)")
     return EX_OK
@@ -342,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(settings)
     try:
         if args.verb == "run":
+            from supervisor.daemon import run_daemon
+
             return anyio.run(run_daemon, settings)
         verb = _ENGINE_VERBS[args.verb]
         return anyio.run(_with_engine, settings, lambda engine: verb(args, settings, engine))
