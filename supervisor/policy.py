@@ -204,6 +204,8 @@ def _check_caps(inspect: Inspect, expect: Expectation) -> str | None:
     host = _host(inspect)
     drop = {c.upper().removeprefix("CAP_") for c in host.get("CapDrop") or []}
     add = {c.upper().removeprefix("CAP_") for c in host.get("CapAdd") or []}
+    if host.get("Privileged"):
+        return "privileged: every capability, whatever CapDrop says"
     if "ALL" not in drop:
         return "CapDrop does not contain ALL"
     extra = sorted(add - expect.cap_add)
@@ -267,6 +269,8 @@ def _check_bound_interface(inspect: Inspect, expect: Expectation) -> str | None:
 
 
 def _check_seccomp(inspect: Inspect, _: Expectation) -> str | None:
+    if _host(inspect).get("Privileged"):
+        return "privileged containers run without a seccomp filter"
     unconfined = ("seccomp", "unconfined") in _security_options(inspect)
     return "seccomp is unconfined" if unconfined else None
 
@@ -293,6 +297,8 @@ def _check_network(inspect: Inspect, expect: Expectation) -> str | None:
 
 
 def _check_devices(inspect: Inspect, _: Expectation) -> str | None:
+    if _host(inspect).get("Privileged"):
+        return "privileged: every host device is exposed"
     return "host devices are mapped" if _host(inspect).get("Devices") else None
 
 

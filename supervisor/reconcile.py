@@ -105,7 +105,7 @@ class Converged:
 
 async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
     machine_id = None
-    if settings.prepare:
+    if settings.prepare and await engine.volume_labels(settings.system_volume) is not None:
         mountpoint = await engine.volume_mountpoint(settings.system_volume)
         machine_id = f"{mountpoint}/{policy.MACHINE_ID_NAME}"
     guard_dir = None

@@ -378,7 +378,11 @@ def _labels_without(*keys: str) -> Callable[[dict[str, Any]], None]:
 
 
 MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], set[str]]] = {
-    "privileged": (_set("Privileged", True), {"not-privileged"}),
+    # Privileged also means every capability, every device and no seccomp filter.
+    "privileged": (
+        _set("Privileged", True),
+        {"not-privileged", "capabilities", "no-devices", "seccomp"},
+    ),
     "capdrop-missing-all": (_set("CapDrop", ["NET_RAW"]), {"capabilities"}),
     "capdrop-empty": (_delete("CapDrop"), {"capabilities"}),
     "extra-capadd": (_set("CapAdd", ["SYS_ADMIN"]), {"capabilities"}),
