@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
@@ -331,8 +330,7 @@ class Daemon:
                         self.last_event_nano = max(self.last_event_nano, nano)
                         since = f"{nano // 10**9}.{nano % 10**9:09d}" if nano else since
                         await self._on_event(event)
-            except (EngineError, OSError, aiohttp.ClientError) as err:
-                # aiohttp reports a stream cut by a dockerd restart as ClientPayloadError.
+            except EngineError as err:
                 if not started:
                     raise
                 self.log.warning("event stream lost", extra={"error": str(err) or repr(err)})

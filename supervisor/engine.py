@@ -308,9 +308,13 @@ class Engine:
 
 
 async def _json_lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    async for line in response.content:
-        if line.strip():
-            yield json.loads(line)
+    try:
+        async for line in response.content:
+            if line.strip():
+                yield json.loads(line)
+    except (aiohttp.ClientError, OSError) as err:
+        # A dockerd restart cuts the stream mid-chunk (ClientPayloadError).
+        raise DockerUnreachable(f"the event stream broke: {err!r}") from None
     raise DockerUnreachable("the engine closed the event stream")
 
 

@@ -162,12 +162,6 @@ def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
 # --- the supervisor daemon as a subprocess ---------------------------------------------
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "engine_restart: restarts THE Docker engine (stops every container on it)"
-    )
-
-
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
