@@ -24,6 +24,16 @@ misses is an owner or mode changed in place on an existing file afterwards; skip
 only ever leaves something unfixed (never grants anything), secret directories are
 always checked in full, and ``--full`` ignores the stamp.
 
+Parallel: on a machine with several CPUs, a large tree is split into subtrees that
+forked worker processes walk (processes, not threads: each entry costs a few
+microseconds of interpreter time between two tiny system calls, and threads would only
+trade the GIL back and forth). The parent first walks the top of the tree breadth-first
+until it has enough pending subdirectories, each checked exactly as in the plain walk
+(same ``st_dev``, not a mount point); workers inherit the parent's directory fds, take
+subtrees from a shared pipe, enter each one with the same ``O_NOFOLLOW`` open and inode
+check, and send their counts and their multi-link files (the ``O_PATH`` fds themselves,
+over a socket pair) back, so the hard-link rule still counts the names of the whole tree.
+
 Modes: directories ``.auth/`` and ``.hyos/secrets/`` (at any depth) and everything
 below them get 0700 (dirs) / 0600 (files); ``.hyos/machine-id`` gets 0444; everything
 else is made owner-writable (dirs ``u+rwx``, files ``u+rw``) with all other bits kept,
@@ -33,6 +43,7 @@ except that set-uid/set-gid bits are removed from non-directories.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from collections.abc import Callable
@@ -54,10 +65,18 @@ _S_IFREG = stat.S_IFREG
 _S_IFLNK = stat.S_IFLNK
 _DEVICES = (stat.S_IFCHR, stat.S_IFBLK)
 _PERM_BITS = 0o7777
+_NO_SETID = ~(stat.S_ISUID | stat.S_ISGID)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _MAX_DEFERRED = 256  # open O_PATH fds kept for multi-link files; beyond that they are skipped
 _MAX_REPORTED = 20  # skipped/failed paths listed in the result (counts are always exact)
 _GONE = (errno.ENOENT, errno.ESTALE)
+_MAX_WORKERS = 4  # processes, the parent included
+_TASKS_PER_WORKER = 16  # pending subtrees wanted per worker before forking
+_MAX_EXPAND = 64  # directories the parent walks breadth-first (their fds stay open)
+_MAX_BATCHES = 1024  # 4-byte batch numbers in the work pipe: one page, one atomic write
+_FDS_PER_MSG = 200  # below SCM_MAX_FD (253)
+# A pending subtree: (parent dir fd, name, lstat as listed, path, class of the subtree).
+_Task = tuple[int, str, os.stat_result, str, int]
 
 
 class PrepareResult:
@@ -163,9 +182,16 @@ class _Walker:
     """One walk; state kept on the instance so the hot loop uses locals."""
 
     def __init__(
-        self, root: str, uid: int, gid: int, hook: Hook | None, trust_before_ns: int | None
+        self,
+        root: str,
+        uid: int,
+        gid: int,
+        hook: Hook | None,
+        trust_before_ns: int | None,
+        workers: int,
     ) -> None:
         self.root = root
+        self.workers = workers
         self.trust_ns = trust_before_ns
         self.uid = uid
         self.gid = gid
@@ -191,11 +217,171 @@ class _Walker:
             res.scanned += 1
             cls = _NORMAL
             trusted = self._fix_dir(fd, st, cls, self.root)
-            self._walk(fd, self.root, cls, trusted)
+            if self.workers > 1:
+                self._walk_parallel(fd, trusted)
+            else:
+                self._walk(fd, self.root, cls, trusted)
         finally:
             os.close(fd)
         self._finish_deferred()
         return res
+
+    def _enter(self, task: _Task) -> tuple[int, bool] | None:
+        """Open and fix a listed subdirectory: (its fd, trusted), or None if it is gone."""
+        parent, name, st, path, cls = task
+        if self.hook is not None:
+            self.hook("enter", path)
+        sub = self._open_dir(parent, name, st, path)
+        if sub < 0:
+            return None
+        return sub, self._fix_dir(sub, st, cls, path)
+
+    def _run_task(self, task: _Task) -> None:
+        got = self._enter(task)
+        if got is not None:
+            sub, trusted = got
+            try:
+                self._walk(sub, task[3], task[4], trusted)
+            finally:
+                os.close(sub)
+
+    def _walk_parallel(self, root_fd: int, trusted: bool) -> None:
+        """Walk the top breadth-first, then share the pending subtrees with workers."""
+        tasks: list[_Task] = []
+        self._walk(root_fd, self.root, _NORMAL, trusted, tasks)
+        opened: list[int] = []  # parents of pending tasks: closed once every worker is done
+        try:
+            want = _TASKS_PER_WORKER * self.workers
+            while tasks and len(tasks) < want and len(opened) < _MAX_EXPAND:
+                task = tasks.pop(0)
+                got = self._enter(task)
+                if got is not None:
+                    opened.append(got[0])
+                    self._walk(got[0], task[3], task[4], got[1], tasks)
+            if len(tasks) < 2:
+                for task in tasks:
+                    self._run_task(task)
+            else:
+                self._share(tasks)
+        finally:
+            for fd in opened:
+                os.close(fd)
+
+    def _share(self, tasks: list[_Task]) -> None:
+        """Fork workers; everyone (the parent too) takes batches of tasks from a pipe."""
+        import socket  # only large trees pay for it
+
+        size = -(-len(tasks) // _MAX_BATCHES)
+        batches = -(-len(tasks) // size)
+        rfd, wfd = os.pipe()
+        try:
+            # At most one page, written before any reader exists, then closed: every
+            # read of 4 bytes gets one whole batch number, and an empty pipe means done.
+            os.write(wfd, b"".join(i.to_bytes(4, "little") for i in range(batches)))
+        finally:
+            os.close(wfd)
+        children: list[tuple[int, Any]] = []
+        try:
+            for _ in range(min(self.workers, batches) - 1):
+                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    pid = os.fork()
+                except OSError:
+                    mine.close()
+                    theirs.close()
+                    break  # fewer workers: the others take more batches
+                if pid == 0:  # pragma: no cover - runs in the child, reported through pid
+                    code = 1
+                    try:
+                        mine.close()
+                        for _pid, other in children:
+                            other.close()
+                        self._worker(tasks, rfd, size, theirs)
+                        code = 0
+                    finally:
+                        os._exit(code)
+                theirs.close()
+                children.append((pid, mine))
+            self._take(tasks, rfd, size)
+        finally:
+            os.close(rfd)
+            for pid, sock in children:
+                self._collect(pid, sock, socket)
+
+    def _take(self, tasks: list[_Task], rfd: int, size: int) -> None:
+        while True:
+            got = os.read(rfd, 4)
+            if not got:
+                return
+            start = int.from_bytes(got, "little") * size
+            for task in tasks[start : start + size]:
+                self._run_task(task)
+
+    def _worker(self, tasks: list[_Task], rfd: int, size: int, sock: Any) -> None:
+        """In a forked worker: walk batches, then report counts and multi-link files."""
+        import socket  # already imported by the parent
+
+        # The parent's counts and deferred fds are its own; start from zero.
+        self.result = res = PrepareResult(self.root, self.uid, self.gid)
+        self.deferred = {}
+        self._take(tasks, rfd, size)
+        items = list(self.deferred.items())
+        report = {
+            "counts": [res.scanned, res.changed, res.skipped, res.failed, res.trusted],
+            "skipped_paths": res.skipped_paths,
+            "failures": res.failures,
+            "deferred": [[dev, ino, v[1], v[2], v[3]] for (dev, ino), v in items],
+        }
+        body = json.dumps(report).encode()
+        sock.sendall(len(body).to_bytes(8, "little") + body)
+        fds = [v[0] for _key, v in items]
+        for i in range(0, len(fds), _FDS_PER_MSG):
+            socket.send_fds(sock, [b"F"], fds[i : i + _FDS_PER_MSG])
+        sock.close()
+
+    def _collect(self, pid: int, sock: Any, socket: Any) -> None:
+        """Merge one worker's report; a worker that did not report is a failure."""
+        res = self.result
+        fds: list[int] = []
+        report: dict[str, Any] | None = None
+        try:
+            head = _recv_exact(sock, 8)
+            report = json.loads(_recv_exact(sock, int.from_bytes(head, "little")))
+            while len(fds) < len(report["deferred"]):
+                msg, got, flags, _addr = socket.recv_fds(sock, 1, _FDS_PER_MSG)
+                fds.extend(got)
+                if not msg or flags & socket.MSG_CTRUNC:
+                    raise EOFError
+        except (OSError, ValueError, KeyError, TypeError, EOFError):
+            report = None
+        finally:
+            sock.close()
+        try:
+            _pid, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = -1
+        if report is None or status != 0:
+            for fd in fds:
+                os.close(fd)
+            res.fail(self.root, f"worker {pid} failed (status {status})")
+            return
+        scanned, changed, skipped, failed, trusted = report["counts"]
+        res.scanned += scanned
+        res.changed += changed
+        res.skipped += skipped
+        res.failed += failed
+        res.trusted += trusted
+        room = _MAX_REPORTED - len(res.skipped_paths)
+        res.skipped_paths.extend(report["skipped_paths"][: max(room, 0)])
+        room = _MAX_REPORTED - len(res.failures)
+        res.failures.extend(report["failures"][: max(room, 0)])
+        for (dev, ino, seen, path, cls), fd in zip(report["deferred"], fds, strict=True):
+            have = self.deferred.get((dev, ino))
+            if have is None:
+                self.deferred[(dev, ino)] = [fd, seen, path, cls]
+            else:
+                have[1] += seen
+                os.close(fd)
 
     def _fix_dir(self, fd: int, st: os.stat_result, cls: int, path: str) -> bool:
         """Fix a directory through its own fd (no name to swap); True if its files are
@@ -216,90 +402,113 @@ class _Walker:
         self.result.changed += 1
         return False
 
-    def _walk(self, top_fd: int, top_path: str, top_cls: int, top_trusted: bool) -> None:
+    def _walk(
+        self,
+        top_fd: int,
+        top_path: str,
+        top_cls: int,
+        top_trusted: bool,
+        pending: list[_Task] | None = None,
+    ) -> None:
+        """Depth-first below ``top_fd`` (owned by the caller); with ``pending``, only this
+        directory: its subdirectories are checked and appended there, not entered."""
         res = self.result
-        uid, gid, dev, hook, mounts = self.uid, self.gid, self.dev, self.hook, self.mounts
+        uid, gid, dev, mounts = self.uid, self.gid, self.dev, self.mounts
         chown, chmod = os.chown, os.chmod
         # Depth-first; each stack level keeps one open directory fd.
         stack: list[tuple[int, str, int, bool, list[os.DirEntry[str]], int]] = []
         fd, path, cls, trusted = top_fd, top_path, top_cls, top_trusted
         entries = self._list(fd, path)
         i = 0
-        while True:
-            if i >= len(entries):
-                if fd != top_fd:
-                    os.close(fd)
-                if not stack:
-                    return
-                fd, path, cls, trusted, entries, i = stack.pop()
-                continue
-            entry = entries[i]
-            i += 1
-            # d_type only (no syscall unless the filesystem lacks it).
-            if trusted and not entry.is_dir(follow_symlinks=False):
-                res.scanned += 1
-                res.trusted += 1
-                continue
-            name = entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as err:
-                if err.errno in _GONE:
-                    res.skip(f"{path}/{name}", "vanished")
+        # Counted in locals, added to the result once (also on an unexpected exception).
+        scanned = changed = n_trusted = 0
+        try:
+            while True:
+                if i >= len(entries):
+                    if fd != top_fd:
+                        os.close(fd)
+                    if not stack:
+                        return
+                    fd, path, cls, trusted, entries, i = stack.pop()
+                    continue
+                entry = entries[i]
+                i += 1
+                # d_type only (no syscall unless the filesystem lacks it).
+                if trusted and not entry.is_dir(follow_symlinks=False):
+                    n_trusted += 1
+                    continue
+                name = entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as err:
+                    self._os_error(f"{path}/{name}", err)
+                    continue
+                scanned += 1
+                mode = st.st_mode
+                fmt = mode & _S_IFMT
+                if fmt == _S_IFDIR:
+                    child = f"{path}/{name}"
+                    if st.st_dev != dev or (mounts and child in mounts):
+                        res.skip(child, "other filesystem")
+                        continue
+                    task = (fd, name, st, child, _child_class(cls, name, True))
+                    if pending is not None:
+                        pending.append(task)
+                        continue
+                    got = self._enter(task)
+                    if got is None:
+                        continue
+                    stack.append((fd, path, cls, trusted, entries, i))
+                    fd, trusted = got
+                    path, cls, entries, i = child, task[4], self._list(fd, child), 0
+                    continue
+                own = st.st_uid != uid or st.st_gid != gid
+                if fmt == _S_IFREG and cls == _NORMAL:
+                    # The common case, desired_mode() inlined.
+                    want = ((mode & _PERM_BITS) | 0o600) & _NO_SETID
+                elif fmt == _S_IFLNK:
+                    # A symlink has no mode of its own; its owner is changed, never its
+                    # target's.
+                    if own:
+                        try:
+                            chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                            changed += 1
+                        except OSError as err:
+                            self._os_error(f"{path}/{name}", err)
+                    continue
+                elif fmt in _DEVICES:
+                    res.skip(f"{path}/{name}", "device node")
+                    continue
                 else:
-                    res.fail(f"{path}/{name}", err)
-                continue
-            res.scanned += 1
-            fmt = st.st_mode & _S_IFMT
-            if fmt == _S_IFDIR:
-                child = f"{path}/{name}"
-                if st.st_dev != dev or (mounts and child in mounts):
-                    res.skip(child, "other filesystem")
+                    ccls = _child_class(cls, name, False) if cls == _HYOS else cls
+                    want = desired_mode(mode, ccls)
+                mod = mode & _PERM_BITS != want
+                if not (own or mod):
                     continue
-                if hook is not None:
-                    hook("enter", child)
-                sub = self._open_dir(fd, name, st, child)
-                if sub < 0:
+                if st.st_nlink > 1:
+                    ccls = _child_class(cls, name, False) if cls == _HYOS else cls
+                    self._defer(fd, name, st, ccls, f"{path}/{name}")
                     continue
-                ccls = _child_class(cls, name, True)
-                sub_trusted = self._fix_dir(sub, st, ccls, child)
-                sub_entries = self._list(sub, child)
-                stack.append((fd, path, cls, trusted, entries, i))
-                fd, path, cls, trusted, entries, i = sub, child, ccls, sub_trusted, sub_entries, 0
-                continue
-            own = st.st_uid != uid or st.st_gid != gid
-            if fmt == _S_IFLNK:
-                # A symlink has no mode of its own; its owner is changed, never its target's.
-                if own:
-                    try:
+                try:
+                    if own:
                         chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
-                        res.changed += 1
-                    except OSError as err:
-                        self._os_error(f"{path}/{name}", err)
-                continue
-            if fmt in _DEVICES:
-                res.skip(f"{path}/{name}", "device node")
-                continue
-            ccls = _child_class(cls, name, False) if cls == _HYOS else cls
-            want = desired_mode(st.st_mode, ccls)
-            mod = st.st_mode & _PERM_BITS != want
-            if not (own or mod):
-                continue
-            if st.st_nlink > 1:
-                self._defer(fd, name, st, ccls, f"{path}/{name}")
-                continue
-            try:
-                if own:
-                    chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
-                # After chown: the kernel may clear set-id bits, and we drop them anyway.
-                if mod:
-                    chmod(name, want, dir_fd=fd, follow_symlinks=False)
-                res.changed += 1
-            except OSError as err:
-                self._os_error(f"{path}/{name}", err)
-            except (ValueError, NotImplementedError):
-                # fchmodat(AT_SYMLINK_NOFOLLOW) refused: the name became a symlink.
-                res.skip(f"{path}/{name}", "replaced by a symlink")
+                    # After chown: the kernel may clear set-id bits, and we drop them anyway.
+                    if mod:
+                        chmod(name, want, dir_fd=fd, follow_symlinks=False)
+                    changed += 1
+                except OSError as err:
+                    self._os_error(f"{path}/{name}", err)
+                except (ValueError, NotImplementedError):
+                    # fchmodat(AT_SYMLINK_NOFOLLOW) refused: the name became a symlink.
+                    res.skip(f"{path}/{name}", "replaced by a symlink")
+        finally:
+            res.scanned += scanned + n_trusted
+            res.trusted += n_trusted
+            res.changed += changed
+            if stack:  # only after an exception: close the fds still open below the top
+                os.close(fd)
+                for level in stack[1:]:
+                    os.close(level[0])
 
     def _list(self, fd: int, path: str) -> list[os.DirEntry[str]]:
         try:
@@ -375,6 +584,32 @@ class _Walker:
         self.deferred.clear()
 
 
+def _recv_exact(sock: Any, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        got = sock.recv(min(size - len(buf), 1 << 20))
+        if not got:
+            raise EOFError
+        buf += got
+    return bytes(buf)
+
+
+def _cpus() -> int:
+    """CPUs this process may use: affinity, capped by a cgroup v2 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
+
+
 def prepare_tree(
     root: str,
     uid: int,
@@ -382,11 +617,18 @@ def prepare_tree(
     *,
     hook: Hook | None = None,
     trust_before_ns: int | None = None,
+    workers: int | None = None,
 ) -> PrepareResult:
     """Make the tree at ``root`` owned by ``uid:gid`` with safe modes; see the module doc.
 
     ``root`` itself must be a real directory (not a symlink). Never raises for problems
     inside the tree: they are counted in ``failed``/``skipped`` on the result.
+    ``workers`` is the number of processes (default: the usable CPUs, at most 4); a
+    tree too small to split is walked by this process alone either way. Call it from a
+    single-threaded process: the workers are forked.
     """
+    if workers is None:
+        workers = min(_cpus(), _MAX_WORKERS)
     # abspath, not resolve(): resolving would follow symlinks before the checks.
-    return _Walker(os.path.abspath(root), uid, gid, hook, trust_before_ns).run()  # noqa: PTH100
+    root = os.path.abspath(root)  # noqa: PTH100
+    return _Walker(root, uid, gid, hook, trust_before_ns, max(workers, 1)).run()

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from entrypoint.perms import PrepareResult, desired_mode, prepare_tree
+from entrypoint import perms
+from entrypoint.perms import Hook, PrepareResult, desired_mode, prepare_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the walk chowns: needs root")
 
@@ -248,15 +249,111 @@ def test_result_is_json_serialisable(tree: Path) -> None:
     assert json.loads(json.dumps(res.as_dict()))["changed"] == res.changed
 
 
+# --- workers: large trees are split between forked processes ----------------------------
+
+
+@pytest.fixture
+def split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make even a small tree worth splitting."""
+    monkeypatch.setattr(perms, "_TASKS_PER_WORKER", 1)
+
+
+def entered_by(log: Path) -> Hook:
+    """A hook that records which process entered which directory (forked workers
+    cannot report through memory). Entering ``a`` or ``b`` takes a while, so whichever
+    worker enters one first leaves the other one to another worker."""
+
+    def hook(event: str, path: str) -> None:
+        if event == "enter":
+            with log.open("a") as f:
+                f.write(f"{os.getpid()} {path}\n")
+            if path.endswith(("/a", "/b")):
+                time.sleep(0.3)
+
+    return hook
+
+
+def pids_of(log: Path) -> dict[str, int]:
+    return {
+        path: int(pid)
+        for pid, path in (line.split(" ", 1) for line in log.read_text().splitlines())
+    }
+
+
+def test_workers_walk_the_whole_tree(
+    split: None, tree: Path, outside: Path, tmp_path: Path
+) -> None:
+    for d in ("a", "b", "c", "d"):
+        (tree / d / "deep").mkdir(parents=True)
+        (tree / d / "deep" / "f").write_text("x")
+        (tree / d / "ro").write_text("x")
+        (tree / d / "ro").chmod(0o400)
+    (tree / "c" / ".auth").mkdir()
+    (tree / "c" / ".auth" / "t").write_text("x")
+    (tree / "d" / "link").symlink_to(outside)
+    log = tmp_path / "log"
+    res = prepare_tree(str(tree), UID, GID, hook=entered_by(log), workers=2)
+    assert (res.failed, res.skipped) == (0, 0), res.failures
+    assert res.scanned == 6 + 4 * 4 + 2 + 1
+    assert res.changed == res.scanned
+    assert all_owned(tree)
+    assert owner_mode(tree / "b" / "ro")[2] == 0o600
+    assert owner_mode(tree / "c" / ".auth")[2] == 0o700
+    assert owner_mode(tree / "c" / ".auth" / "t")[2] == 0o600
+    assert owner_mode(outside) == (0, 0, 0o640)
+    pids = pids_of(log)
+    assert pids[f"{tree}/a"] != pids[f"{tree}/b"]  # really two processes
+    # A second run: nothing to change, same count.
+    again = prepare_tree(str(tree), UID, GID, workers=2)
+    assert (again.changed, again.failed, again.scanned) == (0, 0, res.scanned)
+
+
+def test_hard_link_names_are_counted_across_workers(
+    split: None, tree: Path, outside: Path, tmp_path: Path
+) -> None:
+    for d in ("a", "b"):
+        (tree / d).mkdir()
+    (tree / "a" / "one").write_text("x")
+    (tree / "a" / "one").chmod(0o400)
+    os.link(tree / "a" / "one", tree / "b" / "two")  # both names inside, in two workers
+    os.link(outside, tree / "a" / "shadow")
+    os.link(outside, tree / "b" / "shadow")  # 3 names, 2 inside: still outside
+    log = tmp_path / "log"
+    res = prepare_tree(str(tree), UID, GID, hook=entered_by(log), workers=2)
+    pids = pids_of(log)
+    assert pids[f"{tree}/a"] != pids[f"{tree}/b"]
+    assert res.failed == 0, res.failures
+    assert owner_mode(tree / "b" / "two") == (UID, GID, 0o600)
+    assert owner_mode(outside) == (0, 0, 0o640)
+    assert res.skipped == 1 and "outside" in res.skipped_paths[0]
+
+
+def test_a_failing_worker_fails_the_walk(split: None, tree: Path, tmp_path: Path) -> None:
+    for d in ("a", "b"):
+        (tree / d).mkdir()
+    me = os.getpid()
+
+    def hook(event: str, path: str) -> None:
+        if event == "enter" and os.getpid() != me:
+            raise RuntimeError("worker dies")
+        if event == "enter":
+            time.sleep(0.2)  # the worker takes a task meanwhile
+
+    res = prepare_tree(str(tree), UID, GID, hook=hook, workers=2)
+    assert res.failed == 1
+    assert "worker" in res.failures[0]
+
+
 # --- mounts: needs a private mount namespace -------------------------------------
 
 MOUNT_SNIPPET = textwrap.dedent(
     """
     import json, os, sys
-    from entrypoint.perms import prepare_tree
-    root = sys.argv[1]
-    res = prepare_tree(root, 568, 568)
-    owners = {n: os.lstat(os.path.join(root, n, "f")).st_uid for n in ("tmpfs", "bind")}
+    from entrypoint import perms
+    root, sub, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    perms._TASKS_PER_WORKER = 1  # split even this small tree when workers > 1
+    res = perms.prepare_tree(root, 568, 568, workers=workers)
+    owners = {n: os.lstat(os.path.join(root, sub, n, "f")).st_uid for n in ("tmpfs", "bind")}
     print(json.dumps({"result": res.as_dict(), "owners": owners}))
     """
 )
@@ -281,16 +378,21 @@ def mount_ns() -> Iterator[None]:
     yield
 
 
-def test_mounts_inside_the_tree_are_not_crossed(mount_ns: None, tree: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sub", "workers"), [(".", 1), ("mods", 2)])
+def test_mounts_inside_the_tree_are_not_crossed(
+    mount_ns: None, tree: Path, tmp_path: Path, sub: str, workers: int
+) -> None:
+    """Also with workers: then the mounts lie in a subtree a forked worker walks."""
     other = tmp_path / "elsewhere"  # same filesystem: st_dev alone would not notice
     other.mkdir()
     (other / "f").write_text("x")
-    (tree / "tmpfs").mkdir()
-    (tree / "bind").mkdir()
+    base = Path(os.path.normpath(tree / sub))
+    (base / "tmpfs").mkdir()
+    (base / "bind").mkdir()
     script = (
-        f"mount -t tmpfs none {tree}/tmpfs && touch {tree}/tmpfs/f && "
-        f"mount --bind {other} {tree}/bind && "
-        f'exec {sys.executable} -c "$0" {tree}'
+        f"mount -t tmpfs none {base}/tmpfs && touch {base}/tmpfs/f && "
+        f"mount --bind {other} {base}/bind && "
+        f'exec {sys.executable} -c "$0" {tree} {sub} {workers}'
     )
     out = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, MOUNT_SNIPPET],
@@ -305,8 +407,8 @@ def test_mounts_inside_the_tree_are_not_crossed(mount_ns: None, tree: Path, tmp_
     assert report["result"]["failed"] == 0
     skipped = report["result"]["skipped_paths"]
     assert sorted(skipped) == [
-        f"{tree}/bind (other filesystem)",
-        f"{tree}/tmpfs (other filesystem)",
+        f"{base}/bind (other filesystem)",
+        f"{base}/tmpfs (other filesystem)",
     ]
     assert (other / "f").stat().st_uid == 0
     assert (tree / "Server").stat().st_uid == UID
