@@ -56,6 +56,7 @@ class Options(argparse.Namespace):
     secret: list[str]
     rotate: list[str]
     secrets_stdin: bool
+    file_env_shim: str | None
     command: list[str]
 
 
@@ -94,6 +95,11 @@ def _parser() -> _Parser:
         "--secrets-stdin",
         action="store_true",
         help="read operator-supplied values as one JSON object line on stdin",
+    )
+    p.add_argument(
+        "--file-env-shim",
+        metavar="PATH",
+        help="install the read-only shim that exports X from X_FILE, then execs the image",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return p
@@ -218,6 +224,14 @@ def run(opts: Options) -> int:
         )
     if opts.secrets is not None:
         _secrets(opts, user, is_root, to_stdout)
+    if opts.file_env_shim is not None:
+        from entrypoint.file_env import install_shim
+
+        written = install_shim(opts.file_env_shim)
+        _emit(
+            {"event": "file_env_shim", "path": opts.file_env_shim, "written": written},
+            to_stdout=to_stdout,
+        )
     _prepare(opts, user, is_root, to_stdout)
     if not opts.command:
         return 0

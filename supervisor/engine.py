@@ -209,6 +209,11 @@ class Engine:
             return False
         return True
 
+    async def image_command(self, image: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The image's own (Entrypoint, Cmd)."""
+        config = (await self._call(f"images/{image}/json")).get("Config") or {}
+        return tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ())
+
     async def pull(self, image: str) -> None:
         """Pull, or raise EngineError naming the image."""
         name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")

@@ -15,6 +15,7 @@ from typing import Any
 from entrypoint.helper import PREPARE_ENTRYPOINT
 from supervisor.settings import SENSITIVE_HOST_PATHS
 from supervisor.stack import (
+    FILE_ENV_SHIM_NAME,
     LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
@@ -102,6 +103,9 @@ def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
         },
         "NetworkingConfig": {"EndpointsConfig": {spec.network: {"Aliases": [spec.role]}}},
     }
+    if spec.entrypoint is not None:
+        body["Entrypoint"] = list(spec.entrypoint)
+        body["Cmd"] = list(spec.cmd or ())
     if spec.healthcheck is not None:
         check = spec.healthcheck
         health: dict[str, Any] = {
@@ -418,6 +422,7 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
     args = [
         "--user", f"{spec.uid}:{spec.gid}",
         "--machine-id", f"{PREPARE_SYSTEM_MOUNT}/{MACHINE_ID_NAME}",
+        "--file-env-shim", f"{PREPARE_SYSTEM_MOUNT}/{FILE_ENV_SHIM_NAME}",
     ]  # fmt: skip
     if spec.secret_names or spec.rotate or spec.secrets_on_stdin:
         args += ["--secrets", SECRETS_DIR]

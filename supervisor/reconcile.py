@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
-
 from entrypoint.helper import parse_events
 from supervisor import policy
 from supervisor.engine import Engine, EngineError
@@ -99,21 +97,29 @@ class Converged:
 
     plans: list[ServicePlan]
     runtime: Runtime
-    # True when the prepare step must still run before the first start.
-    needs_prepare: bool = False
 
 
 async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
-    machine_id = None
+    machine_id = system_volume = None
+    commands = {}
     if settings.prepare and await engine.volume_labels(settings.system_volume) is not None:
-        mountpoint = await engine.volume_mountpoint(settings.system_volume)
+        system_volume = settings.system_volume
+        mountpoint = await engine.volume_mountpoint(system_volume)
         machine_id = f"{mountpoint}/{policy.MACHINE_ID_NAME}"
+        for role, service in settings.services().items():
+            if service.secret_delivery == "shim" and await engine.image_exists(service.image):
+                commands[role] = await engine.image_command(service.image)
     guard_dir = None
     if settings.guard and settings.docker_host.startswith("unix://"):
         guard_dir = str(settings.stack_guard_dir)
         # A bind source must exist; the daemon puts the guard socket here.
         settings.stack_guard_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    return Runtime(machine_id_source=machine_id, guard_dir=guard_dir)
+    return Runtime(
+        machine_id_source=machine_id,
+        guard_dir=guard_dir,
+        system_volume=system_volume,
+        image_commands=commands,
+    )
 
 
 async def plan_and_ensure(
@@ -123,10 +129,9 @@ async def plan_and_ensure(
     *,
     rotate: tuple[str, ...] = (),
     force_prepare: bool = False,
-    defer_prepare: bool = False,
 ) -> Converged:
     """Refuse early, ensure images, network and volumes, plan, and run the prepare step
-    when something is about to be created or started (or leave that to the caller)."""
+    when something is about to be created or started."""
     observed = await engine.list_stack(settings.stack)
     # Names and images do not depend on host facts: check them before the first change.
     provisional = plan_stack(desired_stack(settings), observed)
@@ -146,10 +151,9 @@ async def plan_and_ensure(
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
     needed = force_prepare or bool(rotate) or any(p.create or p.start for p in plans)
-    if settings.prepare and needed and not defer_prepare:
+    if settings.prepare and needed:
         await run_prepare(engine, settings, rotate=rotate)
-        needed = False
-    return Converged(plans, runtime, needs_prepare=settings.prepare and needed)
+    return Converged(plans, runtime)
 
 
 async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...] = ()) -> None:
@@ -190,25 +194,13 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
 async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
     """Converge the stack on the settings; start order server, then manager."""
     report = UpReport()
-    converged = await plan_and_ensure(engine, settings, report, defer_prepare=True)
-    plans = converged.plans
-
-    async def create(plan: ServicePlan, prepare_first: bool) -> None:
-        if prepare_first:
-            await run_prepare(engine, settings)
+    # The prepare step runs first: a failure leaves no container created or started.
+    plans = (await plan_and_ensure(engine, settings, report)).plans
+    # Create everything before the first start: only the starts wait on health.
+    for plan in plans:
         report.container_ids[plan.role] = await apply_service(
             engine, settings, plan, report, start=False
         )
-
-    # The server's create needs the prepared machine-id; the manager's can overlap the
-    # prepare step. Only the starts wait on health.
-    try:
-        async with anyio.create_task_group() as group:
-            for plan in plans:
-                group.start_soon(create, plan, converged.needs_prepare and plan.role == "server")
-    except BaseExceptionGroup as group_error:
-        # One clear error for the operator, not a tree of them.
-        raise group_error.exceptions[0] from None
     for plan in plans:
         container_id = report.container_ids[plan.role]
         if plan.start:

@@ -217,6 +217,9 @@ class ServiceSettings(BaseModel):
     ports: list[str] = Field(default_factory=list)
     host_ip: str = "127.0.0.1"
     healthcheck: HealthcheckOverride | None = None
+    # "shim": X_FILE plus a read-only shim that exports X from it before the image's own
+    # entrypoint (HyOS's images read only X). "file": X_FILE alone, for images that read it.
+    secret_delivery: Literal["shim", "file"] = "shim"
 
     @field_validator("image")
     @classmethod

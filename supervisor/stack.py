@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
@@ -48,6 +49,9 @@ class ServiceSpec:
     log_max_size: str
     log_max_file: int
     labels: tuple[tuple[str, str], ...] = field(default=())
+    # Set only to wrap the image's own command in the file_env shim.
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
 
     @property
     def user(self) -> str:
@@ -67,6 +71,8 @@ SECRETS_BY_ROLE = {
     "manager": ("api_client_id", "api_client_secret", "session_secret"),
 }
 GUARD_MOUNT = "/run/hyos"
+SYSTEM_MOUNT = "/run/hyos-system"
+FILE_ENV_SHIM_NAME = "file-env.sh"
 GUARD_SOCKET_NAME = "docker.sock"
 
 
@@ -78,6 +84,12 @@ class Runtime:
     machine_id_source: str | None = None
     # Host directory that holds the guard socket the manager talks to.
     guard_dir: str | None = None
+    # The stack's system volume (machine-id, file_env shim), when the prepare step runs.
+    system_volume: str | None = None
+    # role -> the image's own (Entrypoint, Cmd), for wrapping in the file_env shim.
+    image_commands: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
 
 
 def stack_labels(stack: str) -> dict[str, str]:
@@ -96,6 +108,14 @@ def secret_env(role: str) -> tuple[tuple[str, str], ...]:
     )
 
 
+def file_env_command(
+    image_command: tuple[tuple[str, ...], tuple[str, ...]],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(Entrypoint, Cmd) that run the shim first, then exactly what the image would."""
+    entrypoint, cmd = image_command
+    return ("/bin/sh", f"{SYSTEM_MOUNT}/{FILE_ENV_SHIM_NAME}", *entrypoint), cmd
+
+
 def _extra_mounts_and_env(
     role: str, settings: Settings, runtime: Runtime
 ) -> tuple[tuple[Mount, ...], tuple[tuple[str, str], ...]]:
@@ -103,6 +123,10 @@ def _extra_mounts_and_env(
     env: list[tuple[str, str]] = []
     if settings.prepare:
         env += secret_env(role)
+        if _uses_shim(role, settings, runtime) and runtime.system_volume:
+            mounts.append(Mount("volume", runtime.system_volume, SYSTEM_MOUNT, read_only=True))
+            names = " ".join(name.upper() for name in SECRETS_BY_ROLE.get(role, ()))
+            env.append(("HYOS_FILE_ENV", names))
     if role == "server" and runtime.machine_id_source:
         # Hytale derives its auth-persistence key from the machine-id: keep it stable.
         mounts.append(Mount("bind", runtime.machine_id_source, "/etc/machine-id", read_only=True))
@@ -113,6 +137,11 @@ def _extra_mounts_and_env(
     return tuple(mounts), tuple(env)
 
 
+def _uses_shim(role: str, settings: Settings, runtime: Runtime) -> bool:
+    service = settings.services()[role]
+    return settings.prepare and service.secret_delivery == "shim" and role in runtime.image_commands
+
+
 def desired_services(settings: Settings, runtime: Runtime | None = None) -> dict[str, ServiceSpec]:
     """The stack's containers, server first: the manager needs a healthy server."""
     runtime = runtime or Runtime()
@@ -120,6 +149,11 @@ def desired_services(settings: Settings, runtime: Runtime | None = None) -> dict
     specs = {}
     for role, service in settings.services().items():
         mounts, env = _extra_mounts_and_env(role, settings, runtime)
+        command = (
+            file_env_command(runtime.image_commands[role])
+            if _uses_shim(role, settings, runtime)
+            else (None, None)
+        )
         specs[role] = ServiceSpec(
             stack=settings.stack,
             role=role,
@@ -142,5 +176,7 @@ def desired_services(settings: Settings, runtime: Runtime | None = None) -> dict
             mounts=(data, *mounts),
             log_max_size=settings.log_max_size,
             log_max_file=settings.log_max_file,
+            entrypoint=command[0],
+            cmd=command[1],
         )
     return specs

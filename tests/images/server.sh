@@ -11,6 +11,8 @@ save() {
 trap save TERM INT
 httpd -f -p 30381 -h /www &
 echo "stand-in server pid $$ uid $(id -u)"
+# Like HyOS's image, it reads the API secret from the plain variable only.
+echo "api client secret: ${API_CLIENT_SECRET:+set (${#API_CLIENT_SECRET} characters)}"
 echo "Hytale Server Booted!"
 while :; do
     if [ -f "$control/exit" ]; then

@@ -152,3 +152,30 @@ def test_the_manager_reaches_docker_only_through_the_guard(stack: Stack, tmp_pat
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
         log.close()
+
+
+def test_the_shim_gives_plain_variable_images_their_secret(stack: Stack) -> None:
+    stack.up()
+    server = stack.container("server")
+    info = inspect(server)
+    assert info["Config"]["Entrypoint"][:2] == ["/bin/sh", "/run/hyos-system/file-env.sh"]
+    assert info["Config"]["Cmd"] == ["/bin/sh", "/server.sh"]  # the image's own command
+    secret = read_secrets(stack)["api_client_secret"]
+    # The workload saw the value in its environment...
+    logs = docker("logs", server).stdout
+    assert f"api client secret: set ({len(secret)} characters)" in logs
+    # ...which docker inspect never shows.
+    assert secret not in json.dumps(info)
+    shim = docker("exec", server, "stat", "-c", "%u %a", "/run/hyos-system/file-env.sh").stdout
+    assert shim.split() == ["0", "555"]
+    denied = docker(
+        "exec", server, "sh", "-c", "echo x >> /run/hyos-system/file-env.sh", check=False
+    )
+    assert denied.returncode != 0
+
+
+def test_file_delivery_leaves_the_image_command_alone(stack: Stack) -> None:
+    stack.up(HYOS_SERVER__SECRET_DELIVERY="file")
+    info = inspect(stack.container("server"))
+    assert info["Config"]["Entrypoint"] is None
+    assert "api client secret: \n" in docker("logs", stack.container("server")).stdout + "\n"
