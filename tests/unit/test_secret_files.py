@@ -1,0 +1,120 @@
+"""Secret files and the file_env shim, on real temporary trees."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from entrypoint.errors import EntrypointError
+from entrypoint.file_env import install_shim
+from entrypoint.secretfiles import ensure_secrets
+
+NAMES = ("api_client_id", "api_client_secret")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_generated_secrets_are_0600_in_a_0700_dir(tmp_path: Path) -> None:
+    result = ensure_secrets(str(tmp_path), [".hyos", "secrets"], NAMES, None)
+    assert sorted(result["created"]) == sorted(NAMES)
+    directory = tmp_path / ".hyos" / "secrets"
+    assert mode(directory) == 0o700
+    for name in NAMES:
+        assert mode(directory / name) == 0o600
+        assert len((directory / name).read_text().strip()) >= 43  # 32 random bytes
+    assert list(directory.glob(".*.tmp")) == []
+
+
+def test_a_second_run_keeps_values_and_rotation_replaces_them(tmp_path: Path) -> None:
+    ensure_secrets(str(tmp_path), ["s"], NAMES, None)
+    before = {n: (tmp_path / "s" / n).read_text() for n in NAMES}
+    again = ensure_secrets(str(tmp_path), ["s"], NAMES, None)
+    assert sorted(again["kept"]) == sorted(NAMES)
+    rotated = ensure_secrets(str(tmp_path), ["s"], (), None, rotate=["api_client_secret"])
+    assert rotated["rotated"] == ["api_client_secret"]
+    assert (tmp_path / "s" / "api_client_secret").read_text() != before["api_client_secret"]
+    assert (tmp_path / "s" / "api_client_id").read_text() == before["api_client_id"]
+
+
+def test_rotation_scrubs_the_old_bytes_of_another_link(tmp_path: Path) -> None:
+    ensure_secrets(str(tmp_path), ["s"], ["session_secret"], None)
+    path = tmp_path / "s" / "session_secret"
+    old = path.read_text()
+    # Hold the old inode open: after a rotation it must not still carry the value.
+    with path.open() as held:
+        ensure_secrets(str(tmp_path), ["s"], (), None, rotate=["session_secret"])
+        held.seek(0)
+        assert old.strip() not in held.read()
+
+
+def test_supplied_values_replace_generated_ones(tmp_path: Path) -> None:
+    supplied = {"api_client_secret": "operator-value-0123456789"}
+    result = ensure_secrets(str(tmp_path), ["s"], NAMES, None, supplied=supplied)
+    assert result["supplied"] == ["api_client_secret"]
+    assert (tmp_path / "s" / "api_client_secret").read_text().strip() == supplied[
+        "api_client_secret"
+    ]
+
+
+def test_a_planted_symlink_is_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "data").mkdir()
+    os.symlink(outside, tmp_path / "data" / ".hyos")
+    with pytest.raises(EntrypointError):
+        ensure_secrets(str(tmp_path / "data"), [".hyos", "secrets"], NAMES, None)
+    assert list(outside.iterdir()) == []
+
+
+def test_bad_secret_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(EntrypointError, match="must be"):
+        ensure_secrets(str(tmp_path), ["s"], ["../etc"], None)
+
+
+def test_the_shim_is_read_only_and_installed_once(tmp_path: Path) -> None:
+    shim = tmp_path / "sys" / "file-env.sh"
+    assert install_shim(str(shim)) is True
+    assert mode(shim) == 0o555
+    assert install_shim(str(shim)) is False
+
+
+def shim_run(shim: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", str(shim), *command], env={"PATH": os.environ["PATH"], **env},
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_the_shim_exports_values_and_execs_the_command(tmp_path: Path) -> None:
+    shim = tmp_path / "file-env.sh"
+    install_shim(str(shim))
+    secret = tmp_path / "secret"
+    secret.write_text("value-from-file-0123456789\n")
+    done = shim_run(
+        shim,
+        {"HYOS_FILE_ENV": "API_CLIENT_SECRET", "API_CLIENT_SECRET_FILE": str(secret)},
+        "sh", "-c", 'printf "%s|%s" "$API_CLIENT_SECRET" "${HYOS_FILE_ENV:-gone}"',
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "value-from-file-0123456789|gone"
+
+
+@pytest.mark.parametrize("names", ["A;touch /tmp/x", "1BAD", "A-B"])
+def test_the_shim_refuses_names_it_would_have_to_eval(tmp_path: Path, names: str) -> None:
+    shim = tmp_path / "file-env.sh"
+    install_shim(str(shim))
+    done = shim_run(shim, {"HYOS_FILE_ENV": names}, "true")
+    assert done.returncode == 78 and "bad name" in done.stderr
+
+
+def test_the_shim_fails_loudly_on_an_unreadable_file(tmp_path: Path) -> None:
+    shim = tmp_path / "file-env.sh"
+    install_shim(str(shim))
+    done = shim_run(shim, {"HYOS_FILE_ENV": "X", "X_FILE": str(tmp_path / "missing")}, "true")
+    assert done.returncode == 78 and "X_FILE" in done.stderr
