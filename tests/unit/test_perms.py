@@ -258,17 +258,25 @@ def split(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(perms, "_TASKS_PER_WORKER", 1)
 
 
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def entered_by(log: Path) -> Hook:
     """A hook that records which process entered which directory (forked workers
-    cannot report through memory). Entering ``a`` or ``b`` takes a while, so whichever
-    worker enters one first leaves the other one to another worker."""
+    cannot report through memory). Entering ``a`` or ``b`` waits until the other one has
+    been entered too: a barrier that only two processes can pass, so one process walking
+    both would time out and fail the pid assertion."""
 
     def hook(event: str, path: str) -> None:
         if event == "enter":
             with log.open("a") as f:
                 f.write(f"{os.getpid()} {path}\n")
             if path.endswith(("/a", "/b")):
-                time.sleep(0.3)
+                other = path[:-1] + ("b" if path.endswith("a") else "a")
+                wait_until(lambda: f" {other}\n" in log.read_text(), seconds=5)
 
     return hook
 
@@ -332,12 +340,14 @@ def test_a_failing_worker_fails_the_walk(split: None, tree: Path, tmp_path: Path
     for d in ("a", "b"):
         (tree / d).mkdir()
     me = os.getpid()
+    took = tmp_path / "worker-took-a-task"
 
     def hook(event: str, path: str) -> None:
         if event == "enter" and os.getpid() != me:
+            took.touch()
             raise RuntimeError("worker dies")
         if event == "enter":
-            time.sleep(0.2)  # the worker takes a task meanwhile
+            wait_until(took.exists)  # the worker takes a task meanwhile
 
     res = prepare_tree(str(tree), UID, GID, hook=hook, workers=2)
     assert res.failed == 1
