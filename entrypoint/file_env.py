@@ -9,10 +9,10 @@ step installs the shim, read-only and root-owned, in the stack's system volume.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
+import stat
 
+from entrypoint.atomicfile import read_regular, replace_atomically
 from entrypoint.errors import EXIT_SECRETS, EntrypointError
 from entrypoint.safedir import open_parent
 
@@ -48,31 +48,13 @@ def install_shim(path: str) -> bool:
     try:
         dfd, name = open_parent(path)
         try:
-            with contextlib.suppress(OSError):
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-                try:
-                    same = os.read(fd, len(data) + 1) == data
-                    if same and os.fstat(fd).st_mode & 0o7777 == _MODE:
-                        return False
-                finally:
-                    os.close(fd)
-            tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o500, dir_fd=dfd,
-            )  # fmt: skip
-            try:
-                os.write(fd, data)
-                os.fchmod(fd, _MODE)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            os.fsync(dfd)
+            if read_regular(dfd, name, len(data) + 1) == data:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if stat.S_IMODE(st.st_mode) == _MODE and st.st_uid == os.geteuid():
+                    return False
+            replace_atomically(dfd, name, data, _MODE)
             return True
         finally:
             os.close(dfd)
     except OSError as err:
-        raise EntrypointError(
-            EXIT_SECRETS, f"file_env shim {path}: {err.strerror or err}"
-        ) from None
+        raise EntrypointError(EXIT_SECRETS, f"file_env shim {path}: {err}") from None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import re
 import secrets
-import stat
 
+from entrypoint.atomicfile import read_regular, replace_atomically
 from entrypoint.errors import EXIT_MACHINE_ID, EntrypointError
 from entrypoint.safedir import open_parent
 
@@ -24,19 +22,9 @@ def is_valid_machine_id(text: str) -> bool:
 
 
 def _read_existing(dfd: int, name: str) -> str | None:
-    try:
-        # O_NOFOLLOW: a symlink planted at the path is invalid and gets replaced.
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-    except OSError as err:
-        if err.errno in (errno.ENOENT, errno.ELOOP):
-            return None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 128).decode("ascii", "replace")
-    finally:
-        os.close(fd)
+    # A symlink planted at the path reads as missing: it is replaced, never followed.
+    data = read_regular(dfd, name, 128)
+    return None if data is None else data.decode("ascii", "replace")
 
 
 def ensure_machine_id(path: str, owner: tuple[int, int] | None = None) -> bool:
@@ -76,25 +64,4 @@ def _fix_existing(dfd: int, name: str, owner: tuple[int, int] | None) -> None:
 
 
 def _write_new(dfd: int, name: str, owner: tuple[int, int] | None) -> None:
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    old_umask = os.umask(0o077)
-    try:
-        fd = os.open(tmp, flags, _MODE, dir_fd=dfd)
-    finally:
-        os.umask(old_umask)
-    try:
-        try:
-            os.write(fd, (secrets.token_hex(16) + "\n").encode("ascii"))
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.fchmod(fd, _MODE)  # the umask made it 0400
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dfd)
-        raise
-    os.fsync(dfd)
+    replace_atomically(dfd, name, (secrets.token_hex(16) + "\n").encode("ascii"), _MODE, owner)

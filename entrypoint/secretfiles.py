@@ -10,12 +10,12 @@ already copied are beyond any file API).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 
+from entrypoint.atomicfile import read_regular, replace_atomically
 from entrypoint.errors import EXIT_SECRETS, EntrypointError
 
 __all__ = ["ensure_secrets", "generate_secret"]
@@ -51,18 +51,8 @@ def _open_dir_chain(base: str, parts: Sequence[str], owner: tuple[int, int] | No
 
 
 def _read(dfd: int, name: str) -> str | None:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-    except OSError as err:
-        if err.errno in (errno.ENOENT, errno.ELOOP):
-            return None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 64 * 1024).decode("utf-8", "replace").strip()
-    finally:
-        os.close(fd)
+    data = read_regular(dfd, name)
+    return None if data is None else data.decode("utf-8", "replace").strip()
 
 
 def _scrub(dfd: int, name: str) -> None:
@@ -81,28 +71,14 @@ def _scrub(dfd: int, name: str) -> None:
 
 
 def _write(dfd: int, name: str, value: str, owner: tuple[int, int] | None) -> None:
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-    old_umask = os.umask(0o077)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dfd)  # fmt: skip
-    finally:
-        os.umask(old_umask)
-    try:
-        try:
-            os.write(fd, value.encode("utf-8") + b"\n")
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _scrub(dfd, name)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dfd)
-        raise
-    os.fsync(dfd)
+    replace_atomically(
+        dfd,
+        name,
+        value.encode("utf-8") + b"\n",
+        0o600,
+        owner,
+        before_rename=lambda: _scrub(dfd, name),
+    )
 
 
 def ensure_secrets(
