@@ -7,7 +7,6 @@ Needs the engine and the stand-in images (bash tests/images/build.sh).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -26,9 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from supervisor import control  # noqa: E402
-
-SERVER_IMAGE = "hyos-test/server:1"
-MANAGER_IMAGE = "hyos-test/manager:1"
+from tests.standin import (  # noqa: E402
+    json_lines,
+    poll,
+    remove_stack_objects,
+    standin_env,
+)
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -43,14 +45,7 @@ def log_time(text: str) -> float:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    return poll(check, timeout, what, interval)
 
 
 class Supervised:
@@ -61,17 +56,12 @@ class Supervised:
         self.sock = sock
 
     def lines(self, message: str | None = None, **match: Any) -> list[dict[str, Any]]:
-        found = []
-        for raw in self.log.read_text(errors="replace").splitlines():
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if message is not None and line.get("message") != message:
-                continue
-            if all(line.get(k) == v for k, v in match.items()):
-                found.append(line)
-        return found
+        return [
+            line
+            for line in json_lines(self.log)
+            if (message is None or line.get("message") == message)
+            and all(line.get(k) == v for k, v in match.items())
+        ]
 
     def view(self) -> dict[str, Any] | None:
         try:
@@ -90,14 +80,7 @@ class Supervised:
         )
 
 
-def remove_stack(name: str) -> None:
-    ids = docker("ps", "-aq", "--filter", f"label=io.hyos.stack={name}", check=False).split()
-    if ids:
-        docker("rm", "-f", *ids, check=False)
-    docker("network", "rm", f"{name}-net", check=False)
-    for volume in docker("volume", "ls", "-q", check=False).split():
-        if volume.startswith(f"{name}-"):
-            docker("volume", "rm", "-f", volume, check=False)
+remove_stack = remove_stack_objects
 
 
 @contextmanager
@@ -105,20 +88,7 @@ def supervised_stack(**settings: str) -> Iterator[Supervised]:
     """A fresh stack under a daemon, healthy on entry; everything removed on exit."""
     name = f"b{uuid.uuid4().hex[:10]}"
     tmp = Path(tempfile.mkdtemp(prefix="hyos-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYOS_")}
-    env.update(
-        HYOS_STACK=name,
-        HYOS_STATE_DIR=str(tmp / "state"),
-        HYOS_SERVER__IMAGE=SERVER_IMAGE,
-        HYOS_MANAGER__IMAGE=MANAGER_IMAGE,
-        HYOS_SERVER__MEMORY="128m",
-        HYOS_MANAGER__MEMORY="64m",
-        HYOS_SERVER__PORTS='["127.0.0.1:0:5520/udp"]',
-        HYOS_MANAGER__PORTS='["127.0.0.1:0:3000"]',
-        HYOS_PULL="never",
-        PYTHONPATH=str(REPO),
-        **settings,
-    )
+    env = standin_env(name, tmp / "state", **settings)
     log = tmp / "daemon.log"
     with log.open("wb") as err:
         proc = subprocess.Popen(

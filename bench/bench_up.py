@@ -13,7 +13,6 @@ Prints each tool's median wall time and the ratio supervisor / compose (goal <= 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER, MANAGER = "hyos-test/server:1", "hyos-test/manager:1"
+sys.path.insert(0, str(REPO))
+
+from tests.standin import MANAGER_IMAGE as MANAGER  # noqa: E402
+from tests.standin import SERVER_IMAGE as SERVER  # noqa: E402
+from tests.standin import standin_env  # noqa: E402
 
 COMPOSE = """\
 version: "2.4"
@@ -89,23 +92,13 @@ def time_compose(compose_file: Path, project: str) -> float:
 
 
 def supervisor_env(stack: str, prepare: bool, state: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYOS_")}
-    env.update(
-        HYOS_STACK=stack,
-        HYOS_SERVER__IMAGE=SERVER,
-        HYOS_MANAGER__IMAGE=MANAGER,
-        HYOS_SERVER__MEMORY="128m",
-        HYOS_MANAGER__MEMORY="64m",
-        HYOS_SERVER__CPUS="0.5",
-        HYOS_MANAGER__CPUS="0.5",
+    return standin_env(
+        stack,
+        state,
         HYOS_SERVER__PORTS="[]",
         HYOS_MANAGER__PORTS="[]",
         HYOS_PREPARE="true" if prepare else "false",
-        HYOS_STATE_DIR=str(state),
-        HYOS_GUARD_DIR=str(state / "guard"),
-        HYOS_PULL="never",
     )
-    return env
 
 
 def time_supervisor(env: dict[str, str]) -> float:

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,10 +17,13 @@ from typing import Any
 import pytest
 
 from supervisor import control
-
-REPO = Path(__file__).resolve().parents[2]
-SERVER_IMAGE = "hyos-test/server:1"
-MANAGER_IMAGE = "hyos-test/manager:1"
+from tests.standin import (
+    REPO,
+    json_lines,
+    poll,
+    remove_stack_objects,
+    standin_env,
+)
 
 
 def docker(
@@ -115,47 +117,14 @@ class Stack:
         return found
 
 
-def base_env(stack: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYOS_")}
-    env.update(
-        HYOS_STACK=stack,
-        HYOS_SERVER__IMAGE=SERVER_IMAGE,
-        HYOS_MANAGER__IMAGE=MANAGER_IMAGE,
-        HYOS_SERVER__MEMORY="128m",
-        HYOS_MANAGER__MEMORY="64m",
-        HYOS_SERVER__CPUS="0.5",
-        HYOS_MANAGER__CPUS="0.5",
-        HYOS_SERVER__STOP_TIMEOUT="10",
-        # No fixed host ports: tests run beside other stacks on one engine.
-        HYOS_SERVER__PORTS='["127.0.0.1:0:5520/udp"]',
-        HYOS_MANAGER__PORTS='["127.0.0.1:0:3000"]',
-        HYOS_PULL="never",
-        HYOS_DOCKER_RETRIES="2",
-    )
-    env.setdefault("PYTHONPATH", str(REPO))
-    return env
-
-
-def remove_stack_objects(name: str) -> None:
-    label = f"label=io.hyos.stack={name}"
-    ids = docker("ps", "-aq", "--filter", label).stdout.split()
-    ids += docker("ps", "-aq", "--filter", f"name=^{name}-").stdout.split()
-    if ids:
-        docker("rm", "-f", *set(ids), check=False)
-    docker("network", "rm", f"{name}-net", check=False)
-    for volume in docker("volume", "ls", "-q").stdout.split():
-        if volume.startswith(f"{name}-"):
-            docker("volume", "rm", "-f", volume, check=False)
+def base_env(stack: str, state_dir: Path | None = None) -> dict[str, str]:
+    return standin_env(stack, state_dir)
 
 
 @pytest.fixture
 def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
     name = f"t{uuid.uuid4().hex[:10]}"
-    state_dir = tmp_path / "state"
-    env = base_env(name)
-    env["HYOS_STATE_DIR"] = str(state_dir)
-    env["HYOS_GUARD_DIR"] = str(tmp_path / "guard")
-    yield Stack(name, env)
+    yield Stack(name, base_env(name, tmp_path / "state"))
     remove_stack_objects(name)
 
 
@@ -164,14 +133,10 @@ def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    try:
+        return poll(check, timeout, what, interval)
+    except TimeoutError as err:
+        pytest.fail(str(err))
 
 
 @dataclass
@@ -188,15 +153,7 @@ class DaemonProc:
         return self.proc.pid
 
     def lines(self) -> list[dict[str, Any]]:
-        found = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict):
-                found.append(line)
-        return found
+        return json_lines(self.log_path)
 
     def events(self, message: str, **match: Any) -> list[dict[str, Any]]:
         return [

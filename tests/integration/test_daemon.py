@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import (
-    SERVER_IMAGE,
     DaemonFactory,
     Stack,
     docker,
@@ -27,6 +26,7 @@ from tests.integration.conftest import (
     started_at,
     wait_for,
 )
+from tests.standin import SERVER_IMAGE
 
 pytestmark = pytest.mark.integration
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from supervisor.settings import HealthcheckOverride, RestartSettings, ServiceSettings, Settings
@@ -28,3 +29,14 @@ def test_every_service_restart_and_healthcheck_setting_is_documented() -> None:
         f"healthcheck {n}" for n in HealthcheckOverride.model_fields if f".{n}" not in README
     ]
     assert missing == []
+
+
+def test_every_test_security_md_cites_exists() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cited = set(re.findall(r"\b(test_[a-z0-9_]+)\b", (root / "SECURITY.md").read_text()))
+    defined = set()
+    for path in (root / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    # File names are cited too (e.g. test_stack.py): those count as existing.
+    files = {path.stem for path in (root / "tests").rglob("test_*.py")}
+    assert sorted(cited - defined - files) == []
