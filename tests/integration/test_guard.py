@@ -21,12 +21,12 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from supervisor.guard import serve_guard
+from tests.standin import SERVER_IMAGE
 
 pytestmark = pytest.mark.integration
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 UPSTREAM = "/var/run/docker.sock"
-IMAGE = "hyos-guard-test/busybox:1"
 # sh as PID 1 ignores SIGTERM unless trapped; the short sleep lets the trap run quickly.
 SERVER_SCRIPT = 'trap "exit 0" TERM; echo hello-guard; while :; do echo tick; sleep 0.3; done'
 
@@ -48,26 +48,9 @@ def _wait_for(pred: Callable[[], bool], what: str, timeout: float = 20.0) -> Non
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    if _docker_direct("image", "inspect", IMAGE, check=False).returncode != 0:
-        ctx = Path(tempfile.mkdtemp(prefix="hyos-guard-test-"))
-        try:
-            shutil.copy("/bin/busybox", ctx / "busybox")
-            (ctx / "Dockerfile").write_text(
-                "FROM scratch\nCOPY busybox /bin/busybox\n"
-                'RUN ["/bin/busybox","--install","-s","/bin"]\nCMD ["sleep","3600"]\n'
-            )
-            env = {**os.environ, "DOCKER_BUILDKIT": "0", "DOCKER_HOST": f"unix://{UPSTREAM}"}
-            subprocess.run(
-                [DOCKER, "build", "-q", "-t", IMAGE, str(ctx)],
-                env=env,
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-        finally:
-            shutil.rmtree(ctx, ignore_errors=True)
-    return IMAGE
+def image(test_images: None) -> str:
+    """Any busybox image will do; the stand-in server is one (its commands are given)."""
+    return SERVER_IMAGE
 
 
 @dataclass
