@@ -21,9 +21,11 @@ while :; do
         echo "exiting with code $code as told"
         exit "$code"
     fi
-    if [ -f "$control/hang" ]; then
+    if [ -f "$control/hang" ] && [ -z "${hanging:-}" ]; then
         # Ignore SIGTERM from now on, like a JVM stuck in a save.
         trap '' TERM INT
+        hanging=1
+        echo "hanging: ignoring SIGTERM as told"
     fi
     sleep 0.5 &
     wait $!

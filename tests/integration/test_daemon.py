@@ -292,6 +292,31 @@ def test_sigterm_with_stop_on_exit_false_leaves_the_stack_running(
     assert d.events("leaving the stack running (stop_on_exit = false)")
 
 
+def test_a_second_sigterm_keeps_the_grace_period_and_a_second_sigint_forces(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    # A server stuck in its save: it ignores SIGTERM, so only the grace period or a kill ends it.
+    d = daemon(HYOS_SERVER__STOP_TIMEOUT="30")
+    docker("exec", stack.container("server"), "touch", "/data/control/hang")
+    wait_for(
+        lambda: "hanging: ignoring SIGTERM" in docker("logs", stack.container("server")).stdout,
+        10,
+        "the stand-in to start ignoring SIGTERM",
+    )
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_log("stopping", service="server")
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_log("already stopping; the server keeps its grace period")
+    # Still inside its 30 s grace period: the server keeps running, the daemon waits.
+    assert inspect(stack.container("server"))["State"]["Running"]
+    assert d.proc.poll() is None
+    d.proc.send_signal(signal.SIGINT)
+    d.wait_log("second SIGINT: forcing the stop")
+    assert d.proc.wait(timeout=15) == 0
+    state = inspect(stack.container("server"))["State"]
+    assert not state["Running"] and state["ExitCode"] == 137  # killed, not waited out
+
+
 # --- systemd notify -----------------------------------------------------------------------
 
 
