@@ -6,6 +6,7 @@ costs one clear line and exit 78, never a half-created stack.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -132,7 +133,7 @@ def parse_port(value: str, default_ip: str) -> PortBinding:
         raise ValueError(f"host port {host} in {value!r} is out of range 0-65535")
     if not 1 <= container <= 65535:
         raise ValueError(f"container port {container} in {value!r} is out of range 1-65535")
-    ip = (match["ip"] or default_ip).strip("[]")
+    ip = validate_ip((match["ip"] or default_ip).strip("[]"))
     proto: Literal["tcp", "udp"] = "udp" if match["proto"] == "udp" else "tcp"
     return PortBinding(ip, host, container, proto)
 
@@ -158,6 +159,14 @@ def check_secret_strength(value: str) -> str:
             "generates one, or use e.g. `openssl rand -base64 32`"
         )
     return value
+
+
+def validate_ip(value: str) -> str:
+    """An explicit interface address: an empty one would publish on every interface."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0") from None
 
 
 def validate_image(value: str) -> str:
@@ -241,6 +250,11 @@ class ServiceSettings(BaseModel):
             )
             raise ValueError(f"uid 0 (root) is refused; use a non-root uid such as 568:568 ({fix})")
         return value
+
+    @field_validator("host_ip")
+    @classmethod
+    def _host_ip(cls, value: str) -> str:
+        return validate_ip(value)
 
     @field_validator("ports")
     @classmethod

@@ -722,3 +722,25 @@ def test_parse_port_round_trips(host: int, container: int, proto: str) -> None:
     binding = parse_port(f"{host}:{container}/{proto}", "192.0.2.1")
     assert binding == PortBinding("192.0.2.1", host, container, proto)  # type: ignore[arg-type]
     assert parse_port(str(binding), "0.0.0.0") == binding
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"HYOS_MANAGER__HOST_IP": ""}, "manager.host_ip"),
+        ({"HYOS_SERVER__HOST_IP": "localhost"}, "server.host_ip"),
+        ({"HYOS_MANAGER__PORTS": '["1:2:3"]'}, "manager.ports"),
+        ({"HYOS_MANAGER__PORTS": '["999.1.1.1:3000:3000"]'}, "manager.ports"),
+    ],
+)
+def test_interfaces_must_be_ip_addresses(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], field: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert "is not an IP address" in only_problem(problems(), field)
+
+
+def test_ipv6_interfaces_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYOS_MANAGER__PORTS", '["[::1]:3000:3000"]')
+    assert load_settings().manager.port_bindings[0].host_ip == "::1"
