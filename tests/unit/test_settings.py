@@ -744,3 +744,21 @@ def test_interfaces_must_be_ip_addresses(
 def test_ipv6_interfaces_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYOS_MANAGER__PORTS", '["[::1]:3000:3000"]')
     assert load_settings().manager.port_bindings[0].host_ip == "::1"
+
+
+@pytest.mark.parametrize("image", ["UPPER/case:1", "-lead/x:1", "x:", "/x"])
+def test_references_docker_would_refuse_are_refused(
+    monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    monkeypatch.setenv("HYOS_SERVER__IMAGE", image)
+    assert "not an image reference" in only_problem(problems(), "server.image")
+
+
+@pytest.mark.parametrize(
+    "image", ["localhost:5000/a/b:c", "localhost/x", "registry.example.com/x/y", "busybox"]
+)
+def test_registry_hosts_and_plain_names_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    monkeypatch.setenv("HYOS_SERVER__IMAGE", image)
+    assert load_settings().server.image == image
