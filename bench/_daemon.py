@@ -26,11 +26,25 @@ sys.path.insert(0, str(REPO))
 
 from supervisor import control  # noqa: E402
 from tests.standin import (  # noqa: E402
+    SERVER_IMAGE,
     json_lines,
     poll,
     remove_stack_objects,
     standin_env,
 )
+
+__all__ = [
+    "SERVER_IMAGE",
+    "Events",
+    "Supervised",
+    "docker",
+    "log_time",
+    "median_ms",
+    "remove_stack",
+    "seconds",
+    "supervised_stack",
+    "wait_for",
+]
 
 
 def docker(*args: str, check: bool = True) -> str:
