@@ -19,7 +19,6 @@ from entrypoint.errors import (
 __all__ = ["User", "drop_privileges", "group_of", "resolve_user", "set_no_new_privs"]
 
 PR_SET_NO_NEW_PRIVS = 38
-PR_GET_NO_NEW_PRIVS = 39
 
 
 class User(NamedTuple):
@@ -96,10 +95,6 @@ def set_no_new_privs(libc: Any = None) -> None:
 
         err = ctypes.get_errno()
         raise EntrypointError(EXIT_DROP_FAILED, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
-
-
-def no_new_privs() -> bool:
-    return bool(_libc().prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1)
 
 
 def drop_privileges(user: User, *, allow_root: bool = False) -> None:

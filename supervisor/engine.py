@@ -118,10 +118,6 @@ class Engine:
     async def ping(self, attempts: int | None = None) -> None:
         await self._call("version", attempts=attempts)
 
-    async def version(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("version")
-        return result
-
     # --- containers --------------------------------------------------------------------
 
     async def list_stack(self, stack: str) -> list[Observed]:

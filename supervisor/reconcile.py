@@ -128,7 +128,6 @@ async def plan_and_ensure(
     report: UpReport,
     *,
     rotate: tuple[str, ...] = (),
-    force_prepare: bool = False,
 ) -> Converged:
     """Refuse early, ensure images, network and volumes, plan, and run the prepare step
     when something is about to be created or started."""
@@ -150,7 +149,7 @@ async def plan_and_ensure(
     for stray in strays(desired, observed):
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
-    needed = force_prepare or bool(rotate) or any(p.create or p.start for p in plans)
+    needed = bool(rotate) or any(p.create or p.start for p in plans)
     if settings.prepare and needed:
         await run_prepare(engine, settings, rotate=rotate)
     return Converged(plans, runtime)
