@@ -122,13 +122,7 @@ async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
     )
 
 
-async def plan_and_ensure(
-    engine: Engine,
-    settings: Settings,
-    report: UpReport,
-    *,
-    rotate: tuple[str, ...] = (),
-) -> Converged:
+async def plan_and_ensure(engine: Engine, settings: Settings, report: UpReport) -> Converged:
     """Refuse early, ensure images, network and volumes, plan, and run the prepare step
     when something is about to be created or started."""
     observed = await engine.list_stack(settings.stack)
@@ -149,9 +143,8 @@ async def plan_and_ensure(
     for stray in strays(desired, observed):
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
-    needed = bool(rotate) or any(p.create or p.start for p in plans)
-    if settings.prepare and needed:
-        await run_prepare(engine, settings, rotate=rotate)
+    if settings.prepare and any(p.create or p.start for p in plans):
+        await run_prepare(engine, settings)
     return Converged(plans, runtime)
 
 
