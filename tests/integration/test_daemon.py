@@ -153,6 +153,53 @@ def test_the_crash_crossing_the_limit_leaves_crash_loop_until_restart(
     assert stack.ids()["server"] == server_id
 
 
+def tell_server_to_exit(stack: Stack, code: int) -> None:
+    docker("exec", stack.container("server"), "sh", "-c", f"echo {code} > /data/control/exit")
+
+
+def test_exit_2_needs_auth_and_is_not_restarted(stack: Stack, daemon: DaemonFactory) -> None:
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
+    server = stack.container("server")
+    tell_server_to_exit(stack, 2)
+    wait_for(lambda: d.service("server")["status"] == "needs_auth", 10, "needs_auth")
+    line = d.wait_log("exited", service="server")[0]
+    assert line["exit_code"] == 2 and line["decision"] == "needs_auth"
+    how = [x for x in d.lines() if x.get("level") == "ERROR" and "/auth login" in x["message"]]
+    assert how and "hyos-supervisor restart server" in how[0]["message"]
+    frozen = started_at(server)
+
+    def still_down() -> None:
+        state = inspect(server)["State"]
+        assert not state["Running"] and state["StartedAt"] == frozen
+
+    steady(still_down, 3)
+    assert d.events("restart issued", service="server") == []
+    result = stack.run("restart", "server")
+    assert result.returncode == 0, result.stderr
+    d.wait_healthy()
+    assert d.service("server")["needs_auth"] is False
+
+
+def test_exit_8_recreates_the_server_and_the_manager_follows(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon()
+    before = stack.ids()
+    manager_started = started_at(stack.container("manager"))
+    tell_server_to_exit(stack, 8)
+    d.wait_log("recreated for update", service="server")
+    wait_for(lambda: stack.ids().get("server") not in (None, before["server"]), 10, "a new server")
+    d.wait_healthy()
+    after = stack.ids()
+    assert after["server"] != before["server"]  # a fresh container, as for an update
+    assert after["manager"] == before["manager"]  # restarted, not recreated
+    wait_for(
+        lambda: started_at(stack.container("manager")) != manager_started,
+        20,
+        "the manager restarted once the new server was healthy",
+    )
+
+
 # --- unhealthy ----------------------------------------------------------------------------
 
 
