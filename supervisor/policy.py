@@ -451,7 +451,6 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
             "MemorySwap": 256 * 1024**2,
             "NanoCpus": 1_000_000_000,
             "PidsLimit": 64,
-            "Tmpfs": {"/tmp": "rw,nosuid,nodev,noexec,mode=0700"},
             "RestartPolicy": {"Name": "no"},
             "LogConfig": {"Type": "json-file", "Config": {"max-size": spec.log_max_size}},
             "Mounts": [

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from entrypoint.helper import parse_events
 from supervisor import policy
 from supervisor.engine import Engine, EngineError
@@ -131,8 +133,6 @@ async def plan_and_ensure(engine: Engine, settings: Settings, report: UpReport) 
     await _check_names(engine, settings, provisional)
     await _ensure_images(engine, settings, provisional)
     labels = stack_labels(settings.stack)
-    if await engine.ensure_network(settings.network_name, labels):
-        report.changes.append(f"created network {settings.network_name}")
     if not settings.data_is_bind and await engine.ensure_volume(settings.data_source, labels):
         report.changes.append(f"created volume {settings.data_source}")
     if settings.prepare and await engine.ensure_volume(settings.system_volume, labels):
@@ -143,8 +143,19 @@ async def plan_and_ensure(engine: Engine, settings: Settings, report: UpReport) 
     for stray in strays(desired, observed):
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
-    if settings.prepare and any(p.create or p.start for p in plans):
-        await run_prepare(engine, settings)
+
+    async def network() -> None:
+        if await engine.ensure_network(settings.network_name, labels):
+            report.changes.insert(0, f"created network {settings.network_name}")
+
+    # The prepare step needs only the volumes: the network is made meanwhile.
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(network)
+            if settings.prepare and any(p.create or p.start for p in plans):
+                group.start_soon(run_prepare, engine, settings)
+    except BaseExceptionGroup as failure:
+        raise failure.exceptions[0] from None
     return Converged(plans, runtime)
 
 
@@ -188,14 +199,15 @@ async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: floa
     report = UpReport()
     # The prepare step runs first: a failure leaves no container created or started.
     plans = (await plan_and_ensure(engine, settings, report)).plans
-    # Create everything before the first start: only the starts wait on health.
-    for plan in plans:
+    # The first service starts as soon as it exists; the others are created while it
+    # comes up, so only their starts wait on its health.
+    for index, plan in enumerate(plans):
         report.container_ids[plan.role] = await apply_service(
-            engine, settings, plan, report, start=False
+            engine, settings, plan, report, start=index == 0
         )
-    for plan in plans:
+    for index, plan in enumerate(plans):
         container_id = report.container_ids[plan.role]
-        if plan.start:
+        if index > 0 and plan.start:
             await start_service(engine, plan.role, container_id, report)
         # The manager needs a healthy server; with --wait the last service is awaited too.
         if plan.role != "manager" or wait:
