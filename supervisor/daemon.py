@@ -120,6 +120,7 @@ class Daemon:
         self.last_event_nano = 0
         self._reconcile_lock = anyio.Lock()
         self.runtime: Runtime | None = None
+        self._reconcile_pending = False
         self._work: TaskGroup | None = None
         self._work_scope = anyio.CancelScope()
 
@@ -292,10 +293,7 @@ class Daemon:
         while True:
             await anyio.sleep(self.settings.reconcile_interval_s)
             self.heartbeat.beat()
-            try:
-                await self.reconcile(startup=False)
-            except EngineError as err:
-                self.log.warning("safety-net reconcile failed", extra={"error": str(err)})
+            await self._reconcile_until_done(False)
 
     # --- events -------------------------------------------------------------------------
 
@@ -321,7 +319,7 @@ class Daemon:
                     else:
                         self.log.info("event stream reconnected", extra={"since": since})
                         # Whatever the engine did while we were away: look, don't guess.
-                        await self.reconcile(startup=True)
+                        self._spawn(self._reconcile_until_done, True)
                     async for event in stream:
                         self.heartbeat.beat()
                         nano = int(event.get("timeNano") or 0)
@@ -329,12 +327,43 @@ class Daemon:
                             continue  # replayed by since=
                         self.last_event_nano = max(self.last_event_nano, nano)
                         since = f"{nano // 10**9}.{nano % 10**9:09d}" if nano else since
-                        await self._on_event(event)
+                        try:
+                            await self._on_event(event)
+                        except EngineError as err:
+                            # One failed call must not cost the stream: look again, later.
+                            self.log.warning(
+                                "handling an event failed",
+                                extra={"error": str(err), "action": event.get("Action")},
+                            )
+                            self._spawn(self._reconcile_until_done, False)
             except EngineError as err:
                 if not started:
                     raise
                 self.log.warning("event stream lost", extra={"error": str(err) or repr(err)})
             await self._await_engine()
+
+    async def _reconcile_until_done(self, startup: bool) -> None:
+        """Reconcile, retrying with bounded backoff: right after a dockerd restart the
+        engine can refuse starts for a while (containerd still holds the old tasks)."""
+        if self._reconcile_pending:
+            return  # one retry loop at a time is enough
+        self._reconcile_pending = True
+        try:
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type((EngineError, StackError)),
+                wait=wait_exponential(multiplier=0.5, max=30),
+                stop=stop_never,
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        await self.reconcile(startup=startup)
+                    except (EngineError, StackError) as err:
+                        self.log.warning("reconcile failed; retrying", extra={"error": str(err)})
+                        raise
+        finally:
+            self._reconcile_pending = False
 
     async def _await_engine(self) -> None:
         """Bounded exponential backoff until the engine answers again."""
@@ -386,7 +415,7 @@ class Daemon:
             service.health = None
             if not service.busy and not self.stopping:
                 log.warning("container removed behind our back; recreating")
-                self._spawn(self.reconcile, False)
+                self._spawn(self._reconcile_until_done, False)
         self.save()
 
     async def _on_die(
@@ -512,7 +541,9 @@ class Daemon:
         try:
             await anyio.sleep(delay)
             if service.container_id is None:
-                await self.reconcile(startup=False)
+                # Removed while we waited: a reconcile recreates it (it skips busy ones).
+                service.busy = False
+                self._spawn(self._reconcile_until_done, False)
                 return
             await self.engine.start(service.container_id)
             self.log.info(
@@ -694,7 +725,7 @@ class Daemon:
             service.restart = restarts.reset(service.restart)
             service.restart_due = None
             if service.container_id is None:
-                self._spawn(self.reconcile, False)
+                self._spawn(self._reconcile_until_done, False)
             else:
                 info = await self.engine.inspect(service.container_id)
                 running = bool(info and (info.get("State") or {}).get("Running"))
