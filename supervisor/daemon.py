@@ -9,6 +9,7 @@ cannot cut the server's world save short; a second SIGINT forces it.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -20,10 +21,17 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_never,
+    wait_exponential,
+)
 
 from supervisor import control, restarts
-from supervisor.engine import Engine, EngineError
+from supervisor.engine import Engine, EngineError, NotFound
 from supervisor.guard import serve_guard
 from supervisor.logs import BoundLogger, bind
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
@@ -43,6 +51,8 @@ from supervisor.statefile import default_state_dir, ensure_dir, read_json, write
 logger = logging.getLogger("supervisor.daemon")
 
 WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
+# How the engine refuses to start a container whose containerd task outlived dockerd.
+STALE_TASK = re.compile(r"task [0-9a-f]{12,}: already exists")
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
 ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)
 
@@ -493,7 +503,7 @@ class Daemon:
     async def _act(self, service: Service, decision: restarts.Decision, log: BoundLogger) -> None:
         if decision.action is Action.RESTART:
             service.restart_due = self.clock() + decision.backoff_s
-            self._spawn(self._restart_after, service, decision.backoff_s)
+            self._schedule_restart(service, decision.backoff_s)
         elif decision.action is Action.RECREATE:
             self._spawn(self._recreate, service)
         elif decision.action is Action.STOP_CRASH_LOOP:
@@ -536,6 +546,11 @@ class Daemon:
         else:
             await self._act(service, decision, log)
 
+    def _schedule_restart(self, service: Service, delay: float) -> None:
+        # Busy from now, not from when the task first runs: nothing may schedule it twice.
+        service.busy = True
+        self._spawn(self._restart_after, service, delay)
+
     async def _restart_after(self, service: Service, delay: float) -> None:
         service.busy = True
         try:
@@ -545,12 +560,12 @@ class Daemon:
                 service.busy = False
                 self._spawn(self._reconcile_until_done, False)
                 return
-            await self.engine.start(service.container_id)
+            started = await self._start_with_retries(service, service.container_id)
             self.log.info(
                 "restart issued",
                 extra={
                     "service": service.role,
-                    "container_id": service.container_id[:12],
+                    "container_id": started[:12],
                     "backoff_s": delay,
                 },
             )
@@ -562,6 +577,55 @@ class Daemon:
             service.restart_due = None
             self.save()
 
+    async def _start_with_retries(self, service: Service, container_id: str) -> str:
+        """Start, retrying refusals with bounded backoff: right after a dockerd restart the
+        engine refuses starts for a while (stale endpoints). Gives up only when the
+        container is gone; shutdown cancels it. Returns the id that was started."""
+
+        def transient(err: BaseException) -> bool:
+            return isinstance(err, EngineError) and not isinstance(err, NotFound)
+
+        def note(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            self.log.warning(
+                "start refused; retrying",
+                extra={
+                    "service": service.role,
+                    "error": str(error),
+                    "attempt": state.attempt_number,
+                },
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(transient),
+            wait=wait_exponential(multiplier=0.5, max=30),
+            stop=stop_never,
+            before_sleep=note,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    await self.engine.start(container_id)
+                except EngineError as err:
+                    if STALE_TASK.search(str(err)):
+                        container_id = await self._replace(service, container_id)
+                    raise
+        return container_id
+
+    async def _replace(self, service: Service, container_id: str) -> str:
+        """A container the engine will never start again (containerd kept its task across
+        a dockerd restart) is replaced by a fresh one of the same spec."""
+        desired = desired_stack(self.settings, self.runtime)[service.role]
+        await self.engine.remove(container_id)
+        new_id = await self.engine.create(desired.name, desired.body)
+        service.container_id = new_id
+        self.log.warning(
+            "replaced a container the engine can no longer start",
+            extra={"service": service.role, "container_id": new_id[:12], "old": container_id[:12]},
+        )
+        return new_id
+
     async def _restart_now(self, service: Service, reason: str = "unhealthy") -> None:
         """Stop (flagged as ours) and start again: for unhealthy, dependents and operators."""
         container_id = service.container_id
@@ -572,7 +636,7 @@ class Daemon:
             timeout = self.settings.services()[service.role].stop_timeout
             service.stop_requested.add(container_id)
             await self.engine.stop(container_id, timeout)
-            await self.engine.start(container_id)
+            await self._start_with_retries(service, container_id)
             self.log.info(
                 "restarted",
                 extra={
@@ -601,7 +665,7 @@ class Daemon:
             service.container_id = None
             container_id = await self.engine.create(desired.name, desired.body)
             service.container_id = container_id
-            await self.engine.start(container_id)
+            await self._start_with_retries(service, container_id)
             self.log.info(
                 "recreated for update",
                 extra={"service": service.role, "container_id": container_id[:12]},
@@ -630,7 +694,7 @@ class Daemon:
         if info and (info.get("State") or {}).get("Running"):
             self._spawn(self._restart_now, manager, "server restarted")
         else:
-            await self.engine.start(manager.container_id)
+            self._schedule_restart(manager, 0.0)
 
     # --- reconcile ----------------------------------------------------------------------
 
@@ -657,6 +721,10 @@ class Daemon:
                         continue
                     if not startup:
                         await self._on_exit(service, info, log.bind(container_id=keep.id[:12]))
+                        if service.restart.status is ServiceStatus.BACKOFF and not service.busy:
+                            # A restart was decided but nothing carries it out any more.
+                            delay = max(0.0, (service.restart_due or 0.0) - self.clock())
+                            self._schedule_restart(service, delay)
                         continue
                     service.last_finished_at = str(
                         (info.get("State") or {}).get("FinishedAt") or ""
@@ -665,7 +733,7 @@ class Daemon:
                         continue
                     if service.restart.status is ServiceStatus.BACKOFF and service.restart_due:
                         delay = max(0.0, service.restart_due - self.clock())
-                        self._spawn(self._restart_after, service, delay)
+                        self._schedule_restart(service, delay)
                         continue
                 hold = service.restart.status in HELD
                 start = not hold
@@ -732,7 +800,7 @@ class Daemon:
                 if running:
                     self._spawn(self._restart_now, service, "operator")
                 else:
-                    self._spawn(self._restart_after, service, 0.0)
+                    self._schedule_restart(service, 0.0)
             self.save()
             return {"ok": True, "message": f"{role}: state cleared, restarting"}
         return {"ok": False, "error": f"unknown command {command!r}"}
