@@ -33,6 +33,7 @@ from tenacity import (
 from supervisor import control, restarts
 from supervisor.engine import Engine, EngineError, NotFound
 from supervisor.guard import serve_guard
+from supervisor.guard_rules import Allow
 from supervisor.logs import BoundLogger, bind
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
 from supervisor.reconcile import (
@@ -51,6 +52,8 @@ from supervisor.statefile import default_state_dir, ensure_dir, read_json, write
 logger = logging.getLogger("supervisor.daemon")
 
 WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
+# The guard's rewritten target of an allowed stop or restart (always the full id).
+DASHBOARD_STOP = re.compile(r"/containers/(?P<id>[0-9a-f]{64})/(?P<verb>stop|restart)\b")
 # How the engine refuses to start a container whose containerd task outlived dockerd.
 STALE_TASK = re.compile(r"task [0-9a-f]{12,}: already exists")
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
@@ -225,6 +228,7 @@ class Daemon:
                                 self.settings.docker_host.removeprefix("unix://"),
                                 self.settings.stack,
                                 self.settings.manager.gid,
+                                on_allowed=self._dashboard_request,
                             )
                         )
                     interval = self.notifier.watchdog_interval()
@@ -287,6 +291,19 @@ class Daemon:
             service.restart = replace(service.restart, status=ServiceStatus.STOPPED)
             service.health = None
             log.info("stopped")
+
+    def _dashboard_request(self, allowed: Allow) -> None:
+        """The dashboard stops or restarts the server through the guard: that exit is
+        asked for, so it must not count as a crash or be undone by a restart."""
+        match = DASHBOARD_STOP.search(allowed.target)
+        server = self.services.get("server")
+        if match is None or server is None or match["id"] != server.container_id:
+            return
+        server.stop_requested.add(match["id"])
+        self.log.info(
+            "the dashboard asked for a server " + match["verb"],
+            extra={"service": "server", "container_id": match["id"][:12]},
+        )
 
     async def _kill_when_forced(self, container_id: str, log: BoundLogger) -> None:
         await self.force.wait()

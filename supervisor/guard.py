@@ -153,12 +153,16 @@ class Guard:
         upstream_path: str,
         resolve_container: ContainerResolver | None = None,
         resolve_exec: ExecResolver | None = None,
+        on_allowed: Callable[[rules.Allow], None] | None = None,
     ) -> None:
         default = UpstreamResolver(upstream_path)
         self.stack = stack
         self.upstream_path = upstream_path
         self.resolve_container = resolve_container or default.container
         self.resolve_exec = resolve_exec or default.exec
+        # Told of every allowed request before it is forwarded (the daemon learns which
+        # stops are the dashboard's own, so it does not undo them).
+        self.on_allowed = on_allowed
 
     async def handle(self, client: anyio.abc.SocketStream) -> None:
         async with client:
@@ -242,6 +246,8 @@ class Guard:
         if isinstance(decision, rules.Deny):
             await client.send(_error_response(decision.status, decision.message))
             return
+        if self.on_allowed is not None:
+            self.on_allowed(decision)
         await self._forward(client, head, body, extra, decision)
 
     async def _forward(
@@ -360,11 +366,12 @@ async def serve_guard(
     *,
     resolve_container: ContainerResolver | None = None,
     resolve_exec: ExecResolver | None = None,
+    on_allowed: Callable[[rules.Allow], None] | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the filtered API on `socket_path` until cancelled; removes the socket after."""
     path = Path(socket_path)
-    guard = Guard(stack, os.fspath(upstream_path), resolve_container, resolve_exec)
+    guard = Guard(stack, os.fspath(upstream_path), resolve_container, resolve_exec, on_allowed)
     sock, ino = _bind(path, gid)
     listener = await anyio.abc.SocketListener.from_socket(sock)
     log.info("guard for stack %r listening on %s", stack, path)

@@ -6,7 +6,8 @@ mkdir -p "$control"
 save() {
     echo "saved $(date +%s)" > /data/saved-marker
     echo "World saved, shutting down"
-    exit 0
+    # 0 by default; `term-exit` holding 143 makes it exit as the real Hytale server does.
+    exit "$(cat "$control/term-exit" 2>/dev/null || echo 0)"
 }
 trap save TERM INT
 httpd -f -p 30381 -h /www &

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -198,6 +199,41 @@ def test_exit_8_recreates_the_server_and_the_manager_follows(
         20,
         "the manager restarted once the new server was healthy",
     )
+
+
+def test_what_the_dashboard_does_through_the_guard_is_not_undone(
+    stack: Stack, daemon: DaemonFactory
+) -> None:
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
+    sock = Path(stack.env["HYOS_GUARD_DIR"]) / stack.name / "docker.sock"
+    as_dashboard = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    server = stack.container("server")
+
+    def dashboard(*args: str) -> None:
+        done = subprocess.run(["docker", *args], env=as_dashboard, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    # Like Hytale: SIGTERM saves, then exits 143, which unasked would count as a crash.
+    docker("exec", server, "sh", "-c", "echo 143 > /data/control/term-exit")
+    # A stop from the dashboard is asked for: no crash, no restart.
+    dashboard("stop", "-t", "10", server)
+    line = d.wait_log("exited", service="server")[-1]
+    assert line["exit_code"] == 143
+    assert line["decision"] == "none" and line["restart_count"] == 0
+    assert d.service("server")["status"] == "stopped"
+
+    def still_stopped() -> None:
+        assert not inspect(server)["State"]["Running"]
+
+    steady(still_stopped, 2)
+    # Its start and restart work, and a restart counts as nothing either.
+    dashboard("start", server)
+    d.wait_healthy()
+    dashboard("restart", "-t", "10", server)
+    wait_for(lambda: len(d.events("exited", service="server")) >= 2, 15, "the restart's exit")
+    d.wait_healthy()
+    assert d.events("restart issued", service="server") == []
+    assert d.service("server")["restart_count"] == 0
 
 
 # --- unhealthy ----------------------------------------------------------------------------
