@@ -78,11 +78,7 @@ class Supervised:
         ]
 
     def view(self) -> dict[str, Any] | None:
-        try:
-            reply = control.request(self.sock, {"command": "status"}, timeout=5)
-        except (control.DaemonNotRunning, OSError, ValueError):
-            return None
-        return reply if reply.get("ok") else None
+        return control.live_view(self.sock)
 
     def healthy(self) -> bool:
         if self.proc.poll() is not None:

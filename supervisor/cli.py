@@ -138,11 +138,7 @@ def _format_uptime(seconds: float | None) -> str:
 
 
 def _daemon_view(settings: Settings) -> dict[str, Any] | None:
-    try:
-        reply = control.request(_socket_path(settings), {"command": "status"}, timeout=5)
-    except (control.DaemonNotRunning, OSError, ValueError):
-        return None
-    return reply if reply.get("ok") else None
+    return control.live_view(_socket_path(settings))
 
 
 def _socket_path(settings: Settings) -> Path:

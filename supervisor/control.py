@@ -102,3 +102,12 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
             data += chunk
     reply: dict[str, Any] = json.loads(data or b"{}")
     return reply
+
+
+def live_view(path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The daemon's status reply, or None when no daemon answers (or it answers badly)."""
+    try:
+        reply = request(path, {"command": "status"}, timeout=timeout)
+    except (DaemonNotRunning, OSError, ValueError):
+        return None
+    return reply if reply.get("ok") else None

@@ -12,7 +12,8 @@ import logging
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -568,31 +569,34 @@ class Daemon:
         service.busy = True
         self._spawn(self._restart_after, service, delay)
 
-    async def _restart_after(self, service: Service, delay: float) -> None:
+    @asynccontextmanager
+    async def _busy(self, service: Service, what: str) -> AsyncIterator[None]:
+        """One restart, stop or recreate of ours: the service is busy meanwhile, and a
+        refused engine call ends it with one error line, never the daemon."""
         service.busy = True
         try:
+            yield
+        except EngineError as err:
+            self.log.error(f"{what} failed", extra={"service": service.role, "error": str(err)})
+        finally:
+            service.busy = False
+            self.save()
+
+    async def _restart_after(self, service: Service, delay: float) -> None:
+        async with self._busy(service, "restart"):
             await anyio.sleep(delay)
+            service.restart_due = None
             if service.container_id is None:
-                # Removed while we waited: a reconcile recreates it (it skips busy ones).
-                service.busy = False
+                # Removed while we waited: a reconcile recreates it (it skips busy ones,
+                # and this one is no longer busy once we return).
                 self._spawn(self._reconcile_until_done, False)
                 return
             started = await self._start_with_retries(service, service.container_id)
             self.log.info(
                 "restart issued",
-                extra={
-                    "service": service.role,
-                    "container_id": started[:12],
-                    "backoff_s": delay,
-                },
+                extra={"service": service.role, "container_id": started[:12], "backoff_s": delay},
             )
             self._after_server_restart(service)
-        except EngineError as err:
-            self.log.error("restart failed", extra={"service": service.role, "error": str(err)})
-        finally:
-            service.busy = False
-            service.restart_due = None
-            self.save()
 
     async def _start_with_retries(self, service: Service, container_id: str) -> str:
         """Start, retrying refusals with bounded backoff: right after a dockerd restart the
@@ -626,20 +630,34 @@ class Daemon:
                     await self.engine.start(container_id)
                 except EngineError as err:
                     if STALE_TASK.search(str(err)):
-                        container_id = await self._replace(service, container_id)
+                        # containerd kept its task across a dockerd restart: this
+                        # container will never start again.
+                        container_id = await self._replace(
+                            service,
+                            container_id,
+                            "replaced a container the engine can no longer start",
+                        )
                     raise
         return container_id
 
-    async def _replace(self, service: Service, container_id: str) -> str:
-        """A container the engine will never start again (containerd kept its task across
-        a dockerd restart) is replaced by a fresh one of the same spec."""
+    async def _replace(
+        self, service: Service, old_id: str | None, why: str, level: int = logging.WARNING
+    ) -> str:
+        """A fresh container of the desired spec in place of `old_id`; returns its id."""
         desired = desired_stack(self.settings, self.runtime)[service.role]
-        await self.engine.remove(container_id)
+        if old_id is not None:
+            await self.engine.remove(old_id)
+        service.container_id = None
         new_id = await self.engine.create(desired.name, desired.body)
         service.container_id = new_id
-        self.log.warning(
-            "replaced a container the engine can no longer start",
-            extra={"service": service.role, "container_id": new_id[:12], "old": container_id[:12]},
+        self.log.log(
+            level,
+            why,
+            extra={
+                "service": service.role,
+                "container_id": new_id[:12],
+                "old": (old_id or "")[:12],
+            },
         )
         return new_id
 
@@ -648,51 +666,27 @@ class Daemon:
         container_id = service.container_id
         if container_id is None:
             return
-        service.busy = True
-        try:
+        async with self._busy(service, "restart"):
             timeout = self.settings.services()[service.role].stop_timeout
             service.stop_requested.add(container_id)
             await self.engine.stop(container_id, timeout)
-            await self._start_with_retries(service, container_id)
+            started = await self._start_with_retries(service, container_id)
             self.log.info(
                 "restarted",
-                extra={
-                    "service": service.role,
-                    "container_id": container_id[:12],
-                    "reason": reason,
-                },
+                extra={"service": service.role, "container_id": started[:12], "reason": reason},
             )
             self._after_server_restart(service)
-        except EngineError as err:
-            self.log.error("restart failed", extra={"service": service.role, "error": str(err)})
-        finally:
-            service.busy = False
-            self.save()
 
     async def _recreate(self, service: Service) -> None:
         """Exit 8: the server asked for an update; new container, fresh image if configured."""
-        service.busy = True
-        try:
-            desired = desired_stack(self.settings, self.runtime)[service.role]
-            image = str(desired.body["Image"])
+        async with self._busy(service, "recreate"):
             if self.settings.pull == "always":
-                await self.engine.pull(image)
-            if service.container_id:
-                await self.engine.remove(service.container_id)
-            service.container_id = None
-            container_id = await self.engine.create(desired.name, desired.body)
-            service.container_id = container_id
-            await self._start_with_retries(service, container_id)
-            self.log.info(
-                "recreated for update",
-                extra={"service": service.role, "container_id": container_id[:12]},
+                await self.engine.pull(self.settings.services()[service.role].image)
+            new_id = await self._replace(
+                service, service.container_id, "recreated for update", logging.INFO
             )
+            await self._start_with_retries(service, new_id)
             self._after_server_restart(service)
-        except EngineError as err:
-            self.log.error("recreate failed", extra={"service": service.role, "error": str(err)})
-        finally:
-            service.busy = False
-            self.save()
 
     def _after_server_restart(self, service: Service) -> None:
         if service.role == "server" and self.settings.restart.restart_manager_with_server:

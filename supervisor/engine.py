@@ -198,16 +198,23 @@ class Engine:
 
     # --- images, networks, volumes -----------------------------------------------------
 
-    async def image_exists(self, image: str) -> bool:
+    async def _inspect_object(self, path: str) -> dict[str, Any] | None:
+        """GET an image, network or volume; None when it does not exist."""
         try:
-            await self._call(f"images/{image}/json")
+            found: dict[str, Any] = await self._call(path)
         except NotFound:
-            return False
-        return True
+            return None
+        return found
 
-    async def image_command(self, image: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The image's own (Entrypoint, Cmd)."""
-        config = (await self._call(f"images/{image}/json")).get("Config") or {}
+    async def image_exists(self, image: str) -> bool:
+        return await self._inspect_object(f"images/{image}/json") is not None
+
+    async def image_command(self, image: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The image's own (Entrypoint, Cmd), or None when the image is missing."""
+        found = await self._inspect_object(f"images/{image}/json")
+        if found is None:
+            return None
+        config = found.get("Config") or {}
         return tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ())
 
     async def pull(self, image: str) -> None:
@@ -222,11 +229,8 @@ class Engine:
 
     async def ensure_network(self, name: str, labels: Mapping[str, str]) -> bool:
         """Create the bridge network unless it exists; True when created."""
-        try:
-            await self._call(f"networks/{name}")
+        if await self.network_labels(name) is not None:
             return False
-        except NotFound:
-            pass
         await self._call(
             "networks/create",
             "POST",
@@ -235,11 +239,8 @@ class Engine:
         return True
 
     async def network_labels(self, name: str) -> dict[str, str] | None:
-        try:
-            found = await self._call(f"networks/{name}")
-        except NotFound:
-            return None
-        return dict(found.get("Labels") or {})
+        found = await self._inspect_object(f"networks/{name}")
+        return None if found is None else dict(found.get("Labels") or {})
 
     async def remove_network(self, name: str) -> None:
         with suppress(NotFound):
@@ -247,21 +248,18 @@ class Engine:
 
     async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
         """Create the named volume unless it exists; True when created."""
-        if await self.volume_labels(name) is not None:
+        if await self.volume(name) is not None:
             return False
         await self._call("volumes/create", "POST", body={"Name": name, "Labels": dict(labels)})
         return True
 
-    async def volume_labels(self, name: str) -> dict[str, str] | None:
-        try:
-            found = await self._call(f"volumes/{name}")
-        except NotFound:
-            return None
-        return dict(found.get("Labels") or {})
+    async def volume(self, name: str) -> dict[str, Any] | None:
+        """The volume's inspect result (Labels, Mountpoint), or None."""
+        return await self._inspect_object(f"volumes/{name}")
 
-    async def volume_mountpoint(self, name: str) -> str:
-        found = await self._call(f"volumes/{name}")
-        return str(found["Mountpoint"])
+    async def volume_labels(self, name: str) -> dict[str, str] | None:
+        found = await self.volume(name)
+        return None if found is None else dict(found.get("Labels") or {})
 
     async def remove_volume(self, name: str) -> None:
         with suppress(NotFound):

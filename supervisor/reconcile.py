@@ -104,13 +104,15 @@ class Converged:
 async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
     machine_id = system_volume = None
     commands = {}
-    if settings.prepare and await engine.volume_labels(settings.system_volume) is not None:
+    volume = await engine.volume(settings.system_volume) if settings.prepare else None
+    if volume is not None:
         system_volume = settings.system_volume
-        mountpoint = await engine.volume_mountpoint(system_volume)
-        machine_id = f"{mountpoint}/{policy.MACHINE_ID_NAME}"
+        machine_id = f"{volume['Mountpoint']}/{policy.MACHINE_ID_NAME}"
         for role, service in settings.services().items():
-            if service.secret_delivery == "shim" and await engine.image_exists(service.image):
-                commands[role] = await engine.image_command(service.image)
+            if service.secret_delivery == "shim":
+                command = await engine.image_command(service.image)
+                if command is not None:
+                    commands[role] = command
     guard_dir = None
     if settings.guard and settings.docker_host.startswith("unix://"):
         guard_dir = str(settings.stack_guard_dir)

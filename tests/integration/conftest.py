@@ -184,11 +184,7 @@ class DaemonProc:
 
     def view(self) -> dict[str, Any] | None:
         """The daemon's live view over its control socket (what `status` merges)."""
-        try:
-            reply = control.request(self.socket_path, {"command": "status"}, timeout=5)
-        except (control.DaemonNotRunning, OSError, ValueError):
-            return None
-        return reply if reply.get("ok") else None
+        return control.live_view(self.socket_path)
 
     def service(self, role: str) -> dict[str, Any]:
         view = self.view()
