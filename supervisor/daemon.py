@@ -35,6 +35,7 @@ from supervisor import control, restarts
 from supervisor.engine import Engine, EngineError, NotFound
 from supervisor.guard import serve_guard
 from supervisor.guard_rules import Allow
+from supervisor.guard_rules import Policy as GuardPolicy
 from supervisor.logs import BoundLogger, bind
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
 from supervisor.reconcile import (
@@ -53,8 +54,9 @@ from supervisor.statefile import default_state_dir, ensure_dir, read_json, write
 logger = logging.getLogger("supervisor.daemon")
 
 WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
-# The guard's rewritten target of an allowed stop or restart (always the full id).
-DASHBOARD_STOP = re.compile(r"/containers/(?P<id>[0-9a-f]{64})/(?P<verb>stop|restart)\b")
+# The guard's rules whose allowed requests stop the server on the dashboard's behalf.
+DASHBOARD_STOPS = {"container-stop": "stop", "container-restart": "restart"}
+GUARD_RETRY_S = (0.5, 30.0)
 # How the engine refuses to start a container whose containerd task outlived dockerd.
 STALE_TASK = re.compile(r"task [0-9a-f]{12,}: already exists")
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
@@ -107,6 +109,19 @@ def policy_from(settings: Settings) -> restarts.RestartPolicy:
 
 def state_dir_for(settings: Settings) -> Path:
     return settings.state_dir or default_state_dir()
+
+
+class _StartedOnce(TaskStatus[None]):
+    """Passes the first `started()` on; later ones (a re-served guard) are no-ops."""
+
+    def __init__(self, inner: TaskStatus[None]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.inner.started(value)
 
 
 class Daemon:
@@ -222,16 +237,7 @@ class Daemon:
                     work.start_soon(self._periodic_reconcile)
                     work.start_soon(control.serve, self.socket_path, self._control)
                     if self.runtime is not None and self.runtime.guard_dir is not None:
-                        await work.start(
-                            partial(
-                                serve_guard,
-                                Path(self.runtime.guard_dir) / GUARD_SOCKET_NAME,
-                                self.settings.docker_host.removeprefix("unix://"),
-                                self.settings.stack,
-                                self.settings.manager.gid,
-                                on_allowed=self._dashboard_request,
-                            )
-                        )
+                        await work.start(self._serve_guard, Path(self.runtime.guard_dir))
                     interval = self.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)
@@ -293,17 +299,48 @@ class Daemon:
             service.health = None
             log.info("stopped")
 
+    async def _serve_guard(
+        self, guard_dir: Path, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the manager's guard for as long as the daemon runs. A failure inside the
+        guard never ends supervision: it is logged and the guard is served again (the
+        socket re-created) after a bounded backoff."""
+        policy = GuardPolicy(self.settings.stack, self.settings.server.stop_timeout)
+        serve = partial(
+            serve_guard,
+            guard_dir / GUARD_SOCKET_NAME,
+            self.settings.docker_host.removeprefix("unix://"),
+            policy,
+            self.settings.manager.gid,
+            max_connections=self.settings.guard_max_connections,
+            on_allowed=self._dashboard_request,
+        )
+        status = _StartedOnce(task_status)
+        delay = GUARD_RETRY_S[0]
+        while True:
+            try:
+                await serve(task_status=status)
+            except Exception as err:
+                if not status.done:
+                    raise  # the first bind fails the startup loudly
+                self.log.error("the guard failed", extra={"error": repr(err)})
+                self.log.debug("the guard failed", exc_info=True)
+            self.log.error("serving the guard again", extra={"retry_in_s": delay})
+            await anyio.sleep(delay)
+            delay = min(delay * 2, GUARD_RETRY_S[1])
+
     def _dashboard_request(self, allowed: Allow) -> None:
         """The dashboard stops or restarts the server through the guard: that exit is
         asked for, so it must not count as a crash or be undone by a restart."""
-        match = DASHBOARD_STOP.search(allowed.target)
         server = self.services.get("server")
-        if match is None or server is None or match["id"] != server.container_id:
+        if allowed.rule not in DASHBOARD_STOPS or server is None:
             return
-        server.stop_requested.add(match["id"])
+        if allowed.container_id is None or allowed.container_id != server.container_id:
+            return
+        server.stop_requested.add(allowed.container_id)
         self.log.info(
-            "the dashboard asked for a server " + match["verb"],
-            extra={"service": "server", "container_id": match["id"][:12]},
+            "the dashboard asked for a server " + DASHBOARD_STOPS[allowed.rule],
+            extra={"service": "server", "container_id": allowed.container_id[:12]},
         )
 
     async def _kill_when_forced(self, container_id: str, log: BoundLogger) -> None:

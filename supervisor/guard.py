@@ -1,11 +1,22 @@
 """Filtered Docker API for the manager: a unix socket in front of the real one.
 
-The shell around `supervisor.guard_rules`: read one request head (and body), decide,
-then either answer 403 or forward the (rewritten) request upstream with
-`Connection: close` and splice bytes both ways without buffering, which carries logs
-with follow, events and exec hijacking (101 UPGRADED) unchanged. One request per
-connection: after the vetted request nothing the client sends is parsed by Docker,
-except the raw stdin of a hijacked exec.
+The shell around `supervisor.guard_rules`. Per connection: read one request head, decide
+from it (resolving the container or exec it names), answer 403 at once when denied, and
+only then read the body (`100 Continue` only for an allowed request), check it, and
+forward our own head and re-encoded body upstream.
+
+One request per connection, and nothing the client sends after its request is parsed by
+Docker as HTTP:
+- an ordinary request goes upstream with `Connection: close`; later client bytes are
+  read and dropped, and a client that half-closes its side still gets the whole answer;
+- an exec start (the only hijack) is forwarded alone; the client's further bytes reach
+  Docker only after Docker has switched protocols (101, or 200 with a raw-stream type).
+  Any other answer (an error, a detached start, a refused version) is relayed and the
+  connection closed: that is the smuggling shape the engine would otherwise read on.
+
+Bounded: at most `max_connections` at a time (more get 503, logged once per burst),
+small reads while parsing, a head deadline, and `accept()` failures (EMFILE) back off
+and retry; nothing a client does ends the listener.
 """
 
 from __future__ import annotations
@@ -15,12 +26,14 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
 import stat
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +47,13 @@ log = logging.getLogger("supervisor.guard")
 ContainerResolver = Callable[[str], Awaitable[rules.Resolution | None]]
 ExecResolver = Callable[[str], Awaitable[rules.ExecInfo | None]]
 
-CHUNK = 256 * 1024  # large reads: fewer wake-ups per MB on a busy 2-core host
-HEAD_TIMEOUT = 30.0
+CHUNK = 256 * 1024  # streamed responses: large reads, fewer wake-ups per MB
+PARSE_CHUNK = 16 * 1024  # while parsing a request: small reads bound the memory held
+HEAD_TIMEOUT = 10.0  # a real client sends its whole request at once
 MAX_RESPONSE = 16 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 64
+PEER_GONE_POLL_S = 0.5
+ACCEPT_BACKOFF_S = (0.01, 1.0)
 
 
 class UpstreamError(Exception):
@@ -103,6 +120,16 @@ async def upstream_get_json(upstream_path: str, path: str) -> tuple[int, Any]:
         raise UpstreamError("response is not JSON") from exc
 
 
+async def engine_api_minor(upstream_path: str) -> int:
+    """The newest API minor version the engine speaks (1.41 -> 41)."""
+    status, obj = await upstream_get_json(upstream_path, "/version")
+    version = obj.get("ApiVersion") if isinstance(obj, dict) else None
+    major, _, minor = str(version).partition(".")
+    if status != 200 or major != "1" or not minor.isdigit():
+        raise UpstreamError(f"GET /version answered {status} with ApiVersion {version!r}")
+    return int(minor)
+
+
 class UpstreamResolver:
     """Resolves refs with Docker's own lookup rules by asking the engine itself."""
 
@@ -129,34 +156,44 @@ class UpstreamResolver:
 
 # --- the per-connection handler ------------------------------------------------------------
 
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
-def _error_response(status: int, message: str) -> bytes:
+
+def error_response(status: int, message: str) -> bytes:
     body = json.dumps({"message": message}).encode()
-    reason = {
-        400: "Bad Request",
-        403: "Forbidden",
-        413: "Payload Too Large",
-        431: "Request Header Fields Too Large",
-        502: "Bad Gateway",
-    }.get(status, "Error")
     head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+@dataclass(frozen=True)
+class _Request:
+    head: rules.Head
+    body: bytes
+    extra: bytes  # whatever the client sent after the body: never parsed upstream
 
 
 class Guard:
     def __init__(
         self,
-        stack: str,
+        policy: rules.Policy,
         upstream_path: str,
         resolve_container: ContainerResolver | None = None,
         resolve_exec: ExecResolver | None = None,
         on_allowed: Callable[[rules.Allow], None] | None = None,
     ) -> None:
         default = UpstreamResolver(upstream_path)
-        self.stack = stack
+        self.policy = policy
         self.upstream_path = upstream_path
         self.resolve_container = resolve_container or default.container
         self.resolve_exec = resolve_exec or default.exec
@@ -165,75 +202,25 @@ class Guard:
         self.on_allowed = on_allowed
 
     async def handle(self, client: anyio.abc.SocketStream) -> None:
+        """Serve one connection; never raises (one client must not end the listener)."""
         async with client:
             try:
                 await self._handle(client)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
                 pass  # a peer went away mid-stream: nothing to answer
-            except Exception:
-                # Never let one connection take the listener's task group down.
-                log.exception("guard connection failed")
-
-    async def _read_request(
-        self, client: anyio.abc.SocketStream
-    ) -> tuple[rules.Head, bytes, bytes] | rules.Deny | None:
-        """-> (head, body, bytes after the body) or a denial; None if the client left."""
-        buf = bytearray()
-        while (end := buf.find(b"\r\n\r\n")) < 0:
-            if len(buf) > rules.MAX_HEAD:
-                return rules.Deny("head-too-large", "request head over 64 KiB", 431)
-            try:
-                buf += await client.receive(CHUNK)
-            except anyio.EndOfStream:
-                return None
-        if end > rules.MAX_HEAD:
-            return rules.Deny("head-too-large", "request head over 64 KiB", 431)
-        head = rules.parse_head(bytes(buf[:end]))
-        if isinstance(head, rules.Deny):
-            return head
-        n = rules.body_length(head)
-        if isinstance(n, rules.Deny):
-            return n
-        rest = buf[end + 4 :]
-        if n > len(rest) and any(v.lower() == "100-continue" for v in head.get_all("expect")):
-            # We strip Expect upstream, so we owe the client its interim answer.
-            await client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while len(rest) < n:
-            try:
-                rest += await client.receive(CHUNK)
-            except anyio.EndOfStream:
-                return None
-        return head, bytes(rest[:n]), bytes(rest[n:])
-
-    async def decide(self, head: rules.Head, body: bytes) -> rules.Decision:
-        first = rules.classify(head.method, head.target, body, self.stack)
-        if isinstance(first, rules.NeedContainer):
-            return rules.finish_container(
-                first, await self.resolve_container(first.ref), self.stack
-            )
-        if isinstance(first, rules.NeedExec):
-            info = await self.resolve_exec(first.exec_id)
-            res = await self.resolve_container(info.container_id) if info else None
-            return rules.finish_exec(first, info, res, self.stack)
-        return first
+            except TimeoutError:
+                log.info("guard: no complete request within %.0f s; closed", HEAD_TIMEOUT)
+            except Exception as err:
+                log.error("guard connection failed: %r", err)
+                log.debug("guard connection failed", exc_info=True)
 
     async def _handle(self, client: anyio.abc.SocketStream) -> None:
         with anyio.fail_after(HEAD_TIMEOUT):
-            req = await self._read_request(client)
-            if req is None:
-                return
-            if isinstance(req, rules.Deny):
-                decision: rules.Decision = req
-                method, target = "-", "-"
-            else:
-                head, body, extra = req
-                method, target = head.method, head.target
-                try:
-                    decision = await self.decide(head, body)
-                except (OSError, UpstreamError) as exc:
-                    log.warning("guard cannot resolve: %s", exc)
-                    await client.send(_error_response(502, f"guard: upstream unavailable: {exc}"))
-                    return
+            outcome = await self._read_and_decide(client)
+        if outcome is None:
+            return
+        decision, request = outcome
+        method, target = (request.head.method, request.head.target) if request else ("-", "-")
         allowed = isinstance(decision, rules.Allow)
         log.info(
             "%s %s %r -> %s",
@@ -244,47 +231,154 @@ class Guard:
             extra={"method": method, "path": target, "rule": decision.rule, "allowed": allowed},
         )
         if isinstance(decision, rules.Deny):
-            await client.send(_error_response(decision.status, decision.message))
+            await client.send(error_response(decision.status, decision.message))
             return
+        assert request is not None
         if self.on_allowed is not None:
             self.on_allowed(decision)
-        await self._forward(client, head, body, extra, decision)
-
-    async def _forward(
-        self,
-        client: anyio.abc.SocketStream,
-        head: rules.Head,
-        body: bytes,
-        extra: bytes,
-        decision: rules.Allow,
-    ) -> None:
         try:
             upstream = await anyio.connect_unix(self.upstream_path)
         except OSError as exc:
-            await client.send(_error_response(502, f"guard: upstream unavailable: {exc}"))
+            await client.send(error_response(502, f"guard: upstream unavailable: {exc}"))
             return
         async with upstream:
-            out = rules.upstream_head(head, decision.target, len(body), hijack=decision.hijack)
-            await upstream.send(out + body + (extra if decision.hijack else b""))
-            async with anyio.create_task_group() as tg:
+            await upstream.send(rules.upstream_head(request.head, decision) + decision.body)
+            if decision.hijack:
+                await _relay_hijack(client, upstream, request.extra)
+            else:
+                await _relay(client, upstream)
 
-                async def down() -> None:
-                    await _pipe(upstream, client)
-                    tg.cancel_scope.cancel()
+    async def _read_and_decide(
+        self, client: anyio.abc.SocketStream
+    ) -> tuple[rules.Decision, _Request | None] | None:
+        """The decision and the request it is about; None if the client left early."""
+        read = await _read_head(client)
+        if read is None:
+            return None
+        if isinstance(read, rules.Deny):
+            return read, None
+        head, rest = read
+        length = rules.body_length(head)
+        if isinstance(length, rules.Deny):
+            return length, _Request(head, b"", b"")
+        try:
+            decision = await self._decide_head(head)
+        except (OSError, UpstreamError) as exc:
+            log.warning("guard cannot resolve: %s", exc)
+            denied = rules.Deny("upstream", f"guard: upstream unavailable: {exc}", 502)
+            return denied, _Request(head, b"", b"")
+        if isinstance(decision, rules.Deny):
+            # Answered without reading the body, and without 100 Continue.
+            return decision, _Request(head, b"", b"")
+        if length > len(rest) and head.expects_continue:
+            # We strip Expect upstream, so we owe the client its interim answer.
+            await client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while len(rest) < length:
+            try:
+                rest += await client.receive(PARSE_CHUNK)
+            except anyio.EndOfStream:
+                return None
+        request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
+        return rules.accept_body(decision, request.body, head), request
 
-                async def up() -> None:
-                    if decision.hijack:
-                        await _pipe(client, upstream)
-                        with contextlib.suppress(anyio.BrokenResourceError, OSError):
-                            await upstream.send_eof()
-                    else:
-                        # Not a stream we forward: only watch for the client leaving,
-                        # so a follow/events stream upstream does not linger.
-                        await _drain(client)
-                        tg.cancel_scope.cancel()
+    async def _decide_head(self, head: rules.Head) -> rules.Decision:
+        first = rules.classify(head.method, head.target, self.policy)
+        if isinstance(first, rules.NeedContainer):
+            res = await self.resolve_container(first.ref)
+            return rules.finish_container(first, res, self.policy)
+        if isinstance(first, rules.NeedExec):
+            info = await self.resolve_exec(first.exec_id)
+            res = await self.resolve_container(info.container_id) if info else None
+            return rules.finish_exec(first, info, res, self.policy)
+        return first
 
-                tg.start_soon(down)
-                tg.start_soon(up)
+
+async def _read_head(
+    client: anyio.abc.SocketStream,
+) -> tuple[rules.Head, bytearray] | rules.Deny | None:
+    """-> (head, bytes after it) or a denial; None if the client left before a head."""
+    buf = bytearray()
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        if len(buf) > rules.MAX_HEAD:
+            return rules.Deny("head-too-large", "request head over 64 KiB", 431)
+        try:
+            buf += await client.receive(PARSE_CHUNK)
+        except anyio.EndOfStream:
+            return None
+    if end > rules.MAX_HEAD:
+        return rules.Deny("head-too-large", "request head over 64 KiB", 431)
+    head = rules.parse_head(bytes(buf[:end]))
+    if isinstance(head, rules.Deny):
+        return head
+    return head, buf[end + 4 :]
+
+
+async def _read_response_head(upstream: anyio.abc.SocketStream) -> bytes | None:
+    """Docker's response head and whatever followed it in the same reads."""
+    buf = bytearray()
+    while buf.find(b"\r\n\r\n") < 0:
+        if len(buf) > rules.MAX_HEAD:
+            return None
+        try:
+            buf += await upstream.receive(PARSE_CHUNK)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return None
+    return bytes(buf)
+
+
+async def _relay(client: anyio.abc.SocketStream, upstream: anyio.abc.SocketStream) -> None:
+    """An ordinary request: Docker's answer to the client until Docker closes (we asked
+    for `Connection: close`). Client bytes are dropped; a client that only half-closed
+    keeps getting the answer, one that is fully gone ends the relay (a quiet follow
+    stream must not outlive its reader)."""
+    async with anyio.create_task_group() as tg:
+
+        async def down() -> None:
+            await _pipe(upstream, client)
+            tg.cancel_scope.cancel()
+
+        async def watch_client() -> None:
+            await _drain(client)
+            await _peer_gone(client)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(down)
+        tg.start_soon(watch_client)
+
+
+async def _relay_hijack(
+    client: anyio.abc.SocketStream, upstream: anyio.abc.SocketStream, extra: bytes
+) -> None:
+    """Exec start: the client's further bytes go upstream only once Docker switched
+    protocols; otherwise relay Docker's ordinary answer and close."""
+    with anyio.fail_after(HEAD_TIMEOUT):
+        answer = await _read_response_head(upstream)
+    if answer is None:
+        await client.send(error_response(502, "guard: no valid answer from upstream"))
+        return
+    await client.send(answer)
+    end = answer.find(b"\r\n\r\n")
+    if not rules.switched_protocols(answer[:end]):
+        # Our EOF makes Docker close once this answer is written; nothing else is read.
+        with contextlib.suppress(anyio.BrokenResourceError, OSError):
+            await upstream.send_eof()
+        await _pipe(upstream, client)
+        return
+    if extra:
+        await upstream.send(extra)
+    async with anyio.create_task_group() as tg:
+
+        async def down() -> None:
+            await _pipe(upstream, client)
+            tg.cancel_scope.cancel()
+
+        async def up() -> None:
+            await _pipe(client, upstream)
+            with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                await upstream.send_eof()
+
+        tg.start_soon(down)
+        tg.start_soon(up)
 
 
 async def _pipe(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
@@ -302,12 +396,54 @@ async def _pipe(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> Non
 async def _drain(src: anyio.abc.SocketStream) -> None:
     while True:
         try:
-            await src.receive(CHUNK)
+            await src.receive(PARSE_CHUNK)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             return
 
 
+async def _peer_gone(client: anyio.abc.SocketStream) -> None:
+    """Returns once the peer has closed both directions (POLLHUP), not just its writes."""
+    raw: socket.socket = client.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
+    poller = select.poll()
+    poller.register(raw, select.POLLHUP)
+    # No event loop wakes on POLLHUP alone once EOF made the socket readable: poll it.
+    while not any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0)):  # noqa: ASYNC110
+        await anyio.sleep(PEER_GONE_POLL_S)
+
+
 # --- the listener --------------------------------------------------------------------------
+
+
+class ConnectionGate:
+    """At most `limit` connections at once; a burst of refusals is logged once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+
+    def enter(self) -> bool:
+        if self.active >= self.limit:
+            if self.refused == 0:
+                log.warning(
+                    "guard busy: %d connections open; refusing new ones with 503",
+                    self.active,
+                    extra={"limit": self.limit},
+                )
+            self.refused += 1
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+        if self.refused and self.active < self.limit:
+            log.warning(
+                "guard burst over: %d connections were refused",
+                self.refused,
+                extra={"refused": self.refused},
+            )
+            self.refused = 0
 
 
 def _refuse_live_or_foreign(path: Path) -> None:
@@ -358,32 +494,82 @@ def _unlink_if_ours(path: Path, ino: int) -> None:
             path.unlink()
 
 
+async def _accept_forever(
+    listener: anyio.abc.SocketListener, guard: Guard, gate: ConnectionGate
+) -> None:
+    backoff = ACCEPT_BACKOFF_S[0]
+    async with anyio.create_task_group() as tg:
+        while True:
+            try:
+                client = await listener.accept()
+            except anyio.BrokenResourceError as err:
+                # EMFILE, ENFILE, ENOBUFS: the listener itself is fine; wait for fds.
+                if backoff == ACCEPT_BACKOFF_S[0]:
+                    log.warning("guard cannot accept: %s; backing off", err.__cause__ or err)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_S[1])
+                continue
+            backoff = ACCEPT_BACKOFF_S[0]
+            if not gate.enter():
+                await _refuse_busy(client)
+                continue
+            tg.start_soon(_serve_one, guard, gate, client)
+
+
+async def _serve_one(guard: Guard, gate: ConnectionGate, client: anyio.abc.SocketStream) -> None:
+    try:
+        await guard.handle(client)
+    finally:
+        gate.leave()
+
+
+async def _refuse_busy(client: anyio.abc.SocketStream) -> None:
+    with anyio.move_on_after(0.05), contextlib.suppress(Exception):
+        await client.send(error_response(503, "guard: too many connections; retry later"))
+    with contextlib.suppress(Exception):
+        await client.aclose()
+
+
 async def serve_guard(
     socket_path: str | os.PathLike[str],
     upstream_path: str | os.PathLike[str],
-    stack: str,
+    policy: rules.Policy,
     gid: int,
     *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     resolve_container: ContainerResolver | None = None,
     resolve_exec: ExecResolver | None = None,
     on_allowed: Callable[[rules.Allow], None] | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the filtered API on `socket_path` until cancelled; removes the socket after."""
+    """Serve the filtered API on `socket_path` until cancelled; removes the socket after.
+
+    Without a version cap in `policy`, the engine's newest API version is asked first.
+    """
     path = Path(socket_path)
-    guard = Guard(stack, os.fspath(upstream_path), resolve_container, resolve_exec, on_allowed)
+    upstream = os.fspath(upstream_path)
+    if policy.max_api_minor is None:
+        policy = rules.Policy(
+            policy.stack, policy.min_stop_timeout, await engine_api_minor(upstream)
+        )
+    guard = Guard(policy, upstream, resolve_container, resolve_exec, on_allowed)
     sock, ino = _bind(path, gid)
     listener = await anyio.abc.SocketListener.from_socket(sock)
-    log.info("guard for stack %r listening on %s", stack, path)
+    log.info(
+        "guard for stack %r listening on %s",
+        policy.stack,
+        path,
+        extra={"max_connections": max_connections, "api": f"1.{policy.max_api_minor}"},
+    )
     try:
         async with listener:
             task_status.started()
-            await listener.serve(guard.handle)
+            await _accept_forever(listener, guard, ConnectionGate(max_connections))
     finally:
         _unlink_if_ours(path, ino)
 
 
-async def _run_until_signal(socket_path: str, upstream: str, stack: str, gid: int) -> None:
+async def _run_until_signal(args: argparse.Namespace) -> None:
     # SIGTERM/SIGINT cancel the server so its finally block removes the socket.
     async with anyio.create_task_group() as tg:
 
@@ -393,7 +579,10 @@ async def _run_until_signal(socket_path: str, upstream: str, stack: str, gid: in
                     tg.cancel_scope.cancel()
 
         tg.start_soon(stop_on_signal)
-        await serve_guard(socket_path, upstream, stack, gid)
+        policy = rules.Policy(args.stack, args.min_stop_timeout)
+        await serve_guard(
+            args.socket, args.upstream, policy, args.gid, max_connections=args.max_connections
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,10 +591,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream", default="/var/run/docker.sock", help="the real Docker socket")
     p.add_argument("--stack", required=True, help="stack name (io.hyos.stack label)")
     p.add_argument("--gid", type=int, default=os.getgid(), help="group owning the socket")
+    p.add_argument("--min-stop-timeout", type=int, default=60, help="server grace period (s)")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    anyio.run(_run_until_signal, args.socket, args.upstream, args.stack, args.gid)
+    anyio.run(_run_until_signal, args)
     return 0
 
 

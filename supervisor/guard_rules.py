@@ -1,24 +1,31 @@
 """Pure rules of the Docker API guard: parse a request, decide allow or deny.
 
-No I/O here. The shell (`supervisor.guard`) reads bytes, calls `parse_head` and
-`classify`, resolves the container or exec named in the path when asked to (a
-`NeedContainer` / `NeedExec` answer), then calls `finish_container` / `finish_exec`
-and forwards `upstream_head(...)` on an `Allow`.
+No I/O here. The shell (`supervisor.guard`) reads a request head, calls `parse_head`
+and `classify` (the head alone decides most requests, before any body is read), resolves
+the container or exec named in the path when asked to (a `NeedContainer` / `NeedExec`
+answer), calls `finish_container` / `finish_exec`, and only then reads the body and
+calls `accept_body`, which returns the exact bytes to forward.
 
 Design choices, all in the direction of "deny when unsure":
 - The allowlist is matched on a strictly validated path: only `[A-Za-z0-9._-]` in
   segments, no empty, `.` or `..` segment, no percent-encoding at all (Docker routes on
   the *decoded* path, so any encoding could smuggle a `/`), no backslash, no NUL.
-- An optional `/v1.NN` prefix is accepted only for NN >= 24: older API versions let
-  `POST /containers/{id}/start` carry a HostConfig (privileged, binds), which we must
-  never forward. Bodies are refused on every endpoint that does not need one.
+- A `/v1.NN` prefix is accepted only between v1.24 (older versions let
+  `POST /containers/{id}/start` carry a HostConfig) and the newest version the engine
+  reports: the engine answers a version it refuses with an ordinary error, which must
+  never be mistaken for a hijack.
 - The query is parsed and re-encoded, so Docker sees exactly what we checked; the
   `filters` of list and event requests are merged with the stack's labels (Docker ANDs
   label filters, so the client can only narrow them) and `type` is forced to container.
+- Stop and restart wait at least the server's grace period and never take a `signal`:
+  a dashboard can never skip the world save.
 - A container ref is resolved by the shell and the request is rewritten to the full
   id, so Docker acts on the very container whose labels we checked.
-- The exec body is checked the way Go's encoding/json reads it: keys match
-  case-insensitively (with Unicode folding), so ambiguous duplicates are refused.
+- Bodies are decoded the way Go's encoding/json reads them (keys match case-insensitively,
+  with Unicode folding, so ambiguous duplicates are refused), checked against a per-endpoint
+  allowlist of keys and types, and re-encoded: Docker only ever parses bytes we wrote.
+- One rule for users: empty (the image's non-root default), a name other than root, or a
+  decimal id in 1..2**31-1 (larger ids wrap to 0 on engines that truncate to uint32).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -35,8 +42,12 @@ LABEL_STACK: Final = "io.hyos.stack"
 LABEL_ROLE: Final = "io.hyos.role"
 
 MAX_HEAD: Final = 64 * 1024
-MAX_BODY: Final = 1024 * 1024
+# Every body the guard accepts is a small JSON object (exec create is the largest).
+MAX_BODY: Final = 64 * 1024
+# Harmless option bodies real clients echo on stop, restart and start (dockerode).
+MAX_OPTIONS_BODY: Final = 512
 MIN_API_MINOR: Final = 24
+MAX_ID: Final = 2**31 - 1
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -46,25 +57,29 @@ _METHOD = re.compile(r"[A-Z]+")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _NAME_USER = re.compile(r"[a-z_][a-z0-9_.-]*")
 _NUM = re.compile(r"[1-9][0-9]{0,9}")
+_INT = re.compile(r"-?[0-9]{1,9}")
 
-# Hop-by-hop and framing headers we never forward as sent: we set our own.
-_DROP_HEADERS: Final = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "expect",
-    }
+# Client headers forwarded as sent; everything else (framing, hop-by-hop, content type)
+# is dropped and, where needed, written by us.
+_FORWARD_HEADERS: Final = frozenset({"host", "user-agent", "accept"})
+# What Docker answers when it hands an attached exec its raw stream without an Upgrade.
+RAW_STREAM_TYPES: Final = frozenset(
+    {"application/vnd.docker.raw-stream", "application/vnd.docker.multiplexed-stream"}
 )
 
 
 # --- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the guard enforces for one stack."""
+
+    stack: str
+    # The server's grace period: stop and restart wait at least this long.
+    min_stop_timeout: int = 10
+    # The newest API minor version the engine speaks (from GET /version); None: no cap.
+    max_api_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +97,13 @@ class Deny:
 class Allow:
     rule: str
     target: str
-    # True only for exec start: after the request, raw client bytes are the exec's stdin.
+    # True only for exec start: once Docker switches protocols, raw client bytes are the
+    # exec's stdin. Until then nothing after the request body reaches Docker.
     hijack: bool = False
+    # The exact body to forward (re-encoded by us); empty for bodiless requests.
+    body: bytes = b""
+    # The full id of the container the request acts on, when it acts on one.
+    container_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +153,18 @@ class Head:
         lname = name.lower()
         return [v for k, v in self.headers if k.lower() == lname]
 
+    def tokens(self, name: str) -> set[str]:
+        """The comma-separated tokens of every `name` header, lower-cased."""
+        return {t.strip().lower() for v in self.get_all(name) for t in v.split(",") if t.strip()}
+
+    @property
+    def wants_upgrade(self) -> bool:
+        return bool(self.get_all("upgrade")) and "upgrade" in self.tokens("connection")
+
+    @property
+    def expects_continue(self) -> bool:
+        return "100-continue" in self.tokens("expect")
+
 
 Decision = Allow | Deny
 Classified = Allow | Deny | NeedContainer | NeedExec
@@ -143,10 +175,7 @@ Classified = Allow | Deny | NeedContainer | NeedExec
 
 def parse_head(raw: bytes) -> Head | Deny:
     """Parse a request head (without the final CRLFCRLF). Strict: CRLF only, no folding."""
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        return Deny("bad-request", "undecodable head", 400)
+    text = raw.decode("latin-1")  # decodes every byte
     lines = text.split("\r\n")
     if any(("\r" in ln or "\n" in ln or "\0" in ln) for ln in lines):
         return Deny("bad-request", "bare CR, LF or NUL in head", 400)
@@ -180,36 +209,64 @@ def body_length(head: Head) -> int | Deny:
     return n
 
 
-def upstream_head(head: Head, target: str, body_len: int, *, hijack: bool) -> bytes:
-    """The head to send to Docker: our target, client headers minus hop-by-hop ones."""
-    conn_tokens = {
-        t.strip().lower() for v in head.get_all("connection") for t in v.split(",") if t.strip()
-    }
-    out = [f"{head.method} {target} HTTP/1.1"]
+def upstream_head(head: Head, allow: Allow) -> bytes:
+    """The head to send to Docker: our target, our framing, a few client headers."""
+    out = [f"{head.method} {allow.target} HTTP/1.1"]
     has_host = False
     for name, value in head.headers:
         lname = name.lower()
-        if lname in _DROP_HEADERS or lname in conn_tokens:
-            continue
-        has_host = has_host or lname == "host"
-        out.append(f"{name}: {value}")
+        if lname in _FORWARD_HEADERS:
+            has_host = has_host or lname == "host"
+            out.append(f"{name}: {value}")
     if not has_host:
         out.append("Host: docker")
-    if hijack and head.get_all("upgrade"):
+    if allow.hijack and head.wants_upgrade:
         # Docker answers 101 and hands over the raw stream only when Upgrade is present.
         out += ["Connection: Upgrade", "Upgrade: tcp"]
     else:
         # One request per connection: nothing after this request is ever parsed by Docker.
         out.append("Connection: close")
-    if body_len or head.method in ("POST", "PUT"):
-        out.append(f"Content-Length: {body_len}")
+    if allow.body:
+        out.append("Content-Type: application/json")
+    if allow.body or head.method in ("POST", "PUT"):
+        out.append(f"Content-Length: {len(allow.body)}")
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
+
+
+def parse_status(raw_head: bytes) -> tuple[int, str] | None:
+    """(status, content type) of a response head, or None when it is not HTTP/1.x."""
+    lines = raw_head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        return None
+    content_type = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-type":
+            content_type = value.split(";")[0].strip().lower()
+    return int(parts[1]), content_type
+
+
+def switched_protocols(raw_head: bytes) -> bool:
+    """Did Docker hand over the raw stream? Only then may client bytes follow the request.
+
+    101 after an Upgrade, or 200 with a raw-stream type for an attached start without one.
+    Any other answer (an error, a detached start, a refused version) is an ordinary
+    response after which Docker would read the connection as HTTP again.
+    """
+    parsed = parse_status(raw_head)
+    if parsed is None:
+        return False
+    status, content_type = parsed
+    return status == 101 or (status == 200 and content_type in RAW_STREAM_TYPES)
 
 
 # --- path and query ------------------------------------------------------------------------
 
 
-def _split_target(raw_target: str) -> tuple[str, tuple[str, ...], list[tuple[str, str]]] | Deny:
+def _split_target(
+    raw_target: str, policy: Policy
+) -> tuple[str, tuple[str, ...], list[tuple[str, str]]] | Deny:
     """-> (version prefix, path segments, query pairs), or a denial for any trick."""
     if not raw_target.startswith("/"):
         return Deny("path", "only origin-form request targets are accepted")
@@ -220,8 +277,8 @@ def _split_target(raw_target: str) -> tuple[str, tuple[str, ...], list[tuple[str
     path, _, query = raw_target.partition("?")
     if "%" in path:
         return Deny("path-encoding", "percent-encoding in the path is not accepted")
-    if "\\" in path or "\0" in path:
-        return Deny("path", "backslash or NUL in the path")
+    if "\\" in path:
+        return Deny("path", "backslash in the path")
     segments = path[1:].split("/")
     for seg in segments:
         if seg in ("", ".", ".."):
@@ -230,41 +287,61 @@ def _split_target(raw_target: str) -> tuple[str, tuple[str, ...], list[tuple[str
             return Deny("path", "unexpected character in the path")
     prefix = ""
     if segments[0].startswith("v") and segments[0][1:2].isdigit():
-        m = _VERSION.fullmatch(segments[0])
-        if m is None or int(m.group(1)) < MIN_API_MINOR:
-            return Deny("api-version", f"API version prefix must be v1.{MIN_API_MINOR} or newer")
+        denied = _check_version(segments[0], policy)
+        if denied is not None:
+            return denied
         prefix = "/" + segments[0]
         segments = segments[1:]
         if not segments:
             return Deny("not-in-allowlist", "bare version prefix")
-    if any(c in query for c in "\0\r\n "):
-        return Deny("query", "control character or space in the query")
+    if " " in query:
+        return Deny("query", "space in the query")
     pairs = parse_qsl(query, keep_blank_values=True)
     return prefix, tuple(segments), pairs
+
+
+def _check_version(segment: str, policy: Policy) -> Deny | None:
+    m = _VERSION.fullmatch(segment)
+    if m is None or int(m.group(1)) < MIN_API_MINOR:
+        return Deny("api-version", f"API version prefix must be v1.{MIN_API_MINOR} or newer")
+    if policy.max_api_minor is not None and int(m.group(1)) > policy.max_api_minor:
+        return Deny(
+            "api-version",
+            f"API version {segment} is newer than the engine's v1.{policy.max_api_minor}",
+        )
+    return None
 
 
 def _encode_query(pairs: list[tuple[str, str]]) -> str:
     return ("?" + urlencode(pairs)) if pairs else ""
 
 
+def _loads(text: str | bytes, what: str, hook: Callable[..., Any] | None = None) -> Any:
+    """json.loads that turns every failure (deep nesting included) into a 400 denial."""
+    try:
+        raw = text.decode("utf-8") if isinstance(text, bytes) else text
+        return json.loads(raw, object_pairs_hook=hook)
+    except (UnicodeDecodeError, ValueError):
+        return Deny(what, f"{what} is not valid JSON", 400)
+    except RecursionError:
+        return Deny(what, f"{what} is nested too deeply", 400)
+
+
 def _forced_filters(
-    pairs: list[tuple[str, str]], forced: Mapping[str, list[str]], replace: frozenset[str]
+    pairs: list[tuple[str, str]], forced: Mapping[str, list[str]], replace_keys: frozenset[str]
 ) -> list[tuple[str, str]] | Deny:
-    """Merge the client's `filters` with ours; keys in `replace` are overridden outright."""
+    """Merge the client's `filters` with ours; keys in `replace_keys` are overridden."""
     raw = [v for k, v in pairs if k == "filters"]
     if len(raw) > 1:
         return Deny("filters", "more than one filters parameter")
     merged: dict[str, dict[str, bool]] = {}
     if raw and raw[0]:
-        try:
-            client = json.loads(raw[0])
-        except ValueError:
-            return Deny("filters", "filters is not valid JSON")
+        client = _loads(raw[0], "filters")
+        if isinstance(client, Deny):
+            return client
         if not isinstance(client, dict):
             return Deny("filters", "filters must be a JSON object")
         for key, val in client.items():
-            if not isinstance(key, str):  # pragma: no cover - JSON keys are strings
-                return Deny("filters", "bad filter key")
             if isinstance(val, list) and all(isinstance(v, str) for v in val):
                 merged[key] = dict.fromkeys(val, True)
             elif isinstance(val, dict) and all(isinstance(v, bool) for v in val.values()):
@@ -272,61 +349,212 @@ def _forced_filters(
             else:
                 return Deny("filters", f"bad value for filter {key!r}")
     for key, values in forced.items():
-        base = {} if key in replace else merged.get(key, {})
+        base = {} if key in replace_keys else merged.get(key, {})
         merged[key] = {**base, **dict.fromkeys(values, True)}
     rest = [(k, v) for k, v in pairs if k != "filters"]
     return [*rest, ("filters", json.dumps(merged, separators=(",", ":"), sort_keys=True))]
 
 
-# --- exec body -----------------------------------------------------------------------------
+def _graceful_stop_query(
+    pairs: list[tuple[str, str]], policy: Policy
+) -> list[tuple[str, str]] | Deny:
+    """Stop and restart: no `signal`, and `t` at least the grace period (or -1: no limit)."""
+    if any(k.casefold() == "signal" for k, _ in pairs):
+        return Deny("stop-signal", "choosing the stop signal is not allowed (the world save)")
+    waits = [v for k, v in pairs if k == "t"]
+    if len(waits) > 1:
+        return Deny("stop-timeout", "more than one t parameter", 400)
+    t = policy.min_stop_timeout
+    if waits:
+        if not _INT.fullmatch(waits[0]):
+            return Deny("stop-timeout", "t must be an integer number of seconds", 400)
+        asked = int(waits[0])
+        # A negative wait means no limit: never harder than the grace period.
+        t = asked if asked < 0 or asked >= policy.min_stop_timeout else t
+    return [*((k, v) for k, v in pairs if k != "t"), ("t", str(t))]
+
+
+# --- users and bodies ----------------------------------------------------------------------
 
 
 def user_allowed(user: str) -> bool:
-    """Empty (the image's non-root default) or an explicit non-root user[:group].
-
-    Allowlisted shapes only: Docker parses ids with Atoi, so "+0", "00" or "0x0" could
-    mean root; we accept canonical decimal ids > 0 and plain names other than root.
-    """
+    """The one rule for a user that reaches Docker: empty (the container's non-root
+    default), or `user[:group]` where each part is a name other than root or a canonical
+    decimal id in 1..2**31-1. Docker parses ids with Atoi, so "+0", "00" or "0x0" could
+    mean root, and ids past 2**32 wrap to 0 where containerd truncates to uint32."""
     if user == "":
         return True
     name, sep, group = user.partition(":")
     parts = [name, group] if sep else [name]
     for p in parts:
-        if p == "root" or not (_NUM.fullmatch(p) or _NAME_USER.fullmatch(p)):
+        if _NUM.fullmatch(p):
+            if int(p) > MAX_ID:
+                return False
+        elif p == "root" or not _NAME_USER.fullmatch(p):
             return False
     return True
 
 
-def check_exec_body(body: bytes) -> Deny | None:
-    """None when the exec-create body is unambiguous, not privileged and not root."""
-    seen: dict[str, int] = {}
+def _decode_object(body: bytes, what: str) -> dict[str, Any] | Deny:
+    """A JSON object with keys folded as Go folds them; ambiguous duplicates refused."""
+    folded_counts: dict[str, int] = {}
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         for k, _ in pairs:
             folded = k.casefold()
-            seen[folded] = seen.get(folded, 0) + 1
+            folded_counts[folded] = folded_counts.get(folded, 0) + 1
         return dict(pairs)
 
-    try:
-        obj = json.loads(body.decode("utf-8"), object_pairs_hook=pairs_hook)
-    except (UnicodeDecodeError, ValueError):
-        return Deny("exec-body", "exec body is not valid JSON")
+    obj = _loads(body, what, pairs_hook)
+    if isinstance(obj, Deny):
+        return obj
     if not isinstance(obj, dict):
-        return Deny("exec-body", "exec body must be a JSON object")
-    if any(n > 1 for n in seen.values()):
-        # Go matches keys case-insensitively (and at every nesting level we cannot tell
-        # which one it keeps), so duplicates after folding are refused outright.
-        return Deny("exec-body", "duplicate keys (case-insensitive) in exec body")
-    top = {k.casefold(): v for k, v in obj.items()}
-    priv = top.get("privileged", False)
-    if priv is not False and priv is not None:
+        return Deny(what, f"{what} must be a JSON object", 400)
+    if any(n > 1 for n in folded_counts.values()):
+        # Go matches keys case-insensitively; which duplicate it keeps is not ours to guess.
+        return Deny(what, f"duplicate keys (case-insensitive) in {what}")
+    return {k.casefold(): v for k, v in obj.items()}
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_console_size(v: Any) -> bool:
+    return v is None or (
+        isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 65535 for x in v)
+    )
+
+
+# Canonical name and type check of every key an exec create may carry (types.ExecConfig).
+_EXEC_CREATE_KEYS: Final[dict[str, tuple[str, Callable[[Any], bool]]]] = {
+    k.casefold(): (k, check)
+    for k, check in (
+        ("User", _is_str),
+        ("Privileged", _is_bool),
+        ("Tty", _is_bool),
+        ("ConsoleSize", _is_console_size),
+        ("AttachStdin", _is_bool),
+        ("AttachStderr", _is_bool),
+        ("AttachStdout", _is_bool),
+        ("Detach", _is_bool),
+        ("DetachKeys", _is_str),
+        ("Env", _is_str_list),
+        ("WorkingDir", _is_str),
+        ("Cmd", lambda v: (_is_str_list(v) and bool(v)) or (_is_str(v) and bool(v))),
+    )
+}
+_EXEC_START_KEYS: Final[dict[str, tuple[str, Callable[[Any], bool]]]] = {
+    k.casefold(): (k, check)
+    for k, check in (("Detach", _is_bool), ("Tty", _is_bool), ("ConsoleSize", _is_console_size))
+}
+# dockerode echoes its own start options into the body; Docker ignores them, so do we.
+_EXEC_START_CLIENT_ECHO: Final = frozenset({"hijack", "stdin"})
+
+
+def _canonical(
+    obj: dict[str, Any], keys: Mapping[str, tuple[str, Callable[[Any], bool]]], what: str
+) -> dict[str, Any] | Deny:
+    out: dict[str, Any] = {}
+    for folded, value in obj.items():
+        known = keys.get(folded)
+        if known is None:
+            return Deny(what, f"key {folded!r} is not accepted in {what}")
+        name, check = known
+        if value is None:
+            continue  # Go leaves the field at its zero value
+        if not check(value):
+            return Deny(what, f"bad value for {name} in {what}", 400)
+        out[name] = value
+    return out
+
+
+def _exec_create_body(body: bytes) -> bytes | Deny:
+    obj = _decode_object(body, "exec-body")
+    if isinstance(obj, Deny):
+        return obj
+    config = _canonical(obj, _EXEC_CREATE_KEYS, "exec-body")
+    if isinstance(config, Deny):
+        return config
+    if config.get("Privileged", False):
         return Deny("exec-privileged", "privileged exec is not allowed")
-    user = top.get("user", "")
-    if user is None:
-        user = ""
-    if not isinstance(user, str) or not user_allowed(user):
+    user = config.get("User", "")
+    if not user_allowed(user):
         return Deny("exec-user", f"exec as user {user!r} is not allowed (root or unknown form)")
-    return None
+    if "Cmd" not in config:
+        return Deny("exec-body", "exec body has no Cmd", 400)
+    return _encode_body(config)
+
+
+def _exec_start_body(body: bytes, upgrade: bool) -> bytes | Deny:
+    obj = _decode_object(body, "exec-start-body")
+    if isinstance(obj, Deny):
+        return obj
+    echoed = {k: v for k, v in obj.items() if k not in _EXEC_START_CLIENT_ECHO}
+    config = _canonical(echoed, _EXEC_START_KEYS, "exec-start-body")
+    if isinstance(config, Deny):
+        return config
+    if upgrade and config.get("Detach", False):
+        # A detached start is answered as plain HTTP: an Upgrade with it is a smuggling try.
+        return Deny("exec-start-body", "Detach cannot be combined with Upgrade")
+    return _encode_body({"Detach": False, "Tty": False, **config})
+
+
+def _options_body(body: bytes, keys: frozenset[str], rule: str) -> bytes | Deny:
+    """A small JSON object echoing the endpoint's query options (dockerode sends
+    `{"t":30}` with `?t=30` on stop): accepted and never forwarded."""
+    if len(body) > MAX_OPTIONS_BODY:
+        return Deny("body-not-allowed", f"no request body over {MAX_OPTIONS_BODY} bytes for {rule}")
+    obj = _decode_object(body, "options-body")
+    if isinstance(obj, Deny):
+        return obj
+    if "signal" in obj:
+        return Deny("stop-signal", "choosing the stop signal is not allowed (the world save)")
+    extra = sorted(set(obj) - keys)
+    if extra:
+        return Deny("body-not-allowed", f"body keys {extra} are not accepted for {rule}")
+    if any(isinstance(v, (dict, list)) for v in obj.values()):
+        return Deny("body-not-allowed", f"only scalar option values are accepted for {rule}")
+    return b""
+
+
+def _encode_body(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+# Body keys a client may echo from each endpoint's query (never forwarded).
+_OPTION_KEYS: Final[dict[str, frozenset[str]]] = {
+    "container-stop": frozenset({"t"}),
+    "container-restart": frozenset({"t"}),
+    "container-start": frozenset({"detachkeys"}),
+}
+
+
+def accept_body(allow: Allow, body: bytes, head: Head) -> Decision:
+    """Last step, once the body is read: the Allow with the exact bytes to forward."""
+    if allow.rule == "exec-create":
+        checked = _exec_create_body(body)
+    elif allow.rule == "exec-start":
+        checked = _exec_start_body(body or b"{}", head.wants_upgrade)
+    elif not body:
+        return allow
+    elif allow.rule in _OPTION_KEYS:
+        checked = _options_body(body, _OPTION_KEYS[allow.rule], allow.rule)
+    else:
+        return Deny("body-not-allowed", f"no request body is accepted for {allow.rule}")
+    if isinstance(checked, Deny):
+        return checked
+    return replace(allow, body=checked)
 
 
 # --- classification ------------------------------------------------------------------------
@@ -344,46 +572,32 @@ _EXEC_ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("POST", "start"): "exec-start",
     ("GET", "json"): "exec-inspect",
 }
-_BODY_RULES: Final = frozenset({"exec-create", "exec-start"})
+_GRACEFUL: Final = frozenset({"container-stop", "container-restart"})
 
 
 def stack_filters(stack: str) -> dict[str, list[str]]:
     return {"label": [f"{LABEL_STACK}={stack}", f"{LABEL_ROLE}=server"]}
 
 
-def classify(method: str, raw_target: str, body: bytes, stack: str) -> Classified:
-    """First step: allow, deny, or ask the shell to resolve a container or an exec."""
-    split = _split_target(raw_target)
+def classify(method: str, raw_target: str, policy: Policy) -> Classified:
+    """First step, from the request line alone: allow, deny, or ask the shell to resolve
+    a container or an exec. The body is checked later by `accept_body`."""
+    split = _split_target(raw_target, policy)
     if isinstance(split, Deny):
         return split
     prefix, seg, pairs = split
-    decision = _classify(method, prefix, seg, pairs, stack)
-    if isinstance(decision, Deny):
-        return decision
-    if body and decision.rule not in _BODY_RULES:
-        return Deny("body-not-allowed", f"no request body is accepted for {decision.rule}")
-    if decision.rule == "exec-create":
-        denied = check_exec_body(body)
-        if denied is not None:
-            return denied
-    return decision
-
-
-def _classify(
-    method: str, prefix: str, seg: tuple[str, ...], pairs: list[tuple[str, str]], stack: str
-) -> Classified:
     query = _encode_query(pairs)
     if seg == ("_ping",) and method in ("GET", "HEAD"):
         return Allow("ping", f"{prefix}/_ping{query}")
     if seg == ("version",) and method == "GET":
         return Allow("version", f"{prefix}/version{query}")
     if seg == ("containers", "json") and method == "GET":
-        forced = _forced_filters(pairs, stack_filters(stack), frozenset())
+        forced = _forced_filters(pairs, stack_filters(policy.stack), frozenset())
         if isinstance(forced, Deny):
             return forced
         return Allow("container-list", f"{prefix}/containers/json{_encode_query(forced)}")
     if seg == ("events",) and method == "GET":
-        evf = {**stack_filters(stack), "type": ["container"]}
+        evf = {**stack_filters(policy.stack), "type": ["container"]}
         forced = _forced_filters(pairs, evf, frozenset({"type"}))
         if isinstance(forced, Deny):
             return forced
@@ -393,6 +607,11 @@ def _classify(
         if rule is not None:
             if not _REF.fullmatch(seg[1]):
                 return Deny("container-ref", "malformed container reference")
+            if rule in _GRACEFUL:
+                graceful = _graceful_stop_query(pairs, policy)
+                if isinstance(graceful, Deny):
+                    return graceful
+                query = _encode_query(graceful)
             return NeedContainer(rule, seg[1], prefix, seg[2], query)
     if len(seg) == 3 and seg[0] == "exec":
         rule = _EXEC_ACTIONS.get((method, seg[2]))
@@ -412,27 +631,28 @@ def in_stack(resolution: Resolution, stack: str) -> bool:
     )
 
 
-def finish_container(need: NeedContainer, res: Resolution | None, stack: str) -> Decision:
+def finish_container(need: NeedContainer, res: Resolution | None, policy: Policy) -> Decision:
     """Second step for container endpoints: check labels, pin the request to the full id."""
     if res is None:
         return Deny("container-not-in-stack", f"no such container {need.ref!r}")
     if not _HEX64.fullmatch(res.id):
         return Deny("container-not-in-stack", "resolver returned a malformed id")
-    if not in_stack(res, stack):
+    if not in_stack(res, policy.stack):
         return Deny(
             "container-not-in-stack",
-            f"container {need.ref!r} is not the server of stack {stack!r}",
+            f"container {need.ref!r} is not the server of stack {policy.stack!r}",
         )
-    return Allow(need.rule, f"{need.prefix}/containers/{res.id}/{need.suffix}{need.query}")
+    target = f"{need.prefix}/containers/{res.id}/{need.suffix}{need.query}"
+    return Allow(need.rule, target, container_id=res.id)
 
 
 def finish_exec(
-    need: NeedExec, info: ExecInfo | None, res: Resolution | None, stack: str
+    need: NeedExec, info: ExecInfo | None, res: Resolution | None, policy: Policy
 ) -> Decision:
     """Second step for exec endpoints: the exec's container must be ours, and non-root."""
     if info is None or res is None:
         return Deny("exec-not-in-stack", "no such exec")
-    if res.id != info.container_id or not in_stack(res, stack):
+    if res.id != info.container_id or not in_stack(res, policy.stack):
         return Deny("exec-not-in-stack", "exec does not belong to this stack's server")
     if need.rule == "exec-start":
         if info.privileged:
@@ -440,26 +660,29 @@ def finish_exec(
         if not user_allowed(info.user):
             return Deny("exec-user", f"exec as user {info.user!r} is not allowed")
     target = f"{need.prefix}/exec/{need.exec_id}/{need.suffix}{need.query}"
-    return Allow(need.rule, target, hijack=need.hijack)
+    return Allow(need.rule, target, hijack=need.hijack, container_id=res.id)
 
 
 def decide(
     method: str,
     raw_target: str,
     body: bytes,
-    stack: str,
+    policy: Policy,
     containers: Callable[[str], Resolution | None] = lambda _ref: None,
     execs: Callable[[str], ExecInfo | None] = lambda _id: None,
+    head: Head | None = None,
 ) -> Decision:
-    """Both steps with synchronous lookups: for tests and property checks."""
-    first = classify(method, raw_target, body, stack)
+    """Every step with synchronous lookups, in the shell's order: for tests and fuzzing."""
+    first = classify(method, raw_target, policy)
     if isinstance(first, NeedContainer):
-        return finish_container(first, containers(first.ref), stack)
-    if isinstance(first, NeedExec):
+        first = finish_container(first, containers(first.ref), policy)
+    elif isinstance(first, NeedExec):
         info = execs(first.exec_id)
         res = containers(info.container_id) if info is not None else None
-        return finish_exec(first, info, res, stack)
-    return first
+        first = finish_exec(first, info, res, policy)
+    if isinstance(first, Deny):
+        return first
+    return accept_body(first, body, head or Head(method, raw_target))
 
 
 # --- parsing Docker's inspect answers ------------------------------------------------------

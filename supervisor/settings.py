@@ -386,6 +386,8 @@ class Settings(BaseSettings):
     # The manager reaches Docker through the supervisor's filtered socket in this host dir.
     guard: bool = True
     guard_dir: Path = Path("/run/hyos-supervisor")
+    # The manager holds a handful of connections; more is a flood (answered 503).
+    guard_max_connections: int = Field(default=64, ge=4, le=4096)
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     stop_on_exit: bool = True
     docker_retries: int = Field(default=5, ge=1, le=100)

@@ -48,8 +48,11 @@ EXECS = {
 }
 
 
-def decide(method: str, target: str, body: bytes = b"") -> r.Decision:
-    return r.decide(method, target, body, STACK, CONTAINERS.get, EXECS.get)
+POLICY = r.Policy(STACK, min_stop_timeout=60, max_api_minor=41)
+
+
+def decide(method: str, target: str, body: bytes = b"", head: r.Head | None = None) -> r.Decision:
+    return r.decide(method, target, body, POLICY, CONTAINERS.get, EXECS.get, head)
 
 
 def rule_of(method: str, target: str, body: bytes = b"") -> str:
@@ -66,6 +69,7 @@ CASES: list[tuple[str, str, bytes, str]] = [
     ("GET", "/v1.41/_ping", b"", "allow:ping"),
     ("GET", "/version", b"", "allow:version"),
     ("GET", "/v1.41/containers/json", b"", "allow:container-list"),
+    ("GET", "/v1.24/containers/json", b"", "allow:container-list"),
     ("GET", "/containers/json?all=1", b"", "allow:container-list"),
     ("GET", "/v1.41/containers/srv/json", b"", "allow:container-inspect"),
     ("GET", f"/containers/{SERVER_ID}/json", b"", "allow:container-inspect"),
@@ -143,6 +147,9 @@ CASES: list[tuple[str, str, bytes, str]] = [
     ("POST", "/v1.23/containers/srv/start", b"", "deny:api-version"),
     ("GET", "/v1.12/containers/json", b"", "deny:api-version"),
     ("GET", "/v9999/containers/json", b"", "deny:api-version"),
+    # ... and never newer than the engine: it would answer plain HTTP to a hijack
+    ("GET", "/v1.42/containers/json", b"", "deny:api-version"),
+    ("POST", f"/v1.99/exec/{EXEC_OK}/start", b"{}", "deny:api-version"),
     ("GET", "/v2.0/containers/json", b"", "deny:api-version"),
     ("GET", "/v1.041/containers/json", b"", "deny:api-version"),
     ("GET", "/v1.41.0/containers/json", b"", "deny:api-version"),
@@ -176,7 +183,8 @@ def test_denial_message_names_the_rule() -> None:
 def test_container_requests_are_pinned_to_the_full_id() -> None:
     d = decide("POST", "/v1.41/containers/srv/stop?t=3")
     assert isinstance(d, r.Allow)
-    assert d.target == f"/v1.41/containers/{SERVER_ID}/stop?t=3"
+    assert d.target == f"/v1.41/containers/{SERVER_ID}/stop?t=60"
+    assert d.container_id == SERVER_ID
     assert not d.hijack
 
 
@@ -276,14 +284,21 @@ def test_query_is_reencoded() -> None:
         ({"Cmd": ["id"], "User": "+0"}, "exec-user"),
         ({"Cmd": ["id"], "User": " 0"}, "exec-user"),
         ({"Cmd": ["id"], "User": "568:"}, "exec-user"),
-        ({"Cmd": ["id"], "User": 0}, "exec-user"),
+        ({"Cmd": ["id"], "User": 0}, "exec-body"),
         ({"Cmd": ["id"], "user": "root"}, "exec-user"),
         ({"Cmd": ["id"], "USER": "0"}, "exec-user"),
         ({"Cmd": ["id"], "U\u017fer": "root"}, "exec-user"),  # Go folds long s to s
         ({"Cmd": ["id"], "Privileged": True}, "exec-privileged"),
         ({"Cmd": ["id"], "privileged": True}, "exec-privileged"),
-        ({"Cmd": ["id"], "Privileged": 1}, "exec-privileged"),
-        ({"Cmd": ["id"], "Privileged": "true"}, "exec-privileged"),
+        ({"Cmd": ["id"], "Privileged": 1}, "exec-body"),
+        ({"Cmd": ["id"], "Privileged": "true"}, "exec-body"),
+        # past 2**31-1 an id can wrap to 0 (CVE-2024-40635)
+        ({"Cmd": ["id"], "User": "2147483647"}, None),
+        ({"Cmd": ["id"], "User": "2147483648"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "4294967296"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "4294967296:4294967296"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "568:4294967296"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "99999999999"}, "exec-user"),
     ],
 )
 def test_exec_body(body: object, expected: str | None) -> None:
@@ -312,6 +327,7 @@ def test_exec_body_ambiguous_or_malformed(raw: bytes) -> None:
     d = decide("POST", "/containers/srv/exec", raw)
     assert isinstance(d, r.Deny)
     assert d.rule in ("exec-body", "exec-privileged")
+    assert d.status in (400, 403)
 
 
 # --- HTTP head parsing ---------------------------------------------------------------------
@@ -360,29 +376,37 @@ def test_body_length(headers: str, expected: int | str) -> None:
     assert (n.rule if isinstance(n, r.Deny) else n) == expected
 
 
-def test_upstream_head_forces_close_and_drops_hop_by_hop() -> None:
+def test_upstream_head_forces_close_and_forwards_only_known_headers() -> None:
     h = r.parse_head(
         b"POST /containers/srv/stop HTTP/1.1\r\nHost: docker\r\nConnection: keep-alive, X-Hop"
         b"\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nUpgrade: tcp\r\nUser-Agent: cli"
+        b"\r\nContent-Type: text/plain\r\nX-Registry-Auth: e30="
     )
     assert isinstance(h, r.Head)
-    out = r.upstream_head(h, "/containers/" + SERVER_ID + "/stop", 0, hijack=False).decode()
+    allow = r.Allow("container-stop", "/containers/" + SERVER_ID + "/stop")
+    out = r.upstream_head(h, allow).decode()
     lines = out.split("\r\n")
     assert lines[0] == f"POST /containers/{SERVER_ID}/stop HTTP/1.1"
     assert "Connection: close" in lines
     assert "Content-Length: 0" in lines
     assert "User-Agent: cli" in lines
-    assert not any(x.startswith(("X-Hop", "Keep-Alive", "Upgrade")) for x in lines)
+    assert "Host: docker" in lines
+    assert not any(
+        x.lower().startswith(("x-hop", "keep-alive", "upgrade", "content-type", "x-registry"))
+        for x in lines
+    )
     assert out.endswith("\r\n\r\n")
 
 
 def test_upstream_head_keeps_upgrade_for_exec_hijack() -> None:
     h = r.parse_head(b"POST /exec/x/start HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp")
     assert isinstance(h, r.Head)
-    lines = r.upstream_head(h, "/exec/x/start", 2, hijack=True).decode().split("\r\n")
+    allow = r.Allow("exec-start", "/exec/x/start", hijack=True, body=b'{"Detach":false}')
+    lines = r.upstream_head(h, allow).decode().split("\r\n")
     assert "Connection: Upgrade" in lines
     assert "Upgrade: tcp" in lines
-    assert "Content-Length: 2" in lines
+    assert "Content-Type: application/json" in lines
+    assert f"Content-Length: {len(allow.body)}" in lines
 
 
 def test_inspect_parsers() -> None:
@@ -522,9 +546,12 @@ def test_property_nothing_outside_allowlist(
         assert OURS.items() <= json.loads(q["filters"][0])["label"].items()
     if segs[:1] == ("containers",) and len(segs) == 3:
         assert segs[1] == SERVER_ID
-    if body:
-        assert segs[-1] in ("exec", "start") and segs[0] in ("containers", "exec")
-        assert segs != ("containers", SERVER_ID, "start")
+    if d.body:
+        # Only exec bodies are forwarded, re-encoded; echoed options are dropped.
+        assert d.rule in ("exec-create", "exec-start")
+        assert json.loads(d.body).get("Privileged", False) is False
+    elif body:
+        assert d.rule in ("container-start", "container-stop", "container-restart")
 
 
 @settings(max_examples=500, deadline=None)

@@ -1,20 +1,303 @@
-"""The guard's socket handling and its deny path, without a Docker engine."""
+"""The guard's socket handling, raw bytes against a fake engine that behaves like dockerd
+(keep-alive after ordinary answers, hijack after 101): smuggling, framing, half-close,
+100 Continue, deep nesting, floods and accept() failures. No Docker engine needed."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from supervisor import guard_rules as r
 from supervisor.guard import serve_guard
+from tests.guardkit import (
+    EXEC_OK,
+    STACK,
+    FakeEngine,
+    fake_engine,
+    http,
+    raw_request,
+    read_all,
+    status_of,
+)
 
-pytestmark = pytest.mark.anyio
+POLICY = r.Policy(STACK, min_stop_timeout=30)
+SMUGGLED = http("POST", "/volumes/create", b'{"Name":"smuggled"}', {"Content-Type": "application/json"})  # fmt: skip
+UPGRADE = {"Connection": "Upgrade", "Upgrade": "tcp", "Content-Type": "application/json"}
+TEXT_PLAIN = {**UPGRADE, "Content-Type": "text/plain"}
+
+
+@contextmanager
+def running_guard(tmp_path: Path, engine: FakeEngine, **kwargs: object) -> Iterator[Path]:
+    sock = tmp_path / "guard" / "docker.sock"
+    with start_blocking_portal() as portal:
+        future, _ = portal.start_task(
+            partial(serve_guard, sock, engine.path, POLICY, os.getgid(), **kwargs)  # type: ignore[arg-type]
+        )
+        try:
+            yield sock
+        finally:
+            future.cancel()
+    assert not sock.exists()  # removed on the way out
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[FakeEngine]:
+    with fake_engine(tmp_path) as e:
+        yield e
+
+
+@pytest.fixture
+def guard(tmp_path: Path, engine: FakeEngine) -> Iterator[Path]:
+    with running_guard(tmp_path, engine) as sock:
+        yield sock
+
+
+def test_socket_mode_and_denial_shape(guard: Path) -> None:
+    assert stat.S_IMODE(guard.stat().st_mode) == 0o660
+    out = raw_request(guard, http("GET", "/images/json"))
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 ")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["message"].startswith("denied by rule 'not-in-allowlist'")
+
+
+def test_version_cap_comes_from_the_engine(guard: Path, engine: FakeEngine) -> None:
+    # The fake engine says 1.41: a newer prefix is refused before anything is forwarded.
+    out = raw_request(guard, http("GET", "/v1.42/_ping"))
+    assert status_of(out) == 403 and b"api-version" in out
+    assert status_of(raw_request(guard, http("GET", "/v1.41/_ping"))) == 200
+
+
+# --- smuggling: nothing after an exec start reaches the engine unless it switched ---------
+
+
+@pytest.mark.parametrize(
+    ("shape", "body", "headers", "prefix", "engine_answer"),
+    [
+        ("detached start", b'{"Detach":true}', {}, "", "detach"),
+        ("engine refuses the body", b'{"Detach":false}', UPGRADE, "", "error"),
+        ("text/plain start", b'{"Detach":false}', TEXT_PLAIN, "", "error"),
+        ("engine refuses the version", b"{}", UPGRADE, "/v1.30", "error"),
+        ("malformed body", b"{", UPGRADE, "", "error"),
+        ("detach with upgrade", b'{"Detach":true}', UPGRADE, "", "detach"),
+    ],
+)
+def test_pipelined_request_after_exec_start_never_reaches_the_engine(
+    tmp_path: Path, shape: str, body: bytes, headers: dict[str, str], prefix: str,
+    engine_answer: str,
+) -> None:  # fmt: skip
+    with fake_engine(tmp_path, exec_start=engine_answer) as engine:
+        with running_guard(tmp_path, engine) as sock:
+            start = http("POST", f"{prefix}/exec/{EXEC_OK}/start", body, headers)
+            out = raw_request(sock, start + SMUGGLED + http("GET", "/volumes"))
+        assert status_of(out) in (200, 400, 403), (shape, out)
+        assert not any("/volumes" in t for t in engine.targets()), (shape, engine.targets())
+        # Whatever was forwarded was our canonical body, never the client's bytes.
+        for seen in engine.seen:
+            if seen.target.endswith("/start"):
+                assert json.loads(seen.body).keys() <= {"Detach", "Tty", "ConsoleSize"}
+                assert seen.headers["content-type"] == "application/json"
+
+
+def test_after_101_the_stream_is_the_execs_stdin(guard: Path, engine: FakeEngine) -> None:
+    start = http("POST", f"/exec/{EXEC_OK}/start", b'{"hijack":true,"stdin":true}', UPGRADE)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(guard))
+        s.sendall(start + b"early bytes;")
+        s.sendall(b"later bytes")
+        s.shutdown(socket.SHUT_WR)
+        out = read_all(s)
+    assert out.startswith(b"HTTP/1.1 101 ")
+    assert out.endswith(b"early bytes;later bytes")
+    assert engine.stdin == b"early bytes;later bytes"
+    # dockerode's echoed options never reach the engine.
+    assert json.loads(engine.seen[-1].body) == {"Detach": False, "Tty": False}
+
+
+# --- framing ---------------------------------------------------------------------------------
+
+
+def test_half_closed_client_gets_the_whole_answer(tmp_path: Path) -> None:
+    with fake_engine(tmp_path, delay_ping_s=0.3) as engine, running_guard(tmp_path, engine) as sock:
+        out = raw_request(sock, http("GET", "/_ping"), half_close=True)
+    assert status_of(out) == 200
+    assert out.endswith(b"OK")
+
+
+def test_pipelined_second_request_is_dropped_not_forwarded(guard: Path, engine: FakeEngine) -> None:
+    out = raw_request(guard, http("GET", "/_ping") + http("GET", "/volumes"))
+    assert out.count(b"HTTP/1.1 ") == 1
+    assert engine.targets() == ["GET /version", "GET /_ping"]
+
+
+def test_deep_nesting_gets_400_not_a_dropped_connection(guard: Path) -> None:
+    deep = b"[" * 60000
+    out = raw_request(guard, http("POST", "/containers/srv/exec", deep, {"Content-Type": "application/json"}))  # fmt: skip
+    assert status_of(out) == 400
+    assert b"nested too deeply" in out
+    deep_filters = "/containers/json?filters=" + "%5B" * 3000
+    out = raw_request(guard, http("GET", deep_filters.replace("%5B", "[")))
+    assert status_of(out) == 400
+
+
+def test_100_continue_only_after_the_request_is_allowed(guard: Path) -> None:
+    body = json.dumps({"Cmd": ["id"]}).encode()
+    expect = {"Expect": "100-continue", "Content-Length": str(len(body)), "Content-Type": "application/json"}  # fmt: skip
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(guard))
+        s.sendall(http("POST", "/containers/other/exec", headers=expect))
+        denied = read_all(s)  # answered without waiting for the body
+    assert denied.startswith(b"HTTP/1.1 403 ")
+    assert b"100 Continue" not in denied
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(guard))
+        s.sendall(http("POST", "/containers/srv/exec", headers=expect))
+        interim = s.recv(100)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        assert status_of(read_all(s)) == 200
+
+
+def test_chunked_and_oversized_bodies(guard: Path) -> None:
+    chunked = http("POST", "/containers/srv/exec", b"5\r\nhello\r\n0\r\n\r\n", {"Transfer-Encoding": "chunked"})  # fmt: skip
+    assert b"chunked-body" in raw_request(guard, chunked)
+    big = http("POST", "/containers/srv/exec", headers={"Content-Length": str(r.MAX_BODY + 1)})
+    assert status_of(raw_request(guard, big)) == 413
+
+
+def test_slow_client_times_out_with_one_line(guard: Path, caplog: pytest.LogCaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr("supervisor.guard.HEAD_TIMEOUT", 0.2)
+    caplog.set_level(logging.INFO, "supervisor.guard")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(guard))
+        s.sendall(b"GET /_ping HTTP/1.1\r\n")  # never finished
+        assert read_all(s) == b""
+    lines = [rec for rec in caplog.records if "no complete request" in rec.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].exc_info is None  # one line, no traceback
+
+
+# --- floods ----------------------------------------------------------------------------------
+
+
+def test_connections_beyond_the_cap_get_503_and_the_guard_recovers(
+    tmp_path: Path, engine: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "supervisor.guard")
+    with running_guard(tmp_path, engine, max_connections=4) as sock:
+        idle = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(sock))
+            s.sendall(b"GET /_ping HTTP/1.1\r\n")  # holds a slot
+            idle.append(s)
+        refused = [raw_request(sock, http("GET", "/_ping")) for _ in range(20)]
+        assert all(status_of(out) == 503 for out in refused)
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 10
+        while status_of(raw_request(sock, http("GET", "/_ping"))) != 200:
+            assert time.monotonic() < deadline, "the guard did not recover"
+    busy = [rec for rec in caplog.records if "guard busy" in rec.getMessage()]
+    over = [rec for rec in caplog.records if "burst over" in rec.getMessage()]
+    assert len(busy) == 1, "one line per burst"
+    assert len(over) == 1
+    assert int(over[0].getMessage().split()[3]) >= 20  # and any retries while closing
+
+
+GUARD_UNDER_ULIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from supervisor.guard import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_accept_failures_back_off_and_never_end_the_listener(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    """EMFILE on accept(): the cap is set above the fd limit on purpose."""
+    sock = tmp_path / "g.sock"
+    log = (tmp_path / "guard.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", GUARD_UNDER_ULIMIT, "--socket", str(sock), "--upstream",
+         str(engine.path), "--stack", STACK, "--max-connections", "1000"],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "guard did not start"
+            time.sleep(0.05)
+        held = []
+        for _ in range(150):  # far beyond 64 fds
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(sock))  # queued in the backlog when accept() fails
+            held.append(s)
+        deadline = time.monotonic() + 20
+        while b"cannot accept" not in (tmp_path / "guard.log").read_bytes():
+            assert time.monotonic() < deadline, "no EMFILE seen"
+            time.sleep(0.05)
+        for s in held:
+            s.close()
+        assert proc.poll() is None, "the listener ended"
+        deadline = time.monotonic() + 20
+        while status_of(raw_request(sock, http("GET", "/_ping"), timeout=5)) != 200:
+            assert time.monotonic() < deadline, "no answer after the flood"
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+# --- the socket file -------------------------------------------------------------------------
+
+
+def test_replaces_stale_socket(tmp_path: Path, engine: FakeEngine) -> None:
+    sock = tmp_path / "guard" / "docker.sock"
+    sock.parent.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()  # file left behind, nobody listening
+    with running_guard(tmp_path, engine) as served:
+        assert status_of(raw_request(served, http("GET", "/_ping"))) == 200
+
+
+async def test_refuses_live_socket_and_regular_file(tmp_path: Path, engine: FakeEngine) -> None:
+    sock = tmp_path / "docker.sock"
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(sock))
+    live.listen()
+    policy = r.Policy(STACK, 30, 41)
+    try:
+        with pytest.raises(FileExistsError, match="live socket"):
+            await serve_guard(sock, engine.path, policy, os.getgid())
+    finally:
+        live.close()
+    sock.unlink()
+    sock.write_text("not a socket")
+    with pytest.raises(FileExistsError, match="not a socket"):
+        await serve_guard(sock, engine.path, policy, os.getgid())
 
 
 @pytest.fixture
@@ -22,79 +305,5 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _no_container(_ref: str) -> r.Resolution | None:
-    return None
-
-
-async def _no_exec(_id: str) -> r.ExecInfo | None:
-    return None
-
-
-async def _ask(path: Path, raw: bytes) -> bytes:
-    async with await anyio.connect_unix(path) as s:
-        await s.send(raw)
-        buf = b""
-        while True:
-            try:
-                buf += await s.receive()
-            except anyio.EndOfStream:
-                return buf
-
-
-async def _serve(tmp_path: Path, sock: Path) -> None:
-    async with anyio.create_task_group() as tg:
-        await tg.start(
-            lambda task_status: serve_guard(
-                sock,
-                tmp_path / "nowhere.sock",
-                "s1",
-                os.getgid(),
-                resolve_container=_no_container,
-                resolve_exec=_no_exec,
-                task_status=task_status,
-            )
-        )
-        st = sock.stat()
-        assert stat.S_IMODE(st.st_mode) == 0o660
-        out = await _ask(sock, b"GET /images/json HTTP/1.1\r\nHost: x\r\n\r\n")
-        head, _, body = out.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 403 ")
-        assert b"Content-Type: application/json" in head
-        assert json.loads(body)["message"].startswith("denied by rule 'not-in-allowlist'")
-        out = await _ask(sock, b"POST /containers/x/stop HTTP/1.1\r\n\r\n")
-        assert b"container-not-in-stack" in out
-        # Upstream down: allowed requests get a 502, the listener survives.
-        out = await _ask(sock, b"GET /_ping HTTP/1.1\r\n\r\n")
-        assert out.startswith(b"HTTP/1.1 502 ")
-        out = await _ask(sock, b"GET /_ping HTTP/1.1\r\n" + b"X: y\r\n" * 20000 + b"\r\n")
-        assert out.startswith(b"HTTP/1.1 431 ")
-        tg.cancel_scope.cancel()
-    assert not sock.exists()  # removed on the way out
-
-
-async def test_serves_denials_and_cleans_up(tmp_path: Path) -> None:
-    await _serve(tmp_path, tmp_path / "a" / "b" / "docker.sock")
-
-
-async def test_replaces_stale_socket(tmp_path: Path) -> None:
-    sock = tmp_path / "docker.sock"
-    stale = socket.socket(socket.AF_UNIX)
-    stale.bind(str(sock))
-    stale.close()  # file left behind, nobody listening
-    await _serve(tmp_path, sock)
-
-
-async def test_refuses_live_socket_and_regular_file(tmp_path: Path) -> None:
-    sock = tmp_path / "docker.sock"
-    live = socket.socket(socket.AF_UNIX)
-    live.bind(str(sock))
-    live.listen()
-    try:
-        with pytest.raises(FileExistsError, match="live socket"):
-            await serve_guard(sock, tmp_path / "up.sock", "s1", os.getgid())
-    finally:
-        live.close()
-    sock.unlink()
-    sock.write_text("not a socket")
-    with pytest.raises(FileExistsError, match="not a socket"):
-        await serve_guard(sock, tmp_path / "up.sock", "s1", os.getgid())
+pytestmark = pytest.mark.anyio
+_ = anyio
