@@ -21,12 +21,14 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from supervisor.guard import serve_guard
+from supervisor.guard_rules import Policy
 from tests.standin import SERVER_IMAGE
 
 pytestmark = pytest.mark.integration
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 UPSTREAM = "/var/run/docker.sock"
+GRACE_S = 30
 # sh as PID 1 ignores SIGTERM unless trapped; the short sleep lets the trap run quickly.
 SERVER_SCRIPT = 'trap "exit 0" TERM; echo hello-guard; while :; do echo tick; sleep 0.3; done'
 
@@ -124,7 +126,8 @@ def env(image: str) -> Iterator[Env]:
         _docker_direct("create", "--name", names[2], *lab, "--label", "io.hyos.role=manager", image)
         sock = tmp / "run" / "docker.sock"  # parent does not exist yet: the guard makes it
         with start_blocking_portal() as portal:
-            future, _ = portal.start_task(partial(serve_guard, sock, UPSTREAM, stack, os.getgid()))
+            policy = Policy(stack, min_stop_timeout=GRACE_S)
+            future, _ = portal.start_task(partial(serve_guard, sock, UPSTREAM, policy, os.getgid()))
             try:
                 yield Env(stack, sock, names[0], srv_id, names[1], other_id, names[2], tmp / "cfg")
             finally:
@@ -147,9 +150,10 @@ def raw_http(sock: Path, request: bytes, timeout: float = 10) -> tuple[int, byte
     return status, buf.partition(b"\r\n\r\n")[2]
 
 
-def get(target: str, method: str = "GET", body: bytes = b"") -> bytes:
+def get(target: str, method: str = "GET", body: bytes = b"", json_body: bool = False) -> bytes:
+    ctype = "Content-Type: application/json\r\n" if json_body else ""
     return (
-        f"{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"{method} {target} HTTP/1.1\r\nHost: docker\r\n{ctype}Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
@@ -217,10 +221,17 @@ def _state(name: str) -> str:
     return _docker_direct("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
 
 
+def _exit_code(name: str) -> int:
+    return int(_docker_direct("inspect", "--format", "{{.State.ExitCode}}", name).stdout)
+
+
 def test_stop_start_restart(env: Env) -> None:
     before = _docker_direct("inspect", "--format", "{{.State.StartedAt}}", env.server).stdout
-    assert env.docker("stop", "-t", "2", env.server).returncode == 0
+    # Asked for no grace at all, the server still gets its SIGTERM and time to save:
+    # its trap exits 0, where a SIGKILL after 0 s would show 137.
+    assert env.docker("stop", "-t", "0", env.server).returncode == 0
     assert _state(env.server) == "exited"
+    assert _exit_code(env.server) == 0
     r = env.docker("start", env.server)
     assert r.returncode == 0, r.stderr
     assert _state(env.server) == "running"
@@ -373,3 +384,116 @@ def test_decisions_are_logged(env: Env, caplog: pytest.LogCaptureFixture) -> Non
     assert denied and denied[0].allowed is False and denied[0].path == "/images/json"
     assert denied[0].method == "GET"
     assert any(r.rule == "ping" and r.allowed is True for r in recs)
+
+
+# --- attacks on the real engine: smuggling, users, the world save, framing ----------------
+
+
+def _exec_create(env: Env, cmd: list[str]) -> str:
+    body = json.dumps(
+        {"Cmd": cmd, "AttachStdin": True, "AttachStdout": True, "AttachStderr": True}
+    ).encode()
+    status, answer = raw_http(
+        env.sock, get(f"/containers/{env.server}/exec", "POST", body, json_body=True)
+    )
+    assert status == 201, answer
+    exec_id: str = json.loads(answer)["Id"]
+    return exec_id
+
+
+def _exec_start(prefix: str, exec_id: str, body: bytes, content_type: str) -> bytes:
+    return (
+        f"POST {prefix}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
+        f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _smuggled(name: str) -> bytes:
+    """Two requests the guard must never let through: a volume and a container binding /."""
+    volume = json.dumps({"Name": name}).encode()
+    container = json.dumps(
+        {"Image": SERVER_IMAGE, "HostConfig": {"Privileged": True, "Binds": ["/:/host"]}}
+    ).encode()
+    return get("/volumes/create", "POST", volume, json_body=True) + get(
+        f"/containers/create?name={name}", "POST", container, json_body=True
+    )
+
+
+def _send_and_read(sock: Path, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect(str(sock))
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)  # lets a `cat` exec end if the stream was upgraded
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "prefix", "body", "content_type", "started_before"),
+    [
+        ("detached start", "", b'{"Detach":true}', "application/json", False),
+        ("malformed body", "", b"{", "application/json", False),
+        ("text/plain start", "", b'{"Detach":false}', "text/plain", False),
+        ("version the engine refuses", "/v1.99", b'{"Detach":false}', "application/json", False),
+        ("engine answers an error (exec already ran)", "", b'{"Detach":false}',
+         "application/json", True),
+    ],
+)  # fmt: skip
+def test_no_request_smuggling_after_exec_start(
+    env: Env, shape: str, prefix: str, body: bytes, content_type: str, started_before: bool
+) -> None:
+    name = "hyos-smuggled-" + secrets.token_hex(4)
+    exec_id = _exec_create(env, ["cat"])
+    if started_before:
+        out = _send_and_read(env.sock, _exec_start("", exec_id, b'{"Detach":true}', "x"))
+        # The guard refuses a detached start that asks for an Upgrade; start it plainly.
+        assert b"Detach cannot be combined with Upgrade" in out
+        detached = get(f"/exec/{exec_id}/start", "POST", b'{"Detach":true}', json_body=True)
+        assert raw_http(env.sock, detached)[0] == 200
+    out = _send_and_read(
+        env.sock, _exec_start(prefix, exec_id, body, content_type) + _smuggled(name)
+    )
+    assert out, shape
+    # Neither smuggled request reached Docker.
+    assert _docker_direct("volume", "inspect", name, check=False).returncode != 0, shape
+    assert _docker_direct("container", "inspect", name, check=False).returncode != 0, shape
+    _docker_direct("volume", "rm", "-f", name, check=False)
+    _docker_direct("rm", "-f", name, check=False)
+
+
+@pytest.mark.parametrize(
+    "user", ["4294967296", "4294967296:4294967296", "568:4294967296", "2147483648", "0", "root"]
+)
+def test_exec_users_that_are_or_wrap_to_root_are_refused(env: Env, user: str) -> None:
+    assert_denied(env.docker("exec", "-u", user, env.server, "id"), "exec-user")
+
+
+def test_the_stop_signal_cannot_be_chosen(env: Env) -> None:
+    for target in (
+        f"/containers/{env.server}/stop?signal=SIGKILL&t=0",
+        f"/v1.41/containers/{env.server}/restart?signal=KILL",
+    ):
+        status, body = raw_http(env.sock, get(target, "POST"))
+        assert status == 403 and b"stop-signal" in body
+    status, body = raw_http(
+        env.sock, get(f"/containers/{env.server}/stop", "POST", b'{"signal":"SIGKILL"}', True)
+    )
+    assert status == 403 and b"stop-signal" in body
+    assert _state(env.server) == "running"
+
+
+def test_half_closed_client_gets_its_answer(env: Env) -> None:
+    out = _send_and_read(env.sock, get(f"/containers/{env.server}/json"))
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert env.server_id.encode() in out
+
+
+def test_deep_json_nesting_is_a_400(env: Env) -> None:
+    status, body = raw_http(
+        env.sock, get(f"/containers/{env.server}/exec", "POST", b"[" * 60000, json_body=True)
+    )
+    assert status == 400 and b"nested too deeply" in body
