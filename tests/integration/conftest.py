@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +229,10 @@ class DaemonProc:
         self.proc.wait(10)
 
 
+def _limit_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class DaemonFactory:
     """Starts daemons for one stack; every one of them is stopped on teardown."""
 
@@ -235,7 +241,10 @@ class DaemonFactory:
         self.tmp_path = tmp_path
         self.started: list[DaemonProc] = []
 
-    def __call__(self, wait: bool = True, timeout: float = 45, **env: str) -> DaemonProc:
+    def __call__(
+        self, wait: bool = True, timeout: float = 45, nofile: int | None = None, **env: str
+    ) -> DaemonProc:
+        """`nofile` caps the daemon's file descriptors (RLIMIT_NOFILE), as systemd does."""
         index = len(self.started)
         log_path = self.tmp_path / f"daemon-{index}.log"
         state_dir = Path(self.stack.env["HYOS_STATE_DIR"])
@@ -247,6 +256,7 @@ class DaemonFactory:
                 stderr=err,
                 env={**self.stack.env, **env},
                 cwd=REPO,
+                preexec_fn=None if nofile is None else partial(_limit_files, nofile),
             )
         daemon = DaemonProc(
             self.stack, proc, log_path, state_dir / f"{self.stack.name}.{control.SOCKET_NAME}"

@@ -497,3 +497,37 @@ def test_deep_json_nesting_is_a_400(env: Env) -> None:
         env.sock, get(f"/containers/{env.server}/exec", "POST", b"[" * 60000, json_body=True)
     )
     assert status == 400 and b"nested too deeply" in body
+
+
+# --- the manager's own client: dockerode 4 -------------------------------------------------
+
+CLIENTS = Path(__file__).resolve().parents[1] / "clients"
+
+
+def test_dockerode_replays_the_managers_calls(env: Env) -> None:
+    """HyOS's manager's Docker calls (src/lib/docker.ts) with its client, dockerode 4, which
+    sends `{"t":30}` bodies on stop and restart and echoes its options on exec start."""
+    if not (CLIENTS / "node_modules" / "dockerode").is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail("dockerode is not installed: npm ci --prefix tests/clients")
+        pytest.skip("dockerode is not installed: npm ci --prefix tests/clients")
+    done = subprocess.run(
+        ["node", str(CLIENTS / "manager-calls.js"), str(env.sock), env.server],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["ping"] == {"ok": True, "value": "OK"}
+    assert results["inspect"]["value"]["running"] is True
+    assert results["logs"]["ok"] and results["logs"]["value"] > 0
+    assert results["exec"]["value"] == {"exitCode": 0, "output": "568"}
+    assert results["stop"] == {"ok": True, "value": "exited"}
+    assert results["start"] == {"ok": True, "value": "running"}
+    assert results["restart"] == {"ok": True, "value": {"status": "running", "restarted": True}}
+    # ...and what a compromised dashboard would try with the same client is refused.
+    for denied, rule in (("volumes", "not-in-allowlist"), ("create", "not-in-allowlist"),
+                         ("root-exec", "exec-user")):  # fmt: skip
+        assert results[denied]["ok"] is False, results[denied]
+        assert results[denied]["status"] == 403
+        assert f"denied by rule '{rule}'" in results[denied]["error"]
+    assert _state(env.server) == "running"
