@@ -294,8 +294,6 @@ def _split_target(
         segments = segments[1:]
         if not segments:
             return Deny("not-in-allowlist", "bare version prefix")
-    if " " in query:
-        return Deny("query", "space in the query")
     pairs = parse_qsl(query, keep_blank_values=True)
     return prefix, tuple(segments), pairs
 

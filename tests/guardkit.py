@@ -19,6 +19,29 @@ EXEC_OK = "1" * 64
 EXEC_ROOT = "2" * 64
 STACK = "s1"
 SERVER_LABELS = {"io.hyos.managed": "true", "io.hyos.stack": STACK, "io.hyos.role": "server"}
+MANAGER_ID = "c" * 64
+FOREIGN_ID = "d" * 64
+UNMANAGED_ID = "e" * 64
+EXEC_OTHER = "3" * 64
+EXEC_PRIV = "4" * 64
+# ref -> (full id, labels): what the fake engine's inspect answers.
+CONTAINERS: dict[str, tuple[str, dict[str, str]]] = {
+    "srv": (SERVER_ID, SERVER_LABELS),
+    SERVER_ID: (SERVER_ID, SERVER_LABELS),
+    SERVER_ID[:12]: (SERVER_ID, SERVER_LABELS),
+    "other": (OTHER_ID, {}),
+    OTHER_ID: (OTHER_ID, {}),
+    "mgr": (MANAGER_ID, {**SERVER_LABELS, "io.hyos.role": "manager"}),
+    "foreign": (FOREIGN_ID, {**SERVER_LABELS, "io.hyos.stack": "s2"}),
+    "unmanaged": (UNMANAGED_ID, {"io.hyos.stack": STACK, "io.hyos.role": "server"}),
+}
+# exec id -> (container id, user, privileged)
+EXECS: dict[str, tuple[str, str, bool]] = {
+    EXEC_OK: (SERVER_ID, "", False),
+    EXEC_ROOT: (SERVER_ID, "root", False),
+    EXEC_OTHER: (OTHER_ID, "", False),
+    EXEC_PRIV: (SERVER_ID, "", True),
+}
 
 
 def raw_request(sock_path: Path | str, data: bytes, *, half_close: bool = False,
@@ -158,22 +181,21 @@ class FakeEngine:
         elif segs == ["version"]:
             _send(conn, 200, json.dumps({"ApiVersion": "1.41", "Version": "fake"}).encode())
         elif len(segs) == 3 and segs[0] == "containers" and segs[2] == "json":
-            if segs[1] in ("srv", SERVER_ID):
-                doc = {"Id": SERVER_ID, "Config": {"Labels": SERVER_LABELS}}
+            if segs[1] in CONTAINERS:
+                cid, labels = CONTAINERS[segs[1]]
+                doc = {"Id": cid, "Config": {"Labels": labels}}
                 _send(conn, 200, json.dumps(doc).encode())
-            elif segs[1] in ("other", OTHER_ID):
-                _send(conn, 200, json.dumps({"Id": OTHER_ID, "Config": {"Labels": {}}}).encode())
             else:
                 _send(conn, 404, b'{"message":"No such container"}')
         elif len(segs) == 3 and segs[0] == "exec" and segs[2] == "json":
-            user = {EXEC_OK: "", EXEC_ROOT: "root"}.get(segs[1])
-            if user is None:
+            if segs[1] not in EXECS:
                 _send(conn, 404, b'{"message":"No such exec instance"}')
             else:
+                cid, user, privileged = EXECS[segs[1]]
                 doc = {
                     "ID": segs[1],
-                    "ContainerID": SERVER_ID,
-                    "ProcessConfig": {"user": user, "privileged": False},
+                    "ContainerID": cid,
+                    "ProcessConfig": {"user": user, "privileged": privileged},
                 }
                 _send(conn, 200, json.dumps(doc).encode())
         elif len(segs) == 3 and segs[0] == "exec" and segs[2] == "start":

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from supervisor import guard_rules as r
 from supervisor.guard import parse_response
+from tests import docker_model
 
 STACK = "s1"
 SERVER_ID = "a" * 64
@@ -164,7 +165,6 @@ CASES: list[tuple[str, str, bytes, str]] = [
     ("GET", "/containers/json?filters=[]", b"", "deny:filters"),
     ("GET", "/containers/json?filters={}&filters={}", b"", "deny:filters"),
     ("GET", '/containers/json?filters={"label":[1]}', b"", "deny:filters"),
-    ("GET", "/containers/json?a=b c", b"", "deny:query"),
 ]
 
 
@@ -567,3 +567,81 @@ def test_property_random_text_targets(target: str, method: str) -> None:
 def test_property_near_misses(request: tuple[str, str], query: str, body: bytes) -> None:
     # Same invariant, aimed at the allowlist's neighbourhood so allows are common.
     test_property_nothing_outside_allowlist.hypothesis.inner_test(request, query, body)
+
+
+# --- property: what is allowed reaches, by Docker's own routing, what the rule names -------
+
+_CONTAINER_RULES = {
+    "container-inspect", "container-logs", "container-stats", "container-start",
+    "container-stop", "container-restart", "exec-create",
+}  # fmt: skip
+_stop_queries = st.sampled_from(
+    ["", "?t=0", "?t=5", "?t=-1", "?t=600", "?signal=KILL", "?t=0&t=60", "?t=%2B0", "?T=0",
+     "?t=1;signal=9", "?Signal=9&t=90", "?t=0x10", "?%74=0"]
+)  # fmt: skip
+_upgrade = st.booleans()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_near, st.tuples(_methods, _paths)), st.one_of(_queries, _stop_queries),
+       _bodies, _upgrade)  # fmt: skip
+def test_property_docker_routes_allowed_requests_where_the_rule_says(
+    request: tuple[str, str], query: str, body: bytes, upgrade: bool
+) -> None:
+    method, path = request
+    headers = (("Connection", "Upgrade"), ("Upgrade", "tcp")) if upgrade else ()
+    head = r.Head(method, path + query, headers)
+    d = decide(method, path + query, body, head)
+    if isinstance(d, r.Deny):
+        return
+    routed = docker_model.route(method, d.target)
+    assert routed is not None, (method, path + query, d.target)
+    assert routed.endpoint == d.rule, (d.target, routed)
+    if d.rule in _CONTAINER_RULES:
+        assert routed.name == SERVER_ID == d.container_id
+    if d.rule in ("container-stop", "container-restart"):
+        waits = routed.query["t"]
+        assert len(waits) == 1 and (int(waits[0]) >= POLICY.min_stop_timeout or int(waits[0]) < 0)
+        assert not any(k.casefold() == "signal" for k in routed.query)
+    if d.rule == "exec-start" and upgrade:
+        assert json.loads(d.body)["Detach"] is False
+
+
+@pytest.mark.parametrize(
+    ("head", "switched"),
+    [
+        (b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream", True),
+        (b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.docker.multiplexed-stream; x", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0", False),
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/vnd.docker.raw-stream", False),
+        (b"HTTP/1.1 409 Conflict", False),
+        (b"HTTP/2 101", False),
+        (b"garbage", False),
+        (b"HTTP/1.1 abc", False),
+    ],
+)
+def test_only_a_real_protocol_switch_lets_client_bytes_through(head: bytes, switched: bool) -> None:
+    assert r.switched_protocols(head) is switched
+
+
+def test_events_filters_are_checked_too() -> None:
+    assert rule_of("GET", "/events?filters=[]") == "deny:filters"
+    assert rule_of("GET", "/events?filters={") == "deny:filters"
+
+
+def test_a_resolver_answer_that_is_not_a_full_id_is_refused() -> None:
+    need = r.classify("GET", "/containers/srv/json", POLICY)
+    assert isinstance(need, r.NeedContainer)
+    d = r.finish_container(need, r.Resolution("short", SERVER.labels), POLICY)
+    assert isinstance(d, r.Deny) and d.rule == "container-not-in-stack"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [None, [], {"Id": 5}, {"ID": "e"}, {"ID": "e", "ContainerID": "c", "ProcessConfig": []}],
+)
+def test_inspect_parsers_refuse_odd_answers(doc: object) -> None:
+    assert r.resolution_from_inspect(doc) is None
+    assert r.exec_info_from_inspect(doc) is None
