@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import resource
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +95,14 @@ class Supervised:
 remove_stack = remove_stack_objects
 
 
+def _limit_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 @contextmanager
-def supervised_stack(**settings: str) -> Iterator[Supervised]:
-    """A fresh stack under a daemon, healthy on entry; everything removed on exit."""
+def supervised_stack(nofile: int | None = None, **settings: str) -> Iterator[Supervised]:
+    """A fresh stack under a daemon, healthy on entry; everything removed on exit.
+    `nofile` caps the daemon's file descriptors (RLIMIT_NOFILE), as systemd does."""
     name = f"b{uuid.uuid4().hex[:10]}"
     tmp = Path(tempfile.mkdtemp(prefix="hyos-bench-"))
     env = standin_env(name, tmp / "state", **settings)
@@ -108,6 +115,7 @@ def supervised_stack(**settings: str) -> Iterator[Supervised]:
             stderr=err,
             env=env,
             cwd=REPO,
+            preexec_fn=None if nofile is None else partial(_limit_files, nofile),
         )
     daemon = Supervised(name, proc, log, tmp / "state" / f"{name}.{control.SOCKET_NAME}")
     try:
