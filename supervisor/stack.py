@@ -70,7 +70,15 @@ SECRETS_BY_ROLE = {
     "server": ("api_client_id", "api_client_secret"),
     "manager": ("api_client_id", "api_client_secret", "session_secret"),
 }
-GUARD_MOUNT = "/run/hyos"
+# Where the manager finds the guard: HyOS's manager hard-codes /var/run/docker.sock
+# (dockerode's socketPath), so the guard's directory is mounted over /var/run. A directory
+# mount, not a file mount, so a guard socket re-created later is seen at once.
+GUARD_MOUNT = "/var/run"
+# What HyOS's scripts and its manager share on the volume (state files, mods, slots).
+STATE_DIR = "/data/.state"
+# The REST API plugin's port on the stack network (HyOS's API_PORT); never published.
+DEFAULT_API_PORT = 30381
+GAME_PORT = 5520
 SYSTEM_MOUNT = "/run/hyos-system"
 FILE_ENV_SHIM_NAME = "file-env.sh"
 GUARD_SOCKET_NAME = "docker.sock"
@@ -130,11 +138,36 @@ def _extra_mounts_and_env(
     if role == "server" and runtime.machine_id_source:
         # Hytale derives its auth-persistence key from the machine-id: keep it stable.
         mounts.append(Mount("bind", runtime.machine_id_source, "/etc/machine-id", read_only=True))
-    if role == "manager" and runtime.guard_dir:
-        # The manager reaches Docker only through the guard, never the real socket.
-        mounts.append(Mount("bind", runtime.guard_dir, GUARD_MOUNT, read_only=True))
-        env.append(("DOCKER_HOST", f"unix://{GUARD_MOUNT}/{GUARD_SOCKET_NAME}"))
+    if role == "manager":
+        env += manager_wiring(settings)
+        if runtime.guard_dir:
+            # The manager reaches Docker only through the guard, never the real socket.
+            mounts.append(Mount("bind", runtime.guard_dir, GUARD_MOUNT, read_only=True))
+            env.append(("DOCKER_HOST", f"unix://{GUARD_MOUNT}/{GUARD_SOCKET_NAME}"))
     return tuple(mounts), tuple(env)
+
+
+def manager_wiring(settings: Settings) -> list[tuple[str, str]]:
+    """What HyOS's compose tells its manager: where the server is, by name on the stack
+    network (never found by a hard-coded name), where the shared state lives, and the
+    game port players use."""
+    server = settings.server
+    api_port = server.env.get("API_PORT", str(DEFAULT_API_PORT))
+    game = server.env.get("SERVER_PORT", str(GAME_PORT))
+    wiring = [
+        ("HYTALE_CONTAINER_NAME", settings.container_name("server")),
+        ("HYTALE_SERVER_HOST", settings.container_name("server")),
+        ("HYTALE_SERVER_PORT", api_port),
+        ("HYTALE_STATE_DIR", STATE_DIR),
+    ]
+    published = [
+        p.host_port
+        for p in server.port_bindings
+        if str(p.container_port) == game and p.protocol == "udp" and p.host_port
+    ]
+    if published:
+        wiring.append(("HYTALE_GAME_PORT", str(published[0])))
+    return wiring
 
 
 def _uses_shim(role: str, settings: Settings, runtime: Runtime) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, Stack, docker, inspect
+from tests.integration.conftest import REPO, Stack, docker, inspect, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -129,8 +129,17 @@ def test_the_manager_reaches_docker_only_through_the_guard(stack: Stack, tmp_pat
         [sys.executable, "-m", "supervisor", "--log-format", "json", "run"],
         env=stack.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    socket_path = Path(stack.env["HYOS_GUARD_DIR"]) / stack.name / "docker.sock"
+
+    def manager_sees_the_guard() -> bool:
+        """The manager (once running) finds at /var/run/docker.sock the very guard socket."""
+        seen = docker(
+            "exec", stack.container("manager"), "stat", "-L", "-c", "%i", "/var/run/docker.sock",
+            check=False,
+        )  # fmt: skip
+        return seen.returncode == 0 and int(seen.stdout) == socket_path.stat().st_ino
+
     try:
-        socket_path = Path(stack.env["HYOS_GUARD_DIR"]) / stack.name / "docker.sock"
         deadline = time.monotonic() + 60
         while not socket_path.exists():
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
@@ -139,8 +148,12 @@ def test_the_manager_reaches_docker_only_through_the_guard(stack: Stack, tmp_pat
         mode = socket_path.stat()
         assert stat.S_IMODE(mode.st_mode) == 0o660 and mode.st_gid == 568
         manager = inspect(stack.container("manager"))
-        assert "DOCKER_HOST=unix:///run/hyos/docker.sock" in manager["Config"]["Env"]
+        assert "DOCKER_HOST=unix:///var/run/docker.sock" in manager["Config"]["Env"]
         assert not any("docker.sock" in m["Source"] for m in manager["Mounts"])
+        # HyOS's manager hard-codes /var/run/docker.sock: there it finds the guard.
+        guard_mount = [m for m in manager["Mounts"] if m["Destination"] in ("/var/run", "/run")]
+        assert [(m["Source"], m["RW"]) for m in guard_mount] == [(str(socket_path.parent), False)]
+        assert wait_for(manager_sees_the_guard, 60, "the manager to see the guard socket")
         env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}"}
         listed = subprocess.run(
             ["docker", "ps", "--format", "{{.Names}}"], env=env, capture_output=True, text=True
@@ -148,6 +161,22 @@ def test_the_manager_reaches_docker_only_through_the_guard(stack: Stack, tmp_pat
         assert listed.stdout.split() == [stack.container("server")], listed.stderr
         denied = subprocess.run(["docker", "volume", "ls"], env=env, capture_output=True, text=True)
         assert denied.returncode != 0
+        # A new daemon re-creates the socket; the manager sees the new one (a directory
+        # mount), not a dead inode.
+        daemon.kill()
+        daemon.wait(timeout=30)
+        old_inode = socket_path.stat().st_ino
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--log-format", "json", "run"],
+            env=stack.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def recreated() -> bool:
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
+            return socket_path.exists() and socket_path.stat().st_ino != old_inode
+
+        wait_for(recreated, 60, "a re-created guard socket")
+        assert wait_for(manager_sees_the_guard, 60, "the manager to see the new socket")
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0

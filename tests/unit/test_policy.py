@@ -142,8 +142,22 @@ def test_default_body(role: str) -> None:
     assert len(body["Labels"][LABEL_SPEC_HASH]) == 64
     assert "Healthcheck" not in body  # the image's own HEALTHCHECK applies
     # Secrets arrive as file paths, never values.
-    assert body["Env"] == [f"{k}={v}" for k, v in secret_env(role)]
-    assert all(line.split("=", 1)[1].startswith("/data/.hyos/secrets/") for line in body["Env"])
+    secrets = [line for line in body["Env"] if line.split("=", 1)[0].endswith("_FILE")]
+    assert secrets == [f"{k}={v}" for k, v in secret_env(role)]
+    assert all(line.split("=", 1)[1].startswith("/data/.hyos/secrets/") for line in secrets)
+    wiring = sorted(set(body["Env"]) - set(secrets))
+    if role == "manager":
+        # HyOS's manager is told where the server and the shared state are, as HyOS's
+        # compose does, and the game port players use.
+        assert wiring == [
+            "HYTALE_CONTAINER_NAME=hyos-server",
+            "HYTALE_GAME_PORT=5520",
+            "HYTALE_SERVER_HOST=hyos-server",
+            "HYTALE_SERVER_PORT=30381",
+            "HYTALE_STATE_DIR=/data/.state",
+        ]
+    else:
+        assert wiring == []
     assert body["StopSignal"] == "SIGTERM"
 
 
@@ -510,3 +524,33 @@ def test_audit_names_the_container() -> None:
     assert {f.container for f in audit(inspect, expectation(settings, "server"))} == {
         "0123456789ab"
     }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"stack": "mine", "server": {"ports": ["0.0.0.0:27015:5520/udp"]}},
+            {"HYTALE_CONTAINER_NAME": "mine-server", "HYTALE_SERVER_HOST": "mine-server",
+             "HYTALE_SERVER_PORT": "30381", "HYTALE_GAME_PORT": "27015"},
+        ),
+        (
+            # A port the engine picks is unknown before start: the manager keeps its default.
+            {"server": {"ports": ["127.0.0.1:0:5520/udp"]}},
+            {"HYTALE_GAME_PORT": None},
+        ),
+        (
+            {"server": {"env": {"API_PORT": "31000", "SERVER_PORT": "5600"},
+                        "ports": ["5601:5600/udp", "5520:5520/udp"]}},
+            {"HYTALE_SERVER_PORT": "31000", "HYTALE_GAME_PORT": "5601"},
+        ),
+    ],
+)  # fmt: skip
+def test_the_manager_is_told_where_the_server_is(
+    overrides: dict[str, Any], expected: dict[str, str | None]
+) -> None:
+    manager = bodies(load_settings(**overrides))["manager"]
+    env = dict(line.split("=", 1) for line in manager["Env"])
+    assert env["HYTALE_STATE_DIR"] == "/data/.state"
+    for key, value in expected.items():
+        assert env.get(key) == value, key
