@@ -28,7 +28,7 @@ from tests.standin import REPO, poll
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "hyos-upstream/server:local"
+IMAGE = os.environ.get("HYOS_UPSTREAM_SERVER_IMAGE", "hyos-upstream/server:local")
 FAKES = REPO / "tests/upstream/server-fakes"
 HARDENING = (
     "--user", "568:568", "--read-only", "--cap-drop", "ALL",
@@ -273,6 +273,23 @@ def test_rejected_session_token_ends_the_server_with_exit_2(replica: Replica) ->
     assert replica.state("auth")["status"] == "authenticated"
 
 
+def test_revoked_refresh_token_falls_back_to_the_device_login(replica: Replica) -> None:
+    auth = replica.data / ".auth"
+    auth.mkdir(mode=0o700)
+    tokens = {
+        "access_token": cloud_token(-60),
+        "refresh_token": "revoked",
+        "profile_uuid": fake_module("hytale_cloud").PROFILE["uuid"],
+    }
+    (auth / "tokens.json").write_text(json.dumps(tokens))
+    os.chown(auth, 568, 568)
+    os.chown(auth / "tokens.json", 568, 568)
+    replica.control("revoke")
+    replica.run()
+    replica.wait(lambda: replica.state("auth").get("status") == "pending", "auth.json pending")
+    assert "Cached tokens invalid, re-authenticating..." in replica.logs()
+
+
 # 2. the whole login ---------------------------------------------------------------------
 
 
@@ -324,6 +341,14 @@ def test_login_timeout_exits_1(replica: Replica, grace: str, status: str) -> Non
     assert (auth["status"], auth["authenticated"], auth["auth_url"]) == (status, False, None)
     assert replica.state("server")["status"] == "crashed"
     assert "AUTHENTICATION REQUIRED" in replica.logs()
+
+
+def test_denied_login_fails_and_exits_1(replica: Replica) -> None:
+    replica.control("deny")
+    replica.run()
+    assert replica.wait_exit() == 1
+    assert replica.state("auth")["status"] == "failed"
+    assert "Authentication error: access_denied" in replica.logs()
 
 
 # 4. java's native library in /tmp ------------------------------------------------------
@@ -500,6 +525,17 @@ def test_sigterm_to_java_itself_saves_then_the_container_exits_143(replica: Repl
     saved = json.loads((replica.data / "Server/universe/save-marker.json").read_text())
     assert (saved["saves"], saved["reason"]) == (1, "SIGTERM")
     assert replica.state("server")["status"] == "stopped"
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, "stopped"), (2, "crashed"), (8, "crashed")])
+def test_the_games_exit_code_is_the_containers(replica: Replica, code: int, status: str) -> None:
+    """launch_and_wait: Java's exit code becomes the container's; server.json says
+    "stopped" for 0 and >= 128, "crashed" for anything else (8, update requested, too)."""
+    replica.run(env=injected_tokens())
+    replica.wait_serving()
+    replica.control("java-exit", str(code))
+    assert replica.wait_exit() == code
+    assert replica.state("server")["status"] == status
 
 
 # Started as root (HyOS's default without `user:`) ---------------------------------------
