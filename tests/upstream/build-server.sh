@@ -43,6 +43,13 @@ if [[ ! -f "${upstream:-/nonexistent}/server/scripts/entrypoint.sh" ]]; then
 fi
 
 label() { docker image inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+# The image a rebuild replaced, unless it still has a tag or a container uses it.
+drop_replaced() {
+    [[ -n "$1" && "$1" != "$(image_id "$2")" ]] || return 0
+    [[ "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null)" == 0 ]] || return 0
+    docker image rm "$1" >/dev/null 2>&1 || true
+}
 
 build_base() {
     local mirror="${MIRROR:-}"
@@ -71,7 +78,10 @@ build_base() {
 }
 
 if [[ "${FORCE_BASE:-0}" == 1 || "$(label "$BASE_IMAGE" io.hyos.replica.base)" != "$SUITE $PACKAGES" ]]; then
+    old_base=$(image_id "$BASE_IMAGE")
     build_base
+else
+    old_base=""
 fi
 
 # What the image is made of, hashed: a change to any of it rebuilds; nothing else does.
@@ -101,10 +111,13 @@ cc -shared -fPIC -nostdlib -O2 -s -o "$context/fakes/native/libnetty_quiche_linu
     "$here/server-fakes/native/quiche.c"
 rm "$context/fakes/native/quiche.c"
 say "building $IMAGE on $BASE_IMAGE"
+old_image=$(image_id "$IMAGE")
 if ! out=$(DOCKER_BUILDKIT=0 docker build -q -f "$here/server.Dockerfile" \
         --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "io.hyos.replica.hash=$hash" \
         -t "$IMAGE" "$context" 2>&1); then
     echo "$out" >&2
     exit 1
 fi
+drop_replaced "$old_image" "$IMAGE"
+drop_replaced "$old_base" "$BASE_IMAGE"
 say "built $IMAGE (${hash:0:12})"
