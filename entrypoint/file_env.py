@@ -1,10 +1,18 @@
-"""The `file_env` shim: for images that read a secret only from a plain variable.
+"""The launcher shim every workload starts through (a read-only shell script).
 
-The supervisor delivers secrets as files (`X_FILE=/data/.hyos/secrets/x`). For an image
-that only reads `X`, its container runs this shim first: it exports `X` from `X_FILE` for
-each name listed in `HYOS_FILE_ENV`, then execs the image's own entrypoint and command.
-The value lives only in the process environment, never in `docker inspect`. The prepare
-step installs the shim, read-only and root-owned, in the stack's system volume.
+Secrets: the supervisor delivers secrets as files (`X_FILE=/data/.hyos/secrets/x`). For an
+image that only reads `X`, the shim exports `X` from `X_FILE` for each name listed in
+`HYOS_FILE_ENV` (the `file_env` pattern of the official database images). The value lives
+only in the process environment, never in `docker inspect`.
+
+Graceful stop: it runs the image's entrypoint and command as its child and forwards stop
+signals to it. HyOS's server entrypoint exits as soon as it has forwarded SIGTERM to Java,
+which would end the container (and kill Java) in the middle of the world save; with
+`HYOS_STOP_WAIT` the launcher outlives the matching processes (Java) after a stop signal.
+Only the main program is waited for: a log pipe or a sleeping loop must not hold a stop
+for the whole grace period, and signalling them could break Java's output mid-save.
+
+The prepare step installs the shim, read-only and root-owned, in the stack's system volume.
 """
 
 from __future__ import annotations
@@ -19,24 +27,49 @@ from entrypoint.safedir import open_parent
 __all__ = ["SHIM", "install_shim"]
 
 SHIM = r"""#!/bin/sh
-# hyos-supervisor file_env shim: export NAME from NAME_FILE for each NAME in
-# HYOS_FILE_ENV, then exec the image's own entrypoint and command.
+# hyos-supervisor launcher.
+# 1. Exports NAME from NAME_FILE for each NAME in HYOS_FILE_ENV (secrets as files).
+# 2. Runs the image's own entrypoint and command as its child and forwards SIGTERM and
+#    SIGINT to it, as an init does. If a stop signal came and HYOS_STOP_WAIT is set (a
+#    basic regular expression that must not match itself, e.g. [H]ytaleServer\.jar),
+#    it returns only once no process whose command line matches is left: HyOS's entrypoint
+#    exits as soon as it has passed SIGTERM to Java, while Java still saves the world.
 set -eu
 for name in ${HYOS_FILE_ENV:-}; do
     case "$name" in
-        ''|[0-9]*|*[!A-Za-z0-9_]*) echo "hyos-file-env: bad name '$name'" >&2; exit 78 ;;
+        ''|[0-9]*|*[!A-Za-z0-9_]*) echo "hyos-launcher: bad name '$name'" >&2; exit 78 ;;
     esac
     eval "path=\${${name}_FILE:-}"
     [ -n "$path" ] || continue
     if [ ! -r "$path" ]; then
-        echo "hyos-file-env: cannot read ${name}_FILE=$path" >&2
+        echo "hyos-launcher: cannot read ${name}_FILE=$path" >&2
         exit 78
     fi
     value=$(cat "$path")
     export "$name=$value"
 done
 unset HYOS_FILE_ENV
-exec "$@"
+stop_wait=${HYOS_STOP_WAIT:-}
+unset HYOS_STOP_WAIT
+stopping=
+trap 'stopping=1; kill -TERM "$child" 2>/dev/null || :' TERM
+trap 'stopping=1; kill -INT "$child" 2>/dev/null || :' INT
+"$@" &
+child=$!
+while :; do
+    status=0
+    wait "$child" || status=$?
+    kill -0 "$child" 2>/dev/null || break  # wait returns early when a trap runs
+done
+if [ -n "$stopping" ] && [ -n "$stop_wait" ]; then
+    # The engine's stop timeout bounds this wait: it kills the container at the deadline.
+    # Another process (not this shell, whose arguments may name the program) still runs.
+    others() {
+        grep -ls -e "$stop_wait" /proc/[0-9]*/cmdline | grep -qv "^/proc/$$/cmdline\$"
+    }
+    while others; do sleep 0.1; done
+fi
+exit "$status"
 """
 
 _MODE = 0o555

@@ -304,7 +304,8 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
     else:
         print(f"{'CONTAINER':<22} {'CIS':<5} {'RULE':<22} {'RESULT':<6} DETAIL / FIX")
         for f in findings:
-            note = f.rule.pss if f.passed else f"{f.detail}; fix: {f.rule.fix}"
+            passed_note = f.rule.pss if f.detail == "ok" else f.detail
+            note = passed_note if f.passed else f"{f.detail}; fix: {f.rule.fix}"
             print(f"{f.container:<22} {f.rule.cis or '-':<5} {f.rule.id:<22} "
                   f"{'PASS' if f.passed else 'FAIL':<6} {note}")  # fmt: skip
         print(f"{len(findings) - len(failed)} passed, {len(failed)} failed")

@@ -40,7 +40,9 @@ def _seconds_to_ns(seconds: float) -> int:
 
 def _tmpfs_options(spec: ServiceSpec) -> str:
     # Owned by the workload's uid so a read-only root still leaves it a private scratch dir.
-    return f"rw,nosuid,nodev,uid={spec.uid},gid={spec.gid},mode=0700"
+    # Docker mounts a tmpfs noexec unless told otherwise; the JVM must map libraries there.
+    exec_flag = "exec" if spec.tmpfs_exec else "noexec"
+    return f"rw,{exec_flag},nosuid,nodev,uid={spec.uid},gid={spec.gid},mode=0700"
 
 
 def spec_hash(body: Mapping[str, Any]) -> str:
@@ -385,13 +387,27 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 
+def _writable_paths_note(inspect: Inspect) -> str:
+    """What a passing read-only root still lets the workload write (and map executable)."""
+    tmpfs = _host(inspect).get("Tmpfs") or {}
+    parts = []
+    for path, options in sorted(tmpfs.items()):
+        flags = str(options).split(",")
+        parts.append(f"{path} ({'exec' if 'exec' in flags else 'noexec'})")
+    return f"ok; writable tmpfs: {', '.join(parts)}" if parts else "ok"
+
+
+_PASS_NOTES: dict[str, Callable[[Inspect], str]] = {"read-only-root": _writable_paths_note}
+
+
 def audit(inspect: Inspect, expect: Expectation) -> list[Finding]:
     """One finding per rule for one container's inspect result."""
     name = str(inspect.get("Name", "")).lstrip("/") or str(inspect.get("Id", ""))[:12]
     findings = []
     for rule in RULES:
         problem = rule.check(inspect, expect)
-        findings.append(Finding(rule, name, problem is None, problem or "ok"))
+        note = _PASS_NOTES[rule.id](inspect) if rule.id in _PASS_NOTES else "ok"
+        findings.append(Finding(rule, name, problem is None, problem or note))
     return findings
 
 

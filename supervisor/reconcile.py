@@ -109,10 +109,9 @@ async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
         system_volume = settings.system_volume
         machine_id = f"{volume['Mountpoint']}/{policy.MACHINE_ID_NAME}"
         for role, service in settings.services().items():
-            if service.secret_delivery == "shim":
-                command = await engine.image_command(service.image)
-                if command is not None:
-                    commands[role] = command
+            command = await engine.image_command(service.image)
+            if command is not None:
+                commands[role] = command
     guard_dir = None
     if settings.guard and settings.docker_host.startswith("unix://"):
         guard_dir = str(settings.stack_guard_dir)

@@ -223,6 +223,9 @@ class ServiceSettings(BaseModel):
     cap_add: list[str] = Field(default_factory=list)
     read_only: bool = True
     tmpfs: list[str] = Field(default_factory=list)
+    # Whether programs may map files on the tmpfs mounts executable (the JVM unpacks its
+    # native libraries into /tmp and maps them; CIS and Pod Security do not require noexec).
+    tmpfs_exec: bool = False
     env: dict[str, str] = Field(default_factory=dict)
     stop_timeout: int = Field(default=10, ge=0, le=3600)
     ports: list[str] = Field(default_factory=list)
@@ -323,6 +326,8 @@ class ServerSettings(ServiceSettings):
     pids_limit: int = Field(default=2048, ge=16)
     # HOME must be writable under a read-only root.
     tmpfs: list[str] = Field(default_factory=lambda: ["/home/hytale"])
+    # Netty's QUIC transport and zstd-jni load native libraries from java.io.tmpdir (/tmp).
+    tmpfs_exec: bool = True
     # The world save on SIGTERM needs time.
     stop_timeout: int = Field(default=60, ge=0, le=3600)
     # The game must be reachable; the API port 30381 stays unpublished.

@@ -40,6 +40,7 @@ class ServiceSpec:
     cap_add: tuple[str, ...]
     read_only: bool
     tmpfs: tuple[str, ...]
+    tmpfs_exec: bool
     env: tuple[tuple[str, str], ...]
     stop_timeout: int
     ports: tuple[PortBinding, ...]
@@ -79,6 +80,9 @@ STATE_DIR = "/data/.state"
 # The REST API plugin's port on the stack network (HyOS's API_PORT); never published.
 DEFAULT_API_PORT = 30381
 GAME_PORT = 5520
+# The server's main process, as a basic regular expression that cannot match itself: the
+# launcher outlives it after a stop signal (HyOS's entrypoint exits before Java has saved).
+SERVER_MAIN_PROCESS = r"[H]ytaleServer\.jar"
 SYSTEM_MOUNT = "/run/hyos-system"
 FILE_ENV_SHIM_NAME = "file-env.sh"
 GUARD_SOCKET_NAME = "docker.sock"
@@ -133,8 +137,12 @@ def _extra_mounts_and_env(
         env += secret_env(role)
         if _uses_shim(role, settings, runtime) and runtime.system_volume:
             mounts.append(Mount("volume", runtime.system_volume, SYSTEM_MOUNT, read_only=True))
-            names = " ".join(name.upper() for name in SECRETS_BY_ROLE.get(role, ()))
-            env.append(("HYOS_FILE_ENV", names))
+            if settings.services()[role].secret_delivery == "shim":
+                names = " ".join(name.upper() for name in SECRETS_BY_ROLE.get(role, ()))
+                env.append(("HYOS_FILE_ENV", names))
+            if role == "server":
+                # HyOS finds Java this way too (healthcheck.sh, auto-update.sh).
+                env.append(("HYOS_STOP_WAIT", SERVER_MAIN_PROCESS))
     if role == "server" and runtime.machine_id_source:
         # Hytale derives its auth-persistence key from the machine-id: keep it stable.
         mounts.append(Mount("bind", runtime.machine_id_source, "/etc/machine-id", read_only=True))
@@ -171,8 +179,9 @@ def manager_wiring(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _uses_shim(role: str, settings: Settings, runtime: Runtime) -> bool:
-    service = settings.services()[role]
-    return settings.prepare and service.secret_delivery == "shim" and role in runtime.image_commands
+    """Every workload starts through the launcher shim once the prepare step installed it
+    (graceful stop of the whole container); it exports secrets only for "shim" delivery."""
+    return settings.prepare and role in runtime.image_commands
 
 
 def desired_services(settings: Settings, runtime: Runtime | None = None) -> dict[str, ServiceSpec]:
@@ -201,6 +210,7 @@ def desired_services(settings: Settings, runtime: Runtime | None = None) -> dict
             read_only=service.read_only,
             # /tmp always; HOME and app caches come from the settings.
             tmpfs=tuple(dict.fromkeys(["/tmp", *service.tmpfs])),
+            tmpfs_exec=service.tmpfs_exec,
             env=tuple(sorted({**service.env, **dict(env)}.items())),
             stop_timeout=service.stop_timeout,
             ports=tuple(service.port_bindings),

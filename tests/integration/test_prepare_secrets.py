@@ -203,8 +203,12 @@ def test_the_shim_gives_plain_variable_images_their_secret(stack: Stack) -> None
     assert denied.returncode != 0
 
 
-def test_file_delivery_leaves_the_image_command_alone(stack: Stack) -> None:
+def test_file_delivery_exports_nothing(stack: Stack) -> None:
+    """`file` delivery: only X_FILE; the launcher still runs the image's own command (for
+    the graceful stop) but exports no value."""
     stack.up(HYOS_SERVER__SECRET_DELIVERY="file")
     info = inspect(stack.container("server"))
-    assert info["Config"]["Entrypoint"] is None
+    assert info["Config"]["Entrypoint"][:2] == ["/bin/sh", "/run/hyos-system/file-env.sh"]
+    assert info["Config"]["Cmd"] == ["/bin/sh", "/server.sh"]
+    assert not any(e.startswith("HYOS_FILE_ENV=") for e in info["Config"]["Env"])
     assert "api client secret: \n" in docker("logs", stack.container("server")).stdout + "\n"

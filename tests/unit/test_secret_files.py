@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,52 @@ def test_the_shim_fails_loudly_on_an_unreadable_file(tmp_path: Path) -> None:
     install_shim(str(shim))
     done = shim_run(shim, {"HYOS_FILE_ENV": "X", "X_FILE": str(tmp_path / "missing")}, "true")
     assert done.returncode == 78 and "X_FILE" in done.stderr
+
+
+# A wrapper shaped like HyOS's entrypoint.sh: its trap forwards SIGTERM to the "game" and
+# exits at once, while the game still saves for a while.
+HYOS_LIKE = """
+sh "$GAME" &
+game=$!
+trap 'kill -TERM $game; exit 143' TERM
+wait $game
+"""
+# The game: saves for 0.5 s after SIGTERM, then records that it finished.
+GAME = "trap 'sleep 0.5; echo saved > {out}; exit 143' TERM; while :; do sleep 0.05; done"
+
+
+@pytest.mark.parametrize("wait_for_game", [True, False])
+def test_the_launcher_outlives_the_game_after_a_stop_signal(
+    tmp_path: Path, wait_for_game: bool
+) -> None:
+    shim = tmp_path / "launcher.sh"
+    install_shim(str(shim))
+    tag = f"hyos-game-{os.getpid()}-{int(wait_for_game)}"
+    game = tmp_path / tag
+    saved = tmp_path / "saved"
+    game.write_text(GAME.format(out=saved))
+    game.chmod(0o755)
+    env = {**os.environ, "HYOS_FILE_ENV": "", "GAME": str(game)}
+    if wait_for_game:
+        env["HYOS_STOP_WAIT"] = f"[{tag[0]}]{tag[1:]}"  # the launcher's BRE convention
+    proc = subprocess.Popen(
+        ["sh", str(shim), "sh", "-c", HYOS_LIKE, tag],  # the tag in our own argv too
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while (
+        tag
+        not in subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    ):
+        assert time.monotonic() < deadline, "the game never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=10)
+    assert code == 143  # the image's own exit status
+    # With HYOS_STOP_WAIT the launcher returns only after the game saved; without, it
+    # returns as soon as the wrapper did (the container, and the game, would end here).
+    assert saved.exists() is wait_for_game
+    deadline = time.monotonic() + 5
+    while not saved.exists():  # let the orphaned game finish either way
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
