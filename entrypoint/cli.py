@@ -4,7 +4,7 @@ Usage::
 
     python -m entrypoint [--user UID[:GID]|NAME[:GROUP]] [--group-of PATH]
                          [--prepare PATH]... [--machine-id PATH] [--allow-root]
-                         [--secrets DIR [--secret NAME]... [--rotate NAME]...
+                         [--secrets DIR [--secret NAME]... [--rotate NAME]... [--forget NAME]...
                           [--secrets-stdin]]
                          [-- COMMAND ARGS...]
 
@@ -55,6 +55,7 @@ class Options(argparse.Namespace):
     secrets: str | None
     secret: list[str]
     rotate: list[str]
+    forget: list[str]
     secrets_stdin: bool
     file_env_shim: str | None
     command: list[str]
@@ -91,6 +92,8 @@ def _parser() -> _Parser:
                    help="a secret to generate when missing (repeatable)")  # fmt: skip
     p.add_argument("--rotate", metavar="NAME", action="append", default=[],
                    help="replace this secret with a fresh value (repeatable)")  # fmt: skip
+    p.add_argument("--forget", metavar="NAME", action="append", default=[],
+                   help="scrub and remove this secret unless supplied (repeatable)")  # fmt: skip
     p.add_argument(
         "--secrets-stdin",
         action="store_true",
@@ -204,7 +207,9 @@ def _secrets(opts: Options, user: User | None, is_root: bool, to_stdout: bool) -
         supplied = data
     owner = (user.uid, user.gid) if is_root and user is not None else None
     base, parts = _split_secrets_dir(opts)
-    result = ensure_secrets(base, parts, opts.secret, owner, rotate=opts.rotate, supplied=supplied)
+    result = ensure_secrets(
+        base, parts, opts.secret, owner, rotate=opts.rotate, supplied=supplied, forget=opts.forget
+    )
     _emit({"event": "secrets", "path": opts.secrets, **result}, to_stdout=to_stdout)
 
 

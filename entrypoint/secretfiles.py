@@ -89,16 +89,21 @@ def ensure_secrets(
     *,
     rotate: Iterable[str] = (),
     supplied: Mapping[str, str] | None = None,
+    forget: Iterable[str] = (),
 ) -> dict[str, list[str]]:
-    """Make every named secret exist under base/subdir; returns names (never values)
-    grouped by what happened: created, rotated, supplied, kept."""
+    """Make every named secret exist under base/subdir, and none of `forget` (unless
+    supplied); returns names (never values) grouped by what happened: created, rotated,
+    supplied, kept, forgotten."""
     supplied = dict(supplied or {})
     rotate = set(rotate)
     wanted = list(dict.fromkeys([*names, *rotate, *supplied]))
-    for name in wanted:
+    dropped = [name for name in dict.fromkeys(forget) if name not in wanted]
+    for name in [*wanted, *dropped]:
         if not name or not set(name) <= _NAME_CHARS:
             raise EntrypointError(EXIT_SECRETS, f"secret name {name!r} must be [a-z0-9_]+")
-    result: dict[str, list[str]] = {"created": [], "rotated": [], "supplied": [], "kept": []}
+    result: dict[str, list[str]] = {
+        "created": [], "rotated": [], "supplied": [], "kept": [], "forgotten": []
+    }  # fmt: skip
     try:
         dfd = _open_dir_chain(base, subdir, owner)
     except OSError as err:
@@ -118,6 +123,11 @@ def ensure_secrets(
                 result["rotated" if current and name in rotate else "created"].append(name)
             else:
                 result["kept"].append(name)
+        for name in dropped:
+            if read_regular(dfd, name) is not None:
+                _scrub(dfd, name)
+                os.unlink(name, dir_fd=dfd)
+                result["forgotten"].append(name)
     except OSError as err:
         raise EntrypointError(EXIT_SECRETS, f"secret {name}: {err.strerror or err}") from None
     finally:

@@ -6,8 +6,11 @@ do is decided by the pure modules (stack, policy, plan, restarts).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import tarfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Self
@@ -196,6 +199,79 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 await self.remove(container_id)
 
+    # --- files and processes inside a container ----------------------------------------
+
+    async def read_file(self, container_id: str, path: str, limit: int = 1 << 20) -> bytes | None:
+        """A regular file's bytes through the archive endpoint (running or stopped
+        container, its volumes included); None when it does not exist or is too large."""
+        try:
+            async with self._docker._query(
+                f"containers/{container_id}/archive", params={"path": path}
+            ) as response:
+                raw = await response.content.read(limit + 64 * 1024)
+        except aiodocker.DockerError as err:
+            if err.status == 404:
+                return None
+            raise EngineError(_message(err)) from None
+        except (aiohttp.ClientError, OSError) as err:
+            raise DockerUnreachable(
+                f"cannot reach Docker at {self.host}: {_message(err)}"
+            ) from None
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+            member = archive.next()
+            if member is None or not member.isreg() or member.size > limit:
+                return None
+            extracted = archive.extractfile(member)
+            return extracted.read() if extracted is not None else None
+
+    async def write_file(
+        self, container_id: str, path: str, data: bytes, uid: int, gid: int, mode: int = 0o644
+    ) -> None:
+        """Put one file into a container (running or stopped) through the archive
+        endpoint, owned by uid:gid; its directory must exist."""
+        directory, _, name = path.rpartition("/")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:") as archive:
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.mode = len(data), uid, gid, mode
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+        try:
+            await self._docker._query_json(
+                f"containers/{container_id}/archive",
+                "PUT",
+                params={"path": directory or "/", "noOverwriteDirNonDir": "true"},
+                data=buffer.getvalue(),
+                headers={"Content-Type": "application/x-tar"},
+            )
+        except aiodocker.DockerError as err:
+            raise EngineError(_message(err)) from None
+
+    @asynccontextmanager
+    async def follow_logs(self, container_id: str) -> AsyncIterator[AsyncIterator[str]]:
+        """The container's new log lines as they are written, until it stops."""
+        container = self._docker.containers.container(container_id)
+        lines = container.log(stdout=True, stderr=True, follow=True, since=int(time.time()) - 1)
+        try:
+            yield _lines(lines)
+        finally:
+            with suppress(Exception):
+                await lines.aclose()  # type: ignore[attr-defined]
+
+    async def exec_run(
+        self, container_id: str, cmd: list[str], user: str, tty: bool, stdin: bool
+    ) -> Any:
+        """Create an exec as `user` and return its aiodocker handle (the CLI attaches)."""
+        container = self._docker.containers.container(container_id)
+        try:
+            return await container.exec(
+                cmd, user=user, tty=tty, stdin=stdin, stdout=True, stderr=True
+            )
+        except aiodocker.DockerError as err:
+            if err.status == 404:
+                raise NotFound(_message(err)) from None
+            raise EngineError(_message(err)) from None
+
     # --- images, networks, volumes -----------------------------------------------------
 
     async def _inspect_object(self, path: str) -> dict[str, Any] | None:
@@ -304,6 +380,21 @@ class Engine:
                     if verdict != "waiting":
                         raise EngineError(verdict)
                     await anext(stream)
+
+
+async def _lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Whole lines out of a log stream's chunks; a cut stream just ends."""
+    pending = ""
+    try:
+        async for chunk in chunks:
+            pending += chunk
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                yield line
+    except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+        return
+    if pending:
+        yield pending
 
 
 async def _json_lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:

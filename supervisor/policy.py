@@ -428,6 +428,7 @@ class PrepareSpec:
     data: Mount
     system_volume: str
     secret_names: tuple[str, ...] = ()
+    forget: tuple[str, ...] = ()
     rotate: tuple[str, ...] = ()
     secrets_on_stdin: bool = False
     log_max_size: str = "10m"
@@ -440,10 +441,12 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
         "--machine-id", f"{PREPARE_SYSTEM_MOUNT}/{MACHINE_ID_NAME}",
         "--file-env-shim", f"{PREPARE_SYSTEM_MOUNT}/{FILE_ENV_SHIM_NAME}",
     ]  # fmt: skip
-    if spec.secret_names or spec.rotate or spec.secrets_on_stdin:
+    if spec.secret_names or spec.rotate or spec.secrets_on_stdin or spec.forget:
         args += ["--secrets", SECRETS_DIR]
         for name in spec.secret_names:
             args += ["--secret", name]
+        for name in spec.forget:
+            args += ["--forget", name]
         for name in spec.rotate:
             args += ["--rotate", name]
         if spec.secrets_on_stdin:

@@ -11,14 +11,13 @@ from typing import Any
 import anyio
 
 from entrypoint.helper import parse_events
-from supervisor import policy
+from supervisor import policy, secretspec
 from supervisor.engine import Engine, EngineError
 from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
 from supervisor.settings import Settings
 from supervisor.stack import (
     LABEL_MANAGED,
     LABEL_STACK,
-    SECRET_NAMES,
     Runtime,
     data_mount,
     desired_services,
@@ -170,7 +169,9 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
         gid=settings.server.gid,
         data=data_mount(settings),
         system_volume=settings.system_volume,
-        secret_names=SECRET_NAMES,
+        secret_names=secretspec.GENERATED,
+        # An optional secret nobody supplies any more must not linger on the volume.
+        forget=tuple(name for name in secretspec.OPTIONAL if name not in supplied),
         rotate=rotate,
         secrets_on_stdin=bool(supplied),
         log_max_size=settings.log_max_size,

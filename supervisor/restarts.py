@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from supervisor.hyos import ServerExit
+
 __all__ = [
     "STATE_VERSION",
     "Action",
@@ -39,6 +41,7 @@ __all__ = [
     "cancel_pending",
     "classify_exit",
     "describe_exit",
+    "login_retry_message",
     "needs_auth_message",
     "on_exit",
     "on_healthy",
@@ -57,6 +60,8 @@ class ExitKind(StrEnum):
     SIGNALLED = "signalled"  # 137/143 that nobody asked for
     UPDATE = "update"  # server exit 8: update requested -> recreate
     NEEDS_AUTH = "needs_auth"  # server exit 2: restarting cannot help
+    LOGIN_ENDED = "login_ended"  # HyOS's login timed out or was refused (exit 1, auth.json)
+    UPDATE_BUTTON = "update_button"  # HyOS's update stopped Java (exit 143, update.json)
 
 
 # Exit kinds that count toward the crash-loop budget (unhealthy restarts count too).
@@ -95,12 +100,19 @@ _SIGNAL_NAMES: Mapping[int, str] = {
 _KILL_EXIT_CODES = frozenset({137, 143})
 
 
-def classify_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: bool) -> ExitKind:
+def classify_exit(
+    role: str,
+    exit_code: int,
+    oom_killed: bool,
+    stop_requested: bool,
+    explained: ServerExit | None = None,
+) -> ExitKind:
     """Classify one container exit.
 
     A stop we requested ourselves is clean whatever the code (docker stop ends in 143,
     or 137 after the grace period). OOM wins over the code: the OOM killer's SIGKILL
-    shows up as 137, and "needs more memory" is the more useful reason.
+    shows up as 137, and "needs more memory" is the more useful reason. `explained` is
+    what HyOS's state files say about a server exit (supervisor.hyos.explain_exit).
     """
     if stop_requested:
         return ExitKind.CLEAN
@@ -108,6 +120,10 @@ def classify_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: b
         return ExitKind.OOM
     if exit_code == 0:
         return ExitKind.CLEAN
+    if role == SERVER_ROLE and explained is ServerExit.LOGIN_ENDED:
+        return ExitKind.LOGIN_ENDED
+    if role == SERVER_ROLE and explained is ServerExit.UPDATE:
+        return ExitKind.UPDATE_BUTTON
     if role == SERVER_ROLE:
         if exit_code == 8:
             return ExitKind.UPDATE
@@ -118,9 +134,15 @@ def classify_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: b
     return ExitKind.CRASH
 
 
-def describe_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: bool) -> str:
+def describe_exit(
+    role: str,
+    exit_code: int,
+    oom_killed: bool,
+    stop_requested: bool,
+    explained: ServerExit | None = None,
+) -> str:
     """A one-line human reason for an exit, for the ``reason`` field of exit log lines."""
-    kind = classify_exit(role, exit_code, oom_killed, stop_requested)
+    kind = classify_exit(role, exit_code, oom_killed, stop_requested, explained)
     if kind is ExitKind.CLEAN and stop_requested:
         return f"stopped by the supervisor (exit {exit_code})"
     if kind is ExitKind.OOM:
@@ -136,6 +158,10 @@ def describe_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: b
         detail = "exited normally"
     if kind is ExitKind.NEEDS_AUTH:
         detail = "authentication failed; the server needs an operator to log in"
+    elif kind is ExitKind.LOGIN_ENDED:
+        detail = "the Hytale login ran out before anyone approved it"
+    elif kind is ExitKind.UPDATE_BUTTON:
+        detail = "the dashboard's update stopped the server; it starts again to install it"
     elif kind is ExitKind.UPDATE:
         detail = "update requested; the container will be recreated"
     text = f"{kind.value}: {detail}" if detail else kind.value
@@ -143,12 +169,21 @@ def describe_exit(role: str, exit_code: int, oom_killed: bool, stop_requested: b
 
 
 def needs_auth_message(container: str) -> str:
-    """What the operator must do when the server exits 2 (auth failed)."""
+    """What the operator must do when the server exits 2 (its tokens were refused)."""
     return (
-        "the server needs authentication and will not be restarted: run "
-        f"`docker attach {container}` (or open the dashboard console), enter "
-        "`/auth login device` and follow the link, then run "
-        "`hyos-supervisor restart server`"
+        f"{container}: Hytale refused the server's tokens and it will not be restarted: "
+        "run `hyos-supervisor restart server`, then `hyos-supervisor auth` shows the "
+        "login URL and code to approve (or supply fresh tokens: hytale_session_token, "
+        "hytale_identity_token)"
+    )
+
+
+def login_retry_message(container: str, retry_s: float) -> str:
+    """What the operator sees when HyOS's login ran out (exit 1, auth.json timeout)."""
+    return (
+        f"{container}: the Hytale login was not approved in time; a fresh code comes in "
+        f"{retry_s:g} s (or now with `hyos-supervisor restart server`); "
+        "`hyos-supervisor auth` shows it"
     )
 
 
@@ -163,11 +198,15 @@ class RestartPolicy:
     crash_loop_limit: int = 5  # this many failures within the window -> crash_loop
     crash_loop_window_s: float = 600.0
     crash_loop_log_lines: int = 50  # how many log lines the daemon shows on crash_loop
+    auth_retry_s: float = 60.0  # after a login ran out, start again for a fresh code
 
     def __post_init__(self) -> None:
         # Reject configs that would break the invariants tests rely on (finite,
         # non-decreasing backoff, a reachable crash-loop limit).
-        for name in ("backoff_base_s", "backoff_cap_s", "reset_after_s", "crash_loop_window_s"):
+        for name in (
+            "backoff_base_s", "backoff_cap_s", "reset_after_s", "crash_loop_window_s",
+            "auth_retry_s",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -207,6 +246,8 @@ class Action(StrEnum):
     RECREATE = "recreate"  # remove and create again (pull first if configured)
     STOP_CRASH_LOOP = "stop_crash_loop"  # log the last lines; keep the container as is
     NEEDS_AUTH = "needs_auth"  # log `message`; do not restart
+    RETRY_LOGIN = "retry_login"  # log `message`; start again after backoff_s for a new code
+    INSTALL_UPDATE = "install_update"  # ask HyOS to install the update, then start at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +429,30 @@ def on_exit(
         return new, Decision(
             Action.NEEDS_AUTH, reason=reason, message=needs_auth_message(container)
         )
+    if kind is ExitKind.LOGIN_ENDED:
+        # Not a failure: nobody approved the code. Held as needs_auth until the retry.
+        new = replace(
+            state,
+            status=ServiceStatus.NEEDS_AUTH,
+            started_at=None,
+            healthy_since=None,
+            last_reason=reason,
+            last_backoff_s=policy.auth_retry_s,
+        )
+        message = login_retry_message(container, policy.auth_retry_s)
+        return new, Decision(
+            Action.RETRY_LOGIN, backoff_s=policy.auth_retry_s, reason=reason, message=message
+        )
+    if kind is ExitKind.UPDATE_BUTTON:
+        # Asked for: the update installs on the next start. Not counted.
+        new = replace(
+            state,
+            status=ServiceStatus.UPDATING,
+            started_at=None,
+            healthy_since=None,
+            last_reason=reason,
+        )
+        return new, Decision(Action.INSTALL_UPDATE, reason=reason)
     assert kind in _FAILURES, kind
     new, decision = _record_failure(state, now, policy, reason, delay=True)
     return replace(new, started_at=None), decision

@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from supervisor import __version__
+from supervisor.secretspec import BY_NAME, SECRETS
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -140,27 +141,10 @@ def parse_port(value: str, default_ip: str) -> PortBinding:
     return PortBinding(ip, host, container, proto)
 
 
-# Defaults that ship in examples and tutorials: as good as no secret at all.
-KNOWN_WEAK_SECRETS = frozenset(
-    {"changeme", "changeme123", "changeit", "password", "password123", "secret", "admin",
-     "hytale", "hyos", "default", "letmein", "0123456789abcdef"}
-)  # fmt: skip
-MIN_SECRET_LENGTH = 16
-
-
-def check_secret_strength(value: str) -> str:
-    lowered = value.strip().lower()
-    if lowered in KNOWN_WEAK_SECRETS or any(lowered.startswith(w) for w in ("changeme",)):
-        raise ValueError(
-            "the value is a known default; leave it unset so the supervisor generates one, "
-            "or use e.g. `openssl rand -base64 32`"
-        )
-    if len(value.strip()) < MIN_SECRET_LENGTH:
-        raise ValueError(
-            f"the value is shorter than {MIN_SECRET_LENGTH} characters; leave it unset so the supervisor "
-            "generates one, or use e.g. `openssl rand -base64 32`"
-        )
-    return value
+def _check_secret(name: str, value: str) -> None:
+    problem = BY_NAME[name].problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def validate_ip(value: str) -> str:
@@ -396,12 +380,20 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     stop_on_exit: bool = True
     docker_retries: int = Field(default=5, ge=1, le=100)
+    # Secrets (supervisor.secretspec): a value, or a file holding it (`*_file`). The first
+    # three are generated when unset; the rest exist only when an operator supplies them.
     api_client_id: SecretStr | None = None
     api_client_secret: SecretStr | None = None
     session_secret: SecretStr | None = None
+    hytale_session_token: SecretStr | None = None
+    hytale_identity_token: SecretStr | None = None
+    server_password: SecretStr | None = None
     api_client_id_file: Path | None = None
     api_client_secret_file: Path | None = None
     session_secret_file: Path | None = None
+    hytale_session_token_file: Path | None = None
+    hytale_identity_token_file: Path | None = None
+    server_password_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -463,36 +455,36 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a log size; use e.g. 10m")
         return value
 
-    @field_validator("api_client_id_file", "api_client_secret_file", "session_secret_file")
+    @field_validator(*(f"{spec.name}_file" for spec in SECRETS))
     @classmethod
-    def _secret_file_readable(cls, path: Path | None) -> Path | None:
+    def _secret_file_readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         # Checked per field so the problem names the field (and its env variable).
         if path is not None:
             try:
                 value = path.read_text().strip()
             except OSError as err:
                 raise ValueError(f"cannot read {path}: {err.strerror}") from None
-            check_secret_strength(value)
+            _check_secret(str(info.field_name).removesuffix("_file"), value)
         return path
 
-    @field_validator("api_client_id", "api_client_secret", "session_secret")
+    @field_validator(*(spec.name for spec in SECRETS))
     @classmethod
-    def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret_strength(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
-            check_secret_strength(value.get_secret_value())
+            _check_secret(str(info.field_name), value.get_secret_value())
         return value
 
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
-        for name in ("api_client_id", "api_client_secret", "session_secret"):
-            path: Path | None = getattr(self, f"{name}_file")
+        for spec in SECRETS:
+            path: Path | None = getattr(self, f"{spec.name}_file")
             if path is None:
                 continue
             try:
                 value = path.read_text().strip()
             except OSError as err:
-                raise ValueError(f"{name}_file: cannot read {path}: {err.strerror}") from None
-            setattr(self, name, SecretStr(value))
+                raise ValueError(f"{spec.name}_file: cannot read {path}: {err.strerror}") from None
+            setattr(self, spec.name, SecretStr(value))
         return self
 
     @property
@@ -522,10 +514,10 @@ class Settings(BaseSettings):
     def supplied_secrets(self) -> dict[str, str]:
         """Operator-supplied secret values by name (never logged)."""
         found = {}
-        for name in ("api_client_id", "api_client_secret", "session_secret"):
-            value: SecretStr | None = getattr(self, name)
+        for spec in SECRETS:
+            value: SecretStr | None = getattr(self, spec.name)
             if value is not None:
-                found[name] = value.get_secret_value()
+                found[spec.name] = value.get_secret_value().strip()
         return found
 
     def services(self) -> dict[str, ServiceSettings]:
@@ -543,9 +535,9 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective settings as JSON-able data, secrets masked."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        for name in ("api_client_id", "api_client_secret", "session_secret"):
-            if data.get(name) is not None:
-                data[name] = "**********"
+        for spec in SECRETS:
+            if data.get(spec.name) is not None:
+                data[spec.name] = "**********"
         return data
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from supervisor import secretspec
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 
 ROLES = ("server", "manager")
@@ -64,16 +65,7 @@ class ServiceSpec:
 
 
 # Where workloads find what the supervisor prepares.
-SECRETS_DIR = "/data/.hyos/secrets"
-SECRET_NAMES = ("api_client_id", "api_client_secret", "session_secret")
-# The API credentials are shared by server and manager; the session secret is the manager's.
-SECRETS_BY_ROLE = {
-    "server": ("api_client_id", "api_client_secret"),
-    "manager": ("api_client_id", "api_client_secret", "session_secret"),
-}
-# Where the manager finds the guard: HyOS's manager hard-codes /var/run/docker.sock
-# (dockerode's socketPath), so the guard's directory is mounted over /var/run. A directory
-# mount, not a file mount, so a guard socket re-created later is seen at once.
+SECRETS_DIR = secretspec.SECRETS_DIR
 GUARD_MOUNT = "/var/run"
 # What HyOS's scripts and its manager share on the volume (state files, mods, slots).
 STATE_DIR = "/data/.state"
@@ -113,11 +105,9 @@ def data_mount(settings: Settings) -> Mount:
     return Mount("bind" if settings.data_is_bind else "volume", settings.data_source, "/data")
 
 
-def secret_env(role: str) -> tuple[tuple[str, str], ...]:
+def secret_env(role: str, supplied: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
     """`X_FILE=/data/.hyos/secrets/x`: the file's path, never the value."""
-    return tuple(
-        (f"{name.upper()}_FILE", f"{SECRETS_DIR}/{name}") for name in SECRETS_BY_ROLE.get(role, ())
-    )
+    return tuple((f"{spec.env}_FILE", spec.path) for spec in secretspec.for_role(role, supplied))
 
 
 def file_env_command(
@@ -134,12 +124,16 @@ def _extra_mounts_and_env(
     mounts: list[Mount] = []
     env: list[tuple[str, str]] = []
     if settings.prepare:
-        env += secret_env(role)
+        supplied = frozenset(settings.supplied_secrets())
+        env += secret_env(role, supplied)
+        if role == "server":
+            # Keep the REST API plugin's bcrypt hash in step with a rotated secret.
+            env.append(("API_REGENERATE_CONFIG", "true"))
         if _uses_shim(role, settings, runtime) and runtime.system_volume:
             mounts.append(Mount("volume", runtime.system_volume, SYSTEM_MOUNT, read_only=True))
             if settings.services()[role].secret_delivery == "shim":
-                names = " ".join(name.upper() for name in SECRETS_BY_ROLE.get(role, ()))
-                env.append(("HYOS_FILE_ENV", names))
+                specs = secretspec.for_role(role, supplied)
+                env.append(("HYOS_FILE_ENV", " ".join(spec.env for spec in specs)))
             if role == "server":
                 # HyOS finds Java this way too (healthcheck.sh, auto-update.sh).
                 env.append(("HYOS_STOP_WAIT", SERVER_MAIN_PROCESS))

@@ -50,9 +50,12 @@ def raw_request(sock_path: Path | str, data: bytes, *, half_close: bool = False,
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(sock_path))
-        s.sendall(data)
-        if half_close:
-            s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered (a 503, a 403) and closed before we finished: read the answer
         return read_all(s)
 
 

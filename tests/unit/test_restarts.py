@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from supervisor.hyos import ServerExit
 from supervisor.restarts import (
     Action,
     ExitKind,
@@ -303,9 +304,10 @@ def test_exit_2_needs_auth_without_restart() -> None:
     state, decision = on_exit(running(), kind, T0, POLICY, container="hyos-server-1")
     assert decision.action is Action.NEEDS_AUTH
     assert state.status is ServiceStatus.NEEDS_AUTH
-    assert "docker attach hyos-server-1" in decision.message
-    assert "/auth login device" in decision.message
+    assert decision.message.startswith("hyos-server-1: ")
     assert "hyos-supervisor restart server" in decision.message
+    assert "hyos-supervisor auth" in decision.message
+    assert "docker attach" not in decision.message  # the container has no stdin
     assert state.crash_times == ()  # not a crash
     assert reset(state).status is ServiceStatus.STOPPED
 
@@ -516,3 +518,38 @@ def test_backoff_bounded_and_monotonic_without_healthy_reset(
         previous = decision.backoff_s
         clock.advance(decision.backoff_s)
         state = on_started(state, clock.now)
+
+
+# --- what HyOS's state files add ------------------------------------------------------
+
+
+def test_a_login_that_ran_out_is_not_a_crash_and_retries_after_auth_retry_s() -> None:
+    kind = classify_exit("server", 1, False, False, ServerExit.LOGIN_ENDED)
+    assert kind is ExitKind.LOGIN_ENDED
+    policy = RestartPolicy(auth_retry_s=45)
+    state, decision = on_exit(running(), kind, T0, policy, container="s-server")
+    assert decision.action is Action.RETRY_LOGIN and decision.backoff_s == 45
+    assert state.status is ServiceStatus.NEEDS_AUTH
+    assert state.crash_times == () and state.restart_count == 0  # not counted
+    assert "45 s" in decision.message and "hyos-supervisor auth" in decision.message
+    # Even many in a row never make a crash loop.
+    for n in range(10):
+        state, decision = on_exit(on_started(state, T0 + n), kind, T0 + n, policy)
+        assert decision.action is Action.RETRY_LOGIN
+    assert state.status is ServiceStatus.NEEDS_AUTH
+    # ...while exit 1 without that explanation is a crash like any other.
+    assert classify_exit("server", 1, False, False) is ExitKind.CRASH
+    assert classify_exit("manager", 1, False, False, ServerExit.LOGIN_ENDED) is ExitKind.CRASH
+
+
+def test_the_update_buttons_exit_installs_the_update_without_counting() -> None:
+    kind = classify_exit("server", 143, False, False, ServerExit.UPDATE)
+    assert kind is ExitKind.UPDATE_BUTTON
+    state, decision = on_exit(running(), kind, T0, POLICY)
+    assert decision.action is Action.INSTALL_UPDATE
+    assert state.status is ServiceStatus.UPDATING and state.crash_times == ()
+    assert "update" in describe_exit("server", 143, False, False, ServerExit.UPDATE)
+    # An unexplained 143 stays a signal nobody asked for.
+    assert classify_exit("server", 143, False, False) is ExitKind.SIGNALLED
+    # A stop we asked for stays clean, whatever the state files say.
+    assert classify_exit("server", 143, False, True, ServerExit.UPDATE) is ExitKind.CLEAN

@@ -540,7 +540,10 @@ def test_settings_warnings_name_the_service() -> None:
 SECRETS = {
     "api_client_id": "client-id-7f3a9b",
     "api_client_secret": "s3cr3t-value-91c2e",
-    "session_secret": "session-value-0d4e8",
+    "session_secret": "session-value-0d4e8-long-enough-for-iron",
+    "hytale_session_token": "eyJhbGciOi.session.token-value",
+    "hytale_identity_token": "eyJhbGciOi.identity.token-value",
+    "server_password": "hunter2",
 }
 
 
@@ -563,10 +566,10 @@ def test_secret_files_read_and_masked(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_plain_secret_masked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HYOS_SESSION_SECRET", "plain-secret-ab12")
+    monkeypatch.setenv("HYOS_SESSION_SECRET", "plain-secret-ab12-and-more-to-reach-32")
     s = load_settings()
     assert s.session_secret is not None
-    assert s.session_secret.get_secret_value() == "plain-secret-ab12"
+    assert s.session_secret.get_secret_value() == "plain-secret-ab12-and-more-to-reach-32"
     assert "plain-secret-ab12" not in json.dumps(s.masked())
     assert s.masked()["api_client_id"] is None
 
@@ -762,3 +765,34 @@ def test_registry_hosts_and_plain_names_are_accepted(
 ) -> None:
     monkeypatch.setenv("HYOS_SERVER__IMAGE", image)
     assert load_settings().server.image == image
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("session_secret", "x" * 31, "shorter than 32 characters"),  # iron-session's minimum
+        ("api_client_secret", "changeme123", "known default"),
+        ("api_client_secret", "short-secret", "shorter than 16 characters"),
+        ("hytale_session_token", "abc", "use the whole value"),
+        ("server_password", "   ", "empty"),
+    ],
+)
+def test_supplied_secrets_that_would_not_work_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    monkeypatch.setenv(f"HYOS_{name.upper()}", value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert len(err.value.problems) == 1
+    line = err.value.problems[0]
+    assert line.startswith(f"{name}: ") and problem in line and f"HYOS_{name.upper()}" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("api_client_id", "hyos-manager"), ("server_password", "a")]
+)
+def test_identifiers_and_join_passwords_are_a_persons_choice(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(f"HYOS_{name.upper()}", value)
+    assert load_settings().supplied_secrets()[name] == value

@@ -1,0 +1,78 @@
+"""Pure: the stack's secrets, stated once: which workload reads which, how it is named,
+whether the supervisor generates it, and what a value supplied by an operator must meet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SECRETS_DIR = "/data/.hyos/secrets"
+# Defaults that ship in examples and tutorials: as good as no secret at all.
+KNOWN_WEAK = frozenset(
+    {"changeme", "changeme123", "changeit", "password", "password123", "secret", "admin",
+     "hytale", "hyos", "default", "letmein", "0123456789abcdef"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSpec:
+    name: str  # the setting, the file in SECRETS_DIR, the prepare step's name
+    env: str  # the plain variable HyOS's images read (the launcher exports it)
+    roles: tuple[str, ...]  # which workloads get it
+    generated: bool  # made by the supervisor when missing; else only an operator supplies it
+    min_length: int  # of a supplied value
+    guessable: bool  # a supplied value must not be a known default
+
+    @property
+    def path(self) -> str:
+        return f"{SECRETS_DIR}/{self.name}"
+
+    def problem(self, value: str) -> str | None:
+        """What is wrong with a supplied value, or None."""
+        text = value.strip()
+        if not text:
+            return "the value is empty; leave the setting unset instead"
+        if self.guessable:
+            lowered = text.lower()
+            if lowered in KNOWN_WEAK or lowered.startswith("changeme"):
+                return (
+                    "the value is a known default; leave it unset so the supervisor generates "
+                    "one, or use e.g. `openssl rand -base64 32`"
+                )
+        if len(text) < self.min_length:
+            fix = (
+                "leave it unset so the supervisor generates one, or use e.g. "
+                "`openssl rand -base64 32`"
+                if self.generated
+                else "use the whole value"
+            )
+            return f"the value is shorter than {self.min_length} characters; {fix}"
+        return None
+
+
+SECRETS: tuple[SecretSpec, ...] = (
+    # An identifier, not a secret: HyOS's own default `hyos-manager` is fine.
+    SecretSpec("api_client_id", "API_CLIENT_ID", ("server", "manager"), True, 1, False),
+    SecretSpec("api_client_secret", "API_CLIENT_SECRET", ("server", "manager"), True, 16, True),
+    # iron-session refuses a password shorter than 32 characters.
+    SecretSpec("session_secret", "SESSION_SECRET", ("manager",), True, 32, True),
+    # Hytale's game-session tokens (HyOS's lib/auth.sh skips the login when both are set).
+    SecretSpec(
+        "hytale_session_token", "HYTALE_SERVER_SESSION_TOKEN", ("server",), False, 16, False
+    ),
+    SecretSpec(
+        "hytale_identity_token", "HYTALE_SERVER_IDENTITY_TOKEN", ("server",), False, 16, False
+    ),
+    # The join password players type: a person's choice, any length.
+    SecretSpec("server_password", "SERVER_PASSWORD", ("server",), False, 1, False),
+)
+BY_NAME = {spec.name: spec for spec in SECRETS}
+GENERATED = tuple(spec.name for spec in SECRETS if spec.generated)
+OPTIONAL = tuple(spec.name for spec in SECRETS if not spec.generated)
+
+
+def for_role(role: str, supplied: frozenset[str] | set[str]) -> tuple[SecretSpec, ...]:
+    """The secrets a workload gets: every generated one of its role, and the optional
+    ones an operator supplied."""
+    return tuple(
+        spec for spec in SECRETS if role in spec.roles and (spec.generated or spec.name in supplied)
+    )
