@@ -35,53 +35,77 @@ EX_USAGE = 64
 EX_UNAVAILABLE = 69  # sysexits.h: the engine cannot be reached
 
 
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """--config, --log-format and --log-level, accepted before and after the verb.
+
+    The copy on each verb has no defaults (SUPPRESS), so it sets a value only when the
+    option is given there and never hides one given before the verb."""
+    options = argparse.ArgumentParser(add_help=False)
+
+    def default(value: str | None) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    options.add_argument(
+        "--config", metavar="PATH", default=default(None),
+        help="TOML settings file (or HYOS_CONFIG)",
+    )  # fmt: skip
+    options.add_argument(
+        "--log-format", choices=("auto", "json", "text"), default=default("auto"),
+        help="auto: text on a TTY, plain lines with syslog priorities under journald, "
+        "JSON lines otherwise (default: auto)",
+    )  # fmt: skip
+    options.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING"), default=default("INFO"),
+        help="default INFO",
+    )  # fmt: skip
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyos-supervisor",
         description="Runs the HyOS stack hardened on Docker and keeps it healthy.",
+        parents=[_global_options(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="TOML settings file (or HYOS_CONFIG)")
-    parser.add_argument(
-        "--log-format", choices=("auto", "json", "text"), default="auto",
-        help="JSON lines off a TTY, text on a TTY (default: auto)",
-    )  # fmt: skip
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    late = [_global_options(suppress=True)]
 
-    up = verbs.add_parser("up", help="create or update the stack and start it")
+    def verb(name: str, help: str, group: Any = verbs) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help, parents=late)
+        return sub
+
+    up = verb("up", "create or update the stack and start it")
     up.add_argument("--wait", action="store_true", help="return once both services are healthy")
     up.add_argument("--timeout", type=float, default=600.0, metavar="S", help="default 600")
 
-    down = verbs.add_parser("down", help="stop the stack gracefully and remove its containers")
+    down = verb("down", "stop the stack gracefully and remove its containers")
     down.add_argument("--volumes", action="store_true", help="also remove the data volume")
 
-    status = verbs.add_parser("status", help="show each service's state and health")
+    status = verb("status", "show each service's state and health")
     status.add_argument("--json", action="store_true")
 
-    config = verbs.add_parser("config", help="print the effective settings (secrets masked)")
+    config = verb("config", "print the effective settings (secrets masked)")
     config.add_argument("--check", action="store_true", help="only validate")
 
-    audit = verbs.add_parser("audit", help="check the live containers against the policy")
+    audit = verb("audit", "check the live containers against the policy")
     audit.add_argument("--json", action="store_true")
 
-    verbs.add_parser("run", help="reconcile, then supervise until SIGTERM or SIGINT")
+    verb("run", "reconcile, then supervise until SIGTERM or SIGINT")
 
-    restart = verbs.add_parser(
-        "restart", help="restart a service and clear its crash_loop or needs_auth state"
-    )
+    restart = verb("restart", "restart a service and clear its crash_loop or needs_auth state")
     restart.add_argument("service", choices=("server", "manager"))
 
-    verbs.add_parser("health", help="exit 0 when the running daemon's loop makes progress")
+    verb("health", "exit 0 when the running daemon's loop makes progress")
 
-    secrets = verbs.add_parser("secrets", help="manage the stack's generated secrets")
+    secrets = verb("secrets", "manage the stack's generated secrets")
     secret_verbs = secrets.add_subparsers(dest="secrets_verb", required=True, metavar="VERB")
-    rotate = secret_verbs.add_parser(
-        "rotate", help="write new values, then restart the server and the manager"
+    rotate = verb(
+        "rotate", "write new values, then restart the server and the manager", secret_verbs
     )
     rotate.add_argument("which", choices=sorted(ROTATIONS), nargs="?", default="all")
 
-    logs = verbs.add_parser("logs", help="print a service's container logs")
+    logs = verb("logs", "print a service's container logs")
     logs.add_argument("service", choices=("server", "manager"))
     logs.add_argument("--tail", type=int, default=100, metavar="N")
     return parser
