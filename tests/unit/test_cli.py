@@ -1,15 +1,20 @@
-"""The command line: global options on either side of the verb."""
+"""The command line: global options on either side of the verb; failures of `run` at
+startup as one line with a documented exit code."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 
-from supervisor.cli import _parser, main
+from supervisor import daemon
+from supervisor.cli import EX_FAILED, EX_SOFTWARE, EX_UNAVAILABLE, _parser, main
+from supervisor.engine import DockerUnreachable, EngineError
 from supervisor.logs import TextFormatter
 from supervisor.settings import EX_CONFIG
 
@@ -70,3 +75,80 @@ def test_options_after_the_verb_take_effect(tmp_path: Path) -> None:
     )
     (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == "hyos-supervisor"]
     assert isinstance(handler.formatter, TextFormatter)
+
+
+# --- `run` failing at startup: one line and a documented exit code -----------------------
+
+
+class _FakeEngine:
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, host: str, retries: int = 5) -> AsyncIterator[_FakeEngine]:
+        yield cls()
+
+
+def _failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception) -> None:
+    """The daemon's first reconcile raises `error` inside its task groups, as it does
+    against a real engine (tests/integration/test_startup.py does it for real)."""
+
+    async def run(self: daemon.Daemon) -> int:
+        async with anyio.create_task_group() as root, anyio.create_task_group() as work:
+            work.start_soon(anyio.sleep_forever)
+            raise error
+        raise AssertionError(root)
+
+    monkeypatch.setattr(daemon, "Engine", _FakeEngine)
+    monkeypatch.setattr(daemon.Daemon, "run", run)
+    monkeypatch.setenv("HYOS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HYOS_SERVER__IMAGE", "hyos-test/server:1")  # pinned: no warnings
+    monkeypatch.setenv("HYOS_MANAGER__IMAGE", "hyos-test/manager:1")
+
+
+def test_a_refused_first_reconcile_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = (
+        'invalid mount config for type "bind": bind source path does not exist: '
+        "/run/hyos-supervisor/hyos"
+    )
+    _failing_run(monkeypatch, tmp_path, EngineError(message, "create container hyos-manager"))
+    assert main(["run"]) == EX_FAILED == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"hyos-supervisor: could not create container hyos-manager: {message}; the guard "
+        "directory /run/hyos-supervisor must exist on the host where the Docker engine runs, "
+        "at the same path (a supervisor in a container needs "
+        "-v /run/hyos-supervisor:/run/hyos-supervisor)"
+    ]
+
+
+def test_an_unreachable_engine_during_startup_is_exit_69(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _failing_run(monkeypatch, tmp_path, DockerUnreachable("the event stream broke"))
+    assert main(["run"]) == EX_UNAVAILABLE == 69
+    assert capsys.readouterr().err.splitlines() == ["hyos-supervisor: the event stream broke"]
+
+
+def test_a_bug_at_startup_is_one_line_exit_70_and_the_traceback_at_debug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _failing_run(monkeypatch, tmp_path, KeyError("Id"))
+    assert main(["run", "--log-format", "text"]) == EX_SOFTWARE == 70
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("hyos-supervisor: internal error: KeyError('Id'); this is a bug")
+    assert main(["run", "--log-format", "text", "--log-level", "DEBUG"]) == 70
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ExceptionGroup" not in err
+
+
+def test_first_error_finds_the_cause_inside_nested_groups() -> None:
+    async def check() -> None:
+        cause = EngineError("no")
+        cancelled = anyio.get_cancelled_exc_class()()
+        group = BaseExceptionGroup("outer", [cancelled, BaseExceptionGroup("inner", [cause])])
+        assert daemon.first_error(group) is cause
+        only_cancelled = BaseExceptionGroup("outer", [cancelled])
+        assert daemon.first_error(only_cancelled) is only_cancelled
+
+    anyio.run(check)
