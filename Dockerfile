@@ -14,6 +14,12 @@ ARG BASE_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------------------- builder
 FROM ${BASE_IMAGE} AS builder
+# The online path's package index: pass the host's pip settings when it uses a mirror,
+# e.g. --build-arg PIP_INDEX_URL="$(pip config get global.index-url)". Unset ARGs stay
+# unset, so pip's defaults apply.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \

@@ -13,22 +13,24 @@ if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
 
-# Use the host's configured Debian mirror (deb822 or one-line format), else the default.
-mirror="${MIRROR:-}"
-if [ -z "$mirror" ]; then
-    mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
-                 /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null \
-             | grep -E '/debian/?( |$)' | grep -v security \
-             | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//' \
-             | awk '{print $1; exit}')
+# The Debian mirror and proxy this machine's apt uses (DEBIAN_MIRROR overrides): a local
+# mirror, a caching proxy or an air-gapped copy work as they do for apt itself.
+here=$(cd "$(dirname "$0")" && pwd)
+{ read -r mirror; read -r origin; read -r proxy; } <<EOF
+$(sh "$here/debian-mirror.sh" "$SUITE")
+EOF
+if [ -n "$proxy" ]; then
+    export http_proxy="$proxy"
 fi
-mirror="${mirror:-http://deb.debian.org/debian}"
 
 rootfs=$(mktemp -d /tmp/hyos-python-base.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT INT TERM
 
-echo "build-python-base: debootstrap $SUITE from $mirror"
-debootstrap --variant=minbase --include=python3 "$SUITE" "$rootfs" "$mirror" >/dev/null
+# Said as used, credentials (user:password@) masked.
+mask() { printf '%s' "$1" | sed 's|//[^/@]*@|//***@|'; }
+echo "build-python-base: debootstrap $SUITE from $(mask "${mirror:-the default mirror of debootstrap}") (${origin})${proxy:+ through proxy $(mask "$proxy")}"
+# shellcheck disable=SC2086 # $mirror is one word or none (debootstrap's default)
+debootstrap --variant=minbase --include=python3 "$SUITE" "$rootfs" $mirror >/dev/null
 
 # Trim what a runtime image never needs; keeps the import small and fast.
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* \

@@ -45,6 +45,11 @@ rm -rf "$WHEELHOUSE"
 mkdir -p "$WHEELHOUSE"
 printf '%s\n' "$requirements" >"$WHEELHOUSE/requirements.txt"
 echo "build-wheelhouse: wheels for Python $pyver ($abi, glibc $glibc, $machine) from $BASE_IMAGE"
+# Say where pip will look (its config files and PIP_* variables), credentials masked.
+sources=$("$PYTHON" -m pip config list 2>/dev/null \
+          | grep -E '\.(index-url|extra-index-url|find-links|no-index)=' \
+          | sed -E 's|//[^/@]*@|//***@|g' | tr '\n' ' ' || true)
+echo "build-wheelhouse: package sources of pip: ${sources:-the default index (no index-url, extra-index-url or find-links configured)}"
 "$PYTHON" -m pip download --quiet --disable-pip-version-check --dest "$WHEELHOUSE" \
     --only-binary=:all: --implementation cp --python-version "$pyver" --abi "$abi" \
     "${platforms[@]}" \

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ import anyio
 
 from supervisor import __version__, control, policy
 from supervisor.engine import DockerUnreachable, Engine, EngineError
-from supervisor.logs import setup_logging
+from supervisor.failures import explain
+from supervisor.logs import error_line, setup_logging
 from supervisor.reconcile import (
     ROTATIONS,
     NotReady,
@@ -30,58 +30,83 @@ from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
 log = logging.getLogger("supervisor.cli")
 
 EX_OK = 0
-EX_FAILED = 1
+EX_FAILED = 1  # the stack could not be brought to the asked state (also: `run` at startup)
 EX_USAGE = 64
 EX_UNAVAILABLE = 69  # sysexits.h: the engine cannot be reached
+EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug); --log-level DEBUG shows where
+
+
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """--config, --log-format and --log-level, accepted before and after the verb.
+
+    The copy on each verb has no defaults (SUPPRESS), so it sets a value only when the
+    option is given there and never hides one given before the verb."""
+    options = argparse.ArgumentParser(add_help=False)
+
+    def default(value: str | None) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    options.add_argument(
+        "--config", metavar="PATH", default=default(None),
+        help="TOML settings file (or HYOS_CONFIG)",
+    )  # fmt: skip
+    options.add_argument(
+        "--log-format", choices=("auto", "json", "text"), default=default("auto"),
+        help="auto: text on a TTY, plain lines with syslog priorities under journald, "
+        "JSON lines otherwise (default: auto)",
+    )  # fmt: skip
+    options.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING"), default=default("INFO"),
+        help="default INFO",
+    )  # fmt: skip
+    return options
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyos-supervisor",
         description="Runs the HyOS stack hardened on Docker and keeps it healthy.",
+        parents=[_global_options(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="TOML settings file (or HYOS_CONFIG)")
-    parser.add_argument(
-        "--log-format", choices=("auto", "json", "text"), default="auto",
-        help="JSON lines off a TTY, text on a TTY (default: auto)",
-    )  # fmt: skip
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    late = [_global_options(suppress=True)]
 
-    up = verbs.add_parser("up", help="create or update the stack and start it")
+    def verb(name: str, help: str, group: Any = verbs) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help, parents=late)
+        return sub
+
+    up = verb("up", "create or update the stack and start it")
     up.add_argument("--wait", action="store_true", help="return once both services are healthy")
     up.add_argument("--timeout", type=float, default=600.0, metavar="S", help="default 600")
 
-    down = verbs.add_parser("down", help="stop the stack gracefully and remove its containers")
+    down = verb("down", "stop the stack gracefully and remove its containers")
     down.add_argument("--volumes", action="store_true", help="also remove the data volume")
 
-    status = verbs.add_parser("status", help="show each service's state and health")
+    status = verb("status", "show each service's state and health")
     status.add_argument("--json", action="store_true")
 
-    config = verbs.add_parser("config", help="print the effective settings (secrets masked)")
+    config = verb("config", "print the effective settings (secrets masked)")
     config.add_argument("--check", action="store_true", help="only validate")
 
-    audit = verbs.add_parser("audit", help="check the live containers against the policy")
+    audit = verb("audit", "check the live containers against the policy")
     audit.add_argument("--json", action="store_true")
 
-    verbs.add_parser("run", help="reconcile, then supervise until SIGTERM or SIGINT")
+    verb("run", "reconcile, then supervise until SIGTERM or SIGINT")
 
-    restart = verbs.add_parser(
-        "restart", help="restart a service and clear its crash_loop or needs_auth state"
-    )
+    restart = verb("restart", "restart a service and clear its crash_loop or needs_auth state")
     restart.add_argument("service", choices=("server", "manager"))
 
-    verbs.add_parser("health", help="exit 0 when the running daemon's loop makes progress")
+    verb("health", "exit 0 when the running daemon's loop makes progress")
 
-    secrets = verbs.add_parser("secrets", help="manage the stack's generated secrets")
+    secrets = verb("secrets", "manage the stack's generated secrets")
     secret_verbs = secrets.add_subparsers(dest="secrets_verb", required=True, metavar="VERB")
-    rotate = secret_verbs.add_parser(
-        "rotate", help="write new values, then restart the server and the manager"
+    rotate = verb(
+        "rotate", "write new values, then restart the server and the manager", secret_verbs
     )
     rotate.add_argument("which", choices=sorted(ROTATIONS), nargs="?", default="all")
 
-    logs = verbs.add_parser("logs", help="print a service's container logs")
+    logs = verb("logs", "print a service's container logs")
     logs.add_argument("service", choices=("server", "manager"))
     logs.add_argument("--tail", type=int, default=100, metavar="N")
     return parser
@@ -107,9 +132,9 @@ async def _up(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
     try:
         report = await bring_up(engine, settings, wait=args.wait, timeout=args.timeout)
     except NotReady as err:
-        print(f"hyos-supervisor: {err}", file=sys.stderr)
+        error_line(f"hyos-supervisor: {err}")
         for line in err.logs:
-            print(f"  | {line}", file=sys.stderr)
+            error_line(f"  | {line}")
         return EX_FAILED
     if report.changed:
         for change in report.changes:
@@ -192,7 +217,7 @@ async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine)
     # No daemon: restart directly; the next daemon starts with a clean slate for it.
     containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
     if not containers:
-        print(f"hyos-supervisor: no {args.service} container; run `up` first", file=sys.stderr)
+        error_line(f"hyos-supervisor: no {args.service} container; run `up` first")
         return EX_FAILED
     for container in containers:
         if container.running:
@@ -209,14 +234,13 @@ async def _secrets(args: argparse.Namespace, settings: Settings, engine: Engine)
     names = ROTATIONS[args.which]
     supplied = sorted(set(names) & set(settings.supplied_secrets()))
     if supplied:
-        print(
+        error_line(
             f"hyos-supervisor: {', '.join(supplied)} is supplied by you (HYOS_*_FILE); "
-            "change it at its source instead",
-            file=sys.stderr,
+            "change it at its source instead"
         )
         return EX_FAILED
     if not settings.prepare:
-        print("hyos-supervisor: secrets need the prepare step (prepare = true)", file=sys.stderr)
+        error_line("hyos-supervisor: secrets need the prepare step (prepare = true)")
         return EX_FAILED
     try:
         reply = control.request(
@@ -235,7 +259,7 @@ async def _secrets(args: argparse.Namespace, settings: Settings, engine: Engine)
 async def _logs(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
     if not containers:
-        print(f"hyos-supervisor: no {args.service} container", file=sys.stderr)
+        error_line(f"hyos-supervisor: no {args.service} container")
         return EX_FAILED
     for line in await engine.logs_tail(containers[0].id, args.tail):
         print(line)
@@ -247,12 +271,12 @@ def _health(settings: Settings) -> int:
     try:
         reply = control.request(_socket_path(settings), {"command": "health"}, timeout=5)
     except (control.DaemonNotRunning, OSError, ValueError) as err:
-        print(f"unhealthy: {err}", file=sys.stderr)
+        error_line(f"unhealthy: {err}")
         return EX_FAILED
     limit = 3 * settings.reconcile_interval_s + 10
     age = float(reply.get("heartbeat_age_s", limit + 1))
     if age > limit:
-        print(f"unhealthy: no progress for {age:.0f} s (limit {limit:.0f} s)", file=sys.stderr)
+        error_line(f"unhealthy: no progress for {age:.0f} s (limit {limit:.0f} s)")
         return EX_FAILED
     print(f"healthy: last progress {age:.1f} s ago")
     return EX_OK
@@ -262,9 +286,7 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
     findings: list[policy.Finding] = []
     observed = await engine.list_stack(settings.stack)
     if not observed:
-        print(
-            f"hyos-supervisor: stack {settings.stack} has no containers to audit", file=sys.stderr
-        )
+        error_line(f"hyos-supervisor: stack {settings.stack} has no containers to audit")
         return EX_FAILED
     services = settings.services()
     runtime = await stack_runtime(engine, settings)
@@ -330,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
     except ConfigError as err:
         for problem in err.problems:
-            print(f"hyos-supervisor: config error: {problem}", file=sys.stderr)
+            error_line(f"hyos-supervisor: config error: {problem}")
         return EX_CONFIG
     if args.verb == "config":
         if not args.check:
@@ -348,10 +370,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         verb = _ENGINE_VERBS[args.verb]
         return anyio.run(_with_engine, settings, lambda engine: verb(args, settings, engine))
     except DockerUnreachable as err:
-        print(f"hyos-supervisor: {err}", file=sys.stderr)
+        error_line(f"hyos-supervisor: {explain(err, settings)}")
         return EX_UNAVAILABLE
     except (StackError, EngineError) as err:
-        print(f"hyos-supervisor: {err}", file=sys.stderr)
+        error_line(f"hyos-supervisor: {explain(err, settings)}")
         return EX_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        # A bug: one line for the operator, the traceback for whoever debugs it.
+        log.debug("internal error", exc_info=err)
+        error_line(
+            f"hyos-supervisor: internal error: {err!r}; this is a bug: "
+            "run again with --log-level DEBUG for the traceback and report it"
+        )
+        return EX_SOFTWARE

@@ -235,7 +235,7 @@ class Daemon:
                     self.notifier.ready()
                     self.log.info("supervising", extra={"status": self.status_line()})
                     work.start_soon(self._periodic_reconcile)
-                    work.start_soon(control.serve, self.socket_path, self._control)
+                    work.start_soon(control.serve, self.socket_path, self._answer)
                     if self.runtime is not None and self.runtime.guard_dir is not None:
                         await work.start(self._serve_guard, Path(self.runtime.guard_dir))
                     interval = self.notifier.watchdog_interval()
@@ -401,10 +401,19 @@ class Daemon:
                                 extra={"error": str(err), "action": event.get("Action")},
                             )
                             self._spawn(self._reconcile_until_done, False)
+                        except Exception as err:
+                            self.unexpected(
+                                "handling an event", err, action=str(event.get("Action"))
+                            )
+                            self._spawn(self._reconcile_until_done, False)
             except EngineError as err:
                 if not started:
                     raise
                 self.log.warning("event stream lost", extra={"error": str(err) or repr(err)})
+            except Exception as err:
+                if not started:
+                    raise
+                self.unexpected("following the engine's events", err)
             await self._await_engine()
 
     async def _reconcile_until_done(self, startup: bool) -> None:
@@ -415,7 +424,7 @@ class Daemon:
         self._reconcile_pending = True
         try:
             retrying = AsyncRetrying(
-                retry=retry_if_exception_type((EngineError, StackError)),
+                retry=retry_if_exception_type(Exception),
                 wait=wait_exponential(multiplier=0.5, max=30),
                 stop=stop_never,
                 reraise=True,
@@ -426,6 +435,9 @@ class Daemon:
                         await self.reconcile(startup=startup)
                     except (EngineError, StackError) as err:
                         self.log.warning("reconcile failed; retrying", extra={"error": str(err)})
+                        raise
+                    except Exception as err:
+                        self.unexpected("a reconcile", err)
                         raise
         finally:
             self._reconcile_pending = False
@@ -515,7 +527,27 @@ class Daemon:
 
     def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
         if self._work is not None:
-            self._work.start_soon(func, *args)
+            self._work.start_soon(self._contained, func, args)
+
+    async def _contained(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Run one of the daemon's own jobs; a surprise inside it never ends supervision:
+        it is logged once and the world is looked at again by a reconcile."""
+        try:
+            await func(*args)
+        except Exception as err:
+            what = getattr(func, "__name__", "a task").strip("_").replace("_", " ")
+            self.unexpected(what, err)
+            if func != self._reconcile_until_done:
+                self._spawn(self._reconcile_until_done, False)
+
+    def unexpected(self, what: str, err: BaseException, **fields: Any) -> None:
+        """An error nobody planned for (a bug, or Docker answering in a way we did not
+        expect): one line at ERROR, the traceback at DEBUG. Supervision goes on."""
+        self.log.error(
+            f"{what} failed unexpectedly; supervision continues",
+            extra={"error": repr(err), **fields},
+        )
+        self.log.debug(f"{what} failed", exc_info=err)
 
     # --- decisions ----------------------------------------------------------------------
 
@@ -810,6 +842,20 @@ class Daemon:
 
     # --- control socket -----------------------------------------------------------------
 
+    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A control request; whatever goes wrong answers the client, never ends the daemon."""
+        try:
+            return await self._control(request)
+        except EngineError as err:
+            self.log.error(
+                "control request failed",
+                extra={"command": str(request.get("command")), "error": str(err)},
+            )
+            return {"ok": False, "error": str(err)}
+        except Exception as err:
+            self.unexpected("a control request", err, command=str(request.get("command")))
+            return {"ok": False, "error": f"internal error: {err!r}"}
+
     async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
         if command == "status":
@@ -863,10 +909,27 @@ def clear_saved_state(settings: Settings, role: str) -> None:
         write_json_atomic(path, data)
 
 
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside (nested) task-group errors, cancellations aside."""
+    cancelled = anyio.get_cancelled_exc_class()
+    for err in group.exceptions:
+        if isinstance(err, BaseExceptionGroup):
+            found = first_error(err)
+            if not isinstance(found, BaseExceptionGroup):
+                return found
+        elif not isinstance(err, cancelled):
+            return err
+    return group
+
+
 async def run_daemon(settings: Settings) -> int:
+    """Supervise until a signal; returns 0. What makes it fail (at startup: the first
+    reconcile; at shutdown: the engine gone) is raised as itself, for the CLI's one line."""
     notifier = Notifier()
     try:
         async with Engine.connect(settings.docker_host, settings.docker_retries) as engine:
             return await Daemon(settings, engine, notifier).run()
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     finally:
         notifier.close()

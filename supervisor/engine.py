@@ -35,7 +35,14 @@ _UNREACHABLE = 900
 
 
 class EngineError(Exception):
-    """A Docker call failed for a reason worth one clear line to the operator."""
+    """A Docker call failed for a reason worth one clear line to the operator.
+
+    ``str(err)`` is what Docker said; ``what`` names the operation that failed
+    ("create container hyos-manager"), empty when unknown."""
+
+    def __init__(self, message: str, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
 
 
 class DockerUnreachable(EngineError):
@@ -86,6 +93,7 @@ class Engine:
         body: Any = None,
         timeout: float | None = None,
         attempts: int | None = None,
+        what: str = "",
     ) -> Any:
         """One JSON call, retried with bounded backoff while the engine is unreachable."""
         data = json.dumps(body) if body is not None else None
@@ -110,8 +118,8 @@ class Engine:
                     "is dockerd running and is docker_host right?"
                 ) from None
             if err.status == 404:
-                raise NotFound(_message(err)) from None
-            raise EngineError(_message(err)) from None
+                raise NotFound(_message(err), what) from None
+            raise EngineError(_message(err), what) from None
         except (aiohttp.ClientError, OSError) as err:
             raise DockerUnreachable(
                 f"cannot reach Docker at {self.host}: {_message(err)}"
@@ -140,11 +148,19 @@ class Engine:
         return result
 
     async def create(self, name: str, body: Mapping[str, Any]) -> str:
-        result = await self._call("containers/create", "POST", params={"name": name}, body=body)
+        result = await self._call(
+            "containers/create",
+            "POST",
+            params={"name": name},
+            body=body,
+            what=f"create container {name}",
+        )
         return str(result["Id"])
 
     async def start(self, container_id: str) -> None:
-        await self._call(f"containers/{container_id}/start", "POST")
+        await self._call(
+            f"containers/{container_id}/start", "POST", what=f"start container {container_id[:12]}"
+        )
 
     async def stop(self, container_id: str, timeout: int) -> None:
         """SIGTERM, wait `timeout`, then SIGKILL; returns once the engine says it stopped."""
@@ -153,6 +169,7 @@ class Engine:
             "POST",
             params={"t": str(timeout)},
             timeout=timeout + 60,
+            what=f"stop container {container_id[:12]}",
         )
 
     async def kill(self, container_id: str, signal: str = "SIGKILL") -> None:
@@ -300,7 +317,8 @@ class Engine:
             await self._docker.images.pull(name or image, tag=tag or None)
         except aiodocker.DockerError as err:
             raise EngineError(
-                f"image {image!r} is not present locally and pulling it failed: {_message(err)}"
+                f"image {image!r} is not present locally and pulling it failed: {_message(err)}",
+                f"pull {image}",
             ) from None
 
     async def ensure_network(self, name: str, labels: Mapping[str, str]) -> bool:
@@ -311,6 +329,7 @@ class Engine:
             "networks/create",
             "POST",
             body={"Name": name, "Driver": "bridge", "Labels": dict(labels), "CheckDuplicate": True},
+            what=f"create network {name}",
         )
         return True
 
@@ -326,7 +345,12 @@ class Engine:
         """Create the named volume unless it exists; True when created."""
         if await self.volume(name) is not None:
             return False
-        await self._call("volumes/create", "POST", body={"Name": name, "Labels": dict(labels)})
+        await self._call(
+            "volumes/create",
+            "POST",
+            body={"Name": name, "Labels": dict(labels)},
+            what=f"create volume {name}",
+        )
         return True
 
     async def volume(self, name: str) -> dict[str, Any] | None:

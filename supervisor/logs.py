@@ -1,4 +1,5 @@
-"""Logging setup: JSON lines off a TTY (journald, docker logs, collectors), text on a TTY.
+"""Logging setup: text on a TTY, plain lines with syslog priorities when stderr is the
+journal (systemd), JSON lines otherwise (docker logs, collectors).
 
 Event lines carry structured fields as ``extra``; ``bind()`` attaches the usual ones
 (stack, service, container_id) once so every line of a service carries them.
@@ -7,6 +8,7 @@ Event lines carry structured fields as ``extra``; ``bind()`` attaches the usual 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
@@ -14,7 +16,18 @@ from typing import Any, Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["BoundLogger", "LogFormat", "TextFormatter", "bind", "make_formatter", "setup_logging"]
+__all__ = [
+    "BoundLogger",
+    "JournalFormatter",
+    "LogFormat",
+    "TextFormatter",
+    "bind",
+    "error_line",
+    "is_journal",
+    "make_formatter",
+    "setup_logging",
+    "syslog_priority",
+]
 
 LogFormat = Literal["auto", "json", "text"]
 
@@ -36,8 +49,12 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 class TextFormatter(logging.Formatter):
     """``2025-01-01 12:00:00 WARNING supervisor.daemon: message key=value ...``"""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    def __init__(
+        self,
+        fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt: str | None = "%Y-%m-%d %H:%M:%S",
+    ) -> None:
+        super().__init__(fmt, datefmt)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -47,6 +64,53 @@ class TextFormatter(logging.Formatter):
         first, newline, rest = line.partition("\n")  # keep tracebacks after the fields
         fields = " ".join(f"{k}={_text_value(v)}" for k, v in extras.items())
         return f"{first} {fields}{newline}{rest}"
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level: 2 crit, 3 err, 4 warning, 6 info, 7 debug."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalFormatter(TextFormatter):
+    """``<4>WARNING supervisor.daemon: message key=value ...``: no timestamp (journald adds
+    its own), each line prefixed with the record's syslog priority, which journald strips
+    and stores as PRIORITY (so ``journalctl -p warning`` works, tracebacks included)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s", None)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def is_journal(stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """True when `stream` (default stderr) is the journal: systemd sets JOURNAL_STREAM to
+    ``<device>:<inode>`` of the stream it connected, and only that stream matches it
+    (a child whose stderr was redirected inherits the variable but not the stream)."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        stat = os.fstat((sys.stderr if stream is None else stream).fileno())
+    except (AttributeError, ValueError, OSError):  # closed or file-less streams
+        return False
+    return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+
+
+def error_line(text: str, stream: TextIO | None = None) -> None:
+    """One line for the operator on stderr; at priority err when stderr is the journal."""
+    out = sys.stderr if stream is None else stream
+    print(("<3>" if is_journal(out) else "") + text, file=out)
 
 
 def _text_value(value: Any) -> str:
@@ -61,9 +125,11 @@ class _UtcJsonFormatter(JsonFormatter):
         return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def make_formatter(fmt: Literal["json", "text"]) -> logging.Formatter:
+def make_formatter(fmt: Literal["json", "text", "journal"]) -> logging.Formatter:
     if fmt == "text":
         return TextFormatter()
+    if fmt == "journal":
+        return JournalFormatter()
     # asctime -> "timestamp" (ISO 8601 UTC, via formatTime); levelname -> "level";
     # name -> "logger"; extras are appended by python-json-logger.
     return _UtcJsonFormatter(
@@ -83,12 +149,13 @@ def setup_logging(
 ) -> logging.Handler:
     """Install one stderr handler on the root logger (idempotent) and return it.
 
-    "auto" picks text when the stream is a terminal and JSON otherwise.
+    "auto" picks text when the stream is a terminal, plain lines with syslog priority
+    prefixes when it is the journal (JOURNAL_STREAM), and JSON otherwise.
     """
     out = sys.stderr if stream is None else stream
     if fmt not in ("auto", "json", "text"):
         raise ValueError(f"unknown log format {fmt!r}: use auto, json or text")
-    chosen: Literal["json", "text"] = ("text" if _isatty(out) else "json") if fmt == "auto" else fmt
+    chosen: Literal["json", "text", "journal"] = fmt if fmt != "auto" else _auto(out)
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(chosen))
@@ -98,6 +165,12 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+def _auto(stream: TextIO) -> Literal["json", "text", "journal"]:
+    if _isatty(stream):
+        return "text"
+    return "journal" if is_journal(stream) else "json"
 
 
 def _isatty(stream: TextIO) -> bool:

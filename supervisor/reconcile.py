@@ -253,7 +253,11 @@ async def apply_service(
 
 
 async def start_service(engine: Engine, role: str, container_id: str, report: UpReport) -> None:
-    await engine.start(container_id)
+    try:
+        await engine.start(container_id)
+    except EngineError as err:
+        err.what = f"start the {role} container {container_id[:12]}"
+        raise
     log.debug("started container", extra={"service": role, "container_id": container_id[:12]})
     report.changes.append(f"started {role} {container_id[:12]}")
 

@@ -254,3 +254,28 @@ def test_down_stops_the_stack_gracefully_and_keeps_the_data(project: ComposeProj
     )  # fmt: skip
     assert marker.stdout.startswith("saved "), marker.stderr
     print(f"compose timings: {json.dumps({k: round(v, 1) for k, v in project.timings.items()})}")
+
+
+def test_the_documented_cleanup_after_down_removes_containers_and_network_keeps_data(
+    project: ComposeProject,
+) -> None:
+    """README: `compose down` leaves the stopped workloads and the network (the supervisor
+    cannot tell `down` from a host shutdown); `compose run --rm supervisor hyos-supervisor
+    down` removes them and keeps the data volume."""
+    network = f"{project.stack}-net"
+    left = docker("ps", "-aq", "--filter", f"label=io.hyos.stack={project.stack}").stdout
+    assert len(left.split()) == 2, "compose down should leave server and manager, stopped"
+    assert docker("network", "inspect", network, check=False).returncode == 0
+    cleanup = project.compose("run", "--rm", "supervisor", "hyos-supervisor", "down")
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert f"stack {project.stack} is down" in cleanup.stdout, cleanup.stdout
+    assert docker("ps", "-aq", "--filter", f"label=io.hyos.stack={project.stack}").stdout == ""
+    assert docker("network", "inspect", network, check=False).returncode != 0
+    assert docker("volume", "inspect", f"{project.stack}-data", check=False).returncode == 0
+    # `run --rm` leaves no supervisor container behind either.
+    assert (
+        docker(
+            "ps", "-aq", "--filter", f"label=com.docker.compose.project={project.project}"
+        ).stdout.split()
+        == []
+    )

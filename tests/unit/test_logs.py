@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from supervisor.logs import bind, setup_logging
+from supervisor.logs import bind, error_line, is_journal, setup_logging, syslog_priority
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +146,95 @@ def test_bind_rejects_record_attribute_names() -> None:
 def test_unknown_format_rejected() -> None:
     with pytest.raises(ValueError):
         setup_logging("yaml", stream=io.StringIO())  # type: ignore[arg-type]
+
+
+# --- journald -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[io.TextIOWrapper]:
+    """A real file standing in for the journal's stream: JOURNAL_STREAM names its
+    device and inode, as systemd does for the socket it connects to stderr."""
+    with (tmp_path / "journal").open("w+") as stream:
+        stat = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        yield stream
+
+
+def written(stream: io.TextIOWrapper) -> list[str]:
+    stream.flush()
+    stream.seek(0)
+    return stream.read().splitlines()
+
+
+def test_auto_under_journald_writes_plain_lines_with_syslog_priorities(
+    journal: io.TextIOWrapper,
+) -> None:
+    setup_logging("auto", "DEBUG", stream=journal)
+    log = bind(logging.getLogger("supervisor.daemon"), stack="hyos", service="server")
+    log.debug("d")
+    log.info("supervising")
+    log.warning("exited", extra={"exit_code": 1, "reason": "crash (exit 1)"})
+    log.error("e")
+    log.critical("c")
+    assert written(journal) == [
+        "<7>DEBUG supervisor.daemon: d stack=hyos service=server",
+        "<6>INFO supervisor.daemon: supervising stack=hyos service=server",
+        "<4>WARNING supervisor.daemon: exited stack=hyos service=server exit_code=1 "
+        "reason='crash (exit 1)'",
+        "<3>ERROR supervisor.daemon: e stack=hyos service=server",
+        "<2>CRITICAL supervisor.daemon: c stack=hyos service=server",
+    ]
+
+
+def test_under_journald_every_line_of_a_traceback_keeps_the_priority(
+    journal: io.TextIOWrapper,
+) -> None:
+    setup_logging("auto", stream=journal)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("t").exception("failed")
+    found = written(journal)
+    assert len(found) > 2
+    assert all(line.startswith("<3>") for line in found), found
+    assert found[-1] == "<3>RuntimeError: boom"
+
+
+def test_json_is_still_forced_under_journald(journal: io.TextIOWrapper) -> None:
+    setup_logging("json", stream=journal)
+    logging.getLogger("t").warning("hi")
+    (line,) = written(journal)
+    assert json.loads(line)["message"] == "hi"
+
+
+def test_journal_stream_of_another_file_means_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child whose stderr was redirected inherits JOURNAL_STREAM but not the stream."""
+    other = tmp_path / "other"
+    other.write_text("")
+    stat = other.stat()
+    monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+    with (tmp_path / "log").open("w+") as stream:
+        setup_logging("auto", stream=stream)
+        logging.getLogger("t").info("hi")
+        assert json.loads(written(stream)[0])["message"] == "hi"
+    for junk in ("", "garbage", "1:", ":2", "a:b"):
+        monkeypatch.setenv("JOURNAL_STREAM", junk)
+        assert not is_journal(io.StringIO())
+
+
+def test_error_line_carries_err_priority_only_in_the_journal(
+    journal: io.TextIOWrapper,
+) -> None:
+    error_line("hyos-supervisor: it failed", stream=journal)
+    assert written(journal) == ["<3>hyos-supervisor: it failed"]
+    plain = io.StringIO()
+    error_line("hyos-supervisor: it failed", stream=plain)
+    assert plain.getvalue() == "hyos-supervisor: it failed\n"
+
+
+def test_syslog_priorities() -> None:
+    levels = [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
+    assert [syslog_priority(level) for level in levels] == [7, 6, 4, 3, 2]

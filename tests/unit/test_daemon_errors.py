@@ -1,0 +1,148 @@
+"""Surprises inside the running daemon are logged once (traceback at DEBUG) and never end
+supervision: spawned jobs, event handling, control requests. No engine needed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from supervisor.daemon import Daemon
+from supervisor.engine import EngineError
+from supervisor.notify import Notifier
+from supervisor.settings import load_settings
+
+pytestmark = pytest.mark.anyio
+
+
+class StubEngine:
+    """Only what these tests reach: an event stream that yields the given events."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self._events = events
+
+    @asynccontextmanager
+    async def events(
+        self, filters: Any, since: str | None = None
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            for event in self._events:
+                yield event
+            await anyio.sleep_forever()
+
+        yield stream()
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name in list(os.environ):
+        if name.startswith("HYOS_"):
+            monkeypatch.delenv(name, raising=False)
+
+    def make(events: list[dict[str, Any]] | None = None) -> Daemon:
+        settings = load_settings(state_dir=str(tmp_path))
+        daemon = Daemon(settings, StubEngine(events or []), Notifier(environ={}))  # type: ignore[arg-type]
+        reconciles: list[bool] = []
+
+        async def reconcile_until_done(startup: bool) -> None:
+            reconciles.append(startup)
+
+        daemon._reconcile_until_done = reconcile_until_done  # type: ignore[method-assign]
+        daemon.reconciles = reconciles  # type: ignore[attr-defined]
+        return daemon
+
+    return make
+
+
+def unexpected_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+
+
+async def test_a_failing_job_is_logged_once_and_supervision_goes_on(
+    make_daemon: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="supervisor.daemon")
+    daemon = make_daemon()
+    done = anyio.Event()
+
+    async def _restart_now() -> None:
+        raise KeyError("Id")
+
+    async def still_running() -> None:
+        await anyio.sleep(0.05)
+        done.set()
+
+    async with anyio.create_task_group() as work:
+        daemon._work = work
+        daemon._spawn(_restart_now)
+        daemon._spawn(still_running)
+        with anyio.fail_after(5):
+            await done.wait()
+        work.cancel_scope.cancel()
+    (line,) = unexpected_lines(caplog)
+    assert line.levelno == logging.ERROR
+    assert line.getMessage() == "restart now failed unexpectedly; supervision continues"
+    assert line.error == "KeyError('Id')"  # type: ignore[attr-defined]
+    assert line.exc_info is None  # the traceback only at DEBUG
+    (trace,) = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert "KeyError" in caplog.text
+    assert trace.getMessage() == "restart now failed"
+    assert daemon.reconciles == [False]  # the world is looked at again
+
+
+async def test_an_event_handler_surprise_costs_neither_the_stream_nor_the_daemon(
+    make_daemon: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [
+        {"Action": "die", "timeNano": 1, "id": "a"},
+        {"Action": "start", "timeNano": 2, "id": "b"},
+    ]
+    daemon = make_daemon(events)
+    handled: list[str] = []
+
+    async def on_event(event: dict[str, Any]) -> None:
+        if event["Action"] == "die":
+            raise ValueError("odd event")
+        handled.append(event["Action"])
+
+    monkeypatch.setattr(daemon, "_on_event", on_event)
+    async with anyio.create_task_group() as work:
+        daemon._work = work
+        await work.start(daemon._watch_events)
+        with anyio.fail_after(5):
+            while not handled:
+                await anyio.sleep(0.01)
+        work.cancel_scope.cancel()
+    assert handled == ["start"]
+    (line,) = unexpected_lines(caplog)
+    assert line.getMessage() == "handling an event failed unexpectedly; supervision continues"
+    assert line.action == "die"  # type: ignore[attr-defined]
+
+
+async def test_a_control_request_that_fails_answers_the_client(
+    make_daemon: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = make_daemon()
+
+    async def broken(request: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("services")
+
+    monkeypatch.setattr(daemon, "_control", broken)
+    reply = await daemon._answer({"command": "status"})
+    assert reply == {"ok": False, "error": "internal error: KeyError('services')"}
+    assert len(unexpected_lines(caplog)) == 1
+
+    async def refused(request: dict[str, Any]) -> dict[str, Any]:
+        raise EngineError("No such container: abc")
+
+    monkeypatch.setattr(daemon, "_control", refused)
+    assert await daemon._answer({"command": "restart"}) == {
+        "ok": False,
+        "error": "No such container: abc",
+    }
