@@ -211,8 +211,12 @@ def test_custom_body() -> None:
     }
     assert host["LogConfig"]["Config"] == {"max-size": "20m", "max-file": "5"}
     assert server["Env"] == sorted(
-        ["A=b", "API_REGENERATE_CONFIG=true", "JAVA_OPTS=-Xms1g",
-         *(f"{k}={v}" for k, v in secret_env("server"))]  # fmt: skip
+        [
+            "A=b",
+            "API_REGENERATE_CONFIG=true",
+            "JAVA_OPTS=-Xms1g",
+            *(f"{k}={v}" for k, v in secret_env("server")),
+        ]
     )
     assert server["StopTimeout"] == 120
     assert server["Labels"][LABEL_STACK] == "blue"
