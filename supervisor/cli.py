@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from supervisor import __version__, control, policy
+from supervisor import __version__, control, hyos, policy
 from supervisor.engine import DockerUnreachable, Engine, EngineError
 from supervisor.failures import explain
 from supervisor.logs import error_line, setup_logging
@@ -26,6 +27,7 @@ from supervisor.reconcile import (
     take_down,
 )
 from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from supervisor.terminal import exec_command
 
 log = logging.getLogger("supervisor.cli")
 
@@ -106,6 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("which", choices=sorted(ROTATIONS), nargs="?", default="all")
 
+    auth = verb("auth", "show the Hytale login's URL and code and wait until it is done")
+    auth.add_argument("--no-wait", action="store_true", help="print and return")
+    auth.add_argument("--timeout", type=float, default=None, metavar="S",
+                      help="give up waiting after S seconds (default: as long as HyOS waits)")  # fmt: skip
+
+    exec_ = verb("exec", "run a command in a service's container as its service user")
+    exec_.add_argument("service", choices=("server", "manager"))
+    exec_.add_argument("--tty", "-t", action="store_true",
+                       help="a terminal (interactive when stdin is one)")  # fmt: skip
+    exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
     logs = verb("logs", "print a service's container logs")
     logs.add_argument("service", choices=("server", "manager"))
     logs.add_argument("--tail", type=int, default=100, metavar="N")
@@ -172,6 +185,20 @@ def _socket_path(settings: Settings) -> Path:
     return state_dir_for(settings) / f"{settings.stack}.{control.SOCKET_NAME}"
 
 
+async def _login(
+    settings: Settings, engine: Engine, view: dict[str, Any] | None
+) -> hyos.Login | None:
+    """HyOS's login state: the daemon's (event-driven) view, else auth.json read through
+    the engine from the server container (never by mounting the volume)."""
+    if view is not None:
+        found = (view.get("services", {}).get("server") or {}).get("login")
+        return hyos.Login(found["status"], found["url"], found["code"]) if found else None
+    servers = [o for o in await engine.list_stack(settings.stack) if o.role == "server"]
+    if not servers:
+        return None
+    return hyos.parse_login(await engine.read_file(servers[0].id, hyos.AUTH_FILE))
+
+
 async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     rows = await stack_status(engine, settings)
     view = _daemon_view(settings)
@@ -180,6 +207,9 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) 
         row["supervisor"] = supervised
         if supervised:
             row["restart_count"] = supervised["restart_count"]
+        if row["service"] == "server":
+            login = await _login(settings, engine, view)
+            row["auth"] = login.to_json() if login is not None else None
     if args.json:
         _print_json({"stack": settings.stack, "daemon": view is not None, "services": rows})
         return EX_OK
@@ -199,9 +229,60 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) 
         )
         if supervised.get("last_reason") and status != "running":
             print(f"          last: {supervised['last_reason']}")
+        auth = row.get("auth") or {}
+        if auth.get("status") == "pending" and auth.get("code"):
+            print(f"          login: open {auth['url']} and enter {auth['code']}")
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
+
+
+async def _auth(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    """Print the login's URL and code; unless --no-wait, wait until it is done."""
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    shown: str | None = None
+    while True:
+        login = await _login(settings, engine, _daemon_view(settings))
+        if login is not None and login.waiting and login.code != shown:
+            shown = login.code
+            print(f"To log the server in to Hytale, open\n  {login.url}\nand enter the code "
+                  f"{login.code}", flush=True)  # fmt: skip
+            if args.no_wait:
+                return EX_OK
+        elif login is None or not login.waiting:
+            status = login.status if login is not None else "unknown"
+            if shown is None:
+                print(f"no login is waiting (auth.json: {status})")
+                return EX_OK if status == "authenticated" else EX_FAILED
+            if status == "authenticated":
+                print("logged in")
+                return EX_OK
+            print(f"the login ended without approval ({status}); the supervisor starts the "
+                  f"server again for a fresh code in {settings.restart.auth_retry_s:g} s")  # fmt: skip
+            return EX_FAILED
+        if deadline is not None and time.monotonic() > deadline:
+            error_line("hyos-supervisor: auth: timed out waiting for the login")
+            return EX_FAILED
+        await anyio.sleep(0.5)
+
+
+async def _exec(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    """`exec server -- CMD`: as the service user, never root; the exit code passes through."""
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        error_line("hyos-supervisor: exec: no command; use e.g. `exec server -- ls /data`")
+        return EX_USAGE
+    service = settings.services()[args.service]
+    if service.uid == 0:
+        error_line(f"hyos-supervisor: exec: {args.service} runs as root; exec refuses root")
+        return EX_FAILED
+    running = [
+        o for o in await engine.list_stack(settings.stack) if o.role == args.service and o.running
+    ]
+    if not running:
+        error_line(f"hyos-supervisor: exec: the {args.service} container is not running")
+        return EX_FAILED
+    return await exec_command(engine, running[0].id, command, service.user, args.tty)
 
 
 async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
@@ -341,6 +422,8 @@ _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, Engine], Awaita
     "audit": _audit,
     "restart": _restart,
     "logs": _logs,
+    "auth": _auth,
+    "exec": _exec,
     "secrets": _secrets,
 }
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from supervisor import control, restarts
+from supervisor import control, hyos, restarts
 from supervisor.engine import Engine, EngineError, NotFound
 from supervisor.guard import serve_guard
 from supervisor.guard_rules import Allow
@@ -76,6 +76,8 @@ class Service:
     stop_requested: set[str] = field(default_factory=set)
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     restart_due: float | None = None  # wall clock of a pending backoff restart
+    login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
+    login_watch: str | None = None  # the container whose logs are being followed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,14 @@ class Service:
             "last_finished_at": self.last_finished_at,
             "restart_due": self.restart_due,
         }
+
+
+def _status(service: Service) -> ServiceStatus:
+    """The state machine's status, except that a running server waiting for its Hytale
+    login needs the operator just as much as one whose tokens were refused."""
+    if service.login is not None and service.login.waiting:
+        return ServiceStatus.NEEDS_AUTH
+    return service.restart.status
 
 
 def _parse_time(text: str) -> float:
@@ -104,6 +114,7 @@ def policy_from(settings: Settings) -> restarts.RestartPolicy:
         reset_after_s=r.reset_after_s,
         crash_loop_limit=r.crash_loop_limit,
         crash_loop_window_s=r.crash_loop_window_s,
+        auth_retry_s=r.auth_retry_s,
     )
 
 
@@ -193,7 +204,9 @@ class Daemon:
         parts = []
         for role, s in self.services.items():
             health = f"({s.health})" if s.health else ""
-            parts.append(f"{role}={s.restart.status.value}{health}")
+            parts.append(f"{role}={_status(s).value}{health}")
+            if s.login is not None and s.login.waiting:
+                parts.append(f"login code {s.login.code} at {s.login.url}")
         return " ".join(parts)
 
     def view(self) -> dict[str, Any]:
@@ -202,7 +215,8 @@ class Daemon:
         services = {}
         for role, s in self.services.items():
             services[role] = {
-                "status": s.restart.status.value,
+                "status": _status(s).value,
+                "login": s.login.to_json() if s.login is not None else None,
                 "container_id": (s.container_id or "")[:12] or None,
                 "health": s.health,
                 "busy": s.busy,
@@ -211,7 +225,7 @@ class Daemon:
                 "backoff_s": s.restart.last_backoff_s,
                 "restart_in_s": max(0.0, s.restart_due - now) if s.restart_due else None,
                 "crash_loop": s.restart.status is ServiceStatus.CRASH_LOOP,
-                "needs_auth": s.restart.status is ServiceStatus.NEEDS_AUTH,
+                "needs_auth": _status(s) is ServiceStatus.NEEDS_AUTH,
                 "last_reason": s.restart.last_reason,
             }
         return {
@@ -471,6 +485,7 @@ class Daemon:
             service.health = "starting" if service.health is not None else None
             service.restart_due = None
             log.info("started")
+            self._watch_login(service, container_id)
         elif action == "health_status: healthy":
             service.health = "healthy"
             service.restart = restarts.on_healthy(service.restart, now)
@@ -562,13 +577,15 @@ class Daemon:
         oom = bool(state.get("OOMKilled"))
         requested = info["Id"] in service.stop_requested
         service.stop_requested.discard(info["Id"])
-        kind = restarts.classify_exit(service.role, exit_code, oom, requested or self.stopping)
-        reason = restarts.describe_exit(service.role, exit_code, oom, requested or self.stopping)
+        asked = requested or self.stopping
+        explained = None if asked or oom else await self._explain_exit(service, info, exit_code)
+        kind = restarts.classify_exit(service.role, exit_code, oom, asked, explained)
+        reason = restarts.describe_exit(service.role, exit_code, oom, asked, explained)
         name = str(info.get("Name", "")).lstrip("/")
         service.restart, decision = restarts.on_exit(
             service.restart, kind, self.clock(), self.policy, reason=reason, container=name
         )
-        if decision.action is Action.RESTART and not self.stopping:
+        if decision.action in (Action.RESTART, Action.RETRY_LOGIN) and not self.stopping:
             service.restart_due = self.clock() + decision.backoff_s
         # Persist the decision before logging or acting on it: a kill -9 can come at any
         # moment (fsync under load takes tens of ms), and the next daemon must resume it.
@@ -587,10 +604,96 @@ class Daemon:
             return
         await self._act(service, decision, log)
 
+    async def _explain_exit(
+        self, service: Service, info: dict[str, Any], exit_code: int
+    ) -> hyos.ServerExit | None:
+        """What HyOS's state files say about a server exit whose code alone is ambiguous
+        (1: Java crashed, or the login ran out; 143: a stray SIGTERM, or the update
+        button). Read through the engine from the stopped container's volume."""
+        if service.role != "server" or exit_code not in (1, 143):
+            return None
+        try:
+            if exit_code == 1:
+                raw = await self.engine.read_file(info["Id"], hyos.AUTH_FILE)
+                service.login = hyos.parse_login(raw)
+                return hyos.explain_exit(exit_code, service.login, False)
+            raw = await self.engine.read_file(info["Id"], hyos.UPDATE_FILE)
+            since = service.restart.started_at or 0.0
+            return hyos.explain_exit(exit_code, None, hyos.update_started_since(raw, since))
+        except EngineError as err:
+            self.log.warning(
+                "cannot read HyOS's state after an exit; judging by the code alone",
+                extra={"service": service.role, "error": str(err)},
+            )
+            return None
+
+    def _watch_login(self, service: Service, container_id: str) -> None:
+        """Follow the server's logs while it runs; lines about the login re-read HyOS's
+        auth.json (event-driven: no polling while nothing happens)."""
+        if service.role == "server" and service.login_watch != container_id:
+            service.login_watch = container_id
+            self._spawn(self._follow_login, service, container_id)
+
+    async def _follow_login(self, service: Service, container_id: str) -> None:
+        try:
+            await self._read_login(service, container_id)
+            async with self.engine.follow_logs(container_id) as lines:
+                async for line in lines:
+                    waiting = service.login is not None and service.login.waiting
+                    if waiting or hyos.LOGIN_LINE.search(line):
+                        await self._read_login(service, container_id)
+        except EngineError as err:
+            # The container went away or the engine hiccupped; its next start watches again.
+            self.log.debug("stopped following the login", extra={"error": str(err)})
+        finally:
+            if service.login_watch == container_id:
+                service.login_watch = None
+
+    async def _read_login(self, service: Service, container_id: str) -> None:
+        login = hyos.parse_login(await self.engine.read_file(container_id, hyos.AUTH_FILE))
+        if login == service.login or service.container_id != container_id:
+            return
+        before, service.login = service.login, login
+        log = self.log.bind(service=service.role, container_id=container_id[:12])
+        if login is not None and login.waiting:
+            # Once per code: the URL and code are what an operator needs, nothing else.
+            log.warning(
+                "the Hytale login waits for approval: open the URL and enter the code "
+                "(or run `hyos-supervisor auth`)",
+                extra={"url": login.url, "code": login.code},
+            )
+        elif login is not None and before is not None and before.waiting:
+            log.info("the Hytale login ended", extra={"login": login.status})
+        self.save()
+
+    async def _install_update(self, service: Service) -> None:
+        """The dashboard's update stopped Java; ask HyOS's entrypoint to install the update
+        on this start, as its own schedule-update.sh does, then start at once."""
+        if service.container_id is not None:
+            try:
+                await self.engine.write_file(
+                    service.container_id,
+                    hyos.UPDATE_ON_RESTART_FILE,
+                    hyos.update_on_restart(datetime.now(UTC)),
+                    self.settings.server.uid,
+                    self.settings.server.gid,
+                )
+            except EngineError as err:
+                self.log.error(
+                    "cannot ask HyOS to install the update; starting the server as it is",
+                    extra={"service": service.role, "error": str(err)},
+                )
+        self._schedule_restart(service, 0.0)
+
     async def _act(self, service: Service, decision: restarts.Decision, log: BoundLogger) -> None:
-        if decision.action is Action.RESTART:
+        if decision.action in (Action.RESTART, Action.RETRY_LOGIN):
+            if decision.message:
+                log.warning(decision.message, extra={"reason": decision.reason})
             service.restart_due = self.clock() + decision.backoff_s
             self._schedule_restart(service, decision.backoff_s)
+        elif decision.action is Action.INSTALL_UPDATE:
+            log.info("installing the update the dashboard asked for")
+            await self._install_update(service)
         elif decision.action is Action.RECREATE:
             self._spawn(self._recreate, service)
         elif decision.action is Action.STOP_CRASH_LOOP:
@@ -801,7 +904,7 @@ class Daemon:
                         continue
                     if not startup:
                         await self._on_exit(service, info, log.bind(container_id=keep.id[:12]))
-                        if service.restart.status is ServiceStatus.BACKOFF and not service.busy:
+                        if service.restart_due is not None and not service.busy:
                             # A restart was decided but nothing carries it out any more.
                             delay = max(0.0, (service.restart_due or 0.0) - self.clock())
                             self._schedule_restart(service, delay)
@@ -809,11 +912,14 @@ class Daemon:
                     service.last_finished_at = str(
                         (info.get("State") or {}).get("FinishedAt") or ""
                     )
-                    if service.restart.status in HELD:
-                        continue
-                    if service.restart.status is ServiceStatus.BACKOFF and service.restart_due:
+                    if service.restart_due and service.restart.status in (
+                        ServiceStatus.BACKOFF,
+                        ServiceStatus.NEEDS_AUTH,  # waiting to retry a login that ran out
+                    ):
                         delay = max(0.0, service.restart_due - self.clock())
                         self._schedule_restart(service, delay)
+                        continue
+                    if service.restart.status in HELD:
                         continue
                 hold = service.restart.status in HELD
                 start = not hold
@@ -826,6 +932,7 @@ class Daemon:
                 service.container_id = container_id
                 if keep is not None and keep.id == container_id and keep.running:
                     service.health = keep.health
+                    self._watch_login(service, container_id)
                     if service.restart.status in ADOPT_AS_STARTED:
                         # Also a restart or recreate that a killed daemon issued but
                         # never saw start: the container runs, so the service does.

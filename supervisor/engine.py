@@ -275,15 +275,17 @@ class Engine:
             with suppress(Exception):
                 await lines.aclose()  # type: ignore[attr-defined]
 
-    async def exec_run(
-        self, container_id: str, cmd: list[str], user: str, tty: bool, stdin: bool
-    ) -> Any:
-        """Create an exec as `user` and return its aiodocker handle (the CLI attaches)."""
+    @asynccontextmanager
+    async def exec_session(
+        self, container_id: str, cmd: list[str], user: str, tty: bool
+    ) -> AsyncIterator[ExecSession]:
+        """An attached exec as `user` (stdin open): read, write, close stdin, exit code."""
         container = self._docker.containers.container(container_id)
         try:
-            return await container.exec(
-                cmd, user=user, tty=tty, stdin=stdin, stdout=True, stderr=True
-            )
+            handle = await container.exec(cmd, user=user, tty=tty, stdin=True)
+            stream = handle.start(detach=False, timeout=None)
+            async with stream:
+                yield ExecSession(handle, stream)
         except aiodocker.DockerError as err:
             if err.status == 404:
                 raise NotFound(_message(err)) from None
@@ -430,6 +432,34 @@ async def _json_lines(response: aiohttp.ClientResponse) -> AsyncIterator[dict[st
         # A dockerd restart cuts the stream mid-chunk (ClientPayloadError).
         raise DockerUnreachable(f"the event stream broke: {err!r}") from None
     raise DockerUnreachable("the engine closed the event stream")
+
+
+class ExecSession:
+    """One attached exec: its output as (1 stdout | 2 stderr, bytes), stdin, exit code."""
+
+    def __init__(self, handle: Any, stream: Any) -> None:
+        self._handle = handle
+        self._stream = stream
+
+    async def read(self) -> tuple[int, bytes] | None:
+        message = await self._stream.read_out()
+        return None if message is None else (int(message.stream), bytes(message.data))
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.write_in(data)
+
+    async def close_stdin(self) -> None:
+        """EOF on the exec's stdin (a half-close of the hijacked connection), so a command
+        that reads stdin to its end finishes; aiodocker has no call for it."""
+        await self._stream.write_in(b"")  # attaches if nothing was written yet
+        connection = self._stream._resp.connection
+        if connection is not None and connection.transport is not None:
+            connection.transport.write_eof()
+
+    async def exit_code(self) -> int:
+        info = await self._handle.inspect()
+        code = info.get("ExitCode")
+        return int(code) if code is not None else 1
 
 
 def _readiness(info: Mapping[str, Any]) -> str:

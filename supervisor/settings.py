@@ -341,6 +341,9 @@ class RestartSettings(BaseModel):
     reset_after_s: float = Field(default=600.0, gt=0)
     crash_loop_limit: int = Field(default=5, ge=1)
     crash_loop_window_s: float = Field(default=600.0, gt=0)
+    # After HyOS's Hytale login ran out (nobody approved the code), start again for a
+    # fresh code this much later (or at once with `hyos-supervisor restart server`).
+    auth_retry_s: float = Field(default=60.0, ge=0)
     # Restart the manager once the server is healthy again after a server restart.
     restart_manager_with_server: bool = True
 

@@ -64,12 +64,15 @@ class Stack:
     config: Path | None = None
     runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
 
-    def run(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 180, input_text: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "supervisor", "--log-format", "json"]
         if self.config is not None:
             command += ["--config", str(self.config)]
         result = subprocess.run(
             [*command, *args],
+            input=input_text,
             capture_output=True,
             text=True,
             env={**self.env, **env},
