@@ -100,9 +100,11 @@ def _limit_files(limit: int) -> None:
 
 
 @contextmanager
-def supervised_stack(nofile: int | None = None, **settings: str) -> Iterator[Supervised]:
-    """A fresh stack under a daemon, healthy on entry; everything removed on exit.
-    `nofile` caps the daemon's file descriptors (RLIMIT_NOFILE), as systemd does."""
+def supervised_stack(
+    nofile: int | None = None, healthy: bool = True, **settings: str
+) -> Iterator[Supervised]:
+    """A fresh stack under a daemon, healthy on entry (unless `healthy=False`); everything
+    removed on exit. `nofile` caps the daemon's file descriptors (RLIMIT_NOFILE)."""
     name = f"b{uuid.uuid4().hex[:10]}"
     tmp = Path(tempfile.mkdtemp(prefix="hyos-bench-"))
     env = standin_env(name, tmp / "state", **settings)
@@ -119,7 +121,8 @@ def supervised_stack(nofile: int | None = None, **settings: str) -> Iterator[Sup
         )
     daemon = Supervised(name, proc, log, tmp / "state" / f"{name}.{control.SOCKET_NAME}")
     try:
-        wait_for(daemon.healthy, 90, "a healthy stack", interval=0.1)
+        if healthy:
+            wait_for(daemon.healthy, 90, "a healthy stack", interval=0.1)
         yield daemon
     finally:
         proc.terminate()

@@ -77,7 +77,7 @@ class Service:
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     restart_due: float | None = None  # wall clock of a pending backoff restart
     login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
-    login_watch: str | None = None  # the container whose logs are being followed
+    login_watch: tuple[str, float | None] | None = None  # (container, start) being followed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -629,12 +629,16 @@ class Daemon:
 
     def _watch_login(self, service: Service, container_id: str) -> None:
         """Follow the server's logs while it runs; lines about the login re-read HyOS's
-        auth.json (event-driven: no polling while nothing happens)."""
-        if service.role == "server" and service.login_watch != container_id:
-            service.login_watch = container_id
-            self._spawn(self._follow_login, service, container_id)
+        auth.json (event-driven: no polling while nothing happens). One follower per run
+        of the container: a restart ends the old stream and starts a new one."""
+        run = (container_id, service.restart.started_at)
+        if service.role == "server" and service.login_watch != run:
+            service.login_watch = run
+            self._spawn(self._follow_login, service, container_id, run)
 
-    async def _follow_login(self, service: Service, container_id: str) -> None:
+    async def _follow_login(
+        self, service: Service, container_id: str, run: tuple[str, float | None]
+    ) -> None:
         try:
             await self._read_login(service, container_id)
             async with self.engine.follow_logs(container_id) as lines:
@@ -646,7 +650,7 @@ class Daemon:
             # The container went away or the engine hiccupped; its next start watches again.
             self.log.debug("stopped following the login", extra={"error": str(err)})
         finally:
-            if service.login_watch == container_id:
+            if service.login_watch == run:
                 service.login_watch = None
 
     async def _read_login(self, service: Service, container_id: str) -> None:
