@@ -20,10 +20,16 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     IMAGE="$BASE_IMAGE" "$here/build-python-base.sh"
 fi
 BASE_IMAGE="$BASE_IMAGE" "$here/build-wheelhouse.sh"
+previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 # Classic builder: works on docker.io 20.10 without buildx or a frontend image to pull.
 if ! out=$(DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" \
         --build-arg "VERSION=$version" -t "$IMAGE" -t "hyos-supervisor:$version" "$repo" 2>&1); then
     echo "$out" >&2
     exit 1
+fi
+# The image this build replaced, once untagged and unused, is only disk: remove it.
+current=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
 fi
 echo "build-image: built $IMAGE and hyos-supervisor:$version (base $BASE_IMAGE)"

@@ -165,8 +165,9 @@ def test_exit_2_needs_auth_and_is_not_restarted(stack: Stack, daemon: DaemonFact
     wait_for(lambda: d.service("server")["status"] == "needs_auth", 10, "needs_auth")
     line = d.wait_log("exited", service="server")[0]
     assert line["exit_code"] == 2 and line["decision"] == "needs_auth"
-    how = [x for x in d.lines() if x.get("level") == "ERROR" and "/auth login" in x["message"]]
+    how = [x for x in d.lines() if x.get("level") == "ERROR" and "refused" in x["message"]]
     assert how and "hyos-supervisor restart server" in how[0]["message"]
+    assert "hyos-supervisor auth" in how[0]["message"]
     frozen = started_at(server)
 
     def still_down() -> None:
