@@ -26,9 +26,17 @@ function step(name, extra = {}) {
   console.log(JSON.stringify({ step: name, ms: Date.now() - started, ...extra }));
 }
 
-// The state badge of the dashboard's "Game Server" card: running, starting, stopped...
-function stateBadge(page, state) {
-  return page.getByText(state, { exact: true }).first();
+// What tells a person the server runs: the bar under the menu says "Server Online" and
+// Quick Actions disables "Start Server" (HyOS: state === "running").
+async function seesRunning(page, options = {}) {
+  await page.getByText("Server Online", { exact: true }).waitFor(options);
+  const start = page.getByRole("button", { name: "Start Server", exact: true });
+  await start.waitFor(options);
+  const deadline = Date.now() + (options.timeout || timeout);
+  while (!(await start.isDisabled())) {
+    if (Date.now() > deadline) throw new Error("Start Server stays enabled: not running");
+    await page.waitForTimeout(250);
+  }
 }
 
 async function main() {
@@ -71,10 +79,10 @@ async function main() {
     await page.waitForURL((u) => u.pathname === "/");
     step("signed in");
 
-    await stateBadge(page, "running").waitFor();
+    await seesRunning(page);
     step("server running");
 
-    const restart = page.getByRole("button", { name: "Restart Server" });
+    const restart = page.getByRole("button", { name: "Restart Server", exact: true });
     await restart.waitFor();
     const answered = page.waitForResponse(
       (r) => r.url().endsWith("/api/server/restart") && r.request().method() === "POST",
@@ -89,7 +97,7 @@ async function main() {
     for (;;) {
       await page.reload();
       try {
-        await stateBadge(page, "running").waitFor({ timeout: 5000 });
+        await seesRunning(page, { timeout: 5000 });
         break;
       } catch (err) {
         if (Date.now() > deadline) throw err;

@@ -342,6 +342,8 @@ def test_a_browser_sets_up_logs_in_and_restarts_the_server(
     hyos: Stack, daemon: DaemonFactory, record_property: Any
 ) -> None:
     _browser_ready()
+    # The server's default limit: HyOS's scripts warn on the dashboard below 4 GB.
+    hyos.env.pop("HYOS_SERVER__MEMORY", None)
     d, dash = start(daemon, hyos)
     server = hyos.container("server")
     before = inspect(server)["State"]["StartedAt"]
