@@ -5,7 +5,7 @@ Usage::
     python -m entrypoint [--user UID[:GID]|NAME[:GROUP]] [--group-of PATH]
                          [--prepare PATH]... [--machine-id PATH] [--allow-root]
                          [--secrets DIR [--secret NAME]... [--rotate NAME]... [--forget NAME]...
-                          [--secrets-stdin]]
+                          [--secrets-stdin]] [--manager-config PATH]
                          [-- COMMAND ARGS...]
 
 Without a command it only prepares and exits 0; its results are then JSON lines on
@@ -58,6 +58,7 @@ class Options(argparse.Namespace):
     forget: list[str]
     secrets_stdin: bool
     file_env_shim: str | None
+    manager_config: str | None
     command: list[str]
 
 
@@ -103,6 +104,11 @@ def _parser() -> _Parser:
         "--file-env-shim",
         metavar="PATH",
         help="install the read-only shim that exports X from X_FILE, then execs the image",
+    )
+    p.add_argument(
+        "--manager-config",
+        metavar="PATH",
+        help="drop what the supervisor wires from HyOS's manager-config.json; keep it 0600",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return p
@@ -235,6 +241,15 @@ def run(opts: Options) -> int:
         written = install_shim(opts.file_env_shim)
         _emit(
             {"event": "file_env_shim", "path": opts.file_env_shim, "written": written},
+            to_stdout=to_stdout,
+        )
+    if opts.manager_config is not None:
+        from entrypoint.managerconfig import clean_manager_config
+
+        owner = (user.uid, user.gid) if is_root and user is not None else None
+        cleaned = clean_manager_config(opts.manager_config, owner)
+        _emit(
+            {"event": "manager_config", "path": opts.manager_config, **cleaned},
             to_stdout=to_stdout,
         )
     _prepare(opts, user, is_root, to_stdout)

@@ -57,6 +57,9 @@ WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
 # The guard's rules whose allowed requests stop the server on the dashboard's behalf.
 DASHBOARD_STOPS = {"container-stop": "stop", "container-restart": "restart"}
 GUARD_RETRY_S = (0.5, 30.0)
+# At most this often, a dashboard request through the guard has the daemon look whether
+# the manager saved settings over the supervisor's wiring (hyos.manager_config_overrides).
+MANAGER_CONFIG_CHECK_S = 5.0
 # How the engine refuses to start a container whose containerd task outlived dockerd.
 STALE_TASK = re.compile(r"task [0-9a-f]{12,}: already exists")
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
@@ -159,6 +162,7 @@ class Daemon:
         self.manager_after_server = False
         self.last_event_nano = 0
         self._reconcile_lock = anyio.Lock()
+        self._manager_config_due = 0.0
         self.runtime: Runtime | None = None
         self._reconcile_pending = False
         self._work: TaskGroup | None = None
@@ -346,6 +350,7 @@ class Daemon:
     def _dashboard_request(self, allowed: Allow) -> None:
         """The dashboard stops or restarts the server through the guard: that exit is
         asked for, so it must not count as a crash or be undone by a restart."""
+        self._check_manager_config_soon()
         server = self.services.get("server")
         if allowed.rule not in DASHBOARD_STOPS or server is None:
             return
@@ -356,6 +361,40 @@ class Daemon:
             "the dashboard asked for a server " + DASHBOARD_STOPS[allowed.rule],
             extra={"service": "server", "container_id": allowed.container_id[:12]},
         )
+
+    def _check_manager_config_soon(self) -> None:
+        now = self.clock()
+        if now >= self._manager_config_due:
+            self._manager_config_due = now + MANAGER_CONFIG_CHECK_S
+            self._spawn(self._repair_manager_config)
+
+    async def _repair_manager_config(self) -> None:
+        """HyOS's manager saves its whole config, HyOS's defaults for what it was given
+        by environment included (server name, API client id and secret), and the saved
+        file wins from then on: the dashboard loses the server. The prepare step removes
+        those keys; the manager restarts to forget what it cached."""
+        manager = self.services.get("manager")
+        if manager is None or manager.container_id is None or manager.busy or self.stopping:
+            return
+        try:
+            raw = await self.engine.read_file(manager.container_id, hyos.MANAGER_CONFIG_FILE)
+            keys = hyos.manager_config_overrides(raw)
+            if not keys:
+                return
+            self.log.warning(
+                "the dashboard saved settings over the supervisor's wiring; removing them "
+                "and restarting the manager",
+                extra={"service": "manager", "keys": list(keys)},
+            )
+            async with self._reconcile_lock:
+                await run_prepare(self.engine, self.settings)
+        except (EngineError, StackError) as err:
+            self.log.warning(
+                "cannot check the dashboard's settings file",
+                extra={"service": "manager", "error": str(err)},
+            )
+            return
+        await self._restart_now(manager, "the dashboard's settings overrode the wiring")
 
     async def _kill_when_forced(self, container_id: str, log: BoundLogger) -> None:
         await self.force.wait()

@@ -18,10 +18,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from entrypoint.managerconfig import WIRED_KEYS
+
 STATE_DIR = "/data/.state"
 AUTH_FILE = f"{STATE_DIR}/auth.json"
 UPDATE_FILE = f"{STATE_DIR}/update.json"
 UPDATE_ON_RESTART_FILE = f"{STATE_DIR}/.update-on-restart"
+# HyOS's manager's settings; they outrank its environment (entrypoint.managerconfig).
+MANAGER_CONFIG_FILE = f"{STATE_DIR}/manager-config.json"
 
 # Log lines after which auth.json may have changed (lib/auth.sh prints the URL and code,
 # then progress and the outcome): the daemon re-reads it only then.
@@ -117,3 +121,10 @@ def update_on_restart(now: datetime) -> bytes:
         "scheduled_by": "hyos-supervisor",
     }
     return (json.dumps(body) + "\n").encode()
+
+
+def manager_config_overrides(raw: bytes | None) -> tuple[str, ...]:
+    """The keys of HyOS's manager-config.json that override what the supervisor wires
+    through the manager's environment (the manager saves them with every setting)."""
+    config = _object(raw)
+    return tuple(key for key in WIRED_KEYS if config is not None and key in config)

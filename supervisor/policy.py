@@ -451,6 +451,9 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
             args += ["--rotate", name]
         if spec.secrets_on_stdin:
             args.append("--secrets-stdin")
+    # HyOS's manager saves the supervisor's wiring into its settings file, which then
+    # outranks the environment (entrypoint.managerconfig): dropped at every prepare.
+    args += ["--manager-config", f"{spec.data.target}/.state/manager-config.json"]
     args += ["--prepare", spec.data.target]
     body: dict[str, Any] = {
         "Image": spec.image,

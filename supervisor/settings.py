@@ -323,7 +323,10 @@ class ManagerSettings(ServiceSettings):
     role: ClassVar[str] = "manager"
 
     image: str = DEFAULT_MANAGER_IMAGE
-    memory: str = "512m"
+    # A ceiling, not a reservation: idle it uses ~100 MiB, but HyOS's world upload (up to
+    # 500 MB) holds the file in memory several times over: 3.8 GiB peak for 500 MB
+    # (bench/bench_manager_upload.py); 512m OOMs at 100 MB.
+    memory: str = "5g"
     cpus: float = Field(default=1.0, gt=0, le=1024)
     pids_limit: int = Field(default=512, ge=16)
     # Next.js writes its cache under the app directory.

@@ -96,3 +96,14 @@ def test_update_on_restart_is_what_schedule_update_writes() -> None:
 )
 def test_login_lines(line: str, relevant: bool) -> None:
     assert bool(hyos.LOGIN_LINE.search(line)) is relevant
+
+
+def test_manager_config_overrides_name_the_keys_the_dashboard_saved_over_the_wiring() -> None:
+    saved = {"serverHost": "hyos-server", "apiClientSecret": "x", "telemetryEnabled": False}
+    assert hyos.manager_config_overrides(json.dumps(saved).encode()) == (
+        "serverHost",
+        "apiClientSecret",
+    )
+    assert hyos.manager_config_overrides(b'{"telemetryEnabled": false}') == ()
+    assert hyos.manager_config_overrides(None) == ()
+    assert hyos.manager_config_overrides(b"not json") == ()

@@ -46,6 +46,7 @@ def test_the_command_prepares_data_machine_id_and_secrets() -> None:
     assert cmd[cmd.index("--secrets") + 1] == "/data/.hyos/secrets"
     assert cmd[cmd.index("--rotate") + 1] == "api_client_secret"
     assert cmd[-2:] == ["--prepare", "/data"]
+    assert cmd[cmd.index("--manager-config") + 1] == "/data/.state/manager-config.json"
     assert "AttachStdin" not in body
 
 

@@ -128,7 +128,7 @@ def test_env_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.restart.crash_loop_limit == 9
     # untouched nested fields keep their defaults
     assert s.server.user == "568:568"
-    assert s.manager.memory == "512m"
+    assert s.manager.memory == "5g"
 
 
 def test_unprefixed_env_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:

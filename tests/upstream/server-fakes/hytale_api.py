@@ -154,7 +154,18 @@ def _handler(api: API) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/server/status":
                 self.reply(200, api.status())
             elif self.path == "/server/version":
-                self.reply(200, {"version": api.status().get("version", "")})
+                version = api.status().get("version", "")
+                # The plugin's shape, as HyOS's dashboard reads it (app/api/server/version).
+                self.reply(
+                    200,
+                    {
+                        "gameVersion": version,
+                        "revisionId": "hyos-replica",
+                        "patchline": "release",
+                        "protocolVersion": 1,
+                        "version": version,
+                    },
+                )
             elif self.path == "/players":
                 self.reply(200, {"players": [], "count": 0})
             else:
