@@ -19,9 +19,8 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import docker
-from tests.standin import MANAGER_IMAGE, REPO, SERVER_IMAGE, remove_stack_objects
+from tests.standin import MANAGER_IMAGE, REPO, SERVER_IMAGE, poll, remove_stack_objects
 
 pytestmark = pytest.mark.integration
 
@@ -97,17 +96,6 @@ class Box:
             input=text, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from supervisor.policy import build_create_body
 from supervisor.settings import ManagerSettings, Settings
 from supervisor.stack import desired_services
 from tests.standin import poll
+from tests.upstream.dashboard import SESSION_COOKIE, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,6 @@ UID = 568
 PREFIX = "hyos-upstream-test"
 # HyOS's Dockerfile, verbatim.
 HEALTHCHECK = "wget --no-verbose --tries=1 --spider http://127.0.0.1:3000/api/health || exit 1"
-SESSION_COOKIE = "hyos_session"
 ADMIN = {"username": "admin", "password": "correct-horse-battery-staple"}
 
 
@@ -92,26 +92,6 @@ def supervisor_hardening() -> tuple[list[str], dict[str, Any]]:
         "--ipc", host["IpcMode"],
     ]  # fmt: skip
     return flags, host
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def set_cookie(self) -> str:
-        """The raw Set-Cookie header of the session cookie ('' if none)."""
-        for value in self.headers.get_all("Set-Cookie") or []:
-            if value.startswith(f"{SESSION_COOKIE}="):
-                return value
-        return ""
-
-    def session(self) -> str:
-        return self.set_cookie().split(";", 1)[0].split("=", 1)[1]
 
 
 @dataclass
@@ -302,7 +282,9 @@ def setup_admin(manager: Manager, telemetry_opt_out: bool = False) -> str:
     reply = manager.post("/api/auth/setup", {**ADMIN, "telemetryOptOut": telemetry_opt_out})
     assert reply.status == 200, reply.body
     assert reply.json() == {"success": True}
-    return reply.session()
+    session = reply.session()
+    assert session is not None, reply.headers
+    return session
 
 
 # --- the image and the hardening ------------------------------------------------------------

@@ -8,13 +8,11 @@ Skipped when the image is not built; failed instead when CI=true.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,12 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.standin import REPO, poll
+from tests.standin import poll
+from tests.upstream.replica import (
+    REPLICA_IMAGE,
+    cloud_token,
+    fake_module,
+    injected_tokens,
+)
 
 pytestmark = pytest.mark.integration
 
-IMAGE = os.environ.get("HYOS_UPSTREAM_SERVER_IMAGE", "hyos-upstream/server:local")
-FAKES = REPO / "tests/upstream/server-fakes"
+IMAGE = REPLICA_IMAGE
 HARDENING = (
     "--user", "568:568", "--read-only", "--cap-drop", "ALL",
     "--security-opt", "no-new-privileges:true",
@@ -61,26 +64,6 @@ def replica_image() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true: the replica tests must run)")
         pytest.skip(reason)
-
-
-def fake_module(name: str) -> Any:
-    """A module of the fakes (the test crafts tokens the fake Hytale cloud accepts)."""
-    if str(FAKES) not in sys.path:
-        sys.path.insert(0, str(FAKES))
-    return importlib.import_module(name)
-
-
-def cloud_token(ttl: float, **claims: Any) -> str:
-    fakejwt, cloud = fake_module("fakejwt"), fake_module("hytale_cloud")
-    token: str = fakejwt.encode({**claims, "exp": int(time.time() + ttl)}, cloud.KEY)
-    return token
-
-
-def injected_tokens() -> dict[str, str]:
-    return {
-        "HYTALE_SERVER_SESSION_TOKEN": cloud_token(3600, kind="session"),
-        "HYTALE_SERVER_IDENTITY_TOKEN": cloud_token(3600, kind="identity"),
-    }
 
 
 def _health_time(stamp: str) -> float:

@@ -32,11 +32,16 @@ class Reply:
     def json(self) -> Any:
         return json.loads(self.body)
 
-    def session(self) -> str | None:
+    def set_cookie(self) -> str:
+        """The raw Set-Cookie header of the session cookie ('' if none)."""
         for value in self.headers.get_all("Set-Cookie") or []:
             if value.startswith(f"{SESSION_COOKIE}="):
-                return value.split(";", 1)[0].split("=", 1)[1]
-        return None
+                return value
+        return ""
+
+    def session(self) -> str | None:
+        cookie = self.set_cookie()
+        return cookie.split(";", 1)[0].split("=", 1)[1] if cookie else None
 
 
 @dataclass

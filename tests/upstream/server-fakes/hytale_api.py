@@ -26,11 +26,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import fakejwt
+from fakehttp import JsonHandler
 
 PLUGIN_DIR = "mods/com.hytale_HytaleAPI"
 _libcrypt = ctypes.CDLL("libcrypt.so.1")
@@ -111,27 +112,14 @@ def _credentials(headers: Any, raw: bytes) -> tuple[str, str]:
     return form.get("client_id", ""), form.get("client_secret", "")
 
 
-def _handler(api: API) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def reply(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+def _handler(api: API) -> type[JsonHandler]:
+    class Handler(JsonHandler):
         def authorized(self) -> bool:
             scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
             return scheme.lower() == "bearer" and fakejwt.decode(token, api.key) is not None
 
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = self.body()
             if self.path != "/auth/token":
                 if self.authorized():
                     self.reply(404, {"error": "not_found"})

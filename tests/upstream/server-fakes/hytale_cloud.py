@@ -28,11 +28,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import fakejwt
+from fakehttp import JsonHandler
 
 LISTEN = ("127.0.0.1", 38443)
 TLS_DIR = Path("/opt/hyos-fakes/tls")
@@ -143,23 +144,7 @@ def game_session(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     }
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
+class Handler(JsonHandler):
     def do_POST(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
         raw = self.body()
