@@ -8,32 +8,23 @@ from __future__ import annotations
 
 import json
 import queue
-import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from supervisor import control  # noqa: E402
-from tests.standin import (  # noqa: E402
-    SERVER_IMAGE,
-    json_lines,
-    poll,
-    remove_stack_objects,
-    standin_env,
-)
+from supervisor import control
+from tests.harness import Daemon, poll
+from tests.harness import docker_out as docker
+from tests.standin import SERVER_IMAGE, remove_stack_objects, standin_env
 
 __all__ = [
     "SERVER_IMAGE",
@@ -49,12 +40,6 @@ __all__ = [
 ]
 
 
-def docker(*args: str, check: bool = True) -> str:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=check, timeout=120
-    ).stdout.strip()
-
-
 def log_time(text: str) -> float:
     """The daemon's `...+00:00` log timestamps -> epoch seconds."""
     return datetime.fromisoformat(text).timestamp()
@@ -64,73 +49,36 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
     return poll(check, timeout, what, interval)
 
 
-class Supervised:
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], log: Path, sock: Path) -> None:
-        self.name = name
-        self.proc = proc
-        self.log = log
-        self.sock = sock
+@dataclass
+class Supervised(Daemon):
+    """A benchmark's daemon and the name of its stack."""
 
-    def lines(self, message: str | None = None, **match: Any) -> list[dict[str, Any]]:
-        return [
-            line
-            for line in json_lines(self.log)
-            if (message is None or line.get("message") == message)
-            and all(line.get(k) == v for k, v in match.items())
-        ]
-
-    def view(self) -> dict[str, Any] | None:
-        return control.live_view(self.sock)
-
-    def healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited:\n{self.log.read_text()[-2000:]}")
-        view = self.view()
-        return bool(view) and all(
-            s["health"] == "healthy" and s["status"] == "running"
-            for s in view["services"].values()  # type: ignore[index]
-        )
+    name: str = ""
 
 
 remove_stack = remove_stack_objects
 
 
-def _limit_files(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-
 @contextmanager
 def supervised_stack(
-    nofile: int | None = None, healthy: bool = True, **settings: str
+    settings: Mapping[str, str] | None = None, *, nofile: int | None = None, healthy: bool = True
 ) -> Iterator[Supervised]:
-    """A fresh stack under a daemon, healthy on entry (unless `healthy=False`); everything
-    removed on exit. `nofile` caps the daemon's file descriptors (RLIMIT_NOFILE)."""
+    """A fresh stack under a daemon with these HYOS_* settings, healthy on entry (unless
+    `healthy=False`); everything removed on exit. `nofile` caps the daemon's file
+    descriptors (RLIMIT_NOFILE)."""
     name = f"b{uuid.uuid4().hex[:10]}"
     tmp = Path(tempfile.mkdtemp(prefix="hyos-bench-"))
-    env = standin_env(name, tmp / "state", **settings)
-    log = tmp / "daemon.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "--log-format", "json", "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            env=env,
-            cwd=REPO,
-            preexec_fn=None if nofile is None else partial(_limit_files, nofile),
-        )
-    daemon = Supervised(name, proc, log, tmp / "state" / f"{name}.{control.SOCKET_NAME}")
+    env = standin_env(name, tmp / "state", **(settings or {}))
+    launched = Daemon.launch(
+        env, tmp / "daemon.log", tmp / "state" / f"{name}.{control.SOCKET_NAME}", nofile
+    )
+    daemon = Supervised(launched.proc, launched.log_path, launched.socket_path, name)
     try:
         if healthy:
             wait_for(daemon.healthy, 90, "a healthy stack", interval=0.1)
         yield daemon
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        daemon.stop(timeout=60)
         remove_stack(name)
         shutil.rmtree(tmp, ignore_errors=True)
 

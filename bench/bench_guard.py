@@ -1,6 +1,6 @@
 """Cost of the Docker API guard: added latency per inspect, and log streaming throughput.
 
-Run: python bench/bench_guard.py [--requests 300] [--log-mb 50] [--runs 5]
+Run: python -m bench.bench_guard [--requests 300] [--log-mb 50] [--runs 5]
 Needs the engine on /var/run/docker.sock. The guard runs as a separate process
 (`python -m supervisor.guard`, INFO logging as in production) like in deployment; each
 request uses a new connection, as the docker CLI does.

@@ -1,6 +1,6 @@
 """A connection flood on the manager's guard socket, against the real daemon.
 
-Run: python bench/bench_guard_flood.py [--connections 1500] [--nofile 512] [--runs 3]
+Run: python -m bench.bench_guard_flood [--connections 1500] [--nofile 512] [--runs 3]
 Starts `hyos-supervisor run` for a stand-in stack with RLIMIT_NOFILE as given (systemd's
 default soft limit is 1024), opens that many idle connections to the guard (each sends a
 head that never ends), and reports: how many the guard held and how many it refused with
@@ -15,11 +15,8 @@ import contextlib
 import resource
 import socket
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._daemon import docker, supervised_stack, wait_for
 
@@ -61,7 +58,7 @@ def flood(sock: Path, n: int) -> list[socket.socket]:
 
 def one_run(n: int, nofile: int) -> dict[str, float]:
     with supervised_stack(nofile=nofile) as d:
-        sock = Path(d.log.parent / "state" / "guard" / d.name / "docker.sock")
+        sock = Path(d.log_path.parent / "state" / "guard" / d.name / "docker.sock")
         assert ping(sock) == 200
         rss_before = status_kib(d.proc.pid, "VmRSS")
         started = time.perf_counter()

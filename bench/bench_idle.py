@@ -1,6 +1,6 @@
 """Idle footprint of the daemon supervising a healthy stack.
 
-Run: python bench/bench_idle.py [--seconds 60] [--strace-seconds 20]
+Run: python -m bench.bench_idle [--seconds 60] [--strace-seconds 20]
 Needs the engine and the stand-in images (bash tests/images/build.sh).
 
 Samples the daemon's /proc/<pid>/status (VmRSS, VmHWM, voluntary context switches:
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _daemon import supervised_stack
+from bench._daemon import supervised_stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -1,6 +1,6 @@
 """How soon the Hytale login's URL and code reach the operator, with HyOS's own scripts.
 
-Run: python bench/bench_login.py [--runs 5]   (needs bash tests/upstream/build-server.sh)
+Run: python -m bench.bench_login [--runs 5]   (needs bash tests/upstream/build-server.sh)
 The replica server (HyOS's lib/auth.sh, a fake Hytale cloud) starts without tokens, so
 auth.sh writes /data/.state/auth.json "pending" and prints the URL and code. Measured per
 fresh code: from the engine's timestamp of auth.sh's "AUTHENTICATION REQUIRED" line to the
@@ -17,9 +17,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._daemon import docker, log_time, supervised_stack, wait_for
 from tests.upstream.replica import REPLICA_IMAGE, replica_env
@@ -55,7 +52,7 @@ def main() -> int:
         print(f"{REPLICA_IMAGE} is missing: bash tests/upstream/build-server.sh", file=sys.stderr)
         return 1
     delays = []
-    with supervised_stack(healthy=False, **replica_env()) as d:
+    with supervised_stack(replica_env(), healthy=False) as d:
         server = f"{d.name}-server"
         after = 0.0
         for run in range(args.runs):

@@ -1,6 +1,6 @@
 """Memory of HyOS's real manager while a world is uploaded through its dashboard.
 
-Run: python bench/bench_manager_upload.py [--mb 500] [--memory 512m] [--env K=V ...]
+Run: python -m bench.bench_manager_upload [--mb 500] [--memory 512m] [--env K=V ...]
 Needs the engine, the helper image (sh scripts/build-image.sh), HyOS's real manager
 (bash tests/upstream/build-manager.sh) and the server replica (bash tests/upstream/build-server.sh).
 
@@ -22,17 +22,15 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.standin import poll, remove_stack_objects, standin_env  # noqa: E402
-from tests.upstream.dashboard import (  # noqa: E402
+from tests.harness import REPO, poll
+from tests.standin import remove_stack_objects, standin_env
+from tests.upstream.dashboard import (
     MANAGER_IMAGE,
     Dashboard,
     MemorySampler,
     world_zip,
 )
-from tests.upstream.replica import injected_tokens, replica_env  # noqa: E402
+from tests.upstream.replica import injected_tokens, replica_env
 
 MIB = 1 << 20
 

@@ -1,6 +1,6 @@
 """Crash to restart: the supervisor beside Docker's own `--restart on-failure`.
 
-Run: python bench/bench_restart.py [--crashes 20]
+Run: python -m bench.bench_restart [--crashes 20]
 Needs the engine and the stand-in images (bash tests/images/build.sh).
 
 Supervisor: a stack under `hyos-supervisor run` with backoff 0.001 s (factor 1) and a
@@ -26,8 +26,9 @@ import argparse
 import os
 import signal
 import uuid
+from functools import partial
 
-from _daemon import (
+from bench._daemon import (
     SERVER_IMAGE,
     Events,
     docker,
@@ -60,24 +61,18 @@ def bench_supervisor(crashes: int) -> dict[str, list[float]]:
         "HYOS_RESTART__RESTART_MANAGER_WITH_SERVER": "false",
     }
     detect, call, returned, e2e = [], [], [], []
-    with supervised_stack(**settings) as daemon:
+    with supervised_stack(settings) as daemon:
         server = f"{daemon.name}-server"
         events = Events(f"container={server}", "event=die", "event=start")
         try:
             for n in range(1, crashes + 1):
-                wait_for(lambda: running(server), 30, "the server running")
+                wait_for(partial(running, server), 30, "the server running")
                 events.drain()
                 kill_9(server)
                 die = seconds(events.next("die"))
                 start = seconds(events.next("start"))
-                exited = wait_for(
-                    lambda n=n: daemon.lines("exited", service="server")[n - 1 :], 10, "exited"
-                )[0]
-                issued = wait_for(
-                    lambda n=n: daemon.lines("restart issued", service="server")[n - 1 :],
-                    10,
-                    "restart issued",
-                )[0]
+                exited = daemon.wait_lines("exited", n, 10, service="server")[n - 1]
+                issued = daemon.wait_lines("restart issued", n, 10, service="server")[n - 1]
                 detect.append(log_time(exited["timestamp"]) - die)
                 call.append(log_time(exited["timestamp"]) + exited["backoff_s"] - die)
                 returned.append(log_time(issued["timestamp"]) - die)
@@ -109,7 +104,7 @@ def bench_docker(crashes: int) -> dict[str, list[float]]:
                 *hardened, SERVER_IMAGE,
             )  # fmt: skip
             try:
-                wait_for(lambda name=name: running(name), 30, "the container running")
+                wait_for(partial(running, name), 30, "the container running")
                 events.drain()
                 kill_9(name)
                 die = seconds(events.next("die"))

@@ -1,7 +1,7 @@
 """Unhealthy to restart: the engine's `health_status: unhealthy` event -> the supervisor's
 restart of that container, beside docker-autoheal's polling.
 
-Run: python bench/bench_unhealthy.py [--episodes 10]
+Run: python -m bench.bench_unhealthy [--episodes 10]
 Needs the engine and the stand-in images (bash tests/images/build.sh).
 
 Each episode: the stand-in's /data/control/unhealthy is created (health check every
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from _daemon import Events, docker, log_time, median_ms, seconds, supervised_stack, wait_for
+from bench._daemon import Events, docker, log_time, median_ms, seconds, supervised_stack, wait_for
 
 AUTOHEAL_INTERVAL_S = 5.0
 
@@ -35,7 +35,7 @@ def main() -> None:
         "HYOS_RESTART__RESTART_MANAGER_WITH_SERVER": "false",
     }
     to_stop, to_restarted = [], []
-    with supervised_stack(**settings) as daemon:
+    with supervised_stack(settings) as daemon:
         server = f"{daemon.name}-server"
         events = Events(f"container={server}", "event=health_status", "event=kill")
         try:
@@ -45,11 +45,7 @@ def main() -> None:
                 docker("exec", server, "touch", "/data/control/unhealthy")
                 unhealthy = seconds(events.next("health_status: unhealthy"))
                 kill = seconds(events.next("kill"))
-                restarted = wait_for(
-                    lambda n=n: daemon.lines("restarted", service="server")[n - 1 :],
-                    30,
-                    "the restarted line",
-                )[0]
+                restarted = daemon.wait_lines("restarted", n, 30, service="server")[n - 1]
                 docker("exec", server, "rm", "-f", "/data/control/unhealthy")
                 to_stop.append(kill - unhealthy)
                 to_restarted.append(log_time(restarted["timestamp"]) - unhealthy)

@@ -6,7 +6,7 @@ are healthy. Pairs compare like with like: without a permission step, and with t
 supervisor's prepare step beside a compose one-shot `chown -R` service. Compose gets `depends_on: condition: service_healthy` and a 0.1 s inspect
 poll for the last service (what a careful operator's script would do).
 
-    python bench/bench_up.py [--runs 7]
+    python -m bench.bench_up [--runs 7]
 
 Prints each tool's median wall time and the ratio supervisor / compose (goal <= 1.0).
 """
@@ -21,12 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.standin import MANAGER_IMAGE as MANAGER  # noqa: E402
-from tests.standin import SERVER_IMAGE as SERVER  # noqa: E402
-from tests.standin import standin_env  # noqa: E402
+from tests.harness import REPO
+from tests.standin import MANAGER_IMAGE as MANAGER
+from tests.standin import SERVER_IMAGE as SERVER
+from tests.standin import standin_env
 
 COMPOSE = """\
 version: "2.4"

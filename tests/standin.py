@@ -5,15 +5,11 @@ Not a test module: plain helpers with no pytest dependency, so `bench/` can impo
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.harness import REPO, docker_out
+
 SERVER_IMAGE = "hyos-test/server:1"
 MANAGER_IMAGE = "hyos-test/manager:1"
 
@@ -48,8 +44,7 @@ def standin_env(stack: str, state_dir: Path | None = None, **overrides: str) -> 
 
 
 def _docker_out(*args: str) -> list[str]:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-    return done.stdout.split()
+    return docker_out(*args, check=False).split()
 
 
 def remove_stack_objects(name: str) -> None:
@@ -62,28 +57,3 @@ def remove_stack_objects(name: str) -> None:
     volumes = [v for v in _docker_out("volume", "ls", "-q") if v.startswith(f"{name}-")]
     if volumes:
         _docker_out("volume", "rm", "-f", *volumes)
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def json_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects among a log file's lines."""
-    found = []
-    for raw in path.read_text(errors="replace").splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(line, dict):
-            found.append(line)
-    return found

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -12,32 +10,16 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from supervisor import control
-from tests.standin import (
-    REPO,
-    json_lines,
-    poll,
-    remove_stack_objects,
-    standin_env,
-)
+from tests.harness import REPO, Daemon, DaemonExited, docker, inspect, poll
+from tests.standin import remove_stack_objects, standin_env
 
-
-def docker(
-    *args: str, check: bool = True, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
-    )
-
-
-def inspect(ref: str) -> dict[str, Any]:
-    return json.loads(docker("inspect", ref).stdout)[0]
+__all__ = ["REPO", "docker", "inspect"]  # the tests' Docker helpers, from tests.harness
 
 
 def proc_status(container: str) -> dict[str, str]:
@@ -145,51 +127,26 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 @dataclass
-class DaemonProc:
-    """One `hyos-supervisor run` subprocess; its JSON log lines go to `log_path`."""
-
-    stack: Stack
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    socket_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def lines(self) -> list[dict[str, Any]]:
-        return json_lines(self.log_path)
+class DaemonProc(Daemon):
+    """One `hyos-supervisor run` of a test's stack; failures become pytest failures."""
 
     def events(self, message: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            line
-            for line in self.lines()
-            if line.get("message") == message and all(line.get(k) == v for k, v in match.items())
-        ]
+        return self.lines(message, **match)
 
     def wait_log(
         self, message: str, timeout: float = 15, count: int = 1, **match: Any
     ) -> list[dict[str, Any]]:
         """Until at least `count` lines with this message (and these fields) were logged."""
-
-        def enough() -> list[dict[str, Any]] | None:
-            self.assert_alive()
-            found = self.events(message, **match)
-            return found if len(found) >= count else None
-
-        result: list[dict[str, Any]] = wait_for(
-            enough, timeout, f"{count} x log {message!r} {match}"
-        )
-        return result
+        try:
+            return self.wait_lines(message, count, timeout, **match)
+        except (TimeoutError, DaemonExited) as err:
+            pytest.fail(str(err))
 
     def assert_alive(self) -> None:
-        if self.proc.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            pytest.fail(f"the daemon exited with {self.proc.returncode}:\n{tail}")
-
-    def view(self) -> dict[str, Any] | None:
-        """The daemon's live view over its control socket (what `status` merges)."""
-        return control.live_view(self.socket_path)
+        try:
+            self.check_alive()
+        except DaemonExited as err:
+            pytest.fail(str(err))
 
     def service(self, role: str) -> dict[str, Any]:
         view = self.view()
@@ -202,38 +159,16 @@ class DaemonProc:
     ) -> None:
         def healthy() -> bool:
             self.assert_alive()
-            view = self.view()
-            if view is None:
-                return False
-            services = view["services"]
-            return all(
-                services[r]["health"] == "healthy" and services[r]["status"] == "running"
-                for r in roles
-            )
+            return self.healthy(roles)
 
         wait_for(healthy, timeout, f"{roles} healthy in the daemon's view", interval=0.1)
 
     def send(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
-        """Signal and wait; SIGKILL at the deadline. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
     def kill9(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
-
-
-def _limit_files(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 class DaemonFactory:
@@ -249,21 +184,14 @@ class DaemonFactory:
     ) -> DaemonProc:
         """`nofile` caps the daemon's file descriptors (RLIMIT_NOFILE), as systemd does."""
         index = len(self.started)
-        log_path = self.tmp_path / f"daemon-{index}.log"
         state_dir = Path(self.stack.env["HYOS_STATE_DIR"])
-        with log_path.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "supervisor", "--log-format", "json", "run"],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                env={**self.stack.env, **env},
-                cwd=REPO,
-                preexec_fn=None if nofile is None else partial(_limit_files, nofile),
-            )
-        daemon = DaemonProc(
-            self.stack, proc, log_path, state_dir / f"{self.stack.name}.{control.SOCKET_NAME}"
+        launched = Daemon.launch(
+            {**self.stack.env, **env},
+            self.tmp_path / f"daemon-{index}.log",
+            state_dir / f"{self.stack.name}.{control.SOCKET_NAME}",
+            nofile,
         )
+        daemon = DaemonProc(launched.proc, launched.log_path, launched.socket_path)
         self.started.append(daemon)
         if wait:
             daemon.wait_healthy(timeout)
