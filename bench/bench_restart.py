@@ -3,21 +3,25 @@
 Run: python -m bench.bench_restart [--crashes 20]
 Needs the engine and the stand-in images (bash tests/images/build.sh).
 
-Supervisor: a stack under `hyos-supervisor run` with backoff 0.001 s (factor 1) and a
+Both sides wait the same 100 ms before restarting: Docker's restart manager waits 100 ms
+before the first restart of a container, so the supervisor runs with backoff 0.1 s
+(factor 1), and the headline ratio compares die -> start on both sides, waits included.
+
+Supervisor: a stack under `hyos-supervisor run` with that backoff and a
 crash-loop limit it never reaches; the server container is killed with SIGKILL N times,
 each time once it runs again (SIGKILL from the host, as root). Per crash:
 - detection: the engine's `die` event (timeNano) -> the daemon's "exited" line, which
   it logs just before it sleeps the backoff and issues the start call;
-- start call issued: detection plus the 1 ms backoff the daemon sleeps before calling;
+- start call issued: detection plus the 100 ms backoff the daemon sleeps before calling;
 - start call returned: die -> "restart issued" (logged once the engine's start call
   returned; the engine holds it until its own exit cleanup of the container is done);
-- end to end: die -> the engine's `start` event, minus the 1 ms backoff.
+- end to end: die -> the engine's `start` event (and the same minus the backoff).
 Docker: a container of the same image with the same hardening (user, no capabilities,
 read-only root, tmpfs, limits, init, a bridge network) and `--restart on-failure`, die -> start
 minus its restart manager's delay. That delay doubles from 100 ms for every restart of
 a container that ran under 10 s, so each sample uses a fresh container (its first
 restart waits exactly 100 ms); raw figures include that wait.
-Goal (issue 3): median detection overhead <= 50 ms.
+Goal (issue 3): median detection overhead (die -> start call, minus the backoff) <= 50 ms.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from bench._daemon import (
     wait_for,
 )
 
-BACKOFF_S = 0.001
 DOCKER_FIRST_DELAY_S = 0.1
+# Equal waits on both sides: the headline ratio then compares only the machinery.
+BACKOFF_S = DOCKER_FIRST_DELAY_S
 
 
 def running(container: str) -> bool:
@@ -60,7 +65,7 @@ def bench_supervisor(crashes: int) -> dict[str, list[float]]:
         "HYOS_RESTART__CRASH_LOOP_LIMIT": "100000",
         "HYOS_RESTART__RESTART_MANAGER_WITH_SERVER": "false",
     }
-    detect, call, returned, e2e = [], [], [], []
+    detect, call, returned, e2e, raw = [], [], [], [], []
     with supervised_stack(settings) as daemon:
         server = f"{daemon.name}-server"
         events = Events(f"container={server}", "event=die", "event=start")
@@ -76,10 +81,11 @@ def bench_supervisor(crashes: int) -> dict[str, list[float]]:
                 detect.append(log_time(exited["timestamp"]) - die)
                 call.append(log_time(exited["timestamp"]) + exited["backoff_s"] - die)
                 returned.append(log_time(issued["timestamp"]) - die)
+                raw.append(start - die)
                 e2e.append(start - die - BACKOFF_S)
         finally:
             events.close()
-    return {"detect": detect, "call": call, "returned": returned, "e2e": e2e}
+    return {"detect": detect, "call": call, "returned": returned, "e2e": e2e, "raw": raw}
 
 
 def bench_docker(crashes: int) -> dict[str, list[float]]:
@@ -125,20 +131,31 @@ def main() -> None:
     args = parser.parse_args()
     sup = bench_supervisor(args.crashes)
     dock = bench_docker(args.crashes)
-    detect, call, returned, e2e = (median_ms(sup[k]) for k in ("detect", "call", "returned", "e2e"))
+    detect, call, returned, e2e, sup_raw = (
+        median_ms(sup[k]) for k in ("detect", "call", "returned", "e2e", "raw")
+    )
     raw, net = median_ms(dock["raw"]), median_ms(dock["net"])
-    print(f"crashes per side: {args.crashes}")
-    print("supervisor (backoff 1 ms):")
+    wait_ms = BACKOFF_S * 1000
+    print(f"crashes per side: {args.crashes}; both sides wait {wait_ms:.0f} ms before restarting")
+    print(
+        f"headline: die -> start, supervisor / docker, equal {wait_ms:.0f} ms waits:  "
+        f"{sup_raw / raw:5.2f}x  ({sup_raw:.1f} ms / {raw:.1f} ms)"
+    )
+    print(f"supervisor (backoff {wait_ms:.0f} ms):")
     print(f"  die -> decision logged (detection)      median {detect:7.1f} ms")
     print(f"  die -> start call issued (+ backoff)    median {call:7.1f} ms")
     print(f"  die -> start call returned              median {returned:7.1f} ms")
-    print(f"  die -> start event (minus backoff)      median {e2e:7.1f} ms")
+    print(f"  die -> start event                      median {sup_raw:7.1f} ms")
+    print(f"  die -> start event minus its backoff    median {e2e:7.1f} ms")
     print("docker --restart on-failure (fresh container, first restart):")
-    print(f"  die -> start event (raw, incl. 100 ms)  median {raw:7.1f} ms")
+    print(f"  die -> start event                      median {raw:7.1f} ms")
     print(f"  die -> start event minus its 100 ms     median {net:7.1f} ms")
-    print(f"ratio end to end, supervisor / docker raw:          {e2e / raw:5.2f}")
-    print(f"ratio end to end, supervisor / docker minus delay:  {e2e / net:5.2f}")
-    print(f"detection overhead goal <= 50 ms: {'met' if call <= 50 else 'MISSED'}")
+    print(f"ratio minus the waits, supervisor / docker:  {e2e / net:5.2f}x")
+    overhead = call - wait_ms
+    print(
+        f"detection overhead goal <= 50 ms: {overhead:.1f} ms, "
+        f"{'met' if overhead <= 50 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":
