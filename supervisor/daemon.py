@@ -165,6 +165,8 @@ class Daemon:
         self._manager_config_due = 0.0
         self.runtime: Runtime | None = None
         self._reconcile_pending = False
+        # Completed reconcile passes: proof, for `status` and tests, that the daemon looked.
+        self.reconciles = 0
         self._work: TaskGroup | None = None
         self._work_scope = anyio.CancelScope()
 
@@ -236,6 +238,7 @@ class Daemon:
             "stack": self.settings.stack,
             "stopping": self.stopping,
             "heartbeat_age_s": round(self.heartbeat.age(), 3),
+            "reconciles": self.reconciles,
             "services": services,
         }
 
@@ -486,6 +489,7 @@ class Daemon:
                 with attempt:
                     try:
                         await self.reconcile(startup=startup)
+                        self.reconciles += 1
                     except (EngineError, StackError) as err:
                         self.log.warning("reconcile failed; retrying", extra={"error": str(err)})
                         raise

@@ -149,9 +149,7 @@ class DaemonProc(Daemon):
             pytest.fail(str(err))
 
     def service(self, role: str) -> dict[str, Any]:
-        view = self.view()
-        assert view is not None, "the daemon does not answer on its control socket"
-        result: dict[str, Any] = view["services"][role]
+        result: dict[str, Any] = self.service_view()["services"][role]
         return result
 
     def wait_healthy(
@@ -162,6 +160,25 @@ class DaemonProc(Daemon):
             return self.healthy(roles)
 
         wait_for(healthy, timeout, f"{roles} healthy in the daemon's view", interval=0.1)
+
+    def holds(self, check: Callable[[], None], passes: int = 2, timeout: float = 30) -> None:
+        """A negative wait: `check` keeps passing while the daemon completes `passes` more
+        reconcile passes (each one a chance to act: the proof that time passed for it).
+        Start the daemon with a short HYOS_RECONCILE_INTERVAL_S."""
+        seen = self.service_view()["reconciles"]
+
+        def looked_again() -> bool:
+            check()
+            self.assert_alive()
+            return bool(self.service_view()["reconciles"] >= seen + passes)
+
+        wait_for(looked_again, timeout, f"{passes} more reconcile passes", interval=0.1)
+        check()
+
+    def service_view(self) -> dict[str, Any]:
+        view = self.view()
+        assert view is not None, "the daemon does not answer on its control socket"
+        return view
 
     def send(self, signum: int) -> None:
         self.proc.send_signal(signum)

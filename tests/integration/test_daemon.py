@@ -40,15 +40,6 @@ FAST_HEALTH = {
 }
 
 
-def steady(check: Callable[[], None], seconds: float, interval: float = 0.2) -> None:
-    """Assert `check` keeps passing for `seconds` (a negative wait: nothing may happen)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        check()
-        time.sleep(interval)
-    check()
-
-
 def running_again(container: str, before: str) -> Callable[[], bool]:
     def check() -> bool:
         state = inspect(container)["State"]
@@ -115,6 +106,7 @@ def test_the_crash_crossing_the_limit_leaves_crash_loop_until_restart(
         HYOS_RESTART__CRASH_LOOP_LIMIT="3",
         HYOS_RESTART__CRASH_LOOP_WINDOW_S="60",
         HYOS_RESTART__BACKOFF_BASE_S="0.1",
+        HYOS_RECONCILE_INTERVAL_S="1",
     )
     server = stack.container("server")
     server_id = stack.ids()["server"]
@@ -141,7 +133,7 @@ def test_the_crash_crossing_the_limit_leaves_crash_loop_until_restart(
         state = inspect(server)["State"]
         assert not state["Running"] and state["StartedAt"] == frozen
 
-    steady(still_down, 3)
+    d.holds(still_down)
     assert len(d.events("restart issued", service="server")) == 2
     assert stack.ids()["server"] == server_id
     # The operator clears it.
@@ -159,7 +151,7 @@ def tell_server_to_exit(stack: Stack, code: int) -> None:
 
 
 def test_exit_2_needs_auth_and_is_not_restarted(stack: Stack, daemon: DaemonFactory) -> None:
-    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1", HYOS_RECONCILE_INTERVAL_S="1")
     server = stack.container("server")
     tell_server_to_exit(stack, 2)
     wait_for(lambda: d.service("server")["status"] == "needs_auth", 10, "needs_auth")
@@ -174,7 +166,7 @@ def test_exit_2_needs_auth_and_is_not_restarted(stack: Stack, daemon: DaemonFact
         state = inspect(server)["State"]
         assert not state["Running"] and state["StartedAt"] == frozen
 
-    steady(still_down, 3)
+    d.holds(still_down)
     assert d.events("restart issued", service="server") == []
     result = stack.run("restart", "server")
     assert result.returncode == 0, result.stderr
@@ -205,7 +197,7 @@ def test_exit_8_recreates_the_server_and_the_manager_follows(
 def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     stack: Stack, daemon: DaemonFactory
 ) -> None:
-    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1", HYOS_RECONCILE_INTERVAL_S="1")
     sock = Path(stack.env["HYOS_GUARD_DIR"]) / stack.name / "docker.sock"
     as_dashboard = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
     server = stack.container("server")
@@ -226,7 +218,7 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     def still_stopped() -> None:
         assert not inspect(server)["State"]["Running"]
 
-    steady(still_stopped, 2)
+    d.holds(still_stopped)
     # Its start and restart work, and a restart counts as nothing either.
     dashboard("start", server)
     d.wait_healthy()
@@ -275,7 +267,7 @@ def test_unhealthy_is_not_restarted_while_starting(stack: Stack, daemon: DaemonF
         assert not d.events("restarted", service="server")
         assert started_at(server) == before
 
-    steady(not_restarted, 5)
+    d.holds(not_restarted)
     assert inspect(server)["State"]["Health"]["Status"] == "unhealthy"
 
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,21 +121,14 @@ def volume_file(stack: Stack, path: str, *stat: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def steady(check: Callable[[], None], seconds: float, interval: float = 0.25) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        check()
-        time.sleep(interval)
-    check()
-
-
 # --- the dashboard runs the server ----------------------------------------------------------
 
 
 def test_the_real_manager_is_healthy_hardened_and_runs_the_server(
     hyos: Stack, daemon: DaemonFactory
 ) -> None:
-    d, dash = start(daemon, hyos)
+    # A 1 s safety net: the dashboard's Stop must hold through the daemon's passes.
+    d, dash = start(daemon, hyos, HYOS_RECONCILE_INTERVAL_S="1")
     manager = inspect(hyos.container("manager"))
     host = manager["HostConfig"]
     assert manager["Config"]["User"] == "568:568"
@@ -174,7 +167,7 @@ def test_the_real_manager_is_healthy_hardened_and_runs_the_server(
         assert view["status"] == "stopped" and view["recent_failures"] == 0, view
         assert not inspect(server)["State"]["Running"]
 
-    steady(stays_stopped, 3)
+    d.holds(stays_stopped)
     assert dashboard_sees(dash, "stopped")["online"] is False
 
     # Start, then Restart: both end with the server healthy, nothing counted.
