@@ -936,21 +936,28 @@ class Daemon:
         """
         async with self._reconcile_lock:
             report = UpReport()
-            converged = await plan_and_ensure(self.engine, self.settings, report)
+            converged = await plan_and_ensure(
+                self.engine, self.settings, report, start_exited=startup
+            )
             self.runtime = converged.runtime
+            # Left stopped on purpose in this pass (the dashboard's or an operator's stop):
+            # the manager must not wait for it, or restart once it runs again.
+            left_stopped: set[str] = set()
             for plan in converged.plans:
                 service = self.services[plan.role]
                 if service.busy:
                     continue
                 log = self.log.bind(service=plan.role)
                 keep = plan.keep
-                if keep is not None and not plan.remove and keep.state in ("exited", "dead"):
+                if keep is not None and not plan.remove and plan.keeps_exited:
                     service.container_id = keep.id
                     info = await self.engine.inspect(keep.id)
                     if info is None:
                         continue
                     if not startup:
                         await self._on_exit(service, info, log.bind(container_id=keep.id[:12]))
+                        if service.restart.status is ServiceStatus.STOPPED:
+                            left_stopped.add(plan.role)
                         if service.restart_due is not None and not service.busy:
                             # A restart was decided but nothing carries it out any more.
                             delay = max(0.0, (service.restart_due or 0.0) - self.clock())
@@ -970,7 +977,10 @@ class Daemon:
                         continue
                 hold = service.restart.status in HELD
                 start = not hold
-                if plan.role == "manager" and not self._server_ready_or_held():
+                server_ready = self._server_ready_or_held() or "server" in left_stopped
+                if plan.role == "manager" and plan.start and not server_ready:
+                    # Only a manager about to start waits for the server; flagging a
+                    # running one would restart the dashboard under its user.
                     start = False
                     self.manager_after_server = True
                 container_id = await apply_service(self.engine, self.settings, plan, report, start)

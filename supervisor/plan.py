@@ -56,6 +56,12 @@ class ServicePlan:
         return self.keep is None or not self.keep.running
 
     @property
+    def keeps_exited(self) -> bool:
+        """The kept container has exited: after startup the daemon leaves it to its
+        restart decisions instead of starting it here."""
+        return self.keep is not None and self.keep.state in ("exited", "dead")
+
+    @property
     def changes_nothing(self) -> bool:
         return not self.remove and not self.create and not self.start
 

@@ -124,9 +124,12 @@ async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
     )
 
 
-async def plan_and_ensure(engine: Engine, settings: Settings, report: UpReport) -> Converged:
+async def plan_and_ensure(
+    engine: Engine, settings: Settings, report: UpReport, *, start_exited: bool = True
+) -> Converged:
     """Refuse early, ensure images, network and volumes, plan, and run the prepare step
-    when something is about to be created or started."""
+    when something is about to be created or started. `start_exited=False`: the caller
+    will not start exited containers (the daemon after startup), so they need no prepare."""
     observed = await engine.list_stack(settings.stack)
     # Names and images do not depend on host facts: check them before the first change.
     provisional = plan_stack(desired_stack(settings), observed)
@@ -152,7 +155,9 @@ async def plan_and_ensure(engine: Engine, settings: Settings, report: UpReport) 
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(network)
-            if settings.prepare and any(p.create or p.start for p in plans):
+            if settings.prepare and any(
+                p.create or (p.start and (start_exited or not p.keeps_exited)) for p in plans
+            ):
                 group.start_soon(run_prepare, engine, settings)
     except BaseExceptionGroup as failure:
         raise failure.exceptions[0] from None

@@ -218,7 +218,10 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     def still_stopped() -> None:
         assert not inspect(server)["State"]["Running"]
 
+    prepared = len(d.events("prepare: prepared"))
     d.holds(still_stopped)
+    # The safety net only looked: nothing was to be started, so nothing was prepared.
+    assert len(d.events("prepare: prepared")) == prepared
     # Its start and restart work, and a restart counts as nothing either.
     dashboard("start", server)
     d.wait_healthy()
@@ -227,6 +230,9 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     d.wait_healthy()
     assert d.events("restart issued", service="server") == []
     assert d.service("server")["restart_count"] == 0
+    # The dashboard its user is working in was never restarted under them.
+    d.holds(lambda: None)
+    assert d.events("restarted", service="manager") == [], d.events("restarted")
 
 
 # --- unhealthy ----------------------------------------------------------------------------

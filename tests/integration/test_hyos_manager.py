@@ -167,7 +167,9 @@ def test_the_real_manager_is_healthy_hardened_and_runs_the_server(
         assert view["status"] == "stopped" and view["recent_failures"] == 0, view
         assert not inspect(server)["State"]["Running"]
 
+    prepared = len(d.events("prepare: prepared"))
     d.holds(stays_stopped)
+    assert len(d.events("prepare: prepared")) == prepared  # the safety net only looked
     assert dashboard_sees(dash, "stopped")["online"] is False
 
     # Start, then Restart: both end with the server healthy, nothing counted.
@@ -185,6 +187,8 @@ def test_the_real_manager_is_healthy_hardened_and_runs_the_server(
     view = d.service("server")
     assert view["recent_failures"] == 0 and view["restart_count"] == 0, view
     assert d.events("restart issued", service="server") == []
+    # The dashboard in use was never restarted under its user.
+    assert d.events("restarted", service="manager") == [], d.events("restarted")
 
 
 def test_the_exec_routes_reach_the_server_as_its_user_through_the_guard(
