@@ -467,13 +467,15 @@ def secret_command(settings: Settings, namespace: str | None = None) -> str:
     """The one `kubectl create secret` that makes the Secret the pods reference."""
     parts = [f"kubectl -n {namespace_of(settings, namespace)} create secret generic "
              f"{secret_name(settings)}"]  # fmt: skip
+    supplied = settings.supplied_secrets()
     for spec in needed_secrets(settings):
-        if spec.name == "api_client_id":
-            parts.append("--from-literal=api_client_id=hyos-manager")
-        elif spec.generated:
-            parts.append(f'--from-literal={spec.name}="$(openssl rand -hex 32)"')
-        else:
+        if spec.name in supplied:
+            # Yours: from the file you keep it in, never echoed here.
             parts.append(f"--from-file={spec.name}=./{spec.name}")
+        elif spec.name == "api_client_id":
+            parts.append("--from-literal=api_client_id=hyos-manager")
+        else:
+            parts.append(f'--from-literal={spec.name}="$(openssl rand -hex 32)"')
     return " \\\n  ".join(parts)
 
 

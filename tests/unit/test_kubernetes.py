@@ -234,13 +234,10 @@ def test_a_hardening_change_shows_up_in_docker_and_kubernetes(
 
 
 def test_render_refuses_settings_restricted_would_not_admit(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    os.environ["HYOS_SERVER__CAP_ADD"] = '["CHOWN"]'
-    try:
-        assert main(["render", "kubernetes"]) == 78
-    finally:
-        del os.environ["HYOS_SERVER__CAP_ADD"]
+    monkeypatch.setenv("HYOS_SERVER__CAP_ADD", '["CHOWN"]')
+    assert main(["render", "kubernetes"]) == 78
     err = capsys.readouterr().err
     assert "capabilities" in err and "CHOWN" in err
 
@@ -320,6 +317,8 @@ _namespace = st.none() | st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fu
     namespace=_namespace,
     service_type=st.sampled_from(["NodePort", "LoadBalancer"]),
     prepare=st.booleans(),
+    storage=st.sampled_from(["1Gi", "500Mi", "2.5Gi", "100G"]),
+    password=st.none() | st.text("abcdefgh12345", min_size=1, max_size=20),
 )
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_any_valid_settings_render_admissible_valid_objects(
@@ -332,15 +331,33 @@ def test_any_valid_settings_render_admissible_valid_objects(
     namespace: str | None,
     service_type: str,
     prepare: bool,
+    storage: str,
+    password: str | None,
 ) -> None:
     settings: Settings = load_settings(
         stack=stack,
         prepare=prepare,
+        server_password=password,
         server={"memory": server_memory, "cpus": cpus, "ports": server_ports},
         manager={"memory": manager_memory, "ports": manager_ports},
-        kubernetes={"game_service_type": service_type},
+        kubernetes={"game_service_type": service_type, "storage_size": storage},
     )
     objects = kubernetes.render(settings, namespace)
     validate_all(objects)
     names = [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
     assert len(names) == len(set(names))
+
+
+def test_supplied_secrets_are_referenced_never_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYOS_SERVER_PASSWORD", "join-us-please")
+    monkeypatch.setenv("HYOS_KUBERNETES__NAMESPACE", "games")
+    settings = load_settings()
+    command = kubernetes.secret_command(settings)
+    assert "--from-file=server_password=./server_password" in command
+    assert command.startswith("kubectl -n games create secret generic hyos-secrets")
+    assert main(["render", "kubernetes"]) == 0
+    captured = capsys.readouterr()
+    assert "join-us-please" not in captured.out + captured.err
+    assert "SERVER_PASSWORD_FILE" in captured.out
