@@ -361,3 +361,22 @@ def test_supplied_secrets_are_referenced_never_printed(
     captured = capsys.readouterr()
     assert "join-us-please" not in captured.out + captured.err
     assert "SERVER_PASSWORD_FILE" in captured.out
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_validate_cli_strict_passes_every_file(tmp_path: Path, version: str) -> None:
+    """The command an operator would run, on the files `render` writes."""
+    import shutil
+    import subprocess
+    import sys
+
+    assert main(["render", "kubernetes", "-o", str(tmp_path), "--with-secrets"]) == 0
+    files = sorted(str(p) for p in tmp_path.glob("*.yaml") if p.name != "kustomization.yaml")
+    binary = shutil.which("kubernetes-validate") or str(
+        Path(sys.executable).parent / "kubernetes-validate"
+    )
+    result = subprocess.run(
+        [binary, "--strict", "-k", version, *files], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed for resource") == len(files) == 13
