@@ -34,6 +34,13 @@ ACCEPTED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("HYOS_") and name != "HYOS_TEST_CACHE":
+            monkeypatch.delenv(name, raising=False)
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("HYOS_TEST_CACHE") or os.environ.get("XDG_CACHE_HOME")
     return Path(base or Path.home() / ".cache") / "hyos-supervisor"
@@ -87,3 +94,17 @@ def test_checkov_fails_only_the_justified_checks(tmp_path: Path) -> None:
 def test_every_accepted_check_is_documented(check_id: str) -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
     assert check_id in docs
+
+
+def test_pinned_images_leave_only_the_uid_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three image checks are the operator's choice: pinning clears them."""
+    for role, fill in (("SERVER", "a"), ("MANAGER", "b")):
+        image = f"ghcr.io/editmysave/hyos/{role.lower()}:1.0@sha256:{fill * 64}"
+        monkeypatch.setenv(f"HYOS_{role}__IMAGE", image)
+    monkeypatch.setenv("HYOS_PULL", "always")
+    assert main(["render", "kubernetes", "-o", str(tmp_path)]) == 0
+    results = run_checkov(tmp_path)["results"]
+    assert isinstance(results, dict)
+    assert {check["check_id"] for check in results["failed_checks"]} == {"CKV_K8S_40"}
