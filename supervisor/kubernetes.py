@@ -339,7 +339,7 @@ class _Builder:
 
     def server(self) -> Obj:
         template = self._pod("server", None)
-        # The volumeClaimTemplate's volume is added by the controller; list it for mounts.
+        # No "data" volume in the template: the controller adds it from volumeClaimTemplates.
         return {
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": self.meta(self.name("server"), "server"),
