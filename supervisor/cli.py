@@ -119,6 +119,26 @@ def _parser() -> argparse.ArgumentParser:
                        help="a terminal (interactive when stdin is one)")  # fmt: skip
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
 
+    render = verb("render", "write the stack as manifests for another runtime (no Docker needed)")
+    render.add_argument("target", choices=("kubernetes",))
+    render.add_argument(
+        "--namespace",
+        metavar="NS",
+        default=None,
+        help="default: kubernetes.namespace, else the stack's name",
+    )
+    render.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR|-",
+        default="-",
+        help="a directory (one file per object + kustomization.yaml) "
+        "or - for one YAML stream on stdout (default)",
+    )
+    render.add_argument("--with-secrets", action="store_true",
+                        help="also render the Secret with freshly generated values "
+                        "(written 0600); otherwise the manifests reference a Secret you create")  # fmt: skip
+
     logs = verb("logs", "print a service's container logs")
     logs.add_argument("service", choices=("server", "manager"))
     logs.add_argument("--tail", type=int, default=100, metavar="N")
@@ -445,6 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_OK
     if args.verb == "health":
         return _health(settings)
+    if args.verb == "render":
+        from supervisor.render import render_kubernetes  # PyYAML only when rendering
+
+        return render_kubernetes(settings, args.namespace, args.output, args.with_secrets)
     try:
         if args.verb == "run":
             from supervisor.daemon import run_daemon

@@ -1,7 +1,10 @@
 """Pure: the hardening rules, stated once.
 
-`build_create_body` turns a ServiceSpec into an Engine API create body that follows
-every rule; `audit` checks a live container's inspect result against the same rules.
+`hardening` states what a workload gets in runtime-neutral terms (uid/gid, capabilities,
+no-new-privileges, read-only root, seccomp, scratch paths, limits). `build_create_body`
+turns it into an Engine API create body and `supervisor.kubernetes` into a
+securityContext, so a rule changed here changes both; `audit` checks a live container's
+inspect result against the same rules.
 """
 
 from __future__ import annotations
@@ -34,15 +37,70 @@ PSS_ALLOWED_CAPS = frozenset({"NET_BIND_SERVICE"})
 Inspect = Mapping[str, Any]
 
 
+# The runtime's default seccomp profile (Docker's default, Kubernetes' RuntimeDefault).
+SECCOMP_RUNTIME_DEFAULT = "runtime-default"
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """What one workload is allowed, in terms neither Docker's nor Kubernetes' own."""
+
+    uid: int
+    gid: int
+    cap_drop: tuple[str, ...]
+    cap_add: tuple[str, ...]
+    privileged: bool
+    no_new_privileges: bool
+    read_only_root: bool
+    seccomp: str  # SECCOMP_RUNTIME_DEFAULT, or "unconfined" (never by default)
+    # Writable scratch paths under a read-only root, private to the workload's uid.
+    scratch: tuple[str, ...]
+    scratch_exec: bool
+    memory_bytes: int
+    nano_cpus: int
+    pids_limit: int
+
+    @property
+    def run_as_non_root(self) -> bool:
+        return self.uid != 0
+
+
+def hardening(spec: ServiceSpec) -> Hardening:
+    """The rules every workload container follows, from its spec (the one source)."""
+    return Hardening(
+        uid=spec.uid,
+        gid=spec.gid,
+        cap_drop=("ALL",),
+        cap_add=tuple(spec.cap_add),
+        privileged=False,
+        no_new_privileges=True,
+        read_only_root=spec.read_only,
+        seccomp=SECCOMP_RUNTIME_DEFAULT,
+        scratch=spec.tmpfs,
+        scratch_exec=spec.tmpfs_exec,
+        memory_bytes=spec.memory_bytes,
+        nano_cpus=spec.nano_cpus,
+        pids_limit=spec.pids_limit,
+    )
+
+
 def _seconds_to_ns(seconds: float) -> int:
     return round(seconds * 1e9)
 
 
-def _tmpfs_options(spec: ServiceSpec) -> str:
+def _tmpfs_options(rules: Hardening) -> str:
     # Owned by the workload's uid so a read-only root still leaves it a private scratch dir.
     # Docker mounts a tmpfs noexec unless told otherwise; the JVM must map libraries there.
-    exec_flag = "exec" if spec.tmpfs_exec else "noexec"
-    return f"rw,{exec_flag},nosuid,nodev,uid={spec.uid},gid={spec.gid},mode=0700"
+    exec_flag = "exec" if rules.scratch_exec else "noexec"
+    return f"rw,{exec_flag},nosuid,nodev,uid={rules.uid},gid={rules.gid},mode=0700"
+
+
+def _security_opt(rules: Hardening) -> list[str]:
+    # Docker applies its default seccomp profile unless told otherwise: nothing to add.
+    options = [NO_NEW_PRIVILEGES] if rules.no_new_privileges else []
+    if rules.seccomp != SECCOMP_RUNTIME_DEFAULT:
+        options.append(f"seccomp={rules.seccomp}")
+    return options
 
 
 def spec_hash(body: Mapping[str, Any]) -> str:
@@ -62,26 +120,27 @@ def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
         bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(
             {"HostIp": port.host_ip, "HostPort": str(port.host_port) if port.host_port else ""}
         )
+    rules = hardening(spec)
     body: dict[str, Any] = {
         "Image": spec.image,
-        "User": spec.user,
+        "User": f"{rules.uid}:{rules.gid}",
         "Env": [f"{key}={value}" for key, value in spec.env],
         "Labels": {**spec.base_labels, **dict(spec.labels)},
         "ExposedPorts": exposed,
         "StopSignal": "SIGTERM",
         "StopTimeout": spec.stop_timeout,
         "HostConfig": {
-            "Privileged": False,
-            "ReadonlyRootfs": spec.read_only,
-            "SecurityOpt": [NO_NEW_PRIVILEGES],
-            "CapDrop": ["ALL"],
-            "CapAdd": list(spec.cap_add),
-            "Tmpfs": {path: _tmpfs_options(spec) for path in spec.tmpfs},
-            "Memory": spec.memory_bytes,
+            "Privileged": rules.privileged,
+            "ReadonlyRootfs": rules.read_only_root,
+            "SecurityOpt": _security_opt(rules),
+            "CapDrop": list(rules.cap_drop),
+            "CapAdd": list(rules.cap_add),
+            "Tmpfs": {path: _tmpfs_options(rules) for path in rules.scratch},
+            "Memory": rules.memory_bytes,
             # Equal to Memory: no swap, so the limit is the limit.
-            "MemorySwap": spec.memory_bytes,
-            "NanoCpus": spec.nano_cpus,
-            "PidsLimit": spec.pids_limit,
+            "MemorySwap": rules.memory_bytes,
+            "NanoCpus": rules.nano_cpus,
+            "PidsLimit": rules.pids_limit,
             # The supervisor restarts, with backoff and crash-loop detection.
             "RestartPolicy": {"Name": "no"},
             "LogConfig": {

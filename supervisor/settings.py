@@ -351,6 +351,81 @@ class RestartSettings(BaseModel):
     restart_manager_with_server: bool = True
 
 
+# A Kubernetes resource quantity such as 10Gi or 512Mi (the API's own grammar, simplified).
+_QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+# RFC 1123 label: what a namespace name must be.
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def validate_namespace(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes namespace name; use at most 63 lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit"
+        )
+    return value
+
+
+class KubernetesSettings(BaseModel):
+    """Only for `render kubernetes`: what Kubernetes needs that Docker does not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Default: the stack's name made a valid namespace name.
+    namespace: str | None = None
+    # The server's /data (world, config, auth cache) and the manager's own /data.
+    storage_size: str = "10Gi"
+    manager_storage_size: str = "1Gi"
+    storage_class: str | None = None
+    # ReadWriteOncePod: never two server pods on one world, even on one node.
+    access_mode: Literal["ReadWriteOncePod", "ReadWriteOnce"] = "ReadWriteOncePod"
+    # sizeLimit of each emptyDir that stands in for a tmpfs path (/tmp, HOME, caches).
+    scratch_size: str = "1Gi"
+    game_service_type: Literal["NodePort", "LoadBalancer"] = "NodePort"
+    game_node_port: int | None = Field(default=None, ge=30000, le=32767)
+    # The Pod Security Standards version the namespace labels pin.
+    pod_security_version: str = "latest"
+    # The images' own ENTRYPOINT + CMD (HyOS's published images): Kubernetes cannot inspect
+    # an image, and the launcher shim must run before them.
+    server_command: list[str] = Field(
+        default_factory=lambda: ["/sbin/tini", "--", "/bin/bash", "/opt/scripts/entrypoint.sh"]
+    )
+    manager_command: list[str] = Field(default_factory=lambda: ["node", "server.js"])
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else validate_namespace(value)
+
+    @field_validator("storage_size", "manager_storage_size", "scratch_size")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not _QUANTITY.match(value) or not float(re.sub(r"[A-Za-z]+$", "", value)):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity; use e.g. 10Gi or 512Mi")
+        return value
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
+            raise ValueError(f"{value!r} is not a StorageClass name")
+        return value
+
+    @field_validator("pod_security_version")
+    @classmethod
+    def _pss_version(cls, value: str) -> str:
+        if not re.fullmatch(r"latest|v1\.[0-9]{1,2}", value):
+            raise ValueError(f"{value!r} is not a Pod Security version; use latest or e.g. v1.29")
+        return value
+
+    @field_validator("server_command", "manager_command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        if not value or not value[0]:
+            raise ValueError("the image's command must not be empty")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HYOS_",
@@ -371,6 +446,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     manager: ManagerSettings = Field(default_factory=ManagerSettings)
     restart: RestartSettings = Field(default_factory=RestartSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"
