@@ -108,19 +108,6 @@ def _parse_time(text: str) -> float:
     return seconds + (float(f"0.{fraction[:9]}") if fraction else 0.0)
 
 
-def policy_from(settings: Settings) -> restarts.RestartPolicy:
-    r = settings.restart
-    return restarts.RestartPolicy(
-        backoff_base_s=r.backoff_base_s,
-        backoff_factor=r.backoff_factor,
-        backoff_cap_s=r.backoff_cap_s,
-        reset_after_s=r.reset_after_s,
-        crash_loop_limit=r.crash_loop_limit,
-        crash_loop_window_s=r.crash_loop_window_s,
-        auth_retry_s=r.auth_retry_s,
-    )
-
-
 def state_dir_for(settings: Settings) -> Path:
     return settings.state_dir or default_state_dir()
 
@@ -150,7 +137,7 @@ class Daemon:
         self.engine = engine
         self.notifier = notifier
         self.clock = clock
-        self.policy = policy_from(settings)
+        self.policy = settings.restart.policy()
         self.services = {role: Service(role) for role in settings.services()}
         self.state_dir = ensure_dir(state_dir_for(settings))
         self.state_path = self.state_dir / f"{settings.stack}.json"

@@ -33,7 +33,10 @@ from pydantic_settings import (
 )
 
 from supervisor import __version__
+from supervisor.restarts import RestartPolicy
 from supervisor.secretspec import BY_NAME, SECRETS
+
+_POLICY = RestartPolicy()  # the restart defaults, stated once
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -336,19 +339,43 @@ class ManagerSettings(ServiceSettings):
 
 
 class RestartSettings(BaseModel):
+    """The restart policy as settings: defaults and limits are RestartPolicy's own."""
+
     model_config = ConfigDict(extra="forbid")
 
-    backoff_base_s: float = Field(default=1.0, gt=0)
-    backoff_factor: float = Field(default=2.0, ge=1)
-    backoff_cap_s: float = Field(default=300.0, gt=0)
-    reset_after_s: float = Field(default=600.0, gt=0)
-    crash_loop_limit: int = Field(default=5, ge=1)
-    crash_loop_window_s: float = Field(default=600.0, gt=0)
+    backoff_base_s: float = Field(default=_POLICY.backoff_base_s, gt=0, allow_inf_nan=False)
+    backoff_factor: float = Field(default=_POLICY.backoff_factor, ge=1, allow_inf_nan=False)
+    backoff_cap_s: float = Field(default=_POLICY.backoff_cap_s, gt=0, allow_inf_nan=False)
+    reset_after_s: float = Field(default=_POLICY.reset_after_s, gt=0, allow_inf_nan=False)
+    crash_loop_limit: int = Field(default=_POLICY.crash_loop_limit, ge=1)
+    crash_loop_window_s: float = Field(
+        default=_POLICY.crash_loop_window_s, gt=0, allow_inf_nan=False
+    )
     # After HyOS's Hytale login ran out (nobody approved the code), start again for a
     # fresh code this much later (or at once with `hyos-supervisor restart server`).
-    auth_retry_s: float = Field(default=60.0, ge=0)
+    auth_retry_s: float = Field(default=_POLICY.auth_retry_s, ge=0, allow_inf_nan=False)
     # Restart the manager once the server is healthy again after a server restart.
     restart_manager_with_server: bool = True
+
+    @field_validator("backoff_cap_s")
+    @classmethod
+    def _cap_not_below_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("backoff_base_s")
+        if base is not None and value < base:
+            raise ValueError(f"must be at least backoff_base_s ({base:g})")
+        return value
+
+    def policy(self) -> RestartPolicy:
+        """The pure restart policy these settings describe."""
+        return RestartPolicy(
+            backoff_base_s=self.backoff_base_s,
+            backoff_factor=self.backoff_factor,
+            backoff_cap_s=self.backoff_cap_s,
+            reset_after_s=self.reset_after_s,
+            crash_loop_limit=self.crash_loop_limit,
+            crash_loop_window_s=self.crash_loop_window_s,
+            auth_retry_s=self.auth_retry_s,
+        )
 
 
 # A Kubernetes resource quantity such as 10Gi or 512Mi (the API's own grammar, simplified).

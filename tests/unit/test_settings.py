@@ -796,3 +796,42 @@ def test_identifiers_and_join_passwords_are_a_persons_choice(
 ) -> None:
     monkeypatch.setenv(f"HYOS_{name.upper()}", value)
     assert load_settings().supplied_secrets()[name] == value
+
+
+# --- the restart policy: one set of defaults and limits -------------------------------------
+
+
+def test_restart_defaults_are_the_policys_own() -> None:
+    from supervisor.restarts import RestartPolicy
+
+    assert Settings().restart.policy() == RestartPolicy()
+
+
+def test_restart_settings_build_the_policy_they_describe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYOS_RESTART__BACKOFF_BASE_S", "0.5")
+    monkeypatch.setenv("HYOS_RESTART__BACKOFF_CAP_S", "7")
+    monkeypatch.setenv("HYOS_RESTART__CRASH_LOOP_LIMIT", "3")
+    policy = load_settings().restart.policy()
+    assert (policy.backoff_base_s, policy.backoff_cap_s, policy.crash_loop_limit) == (0.5, 7, 3)
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        # Each was an "internal error" (exit 70) from RestartPolicy before.
+        (
+            {"HYOS_RESTART__BACKOFF_BASE_S": "5", "HYOS_RESTART__BACKOFF_CAP_S": "1"},
+            "backoff_cap_s",
+        ),
+        ({"HYOS_RESTART__BACKOFF_CAP_S": "inf"}, "backoff_cap_s"),
+        ({"HYOS_RESTART__RESET_AFTER_S": "nan"}, "reset_after_s"),
+        ({"HYOS_RESTART__BACKOFF_FACTOR": "0.5"}, "backoff_factor"),
+    ],
+)
+def test_an_incoherent_restart_policy_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], field: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    line = only_problem(problems(), f"restart.{field}")
+    assert f"HYOS_RESTART__{field.upper()}" in line
