@@ -24,7 +24,7 @@ import pytest
 from supervisor.policy import build_create_body
 from supervisor.settings import ManagerSettings, Settings
 from supervisor.stack import desired_services
-from tests.standin import poll
+from tests.harness import poll
 from tests.upstream.dashboard import SESSION_COOKIE, Reply
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.standin import poll
+from tests.harness import poll
 from tests.upstream.replica import (
     REPLICA_IMAGE,
     cloud_token,
