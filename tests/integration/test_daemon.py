@@ -232,7 +232,7 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     assert d.service("server")["restart_count"] == 0
     # The dashboard its user is working in was never restarted under them.
     d.holds(lambda: None)
-    assert d.events("restarted", service="manager") == [], d.events("restarted")
+    assert d.events("restarted", service="manager", reason="server restarted") == []
 
 
 # --- unhealthy ----------------------------------------------------------------------------
