@@ -908,10 +908,22 @@ class Daemon:
         if manager is None or manager.container_id is None or manager.busy:
             return
         info = await self.engine.inspect(manager.container_id)
-        if info and (info.get("State") or {}).get("Running"):
-            self._spawn(self._restart_now, manager, "server restarted")
-        else:
+        state = (info or {}).get("State") or {}
+        if not state.get("Running"):
             self._schedule_restart(manager, 0.0)
+            return
+        server = self.services.get("server")
+        server_info = (
+            await self.engine.inspect(server.container_id)
+            if server is not None and server.container_id
+            else None
+        )
+        server_started = _parse_time(((server_info or {}).get("State") or {}).get("StartedAt", ""))
+        # Level, not edge: a manager that started after the server's last start already
+        # talks to that server (a stale observation may have flagged it twice).
+        if server_started and _parse_time(state.get("StartedAt", "")) >= server_started:
+            return
+        self._spawn(self._restart_now, manager, "server restarted")
 
     # --- reconcile ----------------------------------------------------------------------
 
