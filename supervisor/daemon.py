@@ -8,6 +8,7 @@ cannot cut the server's world save short; a second SIGINT forces it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import signal
@@ -36,7 +37,7 @@ from supervisor.engine import Engine, EngineError, NotFound
 from supervisor.guard import serve_guard
 from supervisor.guard_rules import Allow
 from supervisor.guard_rules import Policy as GuardPolicy
-from supervisor.logs import BoundLogger, bind
+from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
 from supervisor.reconcile import (
     StackError,
@@ -1089,6 +1090,7 @@ async def run_daemon(settings: Settings) -> int:
     """Supervise until a signal; returns 0. What makes it fail (at startup: the first
     reconcile; at shutdown: the engine gone) is raised as itself, for the CLI's one line."""
     notifier = Notifier()
+    quiet_cancelled_wakeups(asyncio.get_running_loop())
     try:
         async with Engine.connect(settings.docker_host, settings.docker_retries) as engine:
             return await Daemon(settings, engine, notifier).run()

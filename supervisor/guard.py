@@ -22,6 +22,7 @@ and retry; nothing a client does ends the listener.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -41,6 +42,7 @@ import anyio
 import anyio.abc
 
 from supervisor import guard_rules as rules
+from supervisor.logs import quiet_cancelled_wakeups
 
 log = logging.getLogger("supervisor.guard")
 
@@ -570,6 +572,7 @@ async def serve_guard(
 
 
 async def _run_until_signal(args: argparse.Namespace) -> None:
+    quiet_cancelled_wakeups(asyncio.get_running_loop())
     # SIGTERM/SIGINT cancel the server so its finally block removes the socket.
     async with anyio.create_task_group() as tg:
 

@@ -7,6 +7,7 @@ Event lines carry structured fields as ``extra``; ``bind()`` attaches the usual 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -25,6 +26,7 @@ __all__ = [
     "error_line",
     "is_journal",
     "make_formatter",
+    "quiet_cancelled_wakeups",
     "setup_logging",
     "syslog_priority",
 ]
@@ -210,3 +212,31 @@ def bind(logger: logging.Logger | BoundLogger, **fields: Any) -> BoundLogger:
     if isinstance(logger, BoundLogger):
         return logger.bind(**fields)
     return BoundLogger(logger, fields)
+
+
+def _is_cancelled_wakeup(context: Mapping[str, Any]) -> bool:
+    """anyio's UNIX socket streams wait on a future that a reader callback resolves; when
+    the receive is cancelled (a relay ends, the peer's bytes or EOF arrive in the same
+    loop pass) the callback still runs and asyncio reports InvalidStateError as an error.
+    Nothing was lost: the future was cancelled on purpose."""
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    future = getattr(callback, "__self__", None)
+    return (
+        isinstance(context.get("exception"), asyncio.InvalidStateError)
+        and getattr(callback, "__name__", "") == "set_result"
+        and isinstance(future, asyncio.Future)
+        and future.cancelled()
+    )
+
+
+def quiet_cancelled_wakeups(loop: asyncio.AbstractEventLoop) -> None:
+    """Log that one benign race at DEBUG; every other loop error as asyncio would."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if _is_cancelled_wakeup(context):
+            logging.getLogger("asyncio").debug("a cancelled socket wait was woken; ignored")
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
