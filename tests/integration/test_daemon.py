@@ -233,6 +233,8 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     # The dashboard its user is working in was never restarted under them.
     d.holds(lambda: None)
     assert d.events("restarted", service="manager", reason="server restarted") == []
+    # Nothing of it is an error to the operator (journald priority err and above).
+    assert [x for x in d.lines() if x.get("level") in ("ERROR", "CRITICAL")] == []
 
 
 # --- unhealthy ----------------------------------------------------------------------------

@@ -189,6 +189,8 @@ def test_the_real_manager_is_healthy_hardened_and_runs_the_server(
     assert d.events("restart issued", service="server") == []
     # The dashboard in use was never restarted under its user.
     assert d.events("restarted", service="manager", reason="server restarted") == []
+    # Nothing of it is an error to the operator (journald priority err and above).
+    assert [x for x in d.lines() if x.get("level") in ("ERROR", "CRITICAL")] == []
 
 
 def test_the_exec_routes_reach_the_server_as_its_user_through_the_guard(
