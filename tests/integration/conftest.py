@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,12 @@ class Stack:
     runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
 
     def run(
-        self, *args: str, timeout: float = 180, input_text: str | None = None, **env: str
+        self,
+        *args: str,
+        timeout: float = 180,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+        **more_env: str,
     ) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "supervisor", "--log-format", "json"]
         if self.config is not None:
@@ -57,7 +62,7 @@ class Stack:
             input=input_text,
             capture_output=True,
             text=True,
-            env={**self.env, **env},
+            env={**self.env, **(env or {}), **more_env},
             timeout=timeout,
             cwd=REPO,
         )
@@ -65,7 +70,7 @@ class Stack:
         return result
 
     def up(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        result = self.run("up", "--wait", "--timeout", "60", *args, **env)
+        result = self.run("up", "--wait", "--timeout", "60", *args, env=env)
         assert result.returncode == 0, result.stderr
         return result
 
@@ -197,13 +202,20 @@ class DaemonFactory:
         self.started: list[DaemonProc] = []
 
     def __call__(
-        self, wait: bool = True, timeout: float = 45, nofile: int | None = None, **env: str
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 45,
+        nofile: int | None = None,
+        **more_env: str,
     ) -> DaemonProc:
-        """`nofile` caps the daemon's file descriptors (RLIMIT_NOFILE), as systemd does."""
+        """A daemon with the stack's environment plus `env` and `more_env`. `nofile` caps
+        its file descriptors (RLIMIT_NOFILE), as systemd does."""
         index = len(self.started)
         state_dir = Path(self.stack.env["HYOS_STATE_DIR"])
         launched = Daemon.launch(
-            {**self.stack.env, **env},
+            {**self.stack.env, **(env or {}), **more_env},
             self.tmp_path / f"daemon-{index}.log",
             state_dir / f"{self.stack.name}.{control.SOCKET_NAME}",
             nofile,

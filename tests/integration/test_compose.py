@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import REPO, base_env, docker, inspect, remove_stack_objects
+from tests.harness import REPO, docker, inspect
+from tests.integration.conftest import base_env
+from tests.standin import remove_stack_objects
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ def rfc3339(text: str) -> float:
 # --- crashes ------------------------------------------------------------------------------
 
 
+def _older_than(moment: float, seconds: float) -> bool:
+    return time.time() - moment > seconds
+
+
 def test_crashes_spaced_past_the_reset_window_are_each_restarted(
     stack: Stack, daemon: DaemonFactory
 ) -> None:
@@ -83,7 +88,7 @@ def test_crashes_spaced_past_the_reset_window_are_each_restarted(
     for n in range(1, 4):
         # Healthy for longer than the reset window, so each crash starts the backoff over.
         healthy_at = d.wait_log("healthy", service="server", count=n)[-1]["timestamp"]
-        wait_for(lambda t=healthy_at: time.time() - rfc3339(t) > 1.3, 5, "the reset window")
+        wait_for(partial(_older_than, rfc3339(healthy_at), 1.3), 5, "the reset window")
         before = started_at(server)
         docker("kill", server)
         d.wait_log("restart issued", service="server", count=n)
@@ -242,9 +247,9 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
 
 def test_unhealthy_is_restarted_once_per_episode(stack: Stack, daemon: DaemonFactory) -> None:
     d = daemon(
+        FAST_HEALTH,
         HYOS_SERVER__HEALTHCHECK__START_PERIOD="1",
         HYOS_RECONCILE_INTERVAL_S="1",  # the safety net sees the unhealthy state too
-        **FAST_HEALTH,
     )
     server = stack.container("server")
     for episode in (1, 2):
@@ -262,9 +267,9 @@ def test_unhealthy_is_restarted_once_per_episode(stack: Stack, daemon: DaemonFac
 
 def test_unhealthy_is_not_restarted_while_starting(stack: Stack, daemon: DaemonFactory) -> None:
     d = daemon(
+        FAST_HEALTH,
         HYOS_SERVER__HEALTHCHECK__START_PERIOD="30",
         HYOS_RECONCILE_INTERVAL_S="1",
-        **FAST_HEALTH,
     )
     server = stack.container("server")
     before = started_at(server)
@@ -293,16 +298,16 @@ def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory
         return ids
 
     # 1: in the middle of the first reconcile (the server's container just created).
-    d = daemon(wait=False, **env)
+    d = daemon(env, wait=False)
     wait_for(lambda: "server" in stack.ids(), 30, "the server container", interval=0.02)
     d.kill9()
-    d = daemon(**env)
+    d = daemon(env)
     ids = consistent()
 
     # 2: while everything is healthy: the next daemon adopts and restarts nothing.
     before = {role: started_at(stack.container(role)) for role in ids}
     d.kill9()
-    d = daemon(**env)
+    d = daemon(env)
     assert consistent() == ids
     assert {role: started_at(stack.container(role)) for role in ids} == before
     assert not d.events("restart issued") and not d.events("restarted")
@@ -311,7 +316,7 @@ def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory
     docker("kill", server)
     d.wait_log("exited", service="server", decision="restart")
     d.kill9()
-    d = daemon(wait=False, **env)
+    d = daemon(env, wait=False)
     d.wait_log("restart issued", service="server", timeout=10)
     d.wait_healthy()
     assert consistent() == ids
@@ -322,7 +327,7 @@ def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory
     docker("kill", server)
     d.wait_log("exited", service="server", decision="restart", restart_count=2)
     d.kill9()
-    d = daemon(wait=False, **env)
+    d = daemon(env, wait=False)
     d.wait_log("restart issued", service="server", timeout=10)
     d.wait_healthy()
     assert consistent() == ids
@@ -334,7 +339,7 @@ def test_kill_9_of_the_supervisor_five_times(stack: Stack, daemon: DaemonFactory
     docker("kill", server)
     d.wait_log("restart issued", service="server", count=issued + 1, timeout=10)
     d.kill9()
-    d = daemon(**env)
+    d = daemon(env)
     assert consistent() == ids
     row = supervised(stack, "server")
     assert (row["supervisor"]["restart_count"], row["supervisor"]["recent_failures"]) == (3, 3)

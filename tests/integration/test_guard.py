@@ -379,11 +379,12 @@ def test_decisions_are_logged(env: Env, caplog: pytest.LogCaptureFixture) -> Non
     with caplog.at_level(logging.INFO, logger="supervisor.guard"):
         raw_http(env.sock, get("/images/json"))
         raw_http(env.sock, get("/_ping"))
-    recs = [r for r in caplog.records if r.name == "supervisor.guard" and hasattr(r, "rule")]
-    denied = [r for r in recs if r.rule == "not-in-allowlist"]
-    assert denied and denied[0].allowed is False and denied[0].path == "/images/json"
-    assert denied[0].method == "GET"
-    assert any(r.rule == "ping" and r.allowed is True for r in recs)
+    # The structured fields each decision line carries (as logging `extra`).
+    recs = [vars(r) for r in caplog.records if r.name == "supervisor.guard" and hasattr(r, "rule")]
+    denied = [r for r in recs if r["rule"] == "not-in-allowlist"]
+    assert denied and denied[0]["allowed"] is False and denied[0]["path"] == "/images/json"
+    assert denied[0]["method"] == "GET"
+    assert any(r["rule"] == "ping" and r["allowed"] is True for r in recs)
 
 
 # --- attacks on the real engine: smuggling, users, the world save, framing ----------------

@@ -28,7 +28,7 @@ def _rss_kib(pid: int, field: str) -> int:
 
 
 def _open_flood(sock: Path, n: int) -> list[socket.socket]:
-    held = []
+    held: list[socket.socket] = []
     deadline = time.monotonic() + 60
     while len(held) < n:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -85,7 +85,7 @@ def hyos(stack: Stack) -> Iterator[Stack]:
 
 
 def start(daemon: DaemonFactory, stack: Stack, **env: str) -> tuple[DaemonProc, Dashboard]:
-    d = daemon(timeout=90, **env)
+    d = daemon(env, timeout=90)
     dash = Dashboard.of(stack.container("manager"))
     wait_for(dash.answers, 30, "the dashboard to answer")
     return d, dash

@@ -106,7 +106,7 @@ INVALID = {
 @pytest.mark.parametrize("case", sorted(INVALID))
 def test_invalid_settings_exit_78_and_create_nothing(stack: Stack, case: str) -> None:
     env, field = INVALID[case]
-    result = stack.run("up", "--wait", **env)
+    result = stack.run("up", "--wait", env=env)
     assert result.returncode == 78
     lines = [line for line in result.stderr.splitlines() if "config error" in line]
     assert len(lines) == 1 and field in lines[0], result.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import REPO
 from tests.integration.conftest import Stack
-from tests.standin import REPO
 
 pytestmark = pytest.mark.integration
 

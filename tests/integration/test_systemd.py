@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness import poll
+from tests.harness import REPO, poll
 from tests.integration.conftest import docker
-from tests.standin import MANAGER_IMAGE, REPO, SERVER_IMAGE, remove_stack_objects
+from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
 
 pytestmark = pytest.mark.integration
 
