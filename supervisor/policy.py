@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from entrypoint.helper import PREPARE_ENTRYPOINT
+from supervisor import capabilities
 from supervisor.settings import SENSITIVE_HOST_PATHS
 from supervisor.stack import (
     FILE_ENV_SHIM_NAME,
@@ -31,8 +32,7 @@ from supervisor.stack import (
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 LOG_DRIVERS = ("json-file", "local")
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-# Kubernetes' restricted profile allows adding back this capability only.
-PSS_ALLOWED_CAPS = frozenset({"NET_BIND_SERVICE"})
+PSS_ALLOWED_CAPS = capabilities.PSS_ALLOWED
 
 Inspect = Mapping[str, Any]
 
@@ -273,6 +273,10 @@ def _check_caps(inspect: Inspect, expect: Expectation) -> str | None:
         return "privileged: every capability, whatever CapDrop says"
     if "ALL" not in drop:
         return "CapDrop does not contain ALL"
+    dangerous = capabilities.root_equivalent(add)
+    if dangerous:
+        # Even when settings allow it (allow_dangerous_capabilities): the audit says so.
+        return f"CapAdd has {', '.join(dangerous)}, which amounts to root"
     extra = sorted(add - expect.cap_add)
     return f"CapAdd has {extra} beyond the configured cap_add" if extra else None
 

@@ -7,6 +7,7 @@ costs one clear line and exit 78, never a half-created stack.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -14,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from types import UnionType
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -26,13 +28,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
-from supervisor import __version__
+from supervisor import __version__, capabilities
 from supervisor.restarts import RestartPolicy
 from supervisor.secretspec import BY_NAME, SECRETS
 
@@ -63,14 +68,6 @@ _MIN_MEMORY = 6 * 1024**2  # the engine refuses less than 6 MiB
 _PORT = re.compile(
     r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|[0-9.]+):)?(?P<host>\d+):(?P<container>\d+)(?:/(?P<proto>tcp|udp))?$"
 )
-_CAPABILITIES = frozenset(
-    """AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN
-    DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE
-    LINUX_IMMUTABLE MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE NET_BROADCAST
-    NET_RAW PERFMON SETFCAP SETGID SETPCAP SETUID SYSLOG SYS_ADMIN SYS_BOOT SYS_CHROOT
-    SYS_MODULE SYS_NICE SYS_PACCT SYS_PTRACE SYS_RAWIO SYS_RESOURCE SYS_TIME
-    SYS_TTY_CONFIG WAKE_ALARM""".split()
-)
 # Host paths a workload must never see: binding them hands over the host.
 SENSITIVE_HOST_PATHS = (
     "/",
@@ -88,6 +85,45 @@ SENSITIVE_HOST_PATHS = (
     "/var/run",
     "/var/run/docker.sock",
 )
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """`X | None` -> X (the shape a value must take is X's)."""
+    if get_origin(annotation) in (Union, UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return annotation
+
+
+def decode_env_value(annotation: Any, text: str) -> Any:
+    """A list or table setting as people type it in an environment variable, or JSON.
+
+    Lists: `5520:5520/udp,30381:30381`. Tables: `TZ=Europe/Berlin,JAVA_XMX=4G`, pairs
+    separated by commas or newlines (a value containing a comma needs the JSON form).
+    JSON (`[...]`, `{...}`) is read as JSON. What fits neither comes back unchanged, so
+    validation names the field and its expected form instead of a parser's traceback.
+    """
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return text
+    origin = get_origin(_unwrap_optional(annotation))
+    if origin is list:
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    if origin is dict:
+        table: dict[str, str] = {}
+        for pair in re.split(r"[,\n]", stripped):
+            if not pair.strip():
+                continue
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                return text
+            table[key.strip()] = value.strip()
+        return table
+    return text
 
 
 class ConfigError(Exception):
@@ -207,6 +243,10 @@ class ServiceSettings(BaseModel):
     memory: str = "512m"
     cpus: float = Field(default=1.0, gt=0, le=1024)
     pids_limit: int = Field(default=512, ge=16)
+    # Declared before `cap_add` so its check can see it: adding a capability that amounts
+    # to root (capabilities.ROOT_EQUIVALENT) needs this, is warned at every start and
+    # fails `audit`.
+    allow_dangerous_capabilities: bool = False
     cap_add: list[str] = Field(default_factory=list)
     read_only: bool = True
     tmpfs: list[str] = Field(default_factory=list)
@@ -263,12 +303,22 @@ class ServiceSettings(BaseModel):
 
     @field_validator("cap_add")
     @classmethod
-    def _caps(cls, value: list[str]) -> list[str]:
-        caps = [cap.upper().removeprefix("CAP_") for cap in value]
-        unknown = sorted(set(caps) - _CAPABILITIES)
+    def _caps(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        caps = {capabilities.normalize(cap) for cap in value if cap.strip()}
+        unknown = capabilities.unknown(caps)
         if unknown:
-            raise ValueError(f"unknown capabilities {unknown}; use names such as NET_BIND_SERVICE")
-        return sorted(set(caps))
+            raise ValueError(
+                f"unknown capabilities {', '.join(unknown)}; use Linux names such as "
+                "NET_BIND_SERVICE (see capabilities(7))"
+            )
+        dangerous = capabilities.root_equivalent(caps)
+        if dangerous and not info.data.get("allow_dangerous_capabilities"):
+            raise ValueError(
+                f"{', '.join(dangerous)} amounts to root and undoes the hardening; remove it, "
+                f"or accept the risk with {cls.role}.allow_dangerous_capabilities = true "
+                f"(HYOS_{cls.role.upper()}__ALLOW_DANGEROUS_CAPABILITIES)"
+            )
+        return sorted(caps)
 
     @field_validator("tmpfs")
     @classmethod
@@ -514,7 +564,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Precedence: explicit arguments, then environment, then the TOML file.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         if cls._toml_path is not None:
             sources.append(_TomlSource(settings_cls, cls._toml_path))
         return tuple(sources)
@@ -639,6 +689,12 @@ class Settings(BaseSettings):
             warning = image_warning(service.image)
             if warning:
                 found.append(f"{role}.image: {warning}")
+            dangerous = capabilities.root_equivalent(set(service.cap_add))
+            if dangerous:
+                found.append(
+                    f"{role}.allow_dangerous_capabilities: cap_add grants {', '.join(dangerous)}, "
+                    "which amounts to root; `audit` fails until it is removed"
+                )
         return found
 
     def masked(self) -> dict[str, Any]:
@@ -648,6 +704,15 @@ class Settings(BaseSettings):
             if data.get(spec.name) is not None:
                 data[spec.name] = "**********"
         return data
+
+
+class _EnvSource(EnvSettingsSource):
+    """`HYOS_*` variables, with lists and tables in the forms people type (not only JSON)."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return decode_env_value(field.annotation if field is not None else None, value)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -673,12 +738,40 @@ def _env_name(field: str) -> str:
     return "HYOS_" + "__".join(part.upper() for part in head)
 
 
+# What a list, table or object setting looks like, by the error pydantic reports.
+_EXPECTED_FORM = {
+    "list_type": 'a comma-separated list such as a,b or JSON such as ["a","b"]',
+    "dict_type": "KEY=VALUE pairs such as TZ=Europe/Berlin,JAVA_XMX=4G or a JSON object",
+    "model_type": "a JSON object, or one variable per key",
+    "model_attributes_type": "a JSON object, or one variable per key",
+}
+# Examples for the list and table settings people set most.
+_EXAMPLES = {
+    "ports": "5520:5520/udp,30381:30381",
+    "cap_add": "NET_BIND_SERVICE",
+    "tmpfs": "/home/hytale,/var/cache/app",
+    "env": "TZ=Europe/Berlin,JAVA_XMX=4G",
+    "healthcheck": '{"interval": 5, "retries": 3}',
+}
+
+
 def _problem(error: Mapping[str, Any]) -> str:
+    """One line, whatever the value held: line breaks in it are shown escaped."""
+    return _describe(error).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _describe(error: Mapping[str, Any]) -> str:
     field = _field_name(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         return f"{field}: unknown setting; remove it or check its spelling"
+    env = _env_name(field)
+    form = _EXPECTED_FORM.get(str(error["type"]))
+    if form is not None:
+        example = _EXAMPLES.get(field.rsplit(".", 1)[-1])
+        hint = f"e.g. {env}={example}" if example else f"env {env}"
+        return f"{field}: expected {form}, got {error.get('input')!r} ({hint})"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{field}: {message} (env {_env_name(field)})"
+    return f"{field}: {message} (env {env})"
 
 
 def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
@@ -701,5 +794,9 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         return Settings(**overrides)
     except ValidationError as err:
         raise ConfigError([_problem(e) for e in err.errors()]) from None
+    except SettingsError as err:
+        # A value no source could read at all: still one line, never a traceback.
+        line = str(err).replace("\n", " ")
+        raise ConfigError([f"settings: {line}; check the HYOS_* variables"]) from None
     finally:
         Settings._toml_path = None

@@ -503,6 +503,19 @@ def test_configured_capability_passes_audit() -> None:
     assert failing(manager, expectation(settings, "manager")) == {"capabilities"}
 
 
+def test_root_equivalent_capability_fails_audit_even_when_allowed() -> None:
+    settings = load_settings(
+        server={"allow_dangerous_capabilities": True, "cap_add": ["SYS_ADMIN"]}
+    )
+    assert settings.server.cap_add == ["SYS_ADMIN"]
+    inspect = as_inspect(bodies(settings)["server"], image_healthcheck=IMAGE_HEALTHCHECK)
+    assert inspect["HostConfig"]["CapAdd"] == ["SYS_ADMIN"]  # created as the operator asked
+    found = failing(inspect, expectation(settings, "server"))
+    assert found == {"capabilities"}
+    # and every start says so
+    assert any("SYS_ADMIN" in w and "amounts to root" in w for w in settings.warnings())
+
+
 def test_no_new_privileges_spellings() -> None:
     settings = load_settings()
     for option in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
