@@ -41,3 +41,28 @@ def test_audit_fails_exactly_the_rules_a_privileged_container_breaks(stack: Stac
     table = stack.run("audit")
     assert table.returncode == 1
     assert "FAIL" in table.stdout and "4 failed" in table.stdout
+
+
+def test_a_root_equivalent_capability_is_refused_then_allowed_loudly_and_failed_by_audit(
+    stack: Stack,
+) -> None:
+    refused = stack.run("up", "--wait", HYOS_SERVER__CAP_ADD="SYS_ADMIN")
+    assert refused.returncode == 78
+    assert "allow_dangerous_capabilities" in refused.stderr
+    assert stack.leftovers() == []  # nothing created
+    env = {
+        "HYOS_SERVER__CAP_ADD": "SYS_ADMIN",
+        "HYOS_SERVER__ALLOW_DANGEROUS_CAPABILITIES": "true",
+    }
+    up = stack.up(**env)
+    assert "amounts to root" in up.stderr  # the warning at start
+    # The kernel agrees: the server's init holds CAP_SYS_ADMIN (bit 21) in its bounding set.
+    status = proc_status(stack.container("server"))
+    assert int(status["CapBnd"], 16) & (1 << 21)
+    audit = stack.run("audit", "--json", env=env)
+    assert audit.returncode == 1
+    failed = [f for f in json.loads(audit.stdout) if f["result"] == "FAIL"]
+    assert [(f["container"], f["rule"]) for f in failed] == [
+        (stack.container("server"), "capabilities")
+    ], failed
+    assert "SYS_ADMIN" in failed[0]["detail"] and "amounts to root" in failed[0]["detail"]
