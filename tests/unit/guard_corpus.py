@@ -250,12 +250,17 @@ def _exec_bodies() -> list[Case]:
     for key in ("Privileged", "privileged", "PRIVILEGED"):
         bodies.append(({"Cmd": ["id"], key: True}, "deny:exec-privileged"))
         bodies.append(({"Cmd": ["id"], key: False}, "allow:exec-create"))
-    for value in (1, "true", [True], {"a": 1}):
+    wrong_privileged: tuple[object, ...] = (1, "true", [True], {"a": 1})
+    for value in wrong_privileged:
         bodies.append(({"Cmd": ["id"], "Privileged": value}, "deny:exec-body:400"))
-    for value in (0, ["root"], {"name": "root"}, True):
+    wrong_user: tuple[object, ...] = (0, ["root"], {"name": "root"}, True)
+    for value in wrong_user:
         bodies.append(({"Cmd": ["id"], "User": value}, "deny:exec-body:400"))
-    for extra in ({"HostConfig": {}}, {"Binds": ["/:/h"]}, {"CapAdd": ["ALL"]},
-                  {"SecurityOpt": []}, {"Mounts": []}, {"NetworkMode": "host"}, {"x": 1}):  # fmt: skip
+    container_keys: tuple[dict[str, object], ...] = (
+        {"HostConfig": {}}, {"Binds": ["/:/h"]}, {"CapAdd": ["ALL"]},
+        {"SecurityOpt": []}, {"Mounts": []}, {"NetworkMode": "host"}, {"x": 1},
+    )  # fmt: skip
+    for extra in container_keys:
         bodies.append(({"Cmd": ["id"], **extra}, "deny:exec-body"))
     for cmd, expect in ((["sh", "-c", "id"], "allow:exec-create"), ("id", "allow:exec-create"),
                         ([], "deny:exec-body:400"), ("", "deny:exec-body:400"),

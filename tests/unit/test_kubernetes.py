@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 from hypothesis import HealthCheck, given

@@ -263,7 +263,7 @@ def all_variables(model: type[BaseModel] = Settings, path: tuple[str, ...] = ())
 VARIABLES = all_variables()
 # What the environment can hold: any text without NUL (and without lone surrogates).
 ENV_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=40,
 )
 

@@ -54,7 +54,7 @@ def test_failed_fsync_leaves_old_content(tmp_path: Path, monkeypatch: pytest.Mon
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(statefile.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="Input/output"):
         write_json_atomic(target, NEW)
     monkeypatch.undo()
@@ -76,7 +76,7 @@ def test_failed_write_midway_leaves_old_content(
             return real_write(fd, data[:5])  # a partial write first
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(statefile.os, "write", short_then_fail)
+    monkeypatch.setattr(os, "write", short_then_fail)
     with pytest.raises(OSError, match="No space"):
         write_json_atomic(target, NEW)
     monkeypatch.undo()
@@ -99,7 +99,7 @@ def test_partial_writes_are_completed(tmp_path: Path, monkeypatch: pytest.Monkey
     def one_byte(fd: int, data: memoryview) -> int:
         return real_write(fd, data[:1])
 
-    monkeypatch.setattr(statefile.os, "write", one_byte)
+    monkeypatch.setattr(os, "write", one_byte)
     target = tmp_path / "state.json"
     write_json_atomic(target, NEW)
     monkeypatch.undo()
