@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import statefile
 from supervisor.statefile import (
     DEFAULT_STATE_DIR,
     default_state_dir,
