@@ -35,6 +35,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
+    TomlConfigSettingsSource,
 )
 
 from supervisor import __version__, capabilities
@@ -511,9 +512,6 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    # Set by `from_sources`; not a field a user writes in the TOML file.
-    _toml_path: ClassVar[Path | None] = None
-
     stack: str = "hyos"
     docker_host: str = Field(
         default_factory=lambda: os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_SOCKET
@@ -563,11 +561,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Precedence: explicit arguments, then environment, then the TOML file.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
-        if cls._toml_path is not None:
-            sources.append(_TomlSource(settings_cls, cls._toml_path))
-        return tuple(sources)
+        # Precedence: explicit arguments, then environment, then the TOML file (the
+        # `toml_file` of the class load_settings makes for one file; none by default).
+        return (init_settings, _EnvSource(settings_cls), TomlConfigSettingsSource(settings_cls))
 
     @field_validator("stack")
     @classmethod
@@ -715,19 +711,6 @@ class _EnvSource(EnvSettingsSource):
         return decode_env_value(field.annotation if field is not None else None, value)
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ returns the whole mapping instead
-
-    def __call__(self) -> dict[str, Any]:
-        with self.path.open("rb") as handle:
-            return tomllib.load(handle)
-
-
 def _field_name(loc: tuple[int | str, ...]) -> str:
     parts = [str(part) for part in loc if not str(part).startswith("function-")]
     return ".".join(parts) if parts else "settings"
@@ -781,22 +764,21 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     """
     path_text = config if config is not None else os.environ.get("HYOS_CONFIG")
     path = Path(path_text) if path_text else None
+    model: type[Settings] = Settings
     if path is not None:
         if not path.is_file():
             raise ConfigError([f"config: file {str(path)!r} not found; pass an existing TOML file"])
-        try:
-            with path.open("rb") as handle:
-                tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError([f"config: {path} is not valid TOML: {err}"]) from None
-    Settings._toml_path = path
+        # A subclass that names this one file: no class-level state to set and reset.
+        model = type(
+            "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+        )
     try:
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as err:
         raise ConfigError([_problem(e) for e in err.errors()]) from None
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError([f"config: {path} is not valid TOML: {err}"]) from None
     except SettingsError as err:
         # A value no source could read at all: still one line, never a traceback.
         line = str(err).replace("\n", " ")
         raise ConfigError([f"settings: {line}; check the HYOS_* variables"]) from None
-    finally:
-        Settings._toml_path = None

@@ -218,12 +218,13 @@ def test_overrides_beat_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_toml_state_does_not_leak(tmp_path: Path) -> None:
-    load_settings(write(tmp_path, TOML))
-    assert Settings._toml_path is None
+    loaded = load_settings(write(tmp_path, TOML))
+    assert isinstance(loaded, Settings) and loaded.stack == "fromfile"
+    assert "toml_file" not in Settings.model_config  # the file is never class state
     assert load_settings().stack == "hyos"
     with pytest.raises(ConfigError):
         load_settings(write(tmp_path, "[server]\nmemory = 'x'\n"))
-    assert Settings._toml_path is None
+    assert load_settings().stack == "hyos"
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
