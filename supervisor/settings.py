@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import UnionType
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -125,6 +126,44 @@ def decode_env_value(annotation: Any, text: str) -> Any:
             table[key.strip()] = value.strip()
         return table
     return text
+
+
+# A secret file is read once, while settings validate; more than this is not a secret.
+_SECRET_FILE_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """An operator's `*_file` setting: where it was, and what it held (read once)."""
+
+    path: Path
+    value: SecretStr
+
+
+def _read_secret_file(value: Any) -> Any:
+    if value is None or isinstance(value, SecretFile):
+        return value
+    path = Path(value)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_SECRET_FILE_MAX + 1)
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror}") from None
+    if len(data) > _SECRET_FILE_MAX:
+        raise ValueError(f"{path} is larger than 64 KiB; point it at the file holding the secret")
+    try:
+        text = data.decode().strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    return SecretFile(path, SecretStr(text))
+
+
+# The path is what shows (dumps, `config`); the value never does.
+SecretFileSetting = Annotated[
+    SecretFile | None,
+    BeforeValidator(_read_secret_file),
+    PlainSerializer(lambda file: None if file is None else str(file.path), return_type=str | None),
+]
 
 
 class ConfigError(Exception):
@@ -545,12 +584,12 @@ class Settings(BaseSettings):
     hytale_session_token: SecretStr | None = None
     hytale_identity_token: SecretStr | None = None
     server_password: SecretStr | None = None
-    api_client_id_file: Path | None = None
-    api_client_secret_file: Path | None = None
-    session_secret_file: Path | None = None
-    hytale_session_token_file: Path | None = None
-    hytale_identity_token_file: Path | None = None
-    server_password_file: Path | None = None
+    api_client_id_file: SecretFileSetting = None
+    api_client_secret_file: SecretFileSetting = None
+    session_secret_file: SecretFileSetting = None
+    hytale_session_token_file: SecretFileSetting = None
+    hytale_identity_token_file: SecretFileSetting = None
+    server_password_file: SecretFileSetting = None
 
     @classmethod
     def settings_customise_sources(
@@ -612,15 +651,11 @@ class Settings(BaseSettings):
 
     @field_validator(*(f"{spec.name}_file" for spec in SECRETS))
     @classmethod
-    def _secret_file_readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+    def _secret_file_strength(cls, file: SecretFile | None, info: ValidationInfo) -> Any:
         # Checked per field so the problem names the field (and its env variable).
-        if path is not None:
-            try:
-                value = path.read_text().strip()
-            except OSError as err:
-                raise ValueError(f"cannot read {path}: {err.strerror}") from None
-            _check_secret(str(info.field_name).removesuffix("_file"), value)
-        return path
+        if file is not None:
+            _check_secret(str(info.field_name).removesuffix("_file"), file.value.get_secret_value())
+        return file
 
     @field_validator(*(spec.name for spec in SECRETS))
     @classmethod
@@ -628,19 +663,6 @@ class Settings(BaseSettings):
         if value is not None:
             _check_secret(str(info.field_name), value.get_secret_value())
         return value
-
-    @model_validator(mode="after")
-    def _secret_files(self) -> Settings:
-        for spec in SECRETS:
-            path: Path | None = getattr(self, f"{spec.name}_file")
-            if path is None:
-                continue
-            try:
-                value = path.read_text().strip()
-            except OSError as err:
-                raise ValueError(f"{spec.name}_file: cannot read {path}: {err.strerror}") from None
-            setattr(self, spec.name, SecretStr(value))
-        return self
 
     @property
     def data_source(self) -> str:
@@ -666,11 +688,19 @@ class Settings(BaseSettings):
     def stack_guard_dir(self) -> Path:
         return self.guard_dir / self.stack
 
+    def secret(self, name: str) -> SecretStr | None:
+        """An operator-supplied secret: its file (`<name>_file`) wins over the value."""
+        file: SecretFile | None = getattr(self, f"{name}_file")
+        if file is not None:
+            return file.value
+        value: SecretStr | None = getattr(self, name)
+        return value
+
     def supplied_secrets(self) -> dict[str, str]:
         """Operator-supplied secret values by name (never logged)."""
         found = {}
         for spec in SECRETS:
-            value: SecretStr | None = getattr(self, spec.name)
+            value = self.secret(spec.name)
             if value is not None:
                 found[spec.name] = value.get_secret_value().strip()
         return found
@@ -697,7 +727,7 @@ class Settings(BaseSettings):
         """The effective settings as JSON-able data, secrets masked."""
         data: dict[str, Any] = self.model_dump(mode="json")
         for spec in SECRETS:
-            if data.get(spec.name) is not None:
+            if self.secret(spec.name) is not None:
                 data[spec.name] = "**********"
         return data
 

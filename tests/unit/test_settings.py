@@ -555,7 +555,7 @@ def test_secret_files_read_and_masked(tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.setenv(f"HYOS_{name.upper()}_FILE", str(path))
     s = load_settings()
     for name, value in SECRETS.items():
-        secret = getattr(s, name)
+        secret = s.secret(name)
         assert secret is not None and secret.get_secret_value() == value
         assert value not in repr(s)
     masked = s.masked()
@@ -580,7 +580,7 @@ def test_file_beats_plain_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path.write_text("from-file-0123456789")
     monkeypatch.setenv("HYOS_API_CLIENT_SECRET", "from-env-0123456789")
     monkeypatch.setenv("HYOS_API_CLIENT_SECRET_FILE", str(path))
-    secret = load_settings().api_client_secret
+    secret = load_settings().secret("api_client_secret")
     assert secret is not None and secret.get_secret_value() == "from-file-0123456789"
 
 
@@ -836,3 +836,32 @@ def test_an_incoherent_restart_policy_is_a_config_error(
         monkeypatch.setenv(name, value)
     line = only_problem(problems(), f"restart.{field}")
     assert f"HYOS_RESTART__{field.upper()}" in line
+
+
+def test_a_secret_file_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret"
+    path.write_text("read-once-0123456789")
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:
+            opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    monkeypatch.setenv("HYOS_API_CLIENT_SECRET_FILE", str(path))
+    loaded = load_settings()
+    assert loaded.supplied_secrets()["api_client_secret"] == "read-once-0123456789"
+    assert opened == [path]
+
+
+def test_a_huge_or_binary_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (64 * 1024 + 1))
+    line = only_problem(problems(api_client_secret_file=big), "api_client_secret_file")
+    assert "larger than 64 KiB" in line
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe" * 20)
+    line = only_problem(problems(api_client_secret_file=binary), "api_client_secret_file")
+    assert "UTF-8" in line
