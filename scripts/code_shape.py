@@ -28,6 +28,7 @@ DOCKER_KEYS = frozenset(
         "Image", "Created", "Action", "Type", "Restarting", "FailingStreak",
         "Output", "Healthcheck", "Entrypoint", "Cmd", "StatusCode", "User", "SecurityOpt",
         "Binds", "Privileged", "RestartPolicy", "LogConfig", "Tmpfs", "PortBindings",
+        "StartPeriod", "Mountpoint", "RestartCount", "ContainerID", "ProcessConfig",
     }
 )  # fmt: skip
 EXCLUDED = {"engine.py", "guard.py", "guard_rules.py"}
