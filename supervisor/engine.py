@@ -107,6 +107,53 @@ class VolumeInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class MountFact:
+    kind: str  # bind | volume | tmpfs | ...
+    source: str  # the host path (bind) or the volume's path/name
+    read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    port: str  # "5520/udp"
+    host_ip: str  # "" means every interface
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerHardening:
+    """A live container's isolation and limits, as `audit` judges them."""
+
+    id: str = ""
+    name: str = ""  # without Docker's leading "/"
+    user: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    health_test: tuple[str, ...] = ()
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    # SecurityOpt as (key, value): the engine accepts both `key=value` and `key:value`.
+    security_options: tuple[tuple[str, str], ...] = ()
+    # Every mount, from the live list and from the configuration (Mounts and Binds).
+    mounts: tuple[MountFact, ...] = ()
+    # Namespace modes by namespace (network, PID, IPC, UTS, user); "host" shares the host's.
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = ""
+    memory: int = 0
+    nano_cpus: int = 0
+    cpu_quota: int = 0
+    pids_limit: int = 0
+    read_only_root: bool = False
+    port_bindings: tuple[PortBinding, ...] = ()
+    cgroup_parent: str = ""
+    devices: tuple[str, ...] = ()  # host paths of mapped devices
+    restart_policy: str = "no"
+    log_driver: str | None = None
+    log_max_size: str = ""
+    init: bool = False
+    tmpfs: Mapping[str, str] = field(default_factory=dict)  # path -> mount options
+
+
 # Docker's RFC 3339 with up to nine fraction digits, e.g. 2024-05-01T10:00:00.123456789Z.
 _RFC3339 = re.compile(
     r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?"
@@ -235,6 +282,78 @@ def event_from_json(obj: Mapping[str, Any]) -> EngineEvent:
     )
 
 
+_NAMESPACE_KEYS = {
+    "network": "NetworkMode",
+    "PID": "PidMode",
+    "IPC": "IpcMode",
+    "UTS": "UTSMode",
+    "user": "UsernsMode",
+}
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _mapping_list(value: object) -> list[Mapping[str, Any]]:
+    return [_mapping(v) for v in value] if isinstance(value, list) else []
+
+
+def hardening_from_json(obj: Mapping[str, Any]) -> ContainerHardening:
+    """An inspect result -> the hardening facts `policy.audit` checks."""
+    host = _mapping(obj.get("HostConfig"))
+    config = _mapping(obj.get("Config"))
+    log = _mapping(host.get("LogConfig"))
+    mounts = [
+        MountFact(str(m.get("Type", "")), str(m.get("Source", "")), m.get("RW") is False)
+        for m in _mapping_list(obj.get("Mounts"))
+    ]
+    mounts += [
+        MountFact(str(m.get("Type", "")), str(m.get("Source", "")), bool(m.get("ReadOnly")))
+        for m in _mapping_list(host.get("Mounts"))
+    ]
+    mounts += [
+        MountFact("bind", b.split(":")[0], ":ro" in b or b.endswith(",ro"))
+        for b in _strings(host.get("Binds"))
+    ]
+    options = []
+    for option in _strings(host.get("SecurityOpt")):
+        key, _, value = option.replace("=", ":", 1).partition(":")
+        options.append((key, value))
+    ports = [
+        PortBinding(str(port), str(binding.get("HostIp") or ""))
+        for port, bindings in _mapping(host.get("PortBindings")).items()
+        for binding in _mapping_list(bindings)
+    ]
+    return ContainerHardening(
+        id=str(obj.get("Id") or ""),
+        name=str(obj.get("Name") or "").lstrip("/"),
+        user=str(config.get("User") or ""),
+        labels=_labels(config.get("Labels")),
+        health_test=_strings(_mapping(config.get("Healthcheck")).get("Test")),
+        privileged=bool(host.get("Privileged")),
+        cap_add=_strings(host.get("CapAdd")),
+        cap_drop=_strings(host.get("CapDrop")),
+        security_options=tuple(options),
+        mounts=tuple(mounts),
+        namespaces={what: str(host.get(key) or "") for what, key in _NAMESPACE_KEYS.items()},
+        network_mode=str(host.get("NetworkMode") or "default"),
+        memory=_int(host.get("Memory")),
+        nano_cpus=_int(host.get("NanoCpus")),
+        cpu_quota=_int(host.get("CpuQuota")),
+        pids_limit=_int(host.get("PidsLimit")),
+        read_only_root=bool(host.get("ReadonlyRootfs")),
+        port_bindings=tuple(ports),
+        cgroup_parent=str(host.get("CgroupParent") or ""),
+        devices=tuple(str(d.get("PathOnHost") or d) for d in _mapping_list(host.get("Devices"))),
+        restart_policy=str(_mapping(host.get("RestartPolicy")).get("Name") or "no"),
+        log_driver=None if log.get("Type") is None else str(log["Type"]),
+        log_max_size=str(_mapping(log.get("Config")).get("max-size") or ""),
+        init=bool(host.get("Init")),
+        tmpfs={str(k): str(v) for k, v in _mapping(host.get("Tmpfs")).items()},
+    )
+
+
 def volume_from_json(obj: Mapping[str, Any]) -> VolumeInfo:
     return VolumeInfo(
         name=str(obj.get("Name") or ""),
@@ -350,13 +469,13 @@ class Engine:
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
         """The container's facts, or None when no container has this id or name."""
-        found = await self.inspect_json(ref)
+        found = await self._inspect_object(f"containers/{ref}/json")
         return None if found is None else container_from_json(found)
 
-    async def inspect_json(self, ref: str) -> dict[str, Any] | None:
-        """The raw inspect result, or None. Only for `audit`, which still reads the live
-        hardening from Docker's JSON (a typed view of it is the next step of #12)."""
-        return await self._inspect_object(f"containers/{ref}/json")
+    async def inspect_hardening(self, ref: str) -> ContainerHardening | None:
+        """The container's isolation and limits for `audit`, or None when it is gone."""
+        found = await self._inspect_object(f"containers/{ref}/json")
+        return None if found is None else hardening_from_json(found)
 
     async def create(self, name: str, body: Mapping[str, Any]) -> str:
         result = await self._call(

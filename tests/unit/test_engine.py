@@ -8,14 +8,18 @@ from typing import Any
 import pytest
 
 from supervisor.engine import (
+    ContainerHardening,
     ContainerInfo,
     ContainerState,
     EngineEvent,
     Health,
+    MountFact,
+    PortBinding,
     VolumeInfo,
     _readiness,
     container_from_json,
     event_from_json,
+    hardening_from_json,
     observed_from_json,
     parse_time,
     volume_from_json,
@@ -348,3 +352,78 @@ def test_inspect_then_plan() -> None:
     assert plan.changes_nothing
     drift = plan_service(desired("server", "e" * 64), [observed_from_json(entry)])
     assert drift.create and len(drift.remove) == 1
+
+
+# --- hardening, for the audit ----------------------------------------------------------------
+
+
+def test_hardening_from_inspect() -> None:
+    found = hardening_from_json(
+        {
+            "Id": "0123456789abcdef",
+            "Name": "/hyos-server",
+            "Config": {
+                "User": "568:568",
+                "Labels": LABELS,
+                "Healthcheck": {"Test": ["CMD", "true"]},
+            },
+            "Mounts": [{"Type": "volume", "Source": "/var/lib/docker/v/_data", "RW": True}],
+            "HostConfig": {
+                "CapDrop": ["ALL"],
+                "CapAdd": None,
+                "SecurityOpt": ["no-new-privileges:true", "seccomp=unconfined"],
+                "Mounts": [{"Type": "bind", "Source": "/etc/machine-id", "ReadOnly": True}],
+                "Binds": ["/srv/a:/a:ro", "/srv/b:/b"],
+                "NetworkMode": "hyos-net",
+                "PidMode": "host",
+                "IpcMode": "private",
+                "Memory": 4 << 30,
+                "NanoCpus": 2_000_000_000,
+                "PidsLimit": None,
+                "ReadonlyRootfs": True,
+                "PortBindings": {"5520/udp": [{"HostIp": "", "HostPort": "5520"}]},
+                "Devices": [{"PathOnHost": "/dev/kvm", "PathInContainer": "/dev/kvm"}],
+                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
+                "Init": True,
+                "Tmpfs": {"/tmp": "rw,noexec"},
+            },
+        }
+    )
+    assert (found.id, found.name, found.user) == ("0123456789abcdef", "hyos-server", "568:568")
+    assert found.health_test == ("CMD", "true") and found.labels == LABELS
+    assert (found.cap_drop, found.cap_add, found.privileged) == (("ALL",), (), False)
+    assert found.security_options == (("no-new-privileges", "true"), ("seccomp", "unconfined"))
+    assert found.mounts == (
+        MountFact("volume", "/var/lib/docker/v/_data", False),
+        MountFact("bind", "/etc/machine-id", True),
+        MountFact("bind", "/srv/a", True),
+        MountFact("bind", "/srv/b", False),
+    )
+    assert found.network_mode == "hyos-net"
+    assert found.namespaces == {
+        "network": "hyos-net", "PID": "host", "IPC": "private", "UTS": "", "user": ""
+    }  # fmt: skip
+    assert (found.memory, found.nano_cpus, found.cpu_quota, found.pids_limit) == (
+        4 << 30,
+        2_000_000_000,
+        0,
+        0,
+    )
+    assert found.port_bindings == (PortBinding("5520/udp", ""),)
+    assert found.devices == ("/dev/kvm",)
+    assert (found.restart_policy, found.log_driver, found.log_max_size) == (
+        "no",
+        "json-file",
+        "10m",
+    )
+    assert found.read_only_root and found.init and found.tmpfs == {"/tmp": "rw,noexec"}
+
+
+def test_hardening_of_an_empty_inspect_is_the_unsafe_default() -> None:
+    found = hardening_from_json({})
+    assert found == ContainerHardening(
+        namespaces={"network": "", "PID": "", "IPC": "", "UTS": "", "user": ""},
+        network_mode="default",
+    )
+    assert found.log_driver is None and found.restart_policy == "no"
