@@ -395,7 +395,7 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
     for container in observed:
         if container.role not in services:
             continue  # e.g. a prepare helper caught mid-run
-        info = await engine.inspect(container.id)
+        info = await engine.inspect_hardening(container.id)
         if info is None:
             continue
         service = services[container.role]

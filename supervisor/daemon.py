@@ -33,7 +33,15 @@ from tenacity import (
 )
 
 from supervisor import control, hyos, restarts
-from supervisor.engine import Engine, EngineError, NotFound
+from supervisor.engine import (
+    ContainerInfo,
+    ContainerState,
+    Engine,
+    EngineError,
+    EngineEvent,
+    NotFound,
+    parse_time,
+)
 from supervisor.guard import serve_guard
 from supervisor.guard_rules import Allow
 from supervisor.guard_rules import Policy as GuardPolicy
@@ -76,7 +84,7 @@ class Service:
     container_id: str | None = None
     health: str | None = None
     busy: bool = False  # a restart, stop or recreate of ours is in flight
-    last_finished_at: str = ""  # the exit already accounted for
+    last_finished_at: datetime | None = None  # the exit already accounted for
     stop_requested: set[str] = field(default_factory=set)
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     restart_due: float | None = None  # wall clock of a pending backoff restart
@@ -87,7 +95,7 @@ class Service:
         return {
             "restart": self.restart.to_json(),
             "container_id": self.container_id,
-            "last_finished_at": self.last_finished_at,
+            "last_finished_at": _rfc3339(self.last_finished_at),
             "restart_due": self.restart_due,
         }
 
@@ -100,13 +108,9 @@ def _status(service: Service) -> ServiceStatus:
     return service.restart.status
 
 
-def _parse_time(text: str) -> float:
-    """Docker's RFC 3339 nanosecond timestamps -> wall-clock seconds."""
-    if not text or text.startswith("0001"):
-        return 0.0
-    base, _, fraction = text.rstrip("Z").partition(".")
-    seconds = datetime.fromisoformat(base + "+00:00").timestamp()
-    return seconds + (float(f"0.{fraction[:9]}") if fraction else 0.0)
+def _rfc3339(moment: datetime | None) -> str:
+    """For the state file: the form Docker writes, so parse_time reads old and new alike."""
+    return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def state_dir_for(settings: Settings) -> Path:
@@ -174,7 +178,7 @@ class Daemon:
                 )
                 continue
             service.container_id = saved.get("container_id")
-            service.last_finished_at = saved.get("last_finished_at") or ""
+            service.last_finished_at = parse_time(saved.get("last_finished_at"))
             service.restart_due = saved.get("restart_due")
         self.manager_after_server = bool(data.get("manager_after_server"))
 
@@ -431,7 +435,7 @@ class Daemon:
                         self._spawn(self._reconcile_until_done, True)
                     async for event in stream:
                         self.heartbeat.beat()
-                        nano = int(event.get("timeNano") or 0)
+                        nano = event.time_nano
                         if nano and nano <= self.last_event_nano:
                             continue  # replayed by since=
                         self.last_event_nano = max(self.last_event_nano, nano)
@@ -442,13 +446,11 @@ class Daemon:
                             # One failed call must not cost the stream: look again, later.
                             self.log.warning(
                                 "handling an event failed",
-                                extra={"error": str(err), "action": event.get("Action")},
+                                extra={"error": str(err), "action": event.action},
                             )
                             self._spawn(self._reconcile_until_done, False)
                         except Exception as err:
-                            self.unexpected(
-                                "handling an event", err, action=str(event.get("Action"))
-                            )
+                            self.unexpected("handling an event", err, action=event.action)
                             self._spawn(self._reconcile_until_done, False)
             except EngineError as err:
                 if not started:
@@ -499,16 +501,15 @@ class Daemon:
             with attempt:
                 await self.engine.ping(attempts=1)
 
-    async def _on_event(self, event: dict[str, Any]) -> None:
-        attributes = (event.get("Actor") or {}).get("Attributes") or {}
-        service = self.services.get(attributes.get(LABEL_ROLE, ""))
-        container_id = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+    async def _on_event(self, event: EngineEvent) -> None:
+        service = self.services.get(event.labels.get(LABEL_ROLE, ""))
+        container_id = event.container_id
         if service is None or not container_id:
             return
         if service.container_id not in (None, container_id):
             return  # an old container of ours on its way out
         service.container_id = container_id
-        action = str(event.get("Action") or event.get("status") or "")
+        action = event.action
         log = self.log.bind(service=service.role, container_id=container_id[:12])
         now = self.clock()
         if action == "start":
@@ -527,9 +528,7 @@ class Daemon:
             service.health = "unhealthy"
             await self._on_unhealthy(service, log)
         elif action == "die":
-            await self._on_die(
-                service, container_id, attributes, int(event.get("timeNano") or 0), log
-            )
+            await self._on_die(service, event, log)
         elif action == "oom":
             service.oom_seen = True
             log.warning("out of memory", extra={"oom_killed": True})
@@ -541,35 +540,32 @@ class Daemon:
                 self._spawn(self._reconcile_until_done, False)
         self.save()
 
-    async def _on_die(
-        self,
-        service: Service,
-        container_id: str,
-        attributes: dict[str, Any],
-        nano: int,
-        log: BoundLogger,
-    ) -> None:
+    async def _on_die(self, service: Service, event: EngineEvent, log: BoundLogger) -> None:
         """Decide from the event itself, then inspect. An inspect right after `die` waits
         for the engine's exit cleanup (network, mounts: ~100 ms here), which would delay
         every restart; the event carries the exit code, and `oom` comes before `die`."""
         oom, service.oom_seen = service.oom_seen, False
-        code = str(attributes.get("exitCode", ""))
-        if code.lstrip("-").isdigit():
-            fast = {
-                "Id": container_id,
-                "Name": str(attributes.get("name", "")),
-                "State": {"ExitCode": int(code), "OOMKilled": oom, "FinishedAt": f"event:{nano}"},
-            }
-            await self._on_exit(service, fast, log)
-        info = await self.engine.inspect(container_id)
+        if event.exit_code is not None:
+            # The event's time stands in for FinishedAt until the inspect below has it.
+            exited = ContainerInfo(
+                id=event.container_id,
+                name=event.name,
+                state=ContainerState(
+                    status="exited",
+                    exit_code=event.exit_code,
+                    oom_killed=oom,
+                    finished_at=event.time,
+                ),
+            )
+            await self._on_exit(service, exited, log)
+        info = await self.engine.inspect(event.container_id)
         if info is None:
             return
-        finished = str((info.get("State") or {}).get("FinishedAt") or "")
-        if not code.lstrip("-").isdigit():
+        if event.exit_code is None:
             await self._on_exit(service, info, log)
-        elif service.last_finished_at == f"event:{nano}":
+        elif service.last_finished_at == event.time:
             # Engine's own stamp from now on: reconcile compares against it.
-            service.last_finished_at = finished
+            service.last_finished_at = info.state.finished_at
 
     def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
         if self._work is not None:
@@ -597,24 +593,22 @@ class Daemon:
 
     # --- decisions ----------------------------------------------------------------------
 
-    async def _on_exit(self, service: Service, info: dict[str, Any], log: BoundLogger) -> None:
-        state = info.get("State") or {}
-        finished = str(state.get("FinishedAt") or "")
+    async def _on_exit(self, service: Service, info: ContainerInfo, log: BoundLogger) -> None:
+        finished = info.state.finished_at
         if finished == service.last_finished_at:
             return  # this exit is already accounted for
         service.last_finished_at = finished
         service.health = None
-        exit_code = int(state.get("ExitCode") or 0)
-        oom = bool(state.get("OOMKilled"))
-        requested = info["Id"] in service.stop_requested
-        service.stop_requested.discard(info["Id"])
+        exit_code = info.state.exit_code
+        oom = info.state.oom_killed
+        requested = info.id in service.stop_requested
+        service.stop_requested.discard(info.id)
         asked = requested or self.stopping
-        explained = None if asked or oom else await self._explain_exit(service, info, exit_code)
+        explained = None if asked or oom else await self._explain_exit(service, info.id, exit_code)
         kind = restarts.classify_exit(service.role, exit_code, oom, asked, explained)
         reason = restarts.describe_exit(service.role, exit_code, oom, asked, explained)
-        name = str(info.get("Name", "")).lstrip("/")
         service.restart, decision = restarts.on_exit(
-            service.restart, kind, self.clock(), self.policy, reason=reason, container=name
+            service.restart, kind, self.clock(), self.policy, reason=reason, container=info.name
         )
         if decision.action in (Action.RESTART, Action.RETRY_LOGIN) and not self.stopping:
             service.restart_due = self.clock() + decision.backoff_s
@@ -636,7 +630,7 @@ class Daemon:
         await self._act(service, decision, log)
 
     async def _explain_exit(
-        self, service: Service, info: dict[str, Any], exit_code: int
+        self, service: Service, container_id: str, exit_code: int
     ) -> hyos.ServerExit | None:
         """What HyOS's state files say about a server exit whose code alone is ambiguous
         (1: Java crashed, or the login ran out; 143: a stray SIGTERM, or the update
@@ -645,10 +639,10 @@ class Daemon:
             return None
         try:
             if exit_code == 1:
-                raw = await self.engine.read_file(info["Id"], hyos.AUTH_FILE)
+                raw = await self.engine.read_file(container_id, hyos.AUTH_FILE)
                 service.login = hyos.parse_login(raw)
                 return hyos.explain_exit(exit_code, service.login, False)
-            raw = await self.engine.read_file(info["Id"], hyos.UPDATE_FILE)
+            raw = await self.engine.read_file(container_id, hyos.UPDATE_FILE)
             since = service.restart.started_at or 0.0
             return hyos.explain_exit(exit_code, None, hyos.update_started_since(raw, since))
         except EngineError as err:
@@ -747,14 +741,12 @@ class Daemon:
         info = await self.engine.inspect(service.container_id or "")
         if info is None:
             return
-        state = info.get("State") or {}
-        health_config = (info.get("Config") or {}).get("Healthcheck") or {}
-        start_period = float(health_config.get("StartPeriod") or 0) / 1e9
+        started = info.state.started_at
         service.restart, decision = restarts.on_unhealthy(
             service.restart,
             self.clock(),
-            _parse_time(str(state.get("StartedAt") or "")),
-            start_period,
+            started.timestamp() if started is not None else 0.0,
+            info.health_start_period_s,
             service.busy or self.stopping,
             self.policy,
         )
@@ -909,8 +901,7 @@ class Daemon:
         if manager is None or manager.container_id is None or manager.busy:
             return
         info = await self.engine.inspect(manager.container_id)
-        state = (info or {}).get("State") or {}
-        if not state.get("Running"):
+        if info is None or not info.state.running:
             self._schedule_restart(manager, 0.0)
             return
         server = self.services.get("server")
@@ -919,10 +910,11 @@ class Daemon:
             if server is not None and server.container_id
             else None
         )
-        server_started = _parse_time(((server_info or {}).get("State") or {}).get("StartedAt", ""))
+        server_started = server_info.state.started_at if server_info is not None else None
+        manager_started = info.state.started_at
         # Level, not edge: a manager that started after the server's last start already
         # talks to that server (a stale observation may have flagged it twice).
-        if server_started and _parse_time(state.get("StartedAt", "")) >= server_started:
+        if server_started and manager_started and manager_started >= server_started:
             return
         self._spawn(self._restart_now, manager, "server restarted")
 
@@ -963,9 +955,7 @@ class Daemon:
                             delay = max(0.0, (service.restart_due or 0.0) - self.clock())
                             self._schedule_restart(service, delay)
                         continue
-                    service.last_finished_at = str(
-                        (info.get("State") or {}).get("FinishedAt") or ""
-                    )
+                    service.last_finished_at = info.state.finished_at
                     if service.restart_due and service.restart.status in (
                         ServiceStatus.BACKOFF,
                         ServiceStatus.NEEDS_AUTH,  # waiting to retry a login that ran out
@@ -1054,7 +1044,7 @@ class Daemon:
                 self._spawn(self._reconcile_until_done, False)
             else:
                 info = await self.engine.inspect(service.container_id)
-                running = bool(info and (info.get("State") or {}).get("Running"))
+                running = info is not None and info.state.running
                 if running:
                     self._spawn(self._restart_now, service, "operator")
                 else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from supervisor.stack import LABEL_ROLE, LABEL_SPEC_HASH
+from supervisor.stack import LABEL_SPEC_HASH
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Observed:
     spec_hash: str
     state: str  # created | running | paused | restarting | exited | dead | removing
     health: str | None = None  # None when the container has no health check
-    created: str = ""
+    created: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -66,13 +67,16 @@ class ServicePlan:
         return not self.remove and not self.create and not self.start
 
 
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
+
+
 def plan_service(desired: Desired, observed: Iterable[Observed]) -> ServicePlan:
     """Keep one container whose hash matches; remove drifted ones and duplicates."""
     mine = [o for o in observed if o.role == desired.role]
     # Prefer a running match, then the newest: duplicates can only come from a crash mid-create.
     matches = sorted(
         (o for o in mine if o.spec_hash == desired.spec_hash),
-        key=lambda o: (o.running, o.created),
+        key=lambda o: (o.running, o.created or _LONG_AGO),
         reverse=True,
     )
     keep = matches[0] if matches else None
@@ -99,34 +103,3 @@ def plan_stack(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> 
 def strays(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> list[Observed]:
     """Containers of the stack whose role is no longer desired."""
     return [o for o in observed if o.role not in desired]
-
-
-def observed_from_inspect(inspect: Mapping[str, Any]) -> Observed:
-    """Reduce an inspect result (or a list entry) to what planning needs."""
-    config = inspect.get("Config") or {}
-    labels = config.get("Labels") or inspect.get("Labels") or {}
-    state = inspect.get("State")
-    if isinstance(state, Mapping):
-        status = str(state.get("Status", ""))
-        health = (state.get("Health") or {}).get("Status")
-    else:
-        # A list entry: health only appears in the human Status text, e.g. "Up 3s (healthy)".
-        status, health = str(state or ""), _health_from_status(str(inspect.get("Status", "")))
-    names = inspect.get("Names") or [inspect.get("Name", "")]
-    return Observed(
-        id=str(inspect.get("Id", "")),
-        name=str(names[0]).lstrip("/"),
-        role=str(labels.get(LABEL_ROLE, "")),
-        spec_hash=str(labels.get(LABEL_SPEC_HASH, "")),
-        state=status,
-        health=health,
-        created=str(inspect.get("Created", "")),
-    )
-
-
-def _health_from_status(text: str) -> str | None:
-    for marker, health in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"),
-                           ("(health: starting)", "starting")):  # fmt: skip
-        if marker in text:
-            return health
-    return None

@@ -4,7 +4,7 @@
 no-new-privileges, read-only root, seccomp, scratch paths, limits). `build_create_body`
 turns it into an Engine API create body and `supervisor.kubernetes` into a
 securityContext, so a rule changed here changes both; `audit` checks a live container's
-inspect result against the same rules.
+hardening (as the engine parsed it from its inspect result) against the same rules.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from entrypoint.helper import PREPARE_ENTRYPOINT
 from supervisor import capabilities
+from supervisor.engine import ContainerHardening
 from supervisor.settings import SENSITIVE_HOST_PATHS
 from supervisor.stack import (
     FILE_ENV_SHIM_NAME,
@@ -33,8 +34,6 @@ NO_NEW_PRIVILEGES = "no-new-privileges:true"
 LOG_DRIVERS = ("json-file", "local")
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 PSS_ALLOWED_CAPS = capabilities.PSS_ALLOWED
-
-Inspect = Mapping[str, Any]
 
 
 # The runtime's default seccomp profile (Docker's default, Kubernetes' RuntimeDefault).
@@ -204,7 +203,7 @@ class Rule:
     cis: str  # CIS Docker Benchmark 1.6 id, "" where none exists
     pss: str  # the Kubernetes Pod Security "restricted" equivalent, "" where none exists
     fix: str
-    check: Callable[[Inspect, Expectation], str | None]  # None = pass, else what is wrong
+    check: Callable[[ContainerHardening, Expectation], str | None]  # None = pass, else why not
 
 
 @dataclass(frozen=True)
@@ -215,61 +214,26 @@ class Finding:
     detail: str
 
 
-def _host(inspect: Inspect) -> Mapping[str, Any]:
-    return inspect.get("HostConfig") or {}
-
-
-def _config(inspect: Inspect) -> Mapping[str, Any]:
-    return inspect.get("Config") or {}
-
-
-def _mount_sources(inspect: Inspect) -> list[tuple[str, str, bool]]:
-    """(type, host source, read-only) of every mount, from the live list and the config."""
-    found = [
-        (m.get("Type", ""), m.get("Source", ""), m.get("RW") is False)
-        for m in inspect.get("Mounts") or []
-    ]
-    found += [
-        (m.get("Type", ""), m.get("Source", ""), bool(m.get("ReadOnly")))
-        for m in _host(inspect).get("Mounts") or []
-    ]
-    found += [
-        ("bind", b.split(":")[0], ":ro" in b or b.endswith(",ro"))
-        for b in _host(inspect).get("Binds") or []
-    ]
-    return found
-
-
-def _check_user(inspect: Inspect, _: Expectation) -> str | None:
-    user = str(_config(inspect).get("User") or "")
+def _check_user(container: ContainerHardening, _: Expectation) -> str | None:
+    user = container.user
     uid = user.split(":")[0]
     if not uid.isdigit():
         return f"User {user!r} is not a numeric uid"
     return "runs as uid 0" if int(uid) == 0 else None
 
 
-def _security_options(inspect: Inspect) -> list[tuple[str, str]]:
-    """SecurityOpt as (key, value): the engine accepts both `key=value` and `key:value`."""
-    found = []
-    for option in _host(inspect).get("SecurityOpt") or []:
-        key, _, value = str(option).replace("=", ":", 1).partition(":")
-        found.append((key, value))
-    return found
-
-
-def _check_no_new_privileges(inspect: Inspect, _: Expectation) -> str | None:
+def _check_no_new_privileges(container: ContainerHardening, _: Expectation) -> str | None:
     ok = any(
         key == "no-new-privileges" and value in ("", "true")
-        for key, value in _security_options(inspect)
+        for key, value in container.security_options
     )
     return None if ok else "no-new-privileges is not set"
 
 
-def _check_caps(inspect: Inspect, expect: Expectation) -> str | None:
-    host = _host(inspect)
-    drop = {c.upper().removeprefix("CAP_") for c in host.get("CapDrop") or []}
-    add = {c.upper().removeprefix("CAP_") for c in host.get("CapAdd") or []}
-    if host.get("Privileged"):
+def _check_caps(container: ContainerHardening, expect: Expectation) -> str | None:
+    drop = {c.upper().removeprefix("CAP_") for c in container.cap_drop}
+    add = {c.upper().removeprefix("CAP_") for c in container.cap_add}
+    if container.privileged:
         return "privileged: every capability, whatever CapDrop says"
     if "ALL" not in drop:
         return "CapDrop does not contain ALL"
@@ -281,114 +245,111 @@ def _check_caps(inspect: Inspect, expect: Expectation) -> str | None:
     return f"CapAdd has {extra} beyond the configured cap_add" if extra else None
 
 
-def _check_privileged(inspect: Inspect, _: Expectation) -> str | None:
-    return "container is privileged" if _host(inspect).get("Privileged") else None
+def _check_privileged(container: ContainerHardening, _: Expectation) -> str | None:
+    return "container is privileged" if container.privileged else None
 
 
-def _check_sensitive_mounts(inspect: Inspect, expect: Expectation) -> str | None:
+def _check_sensitive_mounts(container: ContainerHardening, expect: Expectation) -> str | None:
     bad = sorted(
-        source
-        for kind, source, read_only in _mount_sources(inspect)
-        if kind == "bind"
-        and not (read_only and source in expect.allowed_binds)
+        m.source
+        for m in container.mounts
+        if m.kind == "bind"
+        and not (m.read_only and m.source in expect.allowed_binds)
         and (
-            source.rstrip("/") in SENSITIVE_HOST_PATHS
-            or source == "/"
-            or any(source.startswith(p + "/") for p in SENSITIVE_HOST_PATHS if p != "/")
+            m.source.rstrip("/") in SENSITIVE_HOST_PATHS
+            or m.source == "/"
+            or any(m.source.startswith(p + "/") for p in SENSITIVE_HOST_PATHS if p != "/")
         )
     )
     return f"binds sensitive host paths {bad}" if bad else None
 
 
-def _check_docker_socket(inspect: Inspect, _: Expectation) -> str | None:
-    bad = sorted(s for _, s, _ in _mount_sources(inspect) if s.endswith("docker.sock"))
+def _check_docker_socket(container: ContainerHardening, _: Expectation) -> str | None:
+    bad = sorted(m.source for m in container.mounts if m.source.endswith("docker.sock"))
     return f"mounts the Docker socket {bad}" if bad else None
 
 
-def _namespace_check(key: str, what: str) -> Callable[[Inspect, Expectation], str | None]:
-    def check(inspect: Inspect, _: Expectation) -> str | None:
-        return f"shares the host's {what} namespace" if _host(inspect).get(key) == "host" else None
+def _namespace_check(what: str) -> Callable[[ContainerHardening, Expectation], str | None]:
+    def check(container: ContainerHardening, _: Expectation) -> str | None:
+        shared = container.namespaces.get(what) == "host"
+        return f"shares the host's {what} namespace" if shared else None
 
     return check
 
 
-def _check_memory(inspect: Inspect, _: Expectation) -> str | None:
-    return None if (_host(inspect).get("Memory") or 0) > 0 else "no memory limit"
+def _check_memory(container: ContainerHardening, _: Expectation) -> str | None:
+    return None if container.memory > 0 else "no memory limit"
 
 
-def _check_cpu(inspect: Inspect, _: Expectation) -> str | None:
-    host = _host(inspect)
-    limited = (host.get("NanoCpus") or 0) > 0 or (host.get("CpuQuota") or 0) > 0
+def _check_cpu(container: ContainerHardening, _: Expectation) -> str | None:
+    limited = container.nano_cpus > 0 or container.cpu_quota > 0
     return None if limited else "no CPU limit"
 
 
-def _check_read_only(inspect: Inspect, _: Expectation) -> str | None:
-    return None if _host(inspect).get("ReadonlyRootfs") else "root filesystem is writable"
+def _check_read_only(container: ContainerHardening, _: Expectation) -> str | None:
+    return None if container.read_only_root else "root filesystem is writable"
 
 
-def _check_bound_interface(inspect: Inspect, expect: Expectation) -> str | None:
-    for port, bindings in (_host(inspect).get("PortBindings") or {}).items():
-        for binding in bindings or []:
-            ip = binding.get("HostIp") or ""
-            if not ip:
-                return f"{port} is published on every interface without an explicit HostIp"
-            if expect.host_ips and ip not in expect.host_ips:
-                return f"{port} is published on {ip}, not a configured host_ip"
+def _check_bound_interface(container: ContainerHardening, expect: Expectation) -> str | None:
+    for port, ip in ((b.port, b.host_ip) for b in container.port_bindings):
+        if not ip:
+            return f"{port} is published on every interface without an explicit HostIp"
+        if expect.host_ips and ip not in expect.host_ips:
+            return f"{port} is published on {ip}, not a configured host_ip"
     return None
 
 
-def _check_seccomp(inspect: Inspect, _: Expectation) -> str | None:
-    if _host(inspect).get("Privileged"):
+def _check_seccomp(container: ContainerHardening, _: Expectation) -> str | None:
+    if container.privileged:
         return "privileged containers run without a seccomp filter"
-    unconfined = ("seccomp", "unconfined") in _security_options(inspect)
+    unconfined = ("seccomp", "unconfined") in container.security_options
     return "seccomp is unconfined" if unconfined else None
 
 
-def _check_cgroup_parent(inspect: Inspect, _: Expectation) -> str | None:
-    parent = _host(inspect).get("CgroupParent") or ""
+def _check_cgroup_parent(container: ContainerHardening, _: Expectation) -> str | None:
+    parent = container.cgroup_parent
     return f"custom cgroup parent {parent!r}" if parent else None
 
 
-def _check_health(inspect: Inspect, _: Expectation) -> str | None:
-    test = (_config(inspect).get("Healthcheck") or {}).get("Test") or []
-    return None if test and test != ["NONE"] else "no health check"
+def _check_health(container: ContainerHardening, _: Expectation) -> str | None:
+    test = container.health_test
+    return None if test and test != ("NONE",) else "no health check"
 
 
-def _check_pids(inspect: Inspect, _: Expectation) -> str | None:
-    return None if (_host(inspect).get("PidsLimit") or 0) > 0 else "no pids limit"
+def _check_pids(container: ContainerHardening, _: Expectation) -> str | None:
+    return None if container.pids_limit > 0 else "no pids limit"
 
 
-def _check_network(inspect: Inspect, expect: Expectation) -> str | None:
-    mode = _host(inspect).get("NetworkMode") or "default"
+def _check_network(container: ContainerHardening, expect: Expectation) -> str | None:
+    mode = container.network_mode
     if mode in ("default", "bridge"):
         return "attached to the default bridge"
     return None if mode == expect.network else f"network is {mode!r}, not {expect.network!r}"
 
 
-def _check_devices(inspect: Inspect, _: Expectation) -> str | None:
-    if _host(inspect).get("Privileged"):
+def _check_devices(container: ContainerHardening, _: Expectation) -> str | None:
+    if container.privileged:
         return "privileged: every host device is exposed"
-    return "host devices are mapped" if _host(inspect).get("Devices") else None
+    return "host devices are mapped" if container.devices else None
 
 
-def _check_restart_policy(inspect: Inspect, _: Expectation) -> str | None:
-    name = (_host(inspect).get("RestartPolicy") or {}).get("Name") or "no"
+def _check_restart_policy(container: ContainerHardening, _: Expectation) -> str | None:
+    name = container.restart_policy
     return None if name == "no" else f"engine restart policy {name!r} competes with the supervisor"
 
 
-def _check_logs(inspect: Inspect, _: Expectation) -> str | None:
-    log = _host(inspect).get("LogConfig") or {}
-    if log.get("Type") not in LOG_DRIVERS:
-        return f"log driver {log.get('Type')!r} is not json-file or local"
-    return None if (log.get("Config") or {}).get("max-size") else "logs have no size cap"
+def _check_logs(container: ContainerHardening, _: Expectation) -> str | None:
+    if container.log_driver not in LOG_DRIVERS:
+        return f"log driver {container.log_driver!r} is not json-file or local"
+    return None if container.log_max_size else "logs have no size cap"
 
 
-def _check_init(inspect: Inspect, _: Expectation) -> str | None:
-    return None if _host(inspect).get("Init") else "no init process reaps zombies"
+def _check_init(container: ContainerHardening, _: Expectation) -> str | None:
+    return None if container.init else "no init process reaps zombies"
 
 
-def _check_labels(inspect: Inspect, expect: Expectation) -> str | None:
-    labels = _config(inspect).get("Labels") or {}
+def _check_labels(container: ContainerHardening, expect: Expectation) -> str | None:
+    labels = container.labels
     if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_STACK) != expect.stack:
         return "missing the stack's io.hyos labels"
     return None if labels.get(LABEL_ROLE) and labels.get(LABEL_SPEC_HASH) else "no role or hash"
@@ -406,7 +367,7 @@ RULES: tuple[Rule, ...] = (
          "no hostPath volumes", "mount a named volume or a dedicated directory",
          _check_sensitive_mounts),
     Rule("no-host-network", "own network namespace", "5.10", "hostNetwork: false",
-         "do not use --network host", _namespace_check("NetworkMode", "network")),
+         "do not use --network host", _namespace_check("network")),
     Rule("memory-limit", "memory limit set", "5.11", "resources.limits.memory",
          "set memory", _check_memory),
     Rule("cpu-limit", "CPU limit set", "5.12", "resources.limits.cpu", "set cpus", _check_cpu),
@@ -416,13 +377,13 @@ RULES: tuple[Rule, ...] = (
     Rule("bound-interface", "ports bound to a configured host IP", "5.14",
          "no hostPort", "set host_ip for the service", _check_bound_interface),
     Rule("no-host-pid", "own PID namespace", "5.16", "hostPID: false",
-         "do not use --pid host", _namespace_check("PidMode", "PID")),
+         "do not use --pid host", _namespace_check("PID")),
     Rule("no-host-ipc", "own IPC namespace", "5.17", "hostIPC: false",
-         "do not use --ipc host", _namespace_check("IpcMode", "IPC")),
+         "do not use --ipc host", _namespace_check("IPC")),
     Rule("no-devices", "no host devices", "5.18", "no hostPath devices",
          "remove --device", _check_devices),
     Rule("no-host-uts", "own UTS namespace", "5.21", "", "do not use --uts host",
-         _namespace_check("UTSMode", "UTS")),
+         _namespace_check("UTS")),
     Rule("seccomp", "default seccomp profile, never unconfined", "5.22",
          "seccompProfile: RuntimeDefault", "remove seccomp=unconfined", _check_seccomp),
     Rule("cgroup-parent", "default cgroup parent", "5.25", "", "remove --cgroup-parent",
@@ -436,7 +397,7 @@ RULES: tuple[Rule, ...] = (
     Rule("dedicated-network", "dedicated bridge network, not the default", "5.30", "",
          "recreate with `hyos-supervisor up`", _check_network),
     Rule("no-host-userns", "own user namespace mode", "5.31", "", "do not use --userns host",
-         _namespace_check("UsernsMode", "user")),
+         _namespace_check("user")),
     Rule("no-docker-socket", "no Docker socket mounted", "5.32", "no hostPath volumes",
          "give the manager the guard socket instead", _check_docker_socket),
     Rule("restart-policy", "engine restart policy no (the supervisor restarts)", "", "",
@@ -450,26 +411,27 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 
-def _writable_paths_note(inspect: Inspect) -> str:
+def _writable_paths_note(container: ContainerHardening) -> str:
     """What a passing read-only root still lets the workload write (and map executable)."""
-    tmpfs = _host(inspect).get("Tmpfs") or {}
     parts = []
-    for path, options in sorted(tmpfs.items()):
-        flags = str(options).split(",")
+    for path, options in sorted(container.tmpfs.items()):
+        flags = options.split(",")
         parts.append(f"{path} ({'exec' if 'exec' in flags else 'noexec'})")
     return f"ok; writable tmpfs: {', '.join(parts)}" if parts else "ok"
 
 
-_PASS_NOTES: dict[str, Callable[[Inspect], str]] = {"read-only-root": _writable_paths_note}
+_PASS_NOTES: dict[str, Callable[[ContainerHardening], str]] = {
+    "read-only-root": _writable_paths_note
+}
 
 
-def audit(inspect: Inspect, expect: Expectation) -> list[Finding]:
-    """One finding per rule for one container's inspect result."""
-    name = str(inspect.get("Name", "")).lstrip("/") or str(inspect.get("Id", ""))[:12]
+def audit(container: ContainerHardening, expect: Expectation) -> list[Finding]:
+    """One finding per rule for one live container."""
+    name = container.name or container.id[:12]
     findings = []
     for rule in RULES:
-        problem = rule.check(inspect, expect)
-        note = _PASS_NOTES[rule.id](inspect) if rule.id in _PASS_NOTES else "ok"
+        problem = rule.check(container, expect)
+        note = _PASS_NOTES[rule.id](container) if rule.id in _PASS_NOTES else "ok"
         findings.append(Finding(rule, name, problem is None, problem or note))
     return findings
 

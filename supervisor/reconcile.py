@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ import anyio
 
 from entrypoint.helper import parse_events
 from supervisor import policy, secretspec
-from supervisor.engine import Engine, EngineError
+from supervisor.engine import ContainerState, Engine, EngineError
 from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
 from supervisor.settings import Settings
 from supervisor.stack import (
@@ -54,8 +55,8 @@ def desired_stack(settings: Settings, runtime: Runtime | None = None) -> dict[st
     }
 
 
-def _ours(labels: dict[str, str] | None, stack: str) -> bool:
-    return bool(labels) and labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_STACK) == stack  # type: ignore[union-attr]
+def _ours(labels: Mapping[str, str], stack: str) -> bool:
+    return labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_STACK) == stack
 
 
 async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
@@ -64,10 +65,9 @@ async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePl
         if not plan.create:
             continue
         holder = await engine.inspect(plan.desired.name)
-        if holder is None or any(o.id == holder["Id"] for o in plan.remove):
+        if holder is None or any(o.id == holder.id for o in plan.remove):
             continue
-        labels = (holder.get("Config") or {}).get("Labels") or {}
-        if not _ours(labels, settings.stack):
+        if not _ours(holder.labels, settings.stack):
             raise StackError(
                 f"a container named {plan.desired.name!r} exists but is not managed by "
                 f"stack {settings.stack!r}; rename or remove it, or choose another stack name"
@@ -106,7 +106,7 @@ async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
     volume = await engine.volume(settings.system_volume) if settings.prepare else None
     if volume is not None:
         system_volume = settings.system_volume
-        machine_id = f"{volume['Mountpoint']}/{policy.MACHINE_ID_NAME}"
+        machine_id = f"{volume.mountpoint}/{policy.MACHINE_ID_NAME}"
         for role, service in settings.services().items():
             command = await engine.image_command(service.image)
             if command is not None:
@@ -184,9 +184,9 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
     name = f"{settings.stack}-prepare"
     leftover = await engine.inspect(name)
     if leftover is not None:
-        if not _ours((leftover.get("Config") or {}).get("Labels"), settings.stack):
+        if not _ours(leftover.labels, settings.stack):
             raise StackError(f"a container named {name!r} exists but is not managed by this stack")
-        await engine.remove(leftover["Id"])
+        await engine.remove(leftover.id)
     stdin = (json.dumps(supplied) + "\n").encode() if supplied else None
     try:
         code, out, err = await engine.run_once(name, policy.build_prepare_body(spec), stdin, 600)
@@ -330,11 +330,10 @@ async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[s
     return changes
 
 
-def _uptime(started_at: str, running: bool, now: datetime) -> float | None:
-    if not running or not started_at or started_at.startswith("0001"):
+def _uptime(state: ContainerState, now: datetime) -> float | None:
+    if not state.running or state.started_at is None:
         return None
-    started = datetime.fromisoformat(started_at[:26].rstrip("Z") + "+00:00")
-    return max(0.0, (now - started).total_seconds())
+    return max(0.0, (now - state.started_at).total_seconds())
 
 
 async def stack_status(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
@@ -346,20 +345,29 @@ async def stack_status(engine: Engine, settings: Settings) -> list[dict[str, Any
         mine = [o for o in observed if o.role == role]
         row: dict[str, Any] = {"service": role, "state": "missing", "health": None}
         if mine:
-            info = await engine.inspect(mine[0].id) or {}
-            state = info.get("State") or {}
-            running = bool(state.get("Running"))
-            row.update(
-                container_id=mine[0].id[:12],
-                name=mine[0].name,
-                state=state.get("Status", mine[0].state),
-                health=(state.get("Health") or {}).get("Status"),
-                image=(info.get("Config") or {}).get("Image"),
-                uptime_s=_uptime(str(state.get("StartedAt", "")), running, now),
-                restart_count=info.get("RestartCount", 0),
-                exit_code=None if running else state.get("ExitCode"),
-                oom_killed=bool(state.get("OOMKilled")),
-                duplicates=len(mine) - 1,
-            )
+            row.update(container_id=mine[0].id[:12], name=mine[0].name)
+            info = await engine.inspect(mine[0].id)
+            if info is None:  # removed since the listing: what the listing said
+                row.update(
+                    state=mine[0].state,
+                    health=None,
+                    image=None,
+                    uptime_s=None,
+                    restart_count=0,
+                    exit_code=None,
+                    oom_killed=False,
+                )
+            else:
+                state = info.state
+                row.update(
+                    state=state.status,
+                    health=state.health_status,
+                    image=info.image or None,
+                    uptime_s=_uptime(state, now),
+                    restart_count=info.restart_count,
+                    exit_code=None if state.running else state.exit_code,
+                    oom_killed=state.oom_killed,
+                )
+            row.update(duplicates=len(mine) - 1)
         rows.append(row)
     return rows

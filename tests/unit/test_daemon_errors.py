@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from supervisor.daemon import Daemon
-from supervisor.engine import EngineError
+from supervisor.engine import EngineError, EngineEvent
 from supervisor.notify import Notifier
 from supervisor.settings import load_settings
 
@@ -24,14 +24,14 @@ pytestmark = pytest.mark.anyio
 class StubEngine:
     """Only what these tests reach: an event stream that yields the given events."""
 
-    def __init__(self, events: list[dict[str, Any]]) -> None:
+    def __init__(self, events: list[EngineEvent]) -> None:
         self._events = events
 
     @asynccontextmanager
     async def events(
         self, filters: Any, since: str | None = None
-    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        async def stream() -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[AsyncIterator[EngineEvent]]:
+        async def stream() -> AsyncIterator[EngineEvent]:
             for event in self._events:
                 yield event
             await anyio.sleep_forever()
@@ -45,7 +45,7 @@ def make_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         if name.startswith("HYOS_"):
             monkeypatch.delenv(name, raising=False)
 
-    def make(events: list[dict[str, Any]] | None = None) -> Daemon:
+    def make(events: list[EngineEvent] | None = None) -> Daemon:
         settings = load_settings(state_dir=str(tmp_path))
         daemon = Daemon(settings, StubEngine(events or []), Notifier(environ={}))  # type: ignore[arg-type]
         reconciles: list[bool] = []
@@ -54,7 +54,7 @@ def make_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             reconciles.append(startup)
 
         daemon._reconcile_until_done = reconcile_until_done  # type: ignore[method-assign]
-        daemon.reconciles = reconciles  # type: ignore[attr-defined]
+        daemon.reconcile_calls = reconciles  # type: ignore[attr-defined]
         return daemon
 
     return make
@@ -93,23 +93,24 @@ async def test_a_failing_job_is_logged_once_and_supervision_goes_on(
     (trace,) = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
     assert "KeyError" in caplog.text
     assert trace.getMessage() == "restart now failed"
-    assert daemon.reconciles == [False]  # the world is looked at again
+    # the world is looked at again
+    assert daemon.reconcile_calls == [False]
 
 
 async def test_an_event_handler_surprise_costs_neither_the_stream_nor_the_daemon(
     make_daemon: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events = [
-        {"Action": "die", "timeNano": 1, "id": "a"},
-        {"Action": "start", "timeNano": 2, "id": "b"},
+        EngineEvent(action="die", container_id="a", time_nano=1),
+        EngineEvent(action="start", container_id="b", time_nano=2),
     ]
     daemon = make_daemon(events)
     handled: list[str] = []
 
-    async def on_event(event: dict[str, Any]) -> None:
-        if event["Action"] == "die":
+    async def on_event(event: EngineEvent) -> None:
+        if event.action == "die":
             raise ValueError("odd event")
-        handled.append(event["Action"])
+        handled.append(event.action)
 
     monkeypatch.setattr(daemon, "_on_event", on_event)
     async with anyio.create_task_group() as work:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from supervisor.plan import (
     Desired,
     Observed,
     ServicePlan,
-    observed_from_inspect,
     plan_service,
     plan_stack,
     strays,
 )
-from supervisor.stack import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
+from supervisor.stack import LABEL_SPEC_HASH
 
 
 def desired(role: str = "server", spec_hash: str = "h1") -> Desired:
@@ -28,7 +27,8 @@ def observed(
     created: str = "2024-01-01T00:00:00Z",
     health: str | None = None,
 ) -> Observed:
-    return Observed(cid, f"hyos-{role}", role, spec_hash, state, health, created)
+    when = datetime.fromisoformat(created)
+    return Observed(cid, f"hyos-{role}", role, spec_hash, state, health, when)
 
 
 def test_desired_spec_hash_from_labels() -> None:
@@ -189,95 +189,3 @@ def test_strays() -> None:
 def test_service_plan_is_data() -> None:
     plan = ServicePlan("server", desired(), None)
     assert plan.create and plan.start and plan.remove == () and plan.reason == ""
-
-
-# --- observed_from_inspect --------------------------------------------------------------------
-
-LABELS = {
-    LABEL_MANAGED: "true",
-    LABEL_STACK: "hyos",
-    LABEL_ROLE: "server",
-    LABEL_SPEC_HASH: "f" * 64,
-}
-
-
-def test_from_inspect_result() -> None:
-    inspect: dict[str, Any] = {
-        "Id": "abc123",
-        "Name": "/hyos-server",
-        "Created": "2024-05-01T10:00:00.123456789Z",
-        "Config": {"Image": "x:1", "Labels": LABELS},
-        "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
-    }
-    assert observed_from_inspect(inspect) == Observed(
-        id="abc123",
-        name="hyos-server",
-        role="server",
-        spec_hash="f" * 64,
-        state="running",
-        health="healthy",
-        created="2024-05-01T10:00:00.123456789Z",
-    )
-
-
-def test_from_inspect_without_health() -> None:
-    inspect = {
-        "Id": "abc",
-        "Name": "/hyos-manager",
-        "Config": {"Labels": {**LABELS, LABEL_ROLE: "manager"}},
-        "State": {"Status": "exited", "ExitCode": 1},
-    }
-    found = observed_from_inspect(inspect)
-    assert (found.role, found.state, found.health, found.running) == (
-        "manager",
-        "exited",
-        None,
-        False,
-    )
-
-
-def test_from_list_entry() -> None:
-    entry = {
-        "Id": "def456",
-        "Names": ["/hyos-manager"],
-        "Image": "x:1",
-        "Labels": {**LABELS, LABEL_ROLE: "manager"},
-        "State": "exited",
-        "Status": "Exited (0) 5 seconds ago",
-        "Created": 1714557600,
-    }
-    found = observed_from_inspect(entry)
-    assert found == Observed(
-        id="def456",
-        name="hyos-manager",
-        role="manager",
-        spec_hash="f" * 64,
-        state="exited",
-        health=None,
-        created="1714557600",
-    )
-    assert not found.running
-
-
-def test_from_list_entry_running() -> None:
-    entry = {"Id": "x", "Names": ["/hyos-server"], "Labels": LABELS, "State": "running"}
-    found = observed_from_inspect(entry)
-    assert found.running and found.name == "hyos-server" and found.role == "server"
-
-
-def test_from_unlabelled_entry() -> None:
-    found = observed_from_inspect({"Id": "x", "Names": ["/foreign"], "State": "running"})
-    assert (found.role, found.spec_hash, found.name) == ("", "", "foreign")
-
-
-def test_from_minimal_inspect() -> None:
-    found = observed_from_inspect({})
-    assert found == Observed(id="", name="", role="", spec_hash="", state="")
-
-
-def test_inspect_then_plan() -> None:
-    entry = {"Id": "x", "Names": ["/hyos-server"], "Labels": LABELS, "State": "running"}
-    plan = plan_service(desired("server", "f" * 64), [observed_from_inspect(entry)])
-    assert plan.changes_nothing
-    drift = plan_service(desired("server", "e" * 64), [observed_from_inspect(entry)])
-    assert drift.create and len(drift.remove) == 1

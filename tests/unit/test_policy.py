@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from supervisor import policy
+from supervisor.engine import hardening_from_json
 from supervisor.policy import (
     NO_NEW_PRIVILEGES,
     RULES,
     Expectation,
-    audit,
+    Finding,
     build_create_body,
     spec_hash,
 )
@@ -86,6 +88,11 @@ def as_inspect(
     ]
     return {"Id": "0123456789abcdef", "Name": f"/{name}", "Config": config,
             "HostConfig": host, "Mounts": mounts}  # fmt: skip
+
+
+def audit(inspect: dict[str, Any], expect: Expectation) -> list[Finding]:
+    """The audit of an inspect result, parsed the way the engine parses a live one."""
+    return policy.audit(hardening_from_json(inspect), expect)
 
 
 def failing(inspect: dict[str, Any], expect: Expectation) -> set[str]:
