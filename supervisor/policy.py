@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from entrypoint.helper import PREPARE_ENTRYPOINT
-from supervisor import capabilities
+from supervisor import capabilities, hostpaths
 from supervisor.engine import ContainerHardening
-from supervisor.settings import SENSITIVE_HOST_PATHS
 from supervisor.stack import (
     FILE_ENV_SHIM_NAME,
     LABEL_MANAGED,
@@ -255,11 +254,7 @@ def _check_sensitive_mounts(container: ContainerHardening, expect: Expectation) 
         for m in container.mounts
         if m.kind == "bind"
         and not (m.read_only and m.source in expect.allowed_binds)
-        and (
-            m.source.rstrip("/") in SENSITIVE_HOST_PATHS
-            or m.source == "/"
-            or any(m.source.startswith(p + "/") for p in SENSITIVE_HOST_PATHS if p != "/")
-        )
+        and hostpaths.is_sensitive(m.source)
     )
     return f"binds sensitive host paths {bad}" if bad else None
 

@@ -39,7 +39,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from supervisor import __version__, capabilities
+from supervisor import __version__, capabilities, hostpaths
 from supervisor.restarts import RestartPolicy
 from supervisor.secretspec import BY_NAME, SECRETS
 
@@ -69,23 +69,6 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _MIN_MEMORY = 6 * 1024**2  # the engine refuses less than 6 MiB
 _PORT = re.compile(
     r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|[0-9.]+):)?(?P<host>\d+):(?P<container>\d+)(?:/(?P<proto>tcp|udp))?$"
-)
-# Host paths a workload must never see: binding them hands over the host.
-SENSITIVE_HOST_PATHS = (
-    "/",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/proc",
-    "/root",
-    "/run",
-    "/run/docker.sock",
-    "/sys",
-    "/usr",
-    "/var/lib/docker",
-    "/var/run",
-    "/var/run/docker.sock",
 )
 
 
@@ -626,13 +609,9 @@ class Settings(BaseSettings):
         if value is None:
             return None
         if value.startswith("/"):
-            # POSIX normpath keeps a leading "//", which would slip "//etc" past the check.
-            normal = os.path.normpath("/" + value.lstrip("/"))
-            if normal in SENSITIVE_HOST_PATHS or any(
-                normal.startswith(p + "/") for p in SENSITIVE_HOST_PATHS[1:] if p != "/run"
-            ):
+            if hostpaths.is_sensitive(value):
                 raise ValueError(f"{value!r} is a sensitive host path; use a dedicated directory")
-            return normal
+            return hostpaths.normalize(value)
         if not _STACK_NAME.match(value):
             raise ValueError(f"{value!r} is neither an absolute path nor a valid volume name")
         return value
