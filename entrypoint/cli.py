@@ -9,7 +9,7 @@ Usage::
                          [-- COMMAND ARGS...]
 
 Without a command it only prepares and exits 0; its results are then JSON lines on
-stdout (one per path, see :mod:`entrypoint.helper`). With a command they are one log
+stdout (one per path, see :mod:`entrypoint.contract`). With a command they are one log
 line each on stderr, and the command's stdout stays its own. Exit codes are listed in
 :mod:`entrypoint.errors`.
 """
@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from entrypoint.contract import PrepareRequest
 from entrypoint.errors import (
     EXIT_NOT_WRITABLE,
     EXIT_PREPARE_FAILED,
@@ -37,7 +38,7 @@ from entrypoint.perms import prepare_tree
 from entrypoint.privileges import User, drop_privileges, group_of, resolve_user, set_no_new_privs
 from entrypoint.stamp import Stamp
 
-__all__ = ["Options", "main", "parse_args"]
+__all__ = ["Options", "main", "parse_args", "prepare_request"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +113,26 @@ def _parser() -> _Parser:
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return p
+
+
+def prepare_request(opts: Options) -> PrepareRequest:
+    """The prepare step these options ask for (the parser of contract.prepare_argv)."""
+    uid, _, gid = (opts.user or "").partition(":")
+    if not (uid.isdigit() and gid.isdigit()):
+        raise EntrypointError(EXIT_USAGE, f"--user {opts.user!r}: the prepare step needs UID:GID")
+    return PrepareRequest(
+        uid=int(uid),
+        gid=int(gid),
+        paths=tuple(opts.prepare),
+        machine_id=opts.machine_id,
+        file_env_shim=opts.file_env_shim,
+        secrets_dir=opts.secrets,
+        secrets=tuple(opts.secret),
+        forget=tuple(opts.forget),
+        rotate=tuple(opts.rotate),
+        secrets_on_stdin=opts.secrets_stdin,
+        manager_config=opts.manager_config,
+    )
 
 
 def parse_args(argv: Sequence[str]) -> Options:

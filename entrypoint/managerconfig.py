@@ -19,20 +19,11 @@ import stat
 from typing import Any
 
 from entrypoint.atomicfile import read_regular, replace_atomically
+from entrypoint.contract import MANAGER_WIRED_KEYS
 
 __all__ = ["WIRED_KEYS", "clean_manager_config"]
 
-# What the supervisor gives the manager through its environment (stack.manager_wiring and
-# the secret files): a saved copy of any of them only goes stale.
-WIRED_KEYS = (
-    "serverHost",
-    "serverPort",
-    "containerName",
-    "apiClientId",
-    "apiClientSecret",
-    "stateDir",
-    "gamePort",
-)
+WIRED_KEYS = MANAGER_WIRED_KEYS
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

@@ -32,6 +32,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor import control, hyos, restarts
 from supervisor.engine import (
     ContainerInfo,
@@ -57,7 +58,7 @@ from supervisor.reconcile import (
 )
 from supervisor.restarts import Action, ExitKind, ServiceRestartState, ServiceStatus
 from supervisor.settings import Settings
-from supervisor.stack import GUARD_SOCKET_NAME, LABEL_MANAGED, LABEL_ROLE, LABEL_STACK, Runtime
+from supervisor.stack import GUARD_SOCKET_NAME, Runtime
 from supervisor.statefile import default_state_dir, ensure_dir, read_json, write_json_atomic
 
 logger = logging.getLogger("supervisor.daemon")

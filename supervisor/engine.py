@@ -30,8 +30,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 from supervisor.plan import Observed
-from supervisor.stack import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 
 log = logging.getLogger("supervisor.engine")
 

@@ -37,9 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
-LABEL_MANAGED: Final = "io.hyos.managed"
-LABEL_STACK: Final = "io.hyos.stack"
-LABEL_ROLE: Final = "io.hyos.role"
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 
 MAX_HEAD: Final = 64 * 1024
 # Every body the guard accepts is a small JSON object (exec create is the largest).

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from entrypoint.managerconfig import WIRED_KEYS
+from entrypoint.contract import MANAGER_WIRED_KEYS
 
 STATE_DIR = "/data/.state"
 AUTH_FILE = f"{STATE_DIR}/auth.json"
@@ -127,4 +127,4 @@ def manager_config_overrides(raw: bytes | None) -> tuple[str, ...]:
     """The keys of HyOS's manager-config.json that override what the supervisor wires
     through the manager's environment (the manager saves them with every setting)."""
     config = _object(raw)
-    return tuple(key for key in WIRED_KEYS if config is not None and key in config)
+    return tuple(key for key in MANAGER_WIRED_KEYS if config is not None and key in config)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from entrypoint.file_env import SHIM
+from entrypoint.contract import SHIM
 from supervisor import policy, secretspec
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 from supervisor.stack import (

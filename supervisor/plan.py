@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor.stack import LABEL_SPEC_HASH
+from entrypoint.contract import LABEL_SPEC_HASH
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from entrypoint.helper import PREPARE_ENTRYPOINT
-from supervisor import capabilities, hostpaths
-from supervisor.engine import ContainerHardening
-from supervisor.stack import (
-    FILE_ENV_SHIM_NAME,
+from entrypoint.contract import (
     LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
     LABEL_STACK,
-    SECRETS_DIR,
-    Mount,
-    ServiceSpec,
+    PREPARE_ENTRYPOINT,
+    PrepareRequest,
+    prepare_argv,
 )
+from supervisor import capabilities, hostpaths
+from supervisor.engine import ContainerHardening
+from supervisor.stack import FILE_ENV_SHIM_NAME, SECRETS_DIR, Mount, ServiceSpec
 
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 LOG_DRIVERS = ("json-file", "local")
@@ -456,25 +455,24 @@ class PrepareSpec:
 
 def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
     """Root, but no network, no new privileges, read-only root and three capabilities."""
-    args = [
-        "--user", f"{spec.uid}:{spec.gid}",
-        "--machine-id", f"{PREPARE_SYSTEM_MOUNT}/{MACHINE_ID_NAME}",
-        "--file-env-shim", f"{PREPARE_SYSTEM_MOUNT}/{FILE_ENV_SHIM_NAME}",
-    ]  # fmt: skip
-    if spec.secret_names or spec.rotate or spec.secrets_on_stdin or spec.forget:
-        args += ["--secrets", SECRETS_DIR]
-        for name in spec.secret_names:
-            args += ["--secret", name]
-        for name in spec.forget:
-            args += ["--forget", name]
-        for name in spec.rotate:
-            args += ["--rotate", name]
-        if spec.secrets_on_stdin:
-            args.append("--secrets-stdin")
-    # HyOS's manager saves the supervisor's wiring into its settings file, which then
-    # outranks the environment (entrypoint.managerconfig): dropped at every prepare.
-    args += ["--manager-config", f"{spec.data.target}/.state/manager-config.json"]
-    args += ["--prepare", spec.data.target]
+    uses_secrets = bool(spec.secret_names or spec.rotate or spec.secrets_on_stdin or spec.forget)
+    args = prepare_argv(
+        PrepareRequest(
+            uid=spec.uid,
+            gid=spec.gid,
+            paths=(spec.data.target,),
+            machine_id=f"{PREPARE_SYSTEM_MOUNT}/{MACHINE_ID_NAME}",
+            file_env_shim=f"{PREPARE_SYSTEM_MOUNT}/{FILE_ENV_SHIM_NAME}",
+            secrets_dir=SECRETS_DIR if uses_secrets else None,
+            secrets=spec.secret_names,
+            forget=spec.forget,
+            rotate=spec.rotate,
+            secrets_on_stdin=spec.secrets_on_stdin,
+            # HyOS's manager saves the supervisor's wiring into its settings file, which
+            # then outranks the environment (entrypoint.managerconfig): dropped each time.
+            manager_config=f"{spec.data.target}/.state/manager-config.json",
+        )
+    )
     body: dict[str, Any] = {
         "Image": spec.image,
         "Entrypoint": list(PREPARE_ENTRYPOINT),

@@ -11,19 +11,12 @@ from typing import Any
 
 import anyio
 
-from entrypoint.helper import parse_events
+from entrypoint.contract import LABEL_MANAGED, LABEL_STACK, parse_events
 from supervisor import policy, secretspec
 from supervisor.engine import ContainerState, Engine, EngineError
 from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
 from supervisor.settings import Settings
-from supervisor.stack import (
-    LABEL_MANAGED,
-    LABEL_STACK,
-    Runtime,
-    data_mount,
-    desired_services,
-    stack_labels,
-)
+from supervisor.stack import Runtime, data_mount, desired_services, stack_labels
 
 log = logging.getLogger("supervisor.reconcile")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from entrypoint.secretfiles import generate_secret
+from entrypoint.contract import generate_secret
 from supervisor import kubernetes, podsecurity
 from supervisor.logs import error_line
 from supervisor.settings import EX_CONFIG, Settings

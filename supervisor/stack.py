@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor import secretspec
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 
 ROLES = ("server", "manager")
-LABEL_MANAGED = "io.hyos.managed"
-LABEL_STACK = "io.hyos.stack"
-LABEL_ROLE = "io.hyos.role"
-LABEL_SPEC_HASH = "io.hyos.spec-hash"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 from supervisor.engine import (
     ContainerHardening,
     ContainerInfo,
@@ -25,7 +26,6 @@ from supervisor.engine import (
     volume_from_json,
 )
 from supervisor.plan import Desired, Observed, plan_service
-from supervisor.stack import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 
 LABELS = {
     LABEL_MANAGED: "true",

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from entrypoint import errors
-from entrypoint.cli import parse_args
+from entrypoint.cli import parse_args, prepare_request
+from entrypoint.contract import PrepareRequest, parse_events, prepare_argv
 from entrypoint.errors import EntrypointError
-from entrypoint.helper import PREPARE_ENTRYPOINT, parse_events, prepare_args, prepare_command
 from entrypoint.machine_id import ensure_machine_id, is_valid_machine_id
 from entrypoint.privileges import resolve_user
 
@@ -157,13 +157,36 @@ def test_machine_id_symlink_replaced_not_followed(tmp_path: Path) -> None:
 # --- helper contract -----------------------------------------------------------------
 
 
-def test_prepare_contract_round_trip() -> None:
-    args = prepare_args(568, 568, ["/data"], machine_id="/data/.hyos/machine-id")
-    assert prepare_command(568, 568, ["/data"], machine_id="/data/.hyos/machine-id") == [
-        *PREPARE_ENTRYPOINT,
-        *args,
-    ]
-    assert parse_args(args).prepare == ["/data"]
+def prepare_args(uid: int, gid: int, paths: list[str], machine_id: str) -> list[str]:
+    return prepare_argv(PrepareRequest(uid, gid, tuple(paths), machine_id=machine_id))
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        PrepareRequest(568, 568, ("/data",)),
+        PrepareRequest(568, 568, ("/data",), machine_id="/run/hyos-system/machine-id"),
+        PrepareRequest(
+            1000,
+            1001,
+            ("/data", "/srv/extra"),
+            machine_id="/run/hyos-system/machine-id",
+            file_env_shim="/run/hyos-system/file-env",
+            secrets_dir="/data/.hyos/secrets",
+            secrets=("api_client_id", "session_secret"),
+            forget=("server_password",),
+            rotate=("session_secret",),
+            secrets_on_stdin=True,
+            manager_config="/data/.state/manager-config.json",
+        ),
+    ],
+)
+def test_prepare_contract_round_trip(request_: PrepareRequest) -> None:
+    """One builder (contract.prepare_argv), one parser (the entrypoint's own)."""
+    assert prepare_request(parse_args(prepare_argv(request_))) == request_
+
+
+def test_prepare_events_are_the_json_lines() -> None:
     out = 'noise\n{"event":"prepared","changed":3}\n{bad json\n[1]\n'
     assert parse_events(out) == [{"event": "prepared", "changed": 3}]
 

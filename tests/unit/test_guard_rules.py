@@ -9,6 +9,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor import guard_rules as r
 from supervisor.guard import parse_response
 from tests import docker_model
@@ -23,9 +24,7 @@ EXEC_ROOT = "2" * 64
 EXEC_OTHER = "3" * 64
 EXEC_PRIV = "4" * 64
 
-SERVER = r.Resolution(
-    SERVER_ID, {r.LABEL_MANAGED: "true", r.LABEL_STACK: STACK, r.LABEL_ROLE: "server"}
-)
+SERVER = r.Resolution(SERVER_ID, {LABEL_MANAGED: "true", LABEL_STACK: STACK, LABEL_ROLE: "server"})
 CONTAINERS = {
     "srv": SERVER,
     SERVER_ID: SERVER,
@@ -33,13 +32,13 @@ CONTAINERS = {
     "other": r.Resolution(OTHER_ID, {}),
     OTHER_ID: r.Resolution(OTHER_ID, {}),
     "mgr": r.Resolution(
-        MANAGER_ID, {r.LABEL_MANAGED: "true", r.LABEL_STACK: STACK, r.LABEL_ROLE: "manager"}
+        MANAGER_ID, {LABEL_MANAGED: "true", LABEL_STACK: STACK, LABEL_ROLE: "manager"}
     ),
     "foreign": r.Resolution(
-        FOREIGN_ID, {r.LABEL_MANAGED: "true", r.LABEL_STACK: "s2", r.LABEL_ROLE: "server"}
+        FOREIGN_ID, {LABEL_MANAGED: "true", LABEL_STACK: "s2", LABEL_ROLE: "server"}
     ),
     # Labelled right but not managed: refused too.
-    "unmanaged": r.Resolution("e" * 64, {r.LABEL_STACK: STACK, r.LABEL_ROLE: "server"}),
+    "unmanaged": r.Resolution("e" * 64, {LABEL_STACK: STACK, LABEL_ROLE: "server"}),
 }
 EXECS = {
     EXEC_OK: r.ExecInfo(EXEC_OK, SERVER_ID, "568", False),
@@ -205,7 +204,7 @@ def _filters(target: str) -> dict[str, dict[str, bool]]:
     return out
 
 
-OURS = {f"{r.LABEL_STACK}={STACK}": True, f"{r.LABEL_ROLE}=server": True}
+OURS = {f"{LABEL_STACK}={STACK}": True, f"{LABEL_ROLE}=server": True}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from entrypoint.contract import LABEL_SPEC_HASH
 from supervisor.plan import (
     Desired,
     Observed,
@@ -12,7 +13,6 @@ from supervisor.plan import (
     plan_stack,
     strays,
 )
-from supervisor.stack import LABEL_SPEC_HASH
 
 
 def desired(role: str = "server", spec_hash: str = "h1") -> Desired:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 from supervisor import policy
 from supervisor.engine import hardening_from_json
 from supervisor.policy import (
@@ -20,14 +21,7 @@ from supervisor.policy import (
     spec_hash,
 )
 from supervisor.settings import Settings, load_settings
-from supervisor.stack import (
-    LABEL_MANAGED,
-    LABEL_ROLE,
-    LABEL_SPEC_HASH,
-    LABEL_STACK,
-    desired_services,
-    secret_env,
-)
+from supervisor.stack import desired_services, secret_env
 
 IMAGE_HEALTHCHECK = {"Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:30381/health"]}
 
