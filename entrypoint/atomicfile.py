@@ -32,13 +32,18 @@ def read_regular(dfd: int, name: str, limit: int = 64 * 1024) -> bytes | None:
 def replace_atomically(
     dfd: int,
     name: str,
-    data: bytes,
+    data: bytes | Callable[[int], bytes],
     mode: int,
     owner: tuple[int, int] | None = None,
     before_rename: Callable[[], None] | None = None,
 ) -> None:
-    """Temp file born 0600 (umask 077, O_CREAT|O_EXCL|O_NOFOLLOW), written, chowned,
-    chmodded, fsynced, then renamed over `name`; the directory is fsynced after."""
+    """The one way small files are replaced, here and in the supervisor (its state file).
+
+    A temp file born 0600 (umask 077, O_CREAT|O_EXCL|O_NOFOLLOW: never through a planted
+    file or link) is chowned and chmodded, then written (`data`, or `data(fd)` computed
+    from the temp file, e.g. its ctime after the chown), fsynced and renamed over `name`;
+    the directory is fsynced after, so the rename survives a power cut. On any failure the
+    old file is untouched and the temp file removed."""
     tmp = f".{name}.{secrets.token_hex(4)}.tmp"
     old_umask = os.umask(0o077)
     try:
@@ -50,12 +55,12 @@ def replace_atomically(
         os.umask(old_umask)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
             if owner is not None:
                 os.fchown(fd, *owner)
             os.fchmod(fd, mode)
+            view = memoryview(data(fd) if callable(data) else data)
+            while view:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

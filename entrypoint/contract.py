@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from entrypoint.atomicfile import replace_atomically
 from entrypoint.file_env import SHIM
 from entrypoint.secretfiles import generate_secret
 
@@ -34,6 +35,7 @@ __all__ = [
     "generate_secret",
     "parse_events",
     "prepare_argv",
+    "replace_atomically",
 ]
 
 # Every object the supervisor makes carries these.

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 
+from entrypoint.atomicfile import replace_atomically
 from entrypoint.safedir import open_parent
 
 __all__ = ["STAMP_NAME", "Stamp"]
@@ -60,19 +61,10 @@ class Stamp:
         st = os.fstat(dfd)
         if (st.st_uid, st.st_gid) != (self.uid, self.gid):
             os.fchown(dfd, self.uid, self.gid)  # the walk would do it next time anyway
-        tmp = f".{name}.{os.getpid()}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
-        try:
-            os.fchown(fd, self.uid, self.gid)
-            now = os.fstat(fd).st_ctime_ns  # after fchown: nothing of ours is newer
-            body = {"version": _VERSION, "uid": self.uid, "gid": self.gid, "finished_ns": now}
-            os.write(fd, json.dumps(body).encode())
-            os.fsync(fd)
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dfd)
-            raise
-        finally:
-            os.close(fd)
+
+        def body(fd: int) -> bytes:
+            now = os.fstat(fd).st_ctime_ns  # after the chown: nothing of ours is newer
+            stamp = {"version": _VERSION, "uid": self.uid, "gid": self.gid, "finished_ns": now}
+            return json.dumps(stamp).encode()
+
+        replace_atomically(dfd, name, body, 0o600, (self.uid, self.gid))

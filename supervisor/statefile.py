@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from entrypoint.contract import replace_atomically
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -45,12 +46,9 @@ def ensure_dir(path: Path, mode: int = 0o700) -> Path:
     return path
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
-
-
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON, atomically, mode 0600.
+    """Replace ``path`` with ``data`` as JSON, atomically, mode 0600 (the entrypoint's
+    writer: temp file, fsync, rename, directory fsync).
 
     Raises on failure (full disk, bad data); the previous file is then untouched and
     the temp file removed.
@@ -58,33 +56,11 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     path = Path(path)
     # Serialise first: a value that cannot be encoded must not cost us a temp file.
     payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-    tmp = _temp_path(path)
-    # O_EXCL + O_NOFOLLOW: never write through a file or symlink planted at the name.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(tmp, flags, 0o600)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        try:
-            os.fchmod(fd, 0o600)  # exact mode whatever the umask
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
+        replace_atomically(dfd, path.name, payload, 0o600)
     finally:
-        os.close(fd)
+        os.close(dfd)
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
