@@ -13,7 +13,7 @@ import logging
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -1012,47 +1012,65 @@ class Daemon:
             return {"ok": False, "error": f"internal error: {err!r}"}
 
     async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
-        command = request.get("command")
-        if command == "status":
-            return {"ok": True, **self.view()}
-        if command == "health":
-            return {"ok": True, "heartbeat_age_s": self.heartbeat.age(), "stopping": self.stopping}
-        if command == "rotate":
-            names = tuple(str(n) for n in request.get("names") or ())
-            async with self._reconcile_lock:
-                try:
-                    await run_prepare(self.engine, self.settings, rotate=names)
-                except (StackError, EngineError) as err:
-                    return {"ok": False, "error": str(err)}
-            self.log.info("secrets rotated", extra={"names": list(names)})
-            server = self.services.get("server")
-            if server is not None and server.container_id is not None:
-                # The manager follows once the server is healthy again.
-                self.manager_after_server = True
-                self._spawn(self._restart_now, server, "secrets rotated")
-            return {
-                "ok": True,
-                "message": f"rotated {', '.join(names)}; restarting server, then manager",
-            }
-        if command == "restart":
-            role = str(request.get("service"))
-            service = self.services.get(role)
-            if service is None:
-                return {"ok": False, "error": f"unknown service {role!r}; use server or manager"}
-            service.restart = restarts.reset(service.restart)
-            service.restart_due = None
-            if service.container_id is None:
-                self._spawn(self._reconcile_until_done, False)
+        """Dispatch a control request to its handler (CONTROL_HANDLERS)."""
+        command = str(request.get("command"))
+        handler = CONTROL_HANDLERS.get(command)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        return await handler(self, request)
+
+    async def _control_status(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, **self.view()}
+
+    async def _control_health(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "heartbeat_age_s": self.heartbeat.age(), "stopping": self.stopping}
+
+    async def _control_rotate(self, request: dict[str, Any]) -> dict[str, Any]:
+        names = tuple(str(n) for n in request.get("names") or ())
+        async with self._reconcile_lock:
+            try:
+                await run_prepare(self.engine, self.settings, rotate=names)
+            except (StackError, EngineError) as err:
+                return {"ok": False, "error": str(err)}
+        self.log.info("secrets rotated", extra={"names": list(names)})
+        server = self.services.get("server")
+        if server is not None and server.container_id is not None:
+            # The manager follows once the server is healthy again.
+            self.manager_after_server = True
+            self._spawn(self._restart_now, server, "secrets rotated")
+        return {
+            "ok": True,
+            "message": f"rotated {', '.join(names)}; restarting server, then manager",
+        }
+
+    async def _control_restart(self, request: dict[str, Any]) -> dict[str, Any]:
+        role = str(request.get("service"))
+        service = self.services.get(role)
+        if service is None:
+            return {"ok": False, "error": f"unknown service {role!r}; use server or manager"}
+        service.restart = restarts.reset(service.restart)
+        service.restart_due = None
+        if service.container_id is None:
+            self._spawn(self._reconcile_until_done, False)
+        else:
+            info = await self.engine.inspect(service.container_id)
+            if info is not None and info.state.running:
+                self._spawn(self._restart_now, service, "operator")
             else:
-                info = await self.engine.inspect(service.container_id)
-                running = info is not None and info.state.running
-                if running:
-                    self._spawn(self._restart_now, service, "operator")
-                else:
-                    self._schedule_restart(service, 0.0)
-            self.save()
-            return {"ok": True, "message": f"{role}: state cleared, restarting"}
-        return {"ok": False, "error": f"unknown command {command!r}"}
+                self._schedule_restart(service, 0.0)
+        self.save()
+        return {"ok": True, "message": f"{role}: state cleared, restarting"}
+
+
+ControlHandler = Callable[[Daemon, dict[str, Any]], Awaitable[dict[str, Any]]]
+# The control socket's commands (`hyos-supervisor status`, `health`, `secrets rotate`,
+# `restart`): one JSON request line in, one reply line out.
+CONTROL_HANDLERS: dict[str, ControlHandler] = {
+    "status": Daemon._control_status,
+    "health": Daemon._control_health,
+    "rotate": Daemon._control_rotate,
+    "restart": Daemon._control_restart,
+}
 
 
 def clear_saved_state(settings: Settings, role: str) -> None:
