@@ -200,7 +200,7 @@ def _daemon_view(settings: Settings) -> dict[str, Any] | None:
 
 
 def _socket_path(settings: Settings) -> Path:
-    from supervisor.daemon import state_dir_for  # the daemon's imports only when needed
+    from supervisor.store import state_dir_for  # the daemon's imports only when needed
 
     return state_dir_for(settings) / f"{settings.stack}.{control.SOCKET_NAME}"
 
@@ -324,9 +324,9 @@ async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine)
         if container.running:
             await engine.stop(container.id, settings.services()[args.service].stop_timeout)
         await engine.start(container.id)
-    from supervisor.daemon import clear_saved_state
+    from supervisor.store import StateStore, state_path
 
-    clear_saved_state(settings, args.service)
+    StateStore(state_path(settings)).forget(args.service)
     print(f"{args.service} restarted (no daemon running)")
     return EX_OK
 

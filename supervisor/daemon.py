@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -41,7 +41,6 @@ from supervisor.engine import (
     EngineError,
     EngineEvent,
     NotFound,
-    parse_time,
 )
 from supervisor.guard import serve_guard
 from supervisor.guard_rules import Allow
@@ -56,10 +55,18 @@ from supervisor.reconcile import (
     plan_and_ensure,
     run_prepare,
 )
-from supervisor.restarts import Action, ExitKind, ServiceRestartState, ServiceStatus
+from supervisor.restarts import Action, ExitKind, ServiceStatus
 from supervisor.settings import Settings
 from supervisor.stack import GUARD_SOCKET_NAME, Runtime
-from supervisor.statefile import default_state_dir, ensure_dir, read_json, write_json_atomic
+from supervisor.statefile import ensure_dir
+from supervisor.store import (
+    Service,
+    StateStore,
+    live_view,
+    state_dir_for,
+    state_path,
+    status_line,
+)
 
 logger = logging.getLogger("supervisor.daemon")
 
@@ -74,48 +81,6 @@ MANAGER_CONFIG_CHECK_S = 5.0
 STALE_TASK = re.compile(r"task [0-9a-f]{12,}: already exists")
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
 ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)
-
-
-@dataclass
-class Service:
-    """The daemon's live view of one service."""
-
-    role: str
-    restart: ServiceRestartState = field(default_factory=ServiceRestartState)
-    container_id: str | None = None
-    health: str | None = None
-    busy: bool = False  # a restart, stop or recreate of ours is in flight
-    last_finished_at: datetime | None = None  # the exit already accounted for
-    stop_requested: set[str] = field(default_factory=set)
-    oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
-    restart_due: float | None = None  # wall clock of a pending backoff restart
-    login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
-    login_watch: tuple[str, float | None] | None = None  # (container, start) being followed
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "restart": self.restart.to_json(),
-            "container_id": self.container_id,
-            "last_finished_at": _rfc3339(self.last_finished_at),
-            "restart_due": self.restart_due,
-        }
-
-
-def _status(service: Service) -> ServiceStatus:
-    """The state machine's status, except that a running server waiting for its Hytale
-    login needs the operator just as much as one whose tokens were refused."""
-    if service.login is not None and service.login.waiting:
-        return ServiceStatus.NEEDS_AUTH
-    return service.restart.status
-
-
-def _rfc3339(moment: datetime | None) -> str:
-    """For the state file: the form Docker writes, so parse_time reads old and new alike."""
-    return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def state_dir_for(settings: Settings) -> Path:
-    return settings.state_dir or default_state_dir()
 
 
 class _StartedOnce(TaskStatus[None]):
@@ -146,7 +111,8 @@ class Daemon:
         self.policy = settings.restart.policy()
         self.services = {role: Service(role) for role in settings.services()}
         self.state_dir = ensure_dir(state_dir_for(settings))
-        self.state_path = self.state_dir / f"{settings.stack}.json"
+        self.store = StateStore(state_path(settings))
+        self.state_path = self.store.path
         self.socket_path = self.state_dir / f"{settings.stack}.{control.SOCKET_NAME}"
         self.heartbeat = Heartbeat()
         self.log: BoundLogger = bind(logger, stack=settings.stack)
@@ -163,77 +129,31 @@ class Daemon:
         self._work: TaskGroup | None = None
         self._work_scope = anyio.CancelScope()
 
-    # --- state file ---------------------------------------------------------------------
+    # --- state file and view (supervisor.store) -------------------------------------------
 
     def load(self) -> None:
-        data = read_json(self.state_path) or {}
-        for role, saved in (data.get("services") or {}).items():
-            service = self.services.get(role)
-            if service is None:
-                continue
-            try:
-                service.restart = ServiceRestartState.from_json(saved.get("restart") or {})
-            except ValueError as err:
-                self.log.warning(
-                    "ignoring unreadable saved state", extra={"service": role, "error": str(err)}
-                )
-                continue
-            service.container_id = saved.get("container_id")
-            service.last_finished_at = parse_time(saved.get("last_finished_at"))
-            service.restart_due = saved.get("restart_due")
-        self.manager_after_server = bool(data.get("manager_after_server"))
+        self.manager_after_server = self.store.load(self.services, self.log)
 
     def save(self) -> None:
-        data = {
-            "stack": self.settings.stack,
-            "pid_saved_at": self.clock(),
-            "manager_after_server": self.manager_after_server,
-            "services": {role: s.to_json() for role, s in self.services.items()},
-        }
         try:
-            write_json_atomic(self.state_path, data)
+            self.store.save(self.services, self.manager_after_server, self.clock())
         except OSError as err:
             self.log.error(
                 "cannot write the state file",
-                extra={"path": str(self.state_path), "error": str(err)},
+                extra={"path": str(self.store.path), "error": str(err)},
             )
-        self.notifier.status(self.status_line())
-
-    def status_line(self) -> str:
-        parts = []
-        for role, s in self.services.items():
-            health = f"({s.health})" if s.health else ""
-            parts.append(f"{role}={_status(s).value}{health}")
-            if s.login is not None and s.login.waiting:
-                parts.append(f"login code {s.login.code} at {s.login.url}")
-        return " ".join(parts)
+        self.notifier.status(status_line(self.services))
 
     def view(self) -> dict[str, Any]:
         """The live view `status` shows."""
-        now = self.clock()
-        services = {}
-        for role, s in self.services.items():
-            services[role] = {
-                "status": _status(s).value,
-                "login": s.login.to_json() if s.login is not None else None,
-                "container_id": (s.container_id or "")[:12] or None,
-                "health": s.health,
-                "busy": s.busy,
-                "restart_count": s.restart.restart_count,
-                "recent_failures": len(s.restart.crash_times),
-                "backoff_s": s.restart.last_backoff_s,
-                "restart_in_s": max(0.0, s.restart_due - now) if s.restart_due else None,
-                "crash_loop": s.restart.status is ServiceStatus.CRASH_LOOP,
-                "needs_auth": _status(s) is ServiceStatus.NEEDS_AUTH,
-                "last_reason": s.restart.last_reason,
-            }
-        return {
-            "stack": self.settings.stack,
-            "stopping": self.stopping,
-            "heartbeat_age_s": round(self.heartbeat.age(), 3),
-            "reconciles": self.reconciles,
-            "services": services,
-        }
+        return live_view(
+            self.settings.stack,
+            self.services,
+            self.clock(),
+            stopping=self.stopping,
+            heartbeat_age_s=self.heartbeat.age(),
+            reconciles=self.reconciles,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -247,7 +167,7 @@ class Daemon:
                     await work.start(self._watch_events)
                     await self.reconcile(startup=True)
                     self.notifier.ready()
-                    self.log.info("supervising", extra={"status": self.status_line()})
+                    self.log.info("supervising", extra={"status": status_line(self.services)})
                     work.start_soon(self._periodic_reconcile)
                     work.start_soon(control.serve, self.socket_path, self._answer)
                     if self.runtime is not None and self.runtime.guard_dir is not None:
@@ -291,7 +211,7 @@ class Daemon:
             for role in reversed(list(self.services)):
                 await self._stop_for_shutdown(self.services[role])
             self.save()
-            self.log.info("stack stopped", extra={"status": self.status_line()})
+            self.log.info("stack stopped", extra={"status": status_line(self.services)})
 
     async def _stop_for_shutdown(self, service: Service) -> None:
         observed = [
@@ -1071,15 +991,6 @@ CONTROL_HANDLERS: dict[str, ControlHandler] = {
     "rotate": Daemon._control_rotate,
     "restart": Daemon._control_restart,
 }
-
-
-def clear_saved_state(settings: Settings, role: str) -> None:
-    """Forget a service's saved restart state (an operator restart without a daemon)."""
-    path = state_dir_for(settings) / f"{settings.stack}.json"
-    data = read_json(path)
-    if data and role in (data.get("services") or {}):
-        del data["services"][role]
-        write_json_atomic(path, data)
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
