@@ -171,3 +171,21 @@ def test_status_json_reports_each_service(stack: Stack) -> None:
     assert rows["server"]["state"] == "running" and rows["server"]["health"] == "healthy"
     assert rows["manager"]["image"] == "hyos-test/manager:1"
     assert rows["server"]["uptime_s"] >= 0 and rows["server"]["exit_code"] is None
+
+
+def test_restart_without_a_daemon_starts_it_and_forgets_its_saved_state(stack: Stack) -> None:
+    stack.up()
+    server = stack.container("server")
+    docker("stop", "-t", "10", server)
+    # What a daemon that ran earlier left: accounting for both services.
+    state = Path(stack.env["HYOS_STATE_DIR"]) / f"{stack.name}.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    saved = {"restart": {"status": "crash_loop", "restart_count": 5}, "container_id": "x"}
+    state.write_text(json.dumps({"services": {"server": saved, "manager": saved}}))
+    result = stack.run("restart", "server")
+    assert result.returncode == 0, result.stderr
+    assert "server restarted (no daemon running)" in result.stdout
+    assert inspect(server)["State"]["Running"] is True
+    kept = json.loads(state.read_text())["services"]
+    assert set(kept) == {"manager"}  # the operator cleared the server's crash loop only
+    assert state.stat().st_mode & 0o777 == 0o600
