@@ -12,7 +12,7 @@ version-specific exemptions (e.g. Windows pods): stricter is the safe side here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,21 +131,52 @@ def _sc(container: Obj) -> Obj:
 
 
 def _check_pod(prefix: str, metadata: Obj, spec: Obj) -> Iterator[Violation]:
-    pod_sc: Obj = spec.get("securityContext") or {}
-    pod_path = f"{prefix}spec.securityContext"
-    containers = list(_containers(prefix, spec))
+    """Every control, baseline then restricted, in the order the standard lists them."""
+    pod = _Pod(prefix, metadata, spec)
+    for check in _POD_CHECKS:
+        yield from check(pod)
 
-    # --- baseline ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Pod:
+    """A pod template and the parts every check reads."""
+
+    prefix: str
+    metadata: Obj
+    spec: Obj
+
+    @property
+    def security_context(self) -> Obj:
+        return self.spec.get("securityContext") or {}
+
+    @property
+    def path(self) -> str:
+        return f"{self.prefix}spec.securityContext"
+
+    @property
+    def containers(self) -> list[tuple[str, Obj]]:
+        return list(_containers(self.prefix, self.spec))
+
+
+def _host_process(pod: _Pod) -> Iterator[Violation]:
+    pod_sc, pod_path, containers = pod.security_context, pod.path, pod.containers
     if (pod_sc.get("windowsOptions") or {}).get("hostProcess"):
         yield Violation("host-process", f"{pod_path}.windowsOptions.hostProcess", "true")
     for path, c in containers:
         if (_sc(c).get("windowsOptions") or {}).get("hostProcess"):
             yield Violation("host-process", f"{path}.securityContext.windowsOptions", "true")
 
+
+def _host_namespaces(pod: _Pod) -> Iterator[Violation]:
+    prefix, spec = pod.prefix, pod.spec
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(field):
             yield Violation("host-namespaces", f"{prefix}spec.{field}", "true")
 
+
+def _container_baseline(pod: _Pod) -> Iterator[Violation]:
+    """Privileged, capabilities, host ports and /proc mounts, per container."""
+    containers = pod.containers
     for path, c in containers:
         sc = _sc(c)
         if sc.get("privileged"):
@@ -170,6 +201,9 @@ def _check_pod(prefix: str, metadata: Obj, spec: Obj) -> Iterator[Violation]:
             yield Violation("proc-mount", f"{path}.securityContext.procMount",
                             str(sc.get("procMount")))  # fmt: skip
 
+
+def _volumes(pod: _Pod) -> Iterator[Violation]:
+    prefix, spec = pod.prefix, pod.spec
     for index, volume in enumerate(spec.get("volumes") or []):
         path = f"{prefix}spec.volumes[{index}]"
         kinds = sorted(set(volume) & _VOLUME_FIELDS)
@@ -179,6 +213,11 @@ def _check_pod(prefix: str, metadata: Obj, spec: Obj) -> Iterator[Violation]:
         if bad:
             yield Violation("volume-types", path, f"volume type {bad[0]}")
 
+
+def _security_options(pod: _Pod) -> Iterator[Violation]:
+    """AppArmor, SELinux, seccomp (baseline) and a root uid, on the pod and each container."""
+    prefix, metadata = pod.prefix, pod.metadata
+    pod_sc, pod_path, containers = pod.security_context, pod.path, pod.containers
     for key, value in (metadata.get("annotations") or {}).items():
         if str(key).startswith(_APPARMOR_ANNOTATION) and not (
             value == "runtime/default" or str(value).startswith("localhost/")
@@ -203,11 +242,17 @@ def _check_pod(prefix: str, metadata: Obj, spec: Obj) -> Iterator[Violation]:
         if user == 0:
             yield Violation("run-as-user", f"{path}.runAsUser", "0 (root)")
 
+
+def _sysctls(pod: _Pod) -> Iterator[Violation]:
+    pod_sc, pod_path = pod.security_context, pod.path
     for index, sysctl in enumerate(pod_sc.get("sysctls") or []):
         if sysctl.get("name") not in SAFE_SYSCTLS:
             yield Violation("sysctls", f"{pod_path}.sysctls[{index}]", str(sysctl.get("name")))
 
-    # --- restricted -------------------------------------------------------------------
+
+def _restricted(pod: _Pod) -> Iterator[Violation]:
+    """Privilege escalation, non-root, seccomp (restricted): per container, pod defaults."""
+    pod_sc, containers = pod.security_context, pod.containers
     pod_non_root = pod_sc.get("runAsNonRoot")
     pod_seccomp = (pod_sc.get("seccompProfile") or {}).get("type")
     for path, c in containers:
@@ -224,3 +269,14 @@ def _check_pod(prefix: str, metadata: Obj, spec: Obj) -> Iterator[Violation]:
         if seccomp not in _SECCOMP_RESTRICTED:
             yield Violation("seccomp-restricted", f"{path}.securityContext.seccompProfile",
                             "neither the container nor the pod sets RuntimeDefault or Localhost")  # fmt: skip
+
+
+_POD_CHECKS: tuple[Callable[[_Pod], Iterator[Violation]], ...] = (
+    _host_process,
+    _host_namespaces,
+    _container_baseline,
+    _volumes,
+    _security_options,
+    _sysctls,
+    _restricted,
+)
