@@ -382,6 +382,15 @@ def _record_failure(
     return new, Decision(Action.RESTART, backoff_s=backoff, reason=reason)
 
 
+def _ended(
+    state: ServiceRestartState, status: ServiceStatus, reason: str, **more: Any
+) -> ServiceRestartState:
+    """The run is over (no start time, no healthy streak); the service is now `status`."""
+    return replace(
+        state, status=status, started_at=None, healthy_since=None, last_reason=reason, **more
+    )
+
+
 def on_exit(
     state: ServiceRestartState,
     kind: ExitKind,
@@ -401,57 +410,23 @@ def on_exit(
         if state.status in (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH):
             # Keep the operator-facing status until `restart` clears it.
             return replace(state, started_at=None, healthy_since=None), _NOTHING
-        new = replace(
-            state,
-            status=ServiceStatus.STOPPED,
-            started_at=None,
-            healthy_since=None,
-            last_reason=reason,
-        )
-        return new, _NOTHING
+        return _ended(state, ServiceStatus.STOPPED, reason), _NOTHING
     if kind is ExitKind.UPDATE:
-        new = replace(
-            state,
-            status=ServiceStatus.UPDATING,
-            started_at=None,
-            healthy_since=None,
-            last_reason=reason,
-        )
+        new = _ended(state, ServiceStatus.UPDATING, reason)
         return new, Decision(Action.RECREATE, reason=reason)
     if kind is ExitKind.NEEDS_AUTH:
-        new = replace(
-            state,
-            status=ServiceStatus.NEEDS_AUTH,
-            started_at=None,
-            healthy_since=None,
-            last_reason=reason,
-        )
-        return new, Decision(
-            Action.NEEDS_AUTH, reason=reason, message=needs_auth_message(container)
-        )
+        new = _ended(state, ServiceStatus.NEEDS_AUTH, reason)
+        message = needs_auth_message(container)
+        return new, Decision(Action.NEEDS_AUTH, reason=reason, message=message)
     if kind is ExitKind.LOGIN_ENDED:
         # Not a failure: nobody approved the code. Held as needs_auth until the retry.
-        new = replace(
-            state,
-            status=ServiceStatus.NEEDS_AUTH,
-            started_at=None,
-            healthy_since=None,
-            last_reason=reason,
-            last_backoff_s=policy.auth_retry_s,
-        )
-        message = login_retry_message(container, policy.auth_retry_s)
-        return new, Decision(
-            Action.RETRY_LOGIN, backoff_s=policy.auth_retry_s, reason=reason, message=message
-        )
+        retry = policy.auth_retry_s
+        new = _ended(state, ServiceStatus.NEEDS_AUTH, reason, last_backoff_s=retry)
+        message = login_retry_message(container, retry)
+        return new, Decision(Action.RETRY_LOGIN, backoff_s=retry, reason=reason, message=message)
     if kind is ExitKind.UPDATE_BUTTON:
         # Asked for: the update installs on the next start. Not counted.
-        new = replace(
-            state,
-            status=ServiceStatus.UPDATING,
-            started_at=None,
-            healthy_since=None,
-            last_reason=reason,
-        )
+        new = _ended(state, ServiceStatus.UPDATING, reason)
         return new, Decision(Action.INSTALL_UPDATE, reason=reason)
     assert kind in _FAILURES, kind
     new, decision = _record_failure(state, now, policy, reason, delay=True)
