@@ -16,7 +16,13 @@ Flow the daemon follows for one service::
                    | NEEDS_AUTH | NONE
     on_unhealthy-> Decision: RESTART (immediately) | STOP_CRASH_LOOP | NONE
     reset       -> operator's ``hyos-supervisor restart <service>``
+    request     -> a step asked for from outside (operator, rotation, the dashboard)
+    issue       -> the daemon carries the pending step out now
     cancel_pending -> the daemon abandons a pending restart (shutdown, ``down``)
+
+Every decision that needs doing later is held in the state itself, as its ``pending``
+step with the wall-clock time it is due: the daemon's worker carries it out when due,
+and a daemon restarted in between resumes it from the state file.
 """
 
 from __future__ import annotations
@@ -34,19 +40,23 @@ __all__ = [
     "Action",
     "Decision",
     "ExitKind",
+    "Pending",
     "RestartPolicy",
     "ServiceRestartState",
     "ServiceStatus",
+    "Step",
     "backoff_for",
     "cancel_pending",
     "classify_exit",
     "describe_exit",
+    "issue",
     "login_retry_message",
     "needs_auth_message",
     "on_exit",
     "on_healthy",
     "on_started",
     "on_unhealthy",
+    "request",
     "reset",
 ]
 
@@ -261,6 +271,58 @@ class Decision:
 _NOTHING = Decision(Action.NONE)
 
 
+class Step(StrEnum):
+    """What a pending decision does when it is due."""
+
+    START = "start"  # start the exited container again
+    RESTART = "restart"  # stop it (as ours), then start it
+    RECREATE = "recreate"  # a fresh container of the desired spec (pull first if set)
+    INSTALL_UPDATE = "install_update"  # ask HyOS to install the update, then start
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    step: Step
+    due_at: float  # wall clock
+    reason: str = ""
+    backoff_s: float = 0.0  # how long it was put off when decided (for the logs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step.value,
+            "due_at": self.due_at,
+            "reason": self.reason,
+            "backoff_s": self.backoff_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Pending | None:
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise ValueError("pending must be an object or null")
+        try:
+            step = Step(data["step"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad pending step: {exc}") from exc
+        reason = data.get("reason", "")
+        if not isinstance(reason, str):
+            raise ValueError("pending reason must be a string")
+        due_at = _required_number(data.get("due_at"), "pending.due_at")
+        backoff = _number(data.get("backoff_s", 0.0), "pending.backoff_s") or 0.0
+        return cls(step, due_at, reason, backoff)
+
+
+# The step each deciding action leaves pending (RESTART after an unhealthy check stops
+# the running container first; after an exit there is nothing left to stop).
+_STEP_OF = {
+    Action.RESTART: Step.START,
+    Action.RETRY_LOGIN: Step.START,
+    Action.RECREATE: Step.RECREATE,
+    Action.INSTALL_UPDATE: Step.INSTALL_UPDATE,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceRestartState:
     """Restart bookkeeping for one service. All timestamps are wall-clock seconds."""
@@ -273,6 +335,7 @@ class ServiceRestartState:
     healthy_since: float | None = None  # start of the current healthy stretch
     unhealthy_handled: bool = False  # a restart was already issued for this unhealthy episode
     last_reason: str = ""
+    pending: Pending | None = None  # the decided step not carried out yet
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict (for the daemon's state file)."""
@@ -286,6 +349,7 @@ class ServiceRestartState:
             "healthy_since": self.healthy_since,
             "unhealthy_handled": self.unhealthy_handled,
             "last_reason": self.last_reason,
+            "pending": None if self.pending is None else self.pending.to_json(),
         }
 
     @classmethod
@@ -321,6 +385,7 @@ class ServiceRestartState:
             healthy_since=_number(data.get("healthy_since"), "healthy_since"),
             unhealthy_handled=unhealthy_handled,
             last_reason=last_reason,
+            pending=Pending.from_json(data.get("pending")),
         )
 
 
@@ -400,7 +465,35 @@ def on_exit(
     reason: str = "",
     container: str = "hyos-server",
 ) -> tuple[ServiceRestartState, Decision]:
-    """React to a container exit (``die`` event). ``reason`` is describe_exit()'s text."""
+    """React to a container exit (``die`` event). ``reason`` is describe_exit()'s text.
+    What the decision leaves to do later is the new state's ``pending`` step."""
+    new, decision = _decide_exit(state, kind, now, policy, reason=reason, container=container)
+    return _with_pending(new, decision, now), decision
+
+
+def _with_pending(
+    state: ServiceRestartState, decision: Decision, now: float, step: Step | None = None
+) -> ServiceRestartState:
+    """Hold the decision's step as pending; a hold (crash loop, needs_auth) drops any;
+    no decision keeps what was pending (the exit of our own stop mid-restart)."""
+    step = step or _STEP_OF.get(decision.action)
+    if step is not None:
+        backoff = decision.backoff_s
+        return replace(state, pending=Pending(step, now + backoff, decision.reason, backoff))
+    if decision.action is Action.NONE:
+        return state
+    return replace(state, pending=None)
+
+
+def _decide_exit(
+    state: ServiceRestartState,
+    kind: ExitKind,
+    now: float,
+    policy: RestartPolicy,
+    *,
+    reason: str = "",
+    container: str = "hyos-server",
+) -> tuple[ServiceRestartState, Decision]:
     reason = reason or kind.value
     if kind is ExitKind.CLEAN:
         if state.status in (ServiceStatus.BACKOFF, ServiceStatus.UPDATING):
@@ -446,6 +539,7 @@ def on_started(state: ServiceRestartState, now: float) -> ServiceRestartState:
         started_at=now,
         healthy_since=None,
         unhealthy_handled=False,
+        pending=None,
     )
 
 
@@ -468,15 +562,20 @@ def on_unhealthy(
 
     ``started_at`` is the container's own start time (Docker's State.StartedAt, wall
     clock), authoritative even when this state was just loaded from disk. ``busy`` is
-    the daemon saying it is already stopping/restarting/recreating this container.
-    Restarts at most once per unhealthy episode (ended by healthy or a new start).
+    the daemon saying it is already stopping/restarting/recreating this container, as is
+    a step still pending. Restarts at most once per unhealthy episode (ended by healthy
+    or a new start); the restart is pending at once, as a stop and a start.
     """
-    if busy or state.status is not ServiceStatus.RUNNING or state.unhealthy_handled:
+    if busy or state.pending is not None:
+        return state, _NOTHING
+    if state.status is not ServiceStatus.RUNNING or state.unhealthy_handled:
         return state, _NOTHING
     if now - started_at < start_period_s:
         return state, _NOTHING  # still starting: the engine's own retries are not ours to cut
     new, decision = _record_failure(state, now, policy, "unhealthy", delay=False)
-    return replace(new, unhealthy_handled=True), decision
+    return _with_pending(
+        replace(new, unhealthy_handled=True), decision, now, Step.RESTART
+    ), decision
 
 
 def reset(state: ServiceRestartState) -> ServiceRestartState:
@@ -493,12 +592,24 @@ def reset(state: ServiceRestartState) -> ServiceRestartState:
         last_backoff_s=0.0,
         unhealthy_handled=False,
         last_reason="reset by operator",
+        pending=None,
     )
+
+
+def request(state: ServiceRestartState, step: Step, now: float, reason: str) -> ServiceRestartState:
+    """A step asked for from outside the exit/health flow (the operator's restart, a
+    secret rotation, the manager following a restarted server): due now."""
+    return replace(state, pending=Pending(step, now, reason))
+
+
+def issue(state: ServiceRestartState) -> ServiceRestartState:
+    """The pending step is being carried out: nothing is pending any more."""
+    return replace(state, pending=None)
 
 
 def cancel_pending(state: ServiceRestartState) -> ServiceRestartState:
     """The daemon drops a pending restart/recreate (shutdown or ``down``): mark stopped.
     crash_loop/needs_auth stay, so they survive a supervisor restart."""
     if state.status in (ServiceStatus.BACKOFF, ServiceStatus.UPDATING):
-        return replace(state, status=ServiceStatus.STOPPED)
-    return state
+        return replace(state, status=ServiceStatus.STOPPED, pending=None)
+    return state if state.pending is None else replace(state, pending=None)

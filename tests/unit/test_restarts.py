@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -12,17 +13,21 @@ from supervisor.hyos import ServerExit
 from supervisor.restarts import (
     Action,
     ExitKind,
+    Pending,
     RestartPolicy,
     ServiceRestartState,
     ServiceStatus,
+    Step,
     backoff_for,
     cancel_pending,
     classify_exit,
     describe_exit,
+    issue,
     on_exit,
     on_healthy,
     on_started,
     on_unhealthy,
+    request,
     reset,
 )
 
@@ -553,3 +558,97 @@ def test_the_update_buttons_exit_installs_the_update_without_counting() -> None:
     assert classify_exit("server", 143, False, False) is ExitKind.SIGNALLED
     # A stop we asked for stays clean, whatever the state files say.
     assert classify_exit("server", 143, False, True, ServerExit.UPDATE) is ExitKind.CLEAN
+
+
+# --- pending steps: every decision still to carry out lives in the state -------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "step", "delay"),
+    [
+        (ExitKind.CRASH, Step.START, POLICY.backoff_base_s),
+        (ExitKind.OOM, Step.START, POLICY.backoff_base_s),
+        (ExitKind.SIGNALLED, Step.START, POLICY.backoff_base_s),
+        (ExitKind.LOGIN_ENDED, Step.START, POLICY.auth_retry_s),
+        (ExitKind.UPDATE, Step.RECREATE, 0.0),
+        (ExitKind.UPDATE_BUTTON, Step.INSTALL_UPDATE, 0.0),
+    ],
+)
+def test_an_exit_leaves_its_step_pending_until_due(
+    kind: ExitKind, step: Step, delay: float
+) -> None:
+    state, decision = on_exit(running(), kind, T0 + 5, POLICY, reason="why")
+    assert state.pending == Pending(step, T0 + 5 + delay, decision.reason, delay)
+    assert decision.backoff_s == delay
+
+
+@pytest.mark.parametrize("kind", [ExitKind.CLEAN, ExitKind.NEEDS_AUTH])
+def test_an_exit_that_needs_nothing_or_the_operator_leaves_nothing_pending(kind: ExitKind) -> None:
+    state, _ = on_exit(running(), kind, T0, POLICY)
+    assert state.pending is None
+
+
+def test_the_exit_of_our_own_stop_keeps_the_restart_going() -> None:
+    """Mid-restart (unhealthy: stop, then start) the stop's clean exit changes nothing."""
+    state, _ = on_exit(running(), ExitKind.CRASH, T0, POLICY)
+    after, decision = on_exit(state, ExitKind.CLEAN, T0 + 0.5, POLICY)
+    assert decision.action is Action.NONE
+    assert after.pending == state.pending
+
+
+def test_a_crash_loop_drops_the_pending_start() -> None:
+    policy = RestartPolicy(crash_loop_limit=2)
+    state, _ = on_exit(running(), ExitKind.CRASH, T0, policy)
+    assert state.pending is not None
+    state = on_started(issue(state), T0 + 1)
+    state, decision = on_exit(state, ExitKind.CRASH, T0 + 2, policy)
+    assert decision.action is Action.STOP_CRASH_LOOP
+    assert state.pending is None
+
+
+def test_unhealthy_leaves_a_restart_due_now_and_no_second_one() -> None:
+    state = running()
+    state, decision = on_unhealthy(state, T0 + 100, T0, 10.0, False, POLICY)
+    assert decision.action is Action.RESTART
+    assert state.pending == Pending(Step.RESTART, T0 + 100, "unhealthy", 0.0)
+    again, second = on_unhealthy(replace_unhandled(state), T0 + 101, T0, 10.0, False, POLICY)
+    assert second.action is Action.NONE  # a step is already pending: it is busy
+    assert again == replace_unhandled(state)
+
+
+def replace_unhandled(state: ServiceRestartState) -> ServiceRestartState:
+    return replace(state, unhealthy_handled=False)
+
+
+def test_issue_start_request_reset_and_cancel_clear_or_set_the_pending_step() -> None:
+    crashed, _ = on_exit(running(), ExitKind.CRASH, T0, POLICY)
+    assert issue(crashed).pending is None
+    assert on_started(crashed, T0 + 1).pending is None  # started by anyone: nothing owed
+    assert reset(crashed).pending is None
+    assert cancel_pending(crashed).pending is None
+    asked = request(ServiceRestartState(), Step.RESTART, T0, "operator")
+    assert asked.pending == Pending(Step.RESTART, T0, "operator")
+    assert asked.status is ServiceStatus.STOPPED  # asking changes no status
+
+
+def test_a_pending_step_survives_the_state_file() -> None:
+    state, _ = on_exit(running(), ExitKind.CRASH, T0, POLICY)
+    loaded = ServiceRestartState.from_json(json.loads(json.dumps(state.to_json())))
+    assert loaded == state
+    assert loaded.pending is not None and loaded.pending.step is Step.START
+
+
+@pytest.mark.parametrize(
+    "pending",
+    [
+        {"step": "explode", "due_at": 1.0},
+        {"step": "start"},
+        {"step": "start", "due_at": "soon"},
+        {"step": "start", "due_at": 1.0, "reason": 3},
+        ["start", 1.0],
+    ],
+)
+def test_a_malformed_pending_step_is_refused(pending: object) -> None:
+    data = ServiceRestartState().to_json() | {"pending": pending}
+    with pytest.raises(ValueError, match="pending"):
+        ServiceRestartState.from_json(data)
