@@ -15,18 +15,19 @@ import anyio
 from supervisor import __version__, control, hyos, policy
 from supervisor.engine import DockerUnreachable, Engine, EngineError
 from supervisor.failures import explain
-from supervisor.logs import error_line, setup_logging
+from supervisor.logs import bind, error_line, setup_logging
+from supervisor.ops import Operations
 from supervisor.reconcile import (
     ROTATIONS,
     NotReady,
     StackError,
     bring_up,
-    rotate_secrets,
     stack_runtime,
     stack_status,
     take_down,
 )
 from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from supervisor.store import StateStore, state_dir_for, state_path
 from supervisor.terminal import exec_command
 
 log = logging.getLogger("supervisor.cli")
@@ -200,8 +201,6 @@ def _daemon_view(settings: Settings) -> dict[str, Any] | None:
 
 
 def _socket_path(settings: Settings) -> Path:
-    from supervisor.store import state_dir_for  # the daemon's imports only when needed
-
     return state_dir_for(settings) / f"{settings.stack}.{control.SOCKET_NAME}"
 
 
@@ -320,12 +319,9 @@ async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine)
     if not containers:
         error_line(f"hyos-supervisor: no {args.service} container; run `up` first")
         return EX_FAILED
+    ops = Operations(engine, settings, bind(logging.getLogger("supervisor.cli")), patient=False)
     for container in containers:
-        if container.running:
-            await engine.stop(container.id, settings.services()[args.service].stop_timeout)
-        await engine.start(container.id)
-    from supervisor.store import StateStore, state_path
-
+        await ops.restart(args.service, container.id, running=container.running)
     StateStore(state_path(settings)).forget(args.service)
     print(f"{args.service} restarted (no daemon running)")
     return EX_OK
@@ -352,7 +348,8 @@ async def _secrets(args: argparse.Namespace, settings: Settings, engine: Engine)
     if reply is not None:
         print(reply.get("message") or reply.get("error"))
         return EX_OK if reply.get("ok") else EX_FAILED
-    await rotate_secrets(engine, settings, names)
+    ops = Operations(engine, settings, bind(logging.getLogger("supervisor.cli")), patient=False)
+    await ops.rotate_and_restart(names)
     print(f"rotated {', '.join(names)}; server and manager restarted")
     return EX_OK
 

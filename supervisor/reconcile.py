@@ -211,7 +211,7 @@ async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: floa
             await start_service(engine, plan.role, container_id, report)
         # The manager needs a healthy server; with --wait the last service is awaited too.
         if plan.role != "manager" or wait:
-            await _await_ready(engine, plan.role, container_id, timeout)
+            await await_ready(engine, plan.role, container_id, timeout)
     return report
 
 
@@ -268,23 +268,7 @@ ROTATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-async def rotate_secrets(
-    engine: Engine, settings: Settings, names: tuple[str, ...], timeout: float = 600
-) -> None:
-    """New values on disk, then the server and the manager restarted to read them."""
-    await run_prepare(engine, settings, rotate=names)
-    observed = {o.role: o for o in await engine.list_stack(settings.stack)}
-    for role in settings.services():
-        container = observed.get(role)
-        if container is None:
-            continue
-        if container.running:
-            await engine.stop(container.id, _stop_timeout(settings, role))
-        await engine.start(container.id)
-        await _await_ready(engine, role, container.id, timeout)
-
-
-async def _await_ready(engine: Engine, role: str, container_id: str, timeout: float) -> None:
+async def await_ready(engine: Engine, role: str, container_id: str, timeout: float) -> None:
     try:
         await engine.wait_ready(container_id, timeout)
     except TimeoutError:
