@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor import hyos
+from supervisor import hyos, restarts
 from supervisor.engine import parse_time
 from supervisor.logs import BoundLogger
 from supervisor.restarts import ServiceRestartState, ServiceStatus
@@ -26,11 +26,10 @@ class Service:
     restart: ServiceRestartState = field(default_factory=ServiceRestartState)
     container_id: str | None = None
     health: str | None = None
-    busy: bool = False  # a restart, stop or recreate of ours is in flight
+    busy: bool = False  # the service's worker is carrying out a step (restart, recreate)
     last_finished_at: datetime | None = None  # the exit already accounted for
     stop_requested: set[str] = field(default_factory=set)
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
-    restart_due: float | None = None  # wall clock of a pending backoff restart
     login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
     login_watch: tuple[str, float | None] | None = None  # (container, start) being followed
 
@@ -39,7 +38,6 @@ class Service:
             "restart": self.restart.to_json(),
             "container_id": self.container_id,
             "last_finished_at": _rfc3339(self.last_finished_at),
-            "restart_due": self.restart_due,
         }
 
 
@@ -86,7 +84,7 @@ class StateStore:
                 continue
             service.container_id = saved.get("container_id")
             service.last_finished_at = parse_time(saved.get("last_finished_at"))
-            service.restart_due = saved.get("restart_due")
+            service.restart = _resume_legacy_due(service.restart, saved.get("restart_due"))
         return bool(data.get("manager_after_server"))
 
     def save(self, services: Mapping[str, Service], manager_after_server: bool, now: float) -> None:
@@ -109,6 +107,15 @@ class StateStore:
             write_json_atomic(self.path, data)
 
 
+def _resume_legacy_due(state: ServiceRestartState, due: Any) -> ServiceRestartState:
+    """State files before pending steps moved into the state machine kept the due time
+    beside it: a daemon upgraded mid-backoff still restarts the service then."""
+    waiting = state.status in (ServiceStatus.BACKOFF, ServiceStatus.NEEDS_AUTH)
+    if isinstance(due, int | float) and state.pending is None and waiting:
+        return restarts.request(state, restarts.Step.START, float(due), "resumed")
+    return state
+
+
 def status_line(services: Mapping[str, Service]) -> str:
     """One line for systemd's STATUS= and the logs."""
     parts = []
@@ -118,6 +125,11 @@ def status_line(services: Mapping[str, Service]) -> str:
         if s.login is not None and s.login.waiting:
             parts.append(f"login code {s.login.code} at {s.login.url}")
     return " ".join(parts)
+
+
+def _due_in(service: Service, now: float) -> float | None:
+    pending = service.restart.pending
+    return None if pending is None else max(0.0, pending.due_at - now)
 
 
 def live_view(
@@ -142,7 +154,7 @@ def live_view(
             "restart_count": s.restart.restart_count,
             "recent_failures": len(s.restart.crash_times),
             "backoff_s": s.restart.last_backoff_s,
-            "restart_in_s": max(0.0, s.restart_due - now) if s.restart_due else None,
+            "restart_in_s": _due_in(s, now),
             "crash_loop": s.restart.status is ServiceStatus.CRASH_LOOP,
             "needs_auth": status is ServiceStatus.NEEDS_AUTH,
             "last_reason": s.restart.last_reason,

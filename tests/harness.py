@@ -136,15 +136,12 @@ class Daemon:
         return control.live_view(self.socket_path)
 
     def healthy(self, roles: tuple[str, ...] = ("server", "manager")) -> bool:
-        """Whether the daemon sees every role running and healthy."""
+        """Whether the daemon sees every role running and healthy, nothing pending."""
         self.check_alive()
         view = self.view()
         if view is None:
             return False
-        services = view["services"]
-        return all(
-            services[r]["health"] == "healthy" and services[r]["status"] == "running" for r in roles
-        )
+        return all(_settled(view["services"][r]) for r in roles)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal and wait; SIGKILL at the deadline. Returns the exit code."""
@@ -156,3 +153,9 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+def _settled(row: dict[str, Any]) -> bool:
+    """Running and healthy, with no restart of the daemon's pending or in flight."""
+    idle = not row["busy"] and row["restart_in_s"] is None
+    return bool(row["health"] == "healthy" and row["status"] == "running" and idle)

@@ -11,7 +11,7 @@ import pytest
 
 from supervisor import hyos
 from supervisor.logs import bind
-from supervisor.restarts import ServiceRestartState, ServiceStatus
+from supervisor.restarts import Pending, ServiceRestartState, ServiceStatus, Step
 from supervisor.store import Service, StateStore, live_view, service_status, status_line
 
 LOG = bind(logging.getLogger("test"), stack="s")
@@ -25,11 +25,13 @@ def test_save_then_load_restores_the_accounting(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "s.json")
     saved = services()
     saved["server"].restart = ServiceRestartState(
-        status=ServiceStatus.BACKOFF, restart_count=3, crash_times=(1.0, 2.0)
+        status=ServiceStatus.BACKOFF,
+        restart_count=3,
+        crash_times=(1.0, 2.0),
+        pending=Pending(Step.START, 42.5, "crash"),
     )
     saved["server"].container_id = "abc"
     saved["server"].last_finished_at = datetime(2026, 12, 5, 12, 0, 0, 123456, tzinfo=UTC)
-    saved["server"].restart_due = 42.5
     store.save(saved, manager_after_server=True, now=7.0)
     assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o600
     assert json.loads((tmp_path / "s.json").read_text())["stack"] == "s"
@@ -38,9 +40,33 @@ def test_save_then_load_restores_the_accounting(tmp_path: Path) -> None:
     assert store.load(loaded, LOG) is True
     server = loaded["server"]
     assert server.restart == saved["server"].restart
-    assert (server.container_id, server.restart_due) == ("abc", 42.5)
+    assert server.container_id == "abc"
+    assert server.restart.pending == Pending(Step.START, 42.5, "crash")
     assert server.last_finished_at == saved["server"].last_finished_at
     assert loaded["manager"].restart == ServiceRestartState()
+
+
+def test_a_file_from_before_pending_steps_resumes_its_restart(tmp_path: Path) -> None:
+    """State files written before the pending step moved into the state machine kept the
+    due time beside it: a daemon upgraded mid-backoff still restarts the service then."""
+    path = tmp_path / "s.json"
+    backoff = ServiceRestartState(status=ServiceStatus.BACKOFF, restart_count=1)
+    stopped = ServiceRestartState(status=ServiceStatus.STOPPED)
+    row = {"container_id": "abc", "last_finished_at": "", "restart_due": 99.0}
+    path.write_text(
+        json.dumps(
+            {
+                "services": {
+                    "server": {**row, "restart": backoff.to_json() | {"pending": None}},
+                    "manager": {**row, "restart": stopped.to_json() | {"pending": None}},
+                }
+            }
+        )
+    )
+    loaded = services()
+    StateStore(path).load(loaded, LOG)
+    assert loaded["server"].restart.pending == Pending(Step.START, 99.0, "resumed")
+    assert loaded["manager"].restart.pending is None  # nothing was pending for a stopped one
 
 
 def test_forget_drops_one_service_and_keeps_the_other(tmp_path: Path) -> None:

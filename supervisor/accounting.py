@@ -1,0 +1,124 @@
+"""One service's exits and health, judged: each exit accounted once, explained from
+HyOS's state files where its code alone is ambiguous, turned into the state machine's
+decision (saved before anything is done about it) and announced to the operator. The
+step the decision leaves pending is the worker's to carry out."""
+
+from __future__ import annotations
+
+import logging
+
+from supervisor import hyos, restarts
+from supervisor.engine import ContainerInfo, EngineError
+from supervisor.logs import BoundLogger
+from supervisor.restarts import Action, ExitKind
+from supervisor.store import Service
+from supervisor.supervision import Supervision
+
+
+class ExitAccounting:
+    def __init__(self, sup: Supervision, service: Service) -> None:
+        self.sup = sup
+        self.service = service
+        self.role = service.role
+        self.log: BoundLogger = sup.log.bind(service=service.role)
+
+    async def on_exit(self, info: ContainerInfo, log: BoundLogger) -> None:
+        """Account one exit (once) and decide; the decision's step is left pending."""
+        service = self.service
+        if info.state.finished_at == service.last_finished_at:
+            return  # this exit is already accounted for
+        service.last_finished_at = info.state.finished_at
+        service.health = None
+        exit_code, oom = info.state.exit_code, info.state.oom_killed
+        requested = info.id in service.stop_requested
+        service.stop_requested.discard(info.id)
+        asked = requested or self.sup.stopping
+        explained = None if asked or oom else await self._explain_exit(info.id, exit_code)
+        kind = restarts.classify_exit(self.role, exit_code, oom, asked, explained)
+        reason = restarts.describe_exit(self.role, exit_code, oom, asked, explained)
+        service.restart, decision = restarts.on_exit(
+            service.restart,
+            kind,
+            self.sup.clock(),
+            self.sup.policy,
+            reason=reason,
+            container=info.name,
+        )
+        # Persist the decision before logging or acting on it: a kill -9 can come at any
+        # moment (fsync under load takes tens of ms), and the next daemon must resume it.
+        self.sup.save()
+        fields = {
+            "exit_code": exit_code,
+            "oom_killed": oom,
+            "restart_count": service.restart.restart_count,
+            "backoff_s": decision.backoff_s,
+            "reason": reason,
+            "decision": decision.action.value,
+        }
+        level = logging.INFO if kind is ExitKind.CLEAN else logging.WARNING
+        log.log(level, "exited", extra=fields)
+        if not self.sup.stopping:
+            await self._announce(decision, log)
+
+    async def _explain_exit(self, container_id: str, exit_code: int) -> hyos.ServerExit | None:
+        """What HyOS's state files say about a server exit whose code alone is ambiguous
+        (1: Java crashed, or the login ran out; 143: a stray SIGTERM, or the update
+        button). Read through the engine from the stopped container's volume."""
+        if self.role != "server" or exit_code not in (1, 143):
+            return None
+        try:
+            if exit_code == 1:
+                raw = await self.sup.engine.read_file(container_id, hyos.AUTH_FILE)
+                self.service.login = hyos.parse_login(raw)
+                return hyos.explain_exit(exit_code, self.service.login, False)
+            raw = await self.sup.engine.read_file(container_id, hyos.UPDATE_FILE)
+            since = self.service.restart.started_at or 0.0
+            return hyos.explain_exit(exit_code, None, hyos.update_started_since(raw, since))
+        except EngineError as err:
+            self.log.warning(
+                "cannot read HyOS's state after an exit; judging by the code alone",
+                extra={"error": str(err)},
+            )
+            return None
+
+    async def _announce(self, decision: restarts.Decision, log: BoundLogger) -> None:
+        """What the operator must know of a decision; the step itself is pending."""
+        if decision.action in (Action.RESTART, Action.RETRY_LOGIN) and decision.message:
+            log.warning(decision.message, extra={"reason": decision.reason})
+        elif decision.action is Action.INSTALL_UPDATE:
+            log.info("installing the update the dashboard asked for")
+        elif decision.action is Action.STOP_CRASH_LOOP:
+            lines = await self.sup.engine.logs_tail(
+                self.service.container_id or "", self.sup.policy.crash_loop_log_lines
+            )
+            log.error(
+                "crash loop: not restarting; the container is kept for inspection. "
+                f"Fix the cause, then run `hyos-supervisor restart {self.role}`",
+                extra={"reason": decision.reason, "last_logs": lines},
+            )
+        elif decision.action is Action.NEEDS_AUTH:
+            log.error(decision.message, extra={"reason": decision.reason})
+
+    async def on_unhealthy(self, log: BoundLogger) -> None:
+        info = await self.sup.engine.inspect(self.service.container_id or "")
+        if info is None:
+            return
+        started = info.state.started_at
+        self.service.restart, decision = restarts.on_unhealthy(
+            self.service.restart,
+            self.sup.clock(),
+            started.timestamp() if started is not None else 0.0,
+            info.health_start_period_s,
+            self.sup.stopping,
+            self.sup.policy,
+        )
+        self.sup.save()  # the decision first (see on_exit)
+        log.warning(
+            "unhealthy",
+            extra={
+                "decision": decision.action.value,
+                "restart_count": self.service.restart.restart_count,
+            },
+        )
+        if decision.action is not Action.RESTART:
+            await self._announce(decision, log)

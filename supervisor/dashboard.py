@@ -1,0 +1,130 @@
+"""The daemon's side of HyOS's dashboard: serve the manager's Docker API guard for as long
+as the daemon runs, learn from the guard which stops the dashboard asked for, and undo
+dashboard settings saved over the supervisor's wiring."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from supervisor import hyos
+from supervisor.engine import EngineError
+from supervisor.guard import serve_guard
+from supervisor.guard_rules import Allow
+from supervisor.guard_rules import Policy as GuardPolicy
+from supervisor.reconcile import StackError, run_prepare
+from supervisor.restarts import Step
+from supervisor.stack import GUARD_SOCKET_NAME
+from supervisor.supervision import Supervision
+from supervisor.worker import ServiceWorker
+
+# The guard's rules whose allowed requests stop the server on the dashboard's behalf.
+DASHBOARD_STOPS = {"container-stop": "stop", "container-restart": "restart"}
+GUARD_RETRY_S = (0.5, 30.0)
+# At most this often, a dashboard request through the guard has the daemon look whether
+# the manager saved settings over the supervisor's wiring (hyos.manager_config_overrides).
+MANAGER_CONFIG_CHECK_S = 5.0
+
+
+class _StartedOnce(TaskStatus[None]):
+    """Passes the first `started()` on; later ones (a re-served guard) are no-ops."""
+
+    def __init__(self, inner: TaskStatus[None]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.inner.started(value)
+
+
+class Dashboard:
+    def __init__(self, sup: Supervision, workers: dict[str, ServiceWorker]) -> None:
+        self.sup = sup
+        self.workers = workers
+        self._manager_config_due = 0.0
+
+    async def serve_guard(
+        self, guard_dir: Path, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """A failure inside the guard never ends supervision: it is logged and the guard
+        is served again (the socket re-created) after a bounded backoff."""
+        settings = self.sup.settings
+        serve = partial(
+            serve_guard,
+            guard_dir / GUARD_SOCKET_NAME,
+            settings.docker_host.removeprefix("unix://"),
+            GuardPolicy(settings.stack, settings.server.stop_timeout),
+            settings.manager.gid,
+            max_connections=settings.guard_max_connections,
+            on_allowed=self.on_allowed,
+        )
+        status = _StartedOnce(task_status)
+        delay = GUARD_RETRY_S[0]
+        while True:
+            try:
+                await serve(task_status=status)
+            except Exception as err:
+                if not status.done:
+                    raise  # the first bind fails the startup loudly
+                self.sup.log.error("the guard failed", extra={"error": repr(err)})
+                self.sup.log.debug("the guard failed", exc_info=True)
+            self.sup.log.error("serving the guard again", extra={"retry_in_s": delay})
+            await anyio.sleep(delay)
+            delay = min(delay * 2, GUARD_RETRY_S[1])
+
+    def on_allowed(self, allowed: Allow) -> None:
+        """The dashboard stops or restarts the server through the guard: that exit is
+        asked for, so it must not count as a crash or be undone by a restart."""
+        self._check_manager_config_soon()
+        server = self.sup.services.get("server")
+        if allowed.rule not in DASHBOARD_STOPS or server is None:
+            return
+        if allowed.container_id is None or allowed.container_id != server.container_id:
+            return
+        server.stop_requested.add(allowed.container_id)
+        self.sup.log.info(
+            "the dashboard asked for a server " + DASHBOARD_STOPS[allowed.rule],
+            extra={"service": "server", "container_id": allowed.container_id[:12]},
+        )
+
+    def _check_manager_config_soon(self) -> None:
+        now = self.sup.clock()
+        manager = self.workers.get("manager")
+        if manager is not None and now >= self._manager_config_due:
+            self._manager_config_due = now + MANAGER_CONFIG_CHECK_S
+            manager.submit(self.repair_manager_config)
+
+    async def repair_manager_config(self) -> None:
+        """HyOS's manager saves its whole config, HyOS's defaults for what it was given
+        by environment included (server name, API client id and secret), and the saved
+        file wins from then on: the dashboard loses the server. The prepare step removes
+        those keys; the manager restarts to forget what it cached. (Runs in the manager's
+        worker, so never beside one of its steps.)"""
+        manager = self.workers["manager"]
+        container_id = manager.service.container_id
+        if container_id is None or self.sup.stopping:
+            return
+        try:
+            raw = await self.sup.engine.read_file(container_id, hyos.MANAGER_CONFIG_FILE)
+            keys = hyos.manager_config_overrides(raw)
+            if not keys:
+                return
+            self.sup.log.warning(
+                "the dashboard saved settings over the supervisor's wiring; removing them "
+                "and restarting the manager",
+                extra={"service": "manager", "keys": list(keys)},
+            )
+            async with self.sup.prepare_lock:
+                await run_prepare(self.sup.engine, self.sup.settings)
+        except (EngineError, StackError) as err:
+            self.sup.log.warning(
+                "cannot check the dashboard's settings file",
+                extra={"service": "manager", "error": str(err)},
+            )
+            return
+        manager.request(Step.RESTART, "the dashboard's settings overrode the wiring")

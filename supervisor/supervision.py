@@ -1,0 +1,89 @@
+"""What the daemon's parts share: settings, the engine and its operations, the clock, the
+services' records and their store, and the few stack-wide facts (stopping, the manager
+owed a restart after the server's). The daemon builds one; nothing here acts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from supervisor.engine import Engine
+from supervisor.logs import BoundLogger
+from supervisor.notify import Heartbeat, Notifier
+from supervisor.ops import Operations
+from supervisor.restarts import RestartPolicy, ServiceStatus
+from supervisor.settings import Settings
+from supervisor.stack import Runtime
+from supervisor.store import Service, StateStore, live_view, status_line
+
+HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
+
+
+@dataclass(eq=False)
+class Supervision:
+    settings: Settings
+    engine: Engine
+    notifier: Notifier
+    store: StateStore
+    log: BoundLogger
+    clock: Callable[[], float] = time.time
+    services: dict[str, Service] = field(init=False)
+    policy: RestartPolicy = field(init=False)
+    ops: Operations = field(init=False)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    stopping: bool = False
+    manager_after_server: bool = False  # the server was restarted by us; the manager follows
+    runtime: Runtime | None = None  # what the last stack pass found (the guard's directory)
+    reconciles: int = 0  # completed stack passes: proof, for `status` and tests, that we looked
+    # The prepare step and the stack's shape are changed by one pass or rotation at a time.
+    prepare_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    # Set by the stack passes: ask for another pass (the world changed behind our back),
+    # and have the manager follow the server we restarted, now healthy.
+    request_pass: Callable[[], None] = lambda: None
+    follow_server: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
+        self.services = {role: Service(role) for role in self.settings.services()}
+        self.policy = self.settings.restart.policy()
+        self.ops = Operations(self.engine, self.settings, self.log, lambda: self.runtime)
+
+    def load(self) -> None:
+        self.manager_after_server = self.store.load(self.services, self.log)
+
+    def save(self) -> None:
+        try:
+            self.store.save(self.services, self.manager_after_server, self.clock())
+        except OSError as err:
+            self.log.error(
+                "cannot write the state file",
+                extra={"path": str(self.store.path), "error": str(err)},
+            )
+        self.notifier.status(status_line(self.services))
+
+    def view(self) -> dict[str, Any]:
+        """The live view `status` shows."""
+        return live_view(
+            self.settings.stack,
+            self.services,
+            self.clock(),
+            stopping=self.stopping,
+            heartbeat_age_s=self.heartbeat.age(),
+            reconciles=self.reconciles,
+        )
+
+    def server_ready_or_held(self) -> bool:
+        server = self.services.get("server")
+        return server is None or server.health == "healthy" or server.restart.status in HELD
+
+    def unexpected(self, what: str, err: BaseException, **fields: Any) -> None:
+        """An error nobody planned for (a bug, or Docker answering in a way we did not
+        expect): one line at ERROR, the traceback at DEBUG. Supervision goes on."""
+        self.log.error(
+            f"{what} failed unexpectedly; supervision continues",
+            extra={"error": repr(err), **fields},
+        )
+        self.log.debug(f"{what} failed", exc_info=err)
