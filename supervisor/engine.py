@@ -393,8 +393,9 @@ def _message(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-class Engine:
-    """One connection to the engine; use `async with Engine.connect(...)`."""
+class _Connection:
+    """One connection to the engine: JSON calls retried while it is unreachable, each
+    failure one clear EngineError. The public face is `Engine`."""
 
     def __init__(self, docker: aiodocker.Docker, host: str, retries: int) -> None:
         self._docker = docker
@@ -456,6 +457,18 @@ class Engine:
 
     async def ping(self, attempts: int | None = None) -> None:
         await self._call("version", attempts=attempts)
+
+    async def _inspect_object(self, path: str) -> dict[str, Any] | None:
+        """GET a container, image, network or volume; None when it does not exist."""
+        try:
+            found: dict[str, Any] = await self._call(path)
+        except NotFound:
+            return None
+        return found
+
+
+class _Containers(_Connection):
+    """Containers, and the files and processes inside them."""
 
     # --- containers --------------------------------------------------------------------
 
@@ -621,15 +634,12 @@ class Engine:
                 raise NotFound(_message(err)) from None
             raise EngineError(_message(err)) from None
 
-    # --- images, networks, volumes -----------------------------------------------------
 
-    async def _inspect_object(self, path: str) -> dict[str, Any] | None:
-        """GET an image, network or volume; None when it does not exist."""
-        try:
-            found: dict[str, Any] = await self._call(path)
-        except NotFound:
-            return None
-        return found
+class Engine(_Containers):
+    """The supervisor's one port to Docker; use `async with Engine.connect(...)`. Every
+    answer comes back parsed once into the frozen values above."""
+
+    # --- images, networks, volumes -----------------------------------------------------
 
     async def image_exists(self, image: str) -> bool:
         return await self._inspect_object(f"images/{image}/json") is not None
