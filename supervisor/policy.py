@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.contract import (
     LABEL_MANAGED,
@@ -27,6 +27,9 @@ from entrypoint.contract import (
 from supervisor import capabilities, hostpaths
 from supervisor.engine import ContainerHardening
 from supervisor.stack import FILE_ENV_SHIM_NAME, SECRETS_DIR, Mount, ServiceSpec
+
+if TYPE_CHECKING:
+    from supervisor.settings import HealthcheckOverride
 
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 LOG_DRIVERS = ("json-file", "local")
@@ -109,74 +112,73 @@ def spec_hash(body: Mapping[str, Any]) -> str:
 
 def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
     """The Engine API `POST /containers/create` body for one service, hardened."""
-    exposed: dict[str, dict[str, str]] = {
-        f"{p.container_port}/{p.protocol}": {} for p in spec.ports
-    }
-    bindings: dict[str, list[dict[str, str]]] = {}
-    for port in spec.ports:
-        bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(
-            {"HostIp": port.host_ip, "HostPort": str(port.host_port) if port.host_port else ""}
-        )
     rules = hardening(spec)
     body: dict[str, Any] = {
         "Image": spec.image,
         "User": f"{rules.uid}:{rules.gid}",
         "Env": [f"{key}={value}" for key, value in spec.env],
         "Labels": {**spec.base_labels, **dict(spec.labels)},
-        "ExposedPorts": exposed,
+        "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports},
         "StopSignal": "SIGTERM",
         "StopTimeout": spec.stop_timeout,
-        "HostConfig": {
-            "Privileged": rules.privileged,
-            "ReadonlyRootfs": rules.read_only_root,
-            "SecurityOpt": _security_opt(rules),
-            "CapDrop": list(rules.cap_drop),
-            "CapAdd": list(rules.cap_add),
-            "Tmpfs": {path: _tmpfs_options(rules) for path in rules.scratch},
-            "Memory": rules.memory_bytes,
-            # Equal to Memory: no swap, so the limit is the limit.
-            "MemorySwap": rules.memory_bytes,
-            "NanoCpus": rules.nano_cpus,
-            "PidsLimit": rules.pids_limit,
-            # The supervisor restarts, with backoff and crash-loop detection.
-            "RestartPolicy": {"Name": "no"},
-            "LogConfig": {
-                "Type": "json-file",
-                "Config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_file)},
-            },
-            "Init": True,
-            "NetworkMode": spec.network,
-            "PortBindings": bindings,
-            "Mounts": [
-                {
-                    "Type": m.type,
-                    "Source": m.source,
-                    "Target": m.target,
-                    "ReadOnly": m.read_only,
-                }
-                for m in spec.mounts
-            ],
-            "IpcMode": "private",
-            "Devices": [],
-        },
+        "HostConfig": _host_config(spec, rules),
         "NetworkingConfig": {"EndpointsConfig": {spec.network: {"Aliases": [spec.role]}}},
     }
     if spec.entrypoint is not None:
         body["Entrypoint"] = list(spec.entrypoint)
         body["Cmd"] = list(spec.cmd or ())
     if spec.healthcheck is not None:
-        check = spec.healthcheck
-        health: dict[str, Any] = {
-            "Interval": _seconds_to_ns(check.interval),
-            "Timeout": _seconds_to_ns(check.timeout),
-            "Retries": check.retries,
-            "StartPeriod": _seconds_to_ns(check.start_period),
-        }
-        if check.test:
-            health["Test"] = ["CMD", *check.test]
-        body["Healthcheck"] = health
+        body["Healthcheck"] = _healthcheck(spec.healthcheck)
     body["Labels"][LABEL_SPEC_HASH] = spec_hash(body)
     return body
+
+
+def _host_config(spec: ServiceSpec, rules: Hardening) -> dict[str, Any]:
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in spec.ports:
+        bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(
+            {"HostIp": port.host_ip, "HostPort": str(port.host_port) if port.host_port else ""}
+        )
+    return {
+        "Privileged": rules.privileged,
+        "ReadonlyRootfs": rules.read_only_root,
+        "SecurityOpt": _security_opt(rules),
+        "CapDrop": list(rules.cap_drop),
+        "CapAdd": list(rules.cap_add),
+        "Tmpfs": {path: _tmpfs_options(rules) for path in rules.scratch},
+        "Memory": rules.memory_bytes,
+        # Equal to Memory: no swap, so the limit is the limit.
+        "MemorySwap": rules.memory_bytes,
+        "NanoCpus": rules.nano_cpus,
+        "PidsLimit": rules.pids_limit,
+        # The supervisor restarts, with backoff and crash-loop detection.
+        "RestartPolicy": {"Name": "no"},
+        "LogConfig": {
+            "Type": "json-file",
+            "Config": {"max-size": spec.log_max_size, "max-file": str(spec.log_max_file)},
+        },
+        "Init": True,
+        "NetworkMode": spec.network,
+        "PortBindings": bindings,
+        "Mounts": [
+            {"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
+            for m in spec.mounts
+        ],
+        "IpcMode": "private",
+        "Devices": [],
+    }
+
+
+def _healthcheck(check: HealthcheckOverride) -> dict[str, Any]:
+    health: dict[str, Any] = {
+        "Interval": _seconds_to_ns(check.interval),
+        "Timeout": _seconds_to_ns(check.timeout),
+        "Retries": check.retries,
+        "StartPeriod": _seconds_to_ns(check.start_period),
+    }
+    if check.test:
+        health["Test"] = ["CMD", *check.test]
+    return health
 
 
 # --- audit -------------------------------------------------------------------------------
