@@ -8,11 +8,10 @@ from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskStatus
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_STACK
 from supervisor.engine import EngineError, EngineEvent
-from supervisor.supervision import Supervision
+from supervisor.supervision import Supervision, patiently
 
 WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
 
@@ -77,12 +76,6 @@ class EventFeed:
 
     async def _await_engine(self) -> None:
         """Bounded exponential backoff until the engine answers again."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(EngineError),
-            wait=wait_exponential(multiplier=0.25, max=15),
-            stop=stop_never,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in patiently(EngineError, 0.25, 15):
             with attempt:
                 await self.sup.engine.ping(attempts=1)

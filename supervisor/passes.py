@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
 from supervisor import restarts
 from supervisor.engine import EngineError
 from supervisor.plan import ServicePlan
 from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step
-from supervisor.supervision import HELD, Supervision
+from supervisor.supervision import HELD, Supervision, patiently
 from supervisor.worker import ServiceWorker
 
 ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)
@@ -57,13 +56,7 @@ class StackPasses:
     async def until_done(self, startup: bool) -> None:
         """One pass, retried with bounded backoff: right after a dockerd restart the
         engine can refuse starts for a while (containerd still holds the old tasks)."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Exception),
-            wait=wait_exponential(multiplier=0.5, max=30),
-            stop=stop_never,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in patiently(Exception, 0.5, 30):
             with attempt:
                 try:
                     await self.once(startup)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
 from supervisor.engine import Engine
 from supervisor.logs import BoundLogger
@@ -87,3 +88,14 @@ class Supervision:
             extra={"error": repr(err), **fields},
         )
         self.log.debug(f"{what} failed", exc_info=err)
+
+
+def patiently(retry_on: type[BaseException], first_s: float, cap_s: float) -> AsyncRetrying:
+    """Retry forever on `retry_on`, waiting first_s, doubling up to cap_s: the daemon's
+    answer to an engine that is away or not ready yet (shutdown cancels it)."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(retry_on),
+        wait=wait_exponential(multiplier=first_s, max=cap_s),
+        stop=stop_never,
+        reraise=True,
+    )
