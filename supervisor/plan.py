@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from entrypoint.contract import LABEL_SPEC_HASH
-
 
 @dataclass(frozen=True)
 class Observed:
@@ -29,13 +27,13 @@ class Observed:
 
 @dataclass(frozen=True)
 class Desired:
+    """A container the settings describe: its create body and what it is known by."""
+
     role: str
     name: str
-    body: Mapping[str, Any]
-
-    @property
-    def spec_hash(self) -> str:
-        return str(self.body["Labels"][LABEL_SPEC_HASH])
+    body: Mapping[str, Any]  # the Engine API create body (policy.build_create_body)
+    image: str
+    spec_hash: str  # also in the body's labels, so the engine reports it back
 
 
 @dataclass(frozen=True)

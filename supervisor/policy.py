@@ -105,19 +105,36 @@ def _security_opt(rules: Hardening) -> list[str]:
 
 def spec_hash(body: Mapping[str, Any]) -> str:
     """sha256 of the canonical create body, excluding the hash label itself."""
-    labels = {k: v for k, v in body.get("Labels", {}).items() if k != LABEL_SPEC_HASH}
-    canonical = json.dumps({**body, "Labels": labels}, sort_keys=True, separators=(",", ":"))
+    unhashed = {key: _without_hash(key, value) for key, value in body.items()}
+    canonical = json.dumps(unhashed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
-    """The Engine API `POST /containers/create` body for one service, hardened."""
+def _without_hash(key: str, value: Any) -> Any:
+    if key != "Labels":
+        return value
+    return {label: v for label, v in value.items() if label != LABEL_SPEC_HASH}
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """One service's create body, with the image and the spec hash it carries."""
+
+    image: str
+    spec_hash: str
+    body: dict[str, Any]
+
+
+def create_request(spec: ServiceSpec) -> CreateRequest:
+    """The Engine API `POST /containers/create` body for one service, hardened; its
+    labels carry the hash of everything else, so a changed spec is seen as changed."""
     rules = hardening(spec)
+    labels = {**spec.base_labels, **dict(spec.labels)}
     body: dict[str, Any] = {
         "Image": spec.image,
         "User": f"{rules.uid}:{rules.gid}",
         "Env": [f"{key}={value}" for key, value in spec.env],
-        "Labels": {**spec.base_labels, **dict(spec.labels)},
+        "Labels": labels,
         "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports},
         "StopSignal": "SIGTERM",
         "StopTimeout": spec.stop_timeout,
@@ -129,8 +146,14 @@ def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
         body["Cmd"] = list(spec.cmd or ())
     if spec.healthcheck is not None:
         body["Healthcheck"] = _healthcheck(spec.healthcheck)
-    body["Labels"][LABEL_SPEC_HASH] = spec_hash(body)
-    return body
+    digest = spec_hash(body)
+    labels[LABEL_SPEC_HASH] = digest
+    return CreateRequest(spec.image, digest, body)
+
+
+def build_create_body(spec: ServiceSpec) -> dict[str, Any]:
+    """The create body alone (see create_request)."""
+    return create_request(spec).body
 
 
 def _host_config(spec: ServiceSpec, rules: Hardening) -> dict[str, Any]:

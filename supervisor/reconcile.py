@@ -42,10 +42,11 @@ class UpReport:
 
 
 def desired_stack(settings: Settings, runtime: Runtime | None = None) -> dict[str, Desired]:
-    return {
-        role: Desired(role, spec.name, policy.build_create_body(spec))
-        for role, spec in desired_services(settings, runtime).items()
-    }
+    desired = {}
+    for role, spec in desired_services(settings, runtime).items():
+        request = policy.create_request(spec)
+        desired[role] = Desired(role, spec.name, request.body, request.image, request.spec_hash)
+    return desired
 
 
 def _ours(labels: Mapping[str, str], stack: str) -> bool:
@@ -74,7 +75,7 @@ async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePl
 
 
 async def _ensure_images(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
-    images = [str(plan.desired.body["Image"]) for plan in plans if plan.create]
+    images = [plan.desired.image for plan in plans if plan.create]
     if settings.prepare:
         images.append(settings.helper_image)
     for image in dict.fromkeys(images):

@@ -16,7 +16,8 @@ from supervisor.plan import (
 
 
 def desired(role: str = "server", spec_hash: str = "h1") -> Desired:
-    return Desired(role, f"hyos-{role}", {"Image": "x:1", "Labels": {LABEL_SPEC_HASH: spec_hash}})
+    body = {"Image": "x:1", "Labels": {LABEL_SPEC_HASH: spec_hash}}
+    return Desired(role, f"hyos-{role}", body, "x:1", spec_hash)
 
 
 def observed(
