@@ -65,6 +65,9 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     return options
 
 
+Verb = Callable[..., argparse.ArgumentParser]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyos-supervisor",
@@ -79,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = group.add_parser(name, help=help, parents=late)
         return sub
 
+    _stack_verbs(verb)
+    _service_verbs(verb)
+    _output_verbs(verb)
+    return parser
+
+
+def _stack_verbs(verb: Verb) -> None:
     up = verb("up", "create or update the stack and start it")
     up.add_argument("--wait", action="store_true", help="return once both services are healthy")
     up.add_argument("--timeout", type=float, default=600.0, metavar="S", help="default 600")
@@ -97,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 
     verb("run", "reconcile, then supervise until SIGTERM or SIGINT")
 
+
+def _service_verbs(verb: Verb) -> None:
     restart = verb("restart", "restart a service and clear its crash_loop or needs_auth state")
     restart.add_argument("service", choices=("server", "manager"))
 
@@ -120,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="a terminal (interactive when stdin is one)")  # fmt: skip
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
 
+
+def _output_verbs(verb: Verb) -> None:
     render = verb("render", "write the stack as manifests for another runtime (no Docker needed)")
     render.add_argument("target", choices=("kubernetes",))
     render.add_argument(
@@ -143,7 +157,6 @@ def _parser() -> argparse.ArgumentParser:
     logs = verb("logs", "print a service's container logs")
     logs.add_argument("service", choices=("server", "manager"))
     logs.add_argument("--tail", type=int, default=100, metavar="N")
-    return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
