@@ -314,7 +314,7 @@ async def _exec(args: argparse.Namespace, settings: Settings, engine: Engine) ->
     if not running:
         error_line(f"hyos-supervisor: exec: the {args.service} container is not running")
         return EX_FAILED
-    return await exec_command(engine, running[0].id, command, service.user, args.tty)
+    return await exec_command(engine, running[0].id, command, str(service.user), args.tty)
 
 
 async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PlainSerializer,
     SecretStr,
     ValidationError,
@@ -30,6 +31,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import core_schema
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -188,19 +190,100 @@ class PortBinding:
         return f"{self.host_ip}:{self.host_port}:{self.container_port}/{self.protocol}"
 
 
-def parse_port(value: str, default_ip: str) -> PortBinding:
-    """`[ip:]host:container[/proto]`; host port 0 lets the engine pick one."""
-    match = _PORT.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a port mapping; use [ip:]host:container[/tcp|udp]")
-    host, container = int(match["host"]), int(match["container"])
-    if not 0 <= host <= 65535:
-        raise ValueError(f"host port {host} in {value!r} is out of range 0-65535")
-    if not 1 <= container <= 65535:
-        raise ValueError(f"container port {container} in {value!r} is out of range 1-65535")
-    ip = validate_ip((match["ip"] or default_ip).strip("[]"))
-    proto: Literal["tcp", "udp"] = "udp" if match["proto"] == "udp" else "tcp"
-    return PortBinding(ip, host, container, proto)
+class ByteSize(int):
+    """A size in bytes, parsed once from `512m`, `4g`, `4GiB` or an int. It remembers how
+    it was written, and `config` shows it that way."""
+
+    text: str
+
+    def __new__(cls, value: str | int) -> ByteSize:
+        size = super().__new__(cls, parse_size(value))
+        size.text = str(value)
+        return size
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return _parsed_once(lambda v: v if isinstance(v, ByteSize) else cls(v), lambda v: v.text)
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """A numeric `uid:gid`, parsed once."""
+
+    uid: int
+    gid: int
+
+    def __str__(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+    @classmethod
+    def parse(cls, value: object) -> UserSpec:
+        if isinstance(value, UserSpec):
+            return value
+        text = str(value)
+        if not isinstance(value, str) or not re.fullmatch(r"\d+:\d+", value):
+            raise ValueError(f"{text!r} is not numeric uid:gid; use e.g. 568:568")
+        uid, gid = value.split(":")
+        return cls(int(uid), int(gid))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return _parsed_once(cls.parse, str)
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """`[ip:]host:container[/proto]`, parsed once; without an ip it binds on the
+    service's `host_ip` (see `bind`). `text` is how it was written."""
+
+    ip: str | None
+    host_port: int
+    container_port: int
+    protocol: Literal["tcp", "udp"]
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def parse(cls, value: object) -> PortSpec:
+        text = str(value)
+        match = _PORT.match(text.strip())
+        if not isinstance(value, str) or not match:
+            raise ValueError(f"{value!r} is not a port mapping; use [ip:]host:container[/tcp|udp]")
+        host, container = int(match["host"]), int(match["container"])
+        if not 0 <= host <= 65535:
+            raise ValueError(f"host port {host} in {value!r} is out of range 0-65535")
+        if not 1 <= container <= 65535:
+            raise ValueError(f"container port {container} in {value!r} is out of range 1-65535")
+        ip = validate_ip(match["ip"].strip("[]")) if match["ip"] else None
+        proto: Literal["tcp", "udp"] = "udp" if match["proto"] == "udp" else "tcp"
+        return cls(ip, host, container, proto, value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return _parsed_once(lambda v: v if isinstance(v, PortSpec) else cls.parse(v), str)
+
+    def bind(self, default_ip: str) -> PortBinding:
+        """Host port 0 lets the engine pick one."""
+        ip = self.ip if self.ip is not None else default_ip
+        return PortBinding(ip, self.host_port, self.container_port, self.protocol)
+
+
+def _ports(value: object) -> object:
+    """A list's items parsed here, so a bad one is named by the setting, not its index;
+    anything else is left for the list check (and its "expected a list" line)."""
+    if isinstance(value, list | tuple):
+        return [item if isinstance(item, PortSpec) else PortSpec.parse(item) for item in value]
+    return value
+
+
+def _parsed_once(parse: Callable[[Any], Any], show: Callable[[Any], str]) -> Any:
+    """A pydantic schema: `parse` takes what was written (or an already parsed value
+    back), `show` writes it out again (for `config` and model_dump)."""
+    return core_schema.no_info_plain_validator_function(
+        parse, serialization=core_schema.plain_serializer_function_ser_schema(show)
+    )
 
 
 def _check_secret(name: str, value: str) -> None:
@@ -262,8 +345,8 @@ class ServiceSettings(BaseModel):
     image: str
     # Declared before `user` so the uid check can see it.
     allow_root: bool = False
-    user: str = "568:568"
-    memory: str = "512m"
+    user: UserSpec = UserSpec(568, 568)
+    memory: ByteSize = ByteSize("512m")
     cpus: float = Field(default=1.0, gt=0, le=1024)
     pids_limit: int = Field(default=512, ge=16)
     # Declared before `cap_add` so its check can see it: adding a capability that amounts
@@ -278,7 +361,7 @@ class ServiceSettings(BaseModel):
     tmpfs_exec: bool = False
     env: dict[str, str] = Field(default_factory=dict)
     stop_timeout: int = Field(default=10, ge=0, le=3600)
-    ports: list[str] = Field(default_factory=list)
+    ports: Annotated[list[PortSpec], BeforeValidator(_ports)] = Field(default_factory=list)
     host_ip: str = "127.0.0.1"
     healthcheck: HealthcheckOverride | None = None
     # "shim": X_FILE plus a read-only shim that exports X from it before the image's own
@@ -292,12 +375,8 @@ class ServiceSettings(BaseModel):
 
     @field_validator("user")
     @classmethod
-    def _user(cls, value: str, info: ValidationInfo) -> str:
-        if not re.fullmatch(r"\d+:\d+", value):
-            raise ValueError(f"{value!r} is not numeric uid:gid; use e.g. 568:568")
-        if int(value.split(":")[0]) == 0 and not (
-            cls.role == "server" and info.data.get("allow_root")
-        ):
+    def _user(cls, value: UserSpec, info: ValidationInfo) -> UserSpec:
+        if value.uid == 0 and not (cls.role == "server" and info.data.get("allow_root")):
             fix = (
                 "or set allow_root = true"
                 if cls.role == "server"
@@ -310,19 +389,6 @@ class ServiceSettings(BaseModel):
     @classmethod
     def _host_ip(cls, value: str) -> str:
         return validate_ip(value)
-
-    @field_validator("ports")
-    @classmethod
-    def _ports(cls, value: list[str]) -> list[str]:
-        for port in value:
-            parse_port(port, "0.0.0.0")
-        return value
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
     @field_validator("cap_add")
     @classmethod
@@ -361,19 +427,15 @@ class ServiceSettings(BaseModel):
 
     @property
     def uid(self) -> int:
-        return int(self.user.split(":")[0])
+        return self.user.uid
 
     @property
     def gid(self) -> int:
-        return int(self.user.split(":")[1])
-
-    @property
-    def memory_bytes(self) -> int:
-        return parse_size(self.memory)
+        return self.user.gid
 
     @property
     def port_bindings(self) -> list[PortBinding]:
-        return [parse_port(port, self.host_ip) for port in self.ports]
+        return [port.bind(self.host_ip) for port in self.ports]
 
 
 class ServerSettings(ServiceSettings):
@@ -381,7 +443,7 @@ class ServerSettings(ServiceSettings):
 
     image: str = DEFAULT_SERVER_IMAGE
     # Hytale needs at least 4 GB; HyOS sizes the JVM heap at 75 % of the limit.
-    memory: str = "6g"
+    memory: ByteSize = ByteSize("6g")
     cpus: float = Field(default=2.0, gt=0, le=1024)
     pids_limit: int = Field(default=2048, ge=16)
     # HOME must be writable under a read-only root.
@@ -391,7 +453,9 @@ class ServerSettings(ServiceSettings):
     # The world save on SIGTERM needs time.
     stop_timeout: int = Field(default=60, ge=0, le=3600)
     # The game must be reachable; the API port 30381 stays unpublished.
-    ports: list[str] = Field(default_factory=lambda: ["5520:5520/udp"])
+    ports: Annotated[list[PortSpec], BeforeValidator(_ports)] = Field(
+        default_factory=lambda: [PortSpec.parse("5520:5520/udp")]
+    )
     host_ip: str = "0.0.0.0"
 
 
@@ -402,12 +466,14 @@ class ManagerSettings(ServiceSettings):
     # A ceiling, not a reservation: idle it uses ~100 MiB, but HyOS's world upload (up to
     # 500 MB) holds the file in memory several times over: 3.8 GiB peak for 500 MB
     # (bench/bench_manager_upload.py); 512m OOMs at 100 MB.
-    memory: str = "5g"
+    memory: ByteSize = ByteSize("5g")
     cpus: float = Field(default=1.0, gt=0, le=1024)
     pids_limit: int = Field(default=512, ge=16)
     # Next.js writes its cache under the app directory.
     tmpfs: list[str] = Field(default_factory=lambda: ["/app/.next/cache"])
-    ports: list[str] = Field(default_factory=lambda: ["3000:3000/tcp"])
+    ports: Annotated[list[PortSpec], BeforeValidator(_ports)] = Field(
+        default_factory=lambda: [PortSpec.parse("3000:3000/tcp")]
+    )
     host_ip: str = "127.0.0.1"
 
 

@@ -134,7 +134,7 @@ def test_the_real_manager_is_healthy_hardened_and_runs_the_server(
     assert manager["Config"]["User"] == "568:568"
     assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in host["SecurityOpt"]
-    assert host["Memory"] == ManagerSettings().memory_bytes
+    assert host["Memory"] == ManagerSettings().memory
     assert manager["State"]["Health"]["Status"] == "healthy"
     # HyOS's own probe, on the supervisor's timing.
     assert "/api/health" in " ".join(manager["Config"]["Healthcheck"]["Test"])
@@ -272,7 +272,7 @@ def test_a_500_mb_world_upload_fits_the_managers_default_memory_limit(
     assert state["OOMKilled"] is False and state["Running"] is True
     assert d.events("exited", service="manager") == []
     # It needed far more than the old 512m default, and the default has room to spare.
-    assert 512 * MIB < peak < ManagerSettings().memory_bytes * 0.9, peak
+    assert 512 * MIB < peak < ManagerSettings().memory * 0.9, peak
     size = volume_file(hyos, "slots/slot-1/worlds/default/chunks/r.0.region.bin", "-c", "%s")
     assert size == "16000000\n"
 

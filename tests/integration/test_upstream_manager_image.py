@@ -368,7 +368,7 @@ def test_idle_rss_fits_the_supervisors_memory_limit(
     rss_kib = int(status["VmRSS"].split()[0])
     record_property("manager_idle_rss_kib", rss_kib)
     print(f"manager idle RSS: {rss_kib / 1024:.0f} MiB")
-    limit = ManagerSettings(image=IMAGE).memory_bytes
+    limit = ManagerSettings(image=IMAGE).memory
     # Idle, after its health checks: far below the limit it must also upload worlds in.
     assert rss_kib * 1024 < limit / 2, (rss_kib, limit)
 

@@ -118,7 +118,7 @@ def test_default_body(role: str) -> None:
     assert host["CapAdd"] == []
     assert host["ReadonlyRootfs"] is True
     assert "uid=568,gid=568,mode=0700" in host["Tmpfs"]["/tmp"]
-    assert host["Memory"] == settings.services()[role].memory_bytes > 0
+    assert host["Memory"] == settings.services()[role].memory > 0
     assert host["MemorySwap"] == host["Memory"]
     assert host["NanoCpus"] == round(settings.services()[role].cpus * 1e9) > 0
     assert host["PidsLimit"] == settings.services()[role].pids_limit > 0

@@ -16,10 +16,11 @@ from supervisor.settings import (
     EX_CONFIG,
     ConfigError,
     PortBinding,
+    PortSpec,
     Settings,
+    UserSpec,
     image_warning,
     load_settings,
-    parse_port,
     parse_size,
     validate_image,
 )
@@ -76,7 +77,7 @@ def test_defaults() -> None:
     published += [p.host_port for svc in s.services().values() for p in svc.port_bindings]
     assert 30381 not in published
     for service in (s.server, s.manager):
-        assert service.user == "568:568"
+        assert str(service.user) == "568:568"
         assert (service.uid, service.gid) == (568, 568)
         assert service.read_only is True
         assert service.cap_add == []
@@ -88,7 +89,7 @@ def test_defaults() -> None:
     assert s.network_name == "hyos-net"
     assert s.container_name("server") == "hyos-server"
     assert list(s.services()) == ["server", "manager"]
-    assert s.server.memory_bytes >= 4 * 1024**3  # Hytale needs at least 4 GB
+    assert s.server.memory >= 4 * 1024**3  # Hytale needs at least 4 GB
 
 
 def test_names_follow_the_stack() -> None:
@@ -122,13 +123,13 @@ def test_env_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert s.stack == "game1"
     assert s.server.image == PINNED
-    assert s.server.memory_bytes == 8 * 1024**3
+    assert s.server.memory == 8 * 1024**3
     assert s.manager.cap_add == ["NET_BIND_SERVICE"]
     assert s.manager.port_bindings == [PortBinding("127.0.0.1", 8080, 3000, "tcp")]
     assert s.restart.crash_loop_limit == 9
     # untouched nested fields keep their defaults
-    assert s.server.user == "568:568"
-    assert s.manager.memory == "5g"
+    assert s.server.user == UserSpec(568, 568)
+    assert s.manager.memory == 5 * 1024**3
 
 
 def test_unprefixed_env_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +137,7 @@ def test_unprefixed_env_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SERVER__MEMORY", "1g")
     s = load_settings()
     assert s.stack == "hyos"
-    assert s.server.memory == "6g"
+    assert s.server.memory == 6 * 1024**3
 
 
 def test_env_problem_names_field_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,7 +173,7 @@ def test_toml_file(tmp_path: Path) -> None:
     assert s.data_source == "/srv/hyos"
     assert s.data_is_bind is True
     assert s.server.image == "registry.example/hyos/server:2.0"
-    assert s.server.memory_bytes == 5 * 1024**3
+    assert s.server.memory == 5 * 1024**3
     assert s.server.cap_add == ["NET_BIND_SERVICE"]
     assert s.server.port_bindings == [
         PortBinding("0.0.0.0", 5520, 5520, "udp"),
@@ -182,7 +183,7 @@ def test_toml_file(tmp_path: Path) -> None:
     assert s.server.healthcheck.interval == 5
     assert s.server.healthcheck.retries == 2
     assert s.manager.port_bindings == [PortBinding("10.1.2.3", 3000, 3000, "tcp")]
-    assert s.manager.user == "568:568"
+    assert (s.manager.uid, s.manager.gid) == (568, 568)
 
 
 def test_toml_path_as_str(tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_toml_via_hyos_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HYOS_CONFIG", str(write(tmp_path, TOML)))
     s = load_settings()
     assert s.stack == "fromfile"
-    assert s.server.memory == "5g"
+    assert s.server.memory == 5 * 1024**3
 
 
 def test_explicit_path_beats_hyos_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,7 +207,7 @@ def test_env_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HYOS_SERVER__MEMORY", "7g")
     s = load_settings(write(tmp_path, TOML))
     assert s.stack == "fromenv"
-    assert s.server.memory == "7g"
+    assert s.server.memory == 7 * 1024**3
     # the rest of [server] still comes from the file (deep merge)
     assert s.server.image == "registry.example/hyos/server:2.0"
     assert s.server.cap_add == ["NET_BIND_SERVICE"]
@@ -683,7 +684,11 @@ def test_parse_size_int_exact(number: int) -> None:
     assert parse_size(str(number)) == number
 
 
-# --- parse_port -------------------------------------------------------------------------------
+# --- ports: parsed once (PortSpec), bound to the service's host_ip -------------------------
+
+
+def parse_port(text: str, default_ip: str) -> PortBinding:
+    return PortSpec.parse(text).bind(default_ip)
 
 
 @pytest.mark.parametrize(
@@ -866,3 +871,33 @@ def test_a_huge_or_binary_secret_file_is_a_config_error(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe" * 20)
     line = only_problem(problems(api_client_secret_file=binary), "api_client_secret_file")
     assert "UTF-8" in line
+
+
+# --- typed values: parsed once, shown as written ---------------------------------------------
+
+
+def test_sizes_users_and_ports_are_typed_values_parsed_once(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[server]\nmemory = "5GiB"\nuser = "1000:1001"\nports = ["127.0.0.1:30381:30381"]\n'
+        "[manager]\nmemory = 1073741824\n",
+    )
+    s = load_settings(config)
+    assert s.server.memory == 5 * 1024**3 and isinstance(s.server.memory, int)
+    assert s.manager.memory == 1024**3  # an int of bytes is a size too
+    assert s.server.user == UserSpec(1000, 1001)
+    (port,) = s.server.ports
+    assert (port.ip, port.host_port, port.container_port, port.protocol) == (
+        "127.0.0.1", 30381, 30381, "tcp",
+    )  # fmt: skip
+    # `config` shows them as they were written
+    shown = s.masked()
+    assert shown["server"]["memory"] == "5GiB"
+    assert shown["manager"]["memory"] == "1073741824"
+    assert shown["server"]["user"] == "1000:1001"
+    assert shown["server"]["ports"] == ["127.0.0.1:30381:30381"]
+
+
+def test_a_bad_port_is_named_by_its_setting_not_its_index() -> None:
+    line = only_problem(problems(server={"ports": ["5520:5520/udp", "1:2/sctp"]}), "server.ports")
+    assert "'1:2/sctp' is not a port mapping" in line

@@ -71,7 +71,7 @@ def test_the_issues_examples_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYOS_SERVER__ENV", "TZ=Europe/Berlin")
     monkeypatch.setenv("HYOS_MANAGER__TMPFS", "/app/.next/cache,/var/cache/x")
     loaded = load_settings()
-    assert loaded.server.ports == ["5520:5520/udp", "30381:30381"]
+    assert [str(p) for p in loaded.server.ports] == ["5520:5520/udp", "30381:30381"]
     assert loaded.server.cap_add == ["CHOWN", "NET_BIND_SERVICE"]
     assert loaded.server.env == {"TZ": "Europe/Berlin"}
     assert loaded.manager.tmpfs == ["/app/.next/cache", "/var/cache/x"]
