@@ -60,6 +60,7 @@ class Dashboard:
             settings.docker_host.removeprefix("unix://"),
             GuardPolicy(settings.stack, settings.server.stop_timeout),
             settings.manager.gid,
+            engine=self.sup.engine,  # one engine client in the process
             max_connections=settings.guard_max_connections,
             on_allowed=self.on_allowed,
         )

@@ -84,6 +84,16 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecInfo:
+    """An exec instance (GET /exec/{id}/json): whose it is and as whom it runs."""
+
+    id: str
+    container_id: str
+    user: str
+    privileged: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EngineEvent:
     """One container event of the engine's event stream."""
 
@@ -229,6 +239,20 @@ def container_from_json(obj: Mapping[str, Any]) -> ContainerInfo:
         labels=_labels(config.get("Labels")),
         restart_count=_int(obj.get("RestartCount")),
         health_start_period_s=_int(healthcheck.get("StartPeriod")) / 1e9,  # nanoseconds
+    )
+
+
+def exec_from_json(obj: object) -> ExecInfo | None:
+    """An exec inspect -> ExecInfo; None for an answer without its ids. Unsure means
+    privileged (a missing flag), and a user that is not a string is no user anyone has."""
+    if not isinstance(obj, dict):
+        return None
+    eid, cid, proc = obj.get("ID"), obj.get("ContainerID"), obj.get("ProcessConfig")
+    if not isinstance(eid, str) or not isinstance(cid, str) or not isinstance(proc, dict):
+        return None
+    user = proc.get("user", "")
+    return ExecInfo(
+        eid, cid, user if isinstance(user, str) else "<?>", proc.get("privileged") is not False
     )
 
 
@@ -458,13 +482,20 @@ class _Connection:
     async def ping(self, attempts: int | None = None) -> None:
         await self._call("version", attempts=attempts)
 
-    async def _inspect_object(self, path: str) -> dict[str, Any] | None:
-        """GET a container, image, network or volume; None when it does not exist."""
+    async def _inspect_object(self, path: str, attempts: int | None = None) -> Any:
+        """GET a container, exec, image, network or volume; None when it does not exist."""
         try:
-            found: dict[str, Any] = await self._call(path)
+            return await self._call(path, attempts=attempts)
         except NotFound:
             return None
-        return found
+
+    async def api_minor(self) -> int:
+        """The newest API minor version the engine speaks (1.41 -> 41)."""
+        version = (await self._call("version")).get("ApiVersion")
+        major, _, minor = str(version).partition(".")
+        if major != "1" or not minor.isdigit():
+            raise EngineError(f"the engine reports API version {version!r}", "GET /version")
+        return int(minor)
 
 
 class _Containers(_Connection):
@@ -480,10 +511,14 @@ class _Containers(_Connection):
         )
         return [observed_from_json(entry) for entry in found]
 
-    async def inspect(self, ref: str) -> ContainerInfo | None:
+    async def inspect(self, ref: str, attempts: int | None = None) -> ContainerInfo | None:
         """The container's facts, or None when no container has this id or name."""
-        found = await self._inspect_object(f"containers/{ref}/json")
-        return None if found is None else container_from_json(found)
+        found = await self._inspect_object(f"containers/{ref}/json", attempts)
+        return container_from_json(found) if isinstance(found, dict) else None
+
+    async def inspect_exec(self, exec_id: str, attempts: int | None = None) -> ExecInfo | None:
+        """An exec instance's facts, or None when there is none of this id."""
+        return exec_from_json(await self._inspect_object(f"exec/{exec_id}/json", attempts))
 
     async def inspect_hardening(self, ref: str) -> ContainerHardening | None:
         """The container's isolation and limits for `audit`, or None when it is gone."""

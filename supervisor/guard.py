@@ -36,124 +36,42 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.abc
 
 from supervisor import guard_rules as rules
+from supervisor.engine import Engine, EngineError, ExecInfo
 from supervisor.logs import quiet_cancelled_wakeups
 
 log = logging.getLogger("supervisor.guard")
 
 ContainerResolver = Callable[[str], Awaitable[rules.Resolution | None]]
-ExecResolver = Callable[[str], Awaitable[rules.ExecInfo | None]]
+ExecResolver = Callable[[str], Awaitable[ExecInfo | None]]
 
 CHUNK = 256 * 1024  # streamed responses: large reads, fewer wake-ups per MB
 PARSE_CHUNK = 16 * 1024  # while parsing a request: small reads bound the memory held
 HEAD_TIMEOUT = 10.0  # a real client sends its whole request at once
-MAX_RESPONSE = 16 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 64
 PEER_GONE_POLL_S = 0.5
 ACCEPT_BACKOFF_S = (0.01, 1.0)
 
 
-class UpstreamError(Exception):
-    """The real Docker socket did not answer a resolution request sensibly."""
+class EngineResolver:
+    """Resolves refs with Docker's own lookup rules by asking the engine itself, through
+    the supervisor's one engine client. One attempt: a request must not wait out the
+    daemon's patience with an engine that is away (it gets a 502)."""
 
-
-# --- a tiny HTTP/1.1 client for resolution -------------------------------------------------
-
-
-def parse_response(raw: bytes) -> tuple[int, bytes]:
-    """Status and de-chunked body of a complete `Connection: close` response."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise UpstreamError("truncated response head")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise UpstreamError(f"bad status line {lines[0]!r}")
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
-    elif "content-length" in headers:
-        body = body[: int(headers["content-length"])]
-    return int(parts[1]), body
-
-
-def _dechunk(data: bytes) -> bytes:
-    out = bytearray()
-    pos = 0
-    while True:
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            raise UpstreamError("truncated chunked body")
-        size = int(data[pos:eol].split(b";")[0], 16)
-        if size == 0:
-            return bytes(out)
-        start = eol + 2
-        if start + size > len(data):
-            raise UpstreamError("truncated chunk")
-        out += data[start : start + size]
-        pos = start + size + 2
-
-
-async def upstream_get_json(upstream_path: str, path: str) -> tuple[int, Any]:
-    """GET `path` on the Docker socket; (status, parsed JSON or None)."""
-    async with await anyio.connect_unix(upstream_path) as s:
-        await s.send(f"GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
-        buf = bytearray()
-        while True:
-            try:
-                chunk = await s.receive(CHUNK)
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                break
-            buf += chunk
-            if len(buf) > MAX_RESPONSE:
-                raise UpstreamError("response too large")
-    status, body = parse_response(bytes(buf))
-    try:
-        return status, json.loads(body) if body else None
-    except ValueError as exc:
-        raise UpstreamError("response is not JSON") from exc
-
-
-async def engine_api_minor(upstream_path: str) -> int:
-    """The newest API minor version the engine speaks (1.41 -> 41)."""
-    status, obj = await upstream_get_json(upstream_path, "/version")
-    version = obj.get("ApiVersion") if isinstance(obj, dict) else None
-    major, _, minor = str(version).partition(".")
-    if status != 200 or major != "1" or not minor.isdigit():
-        raise UpstreamError(f"GET /version answered {status} with ApiVersion {version!r}")
-    return int(minor)
-
-
-class UpstreamResolver:
-    """Resolves refs with Docker's own lookup rules by asking the engine itself."""
-
-    def __init__(self, upstream_path: str) -> None:
-        self.upstream_path = upstream_path
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def container(self, ref: str) -> rules.Resolution | None:
         # `ref` was validated as [A-Za-z0-9][A-Za-z0-9_.-]*, safe to put in a path.
-        status, obj = await upstream_get_json(self.upstream_path, f"/containers/{ref}/json")
-        if status == 404:
-            return None
-        if status != 200:
-            raise UpstreamError(f"container inspect answered {status}")
-        return rules.resolution_from_inspect(obj)
+        info = await self.engine.inspect(ref, attempts=1)
+        return None if info is None else rules.Resolution(info.id, info.labels)
 
-    async def exec(self, exec_id: str) -> rules.ExecInfo | None:
-        status, obj = await upstream_get_json(self.upstream_path, f"/exec/{exec_id}/json")
-        if status == 404:
-            return None
-        if status != 200:
-            raise UpstreamError(f"exec inspect answered {status}")
-        return rules.exec_info_from_inspect(obj)
+    async def exec(self, exec_id: str) -> ExecInfo | None:
+        return await self.engine.inspect_exec(exec_id, attempts=1)
 
 
 # --- the per-connection handler ------------------------------------------------------------
@@ -190,15 +108,14 @@ class Guard:
         self,
         policy: rules.Policy,
         upstream_path: str,
-        resolve_container: ContainerResolver | None = None,
-        resolve_exec: ExecResolver | None = None,
+        resolve_container: ContainerResolver,
+        resolve_exec: ExecResolver,
         on_allowed: Callable[[rules.Allow], None] | None = None,
     ) -> None:
-        default = UpstreamResolver(upstream_path)
         self.policy = policy
         self.upstream_path = upstream_path
-        self.resolve_container = resolve_container or default.container
-        self.resolve_exec = resolve_exec or default.exec
+        self.resolve_container = resolve_container
+        self.resolve_exec = resolve_exec
         # Told of every allowed request before it is forwarded (the daemon learns which
         # stops are the dashboard's own, so it does not undo them).
         self.on_allowed = on_allowed
@@ -265,7 +182,7 @@ class Guard:
             return length, _Request(head, b"", b"")
         try:
             decision = await self._decide_head(head)
-        except (OSError, UpstreamError) as exc:
+        except (OSError, EngineError) as exc:
             log.warning("guard cannot resolve: %s", exc)
             denied = rules.Deny("upstream", f"guard: upstream unavailable: {exc}", 502)
             return denied, _Request(head, b"", b"")
@@ -538,23 +455,41 @@ async def serve_guard(
     policy: rules.Policy,
     gid: int,
     *,
+    engine: Engine | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    resolve_container: ContainerResolver | None = None,
-    resolve_exec: ExecResolver | None = None,
     on_allowed: Callable[[rules.Allow], None] | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the filtered API on `socket_path` until cancelled; removes the socket after.
 
-    Without a version cap in `policy`, the engine's newest API version is asked first.
-    """
-    path = Path(socket_path)
+    Containers and execs are resolved through `engine` (the daemon's own; standalone, one
+    is connected to `upstream_path`). Without a version cap in `policy`, the engine's
+    newest API version is asked first."""
     upstream = os.fspath(upstream_path)
+    if engine is None:
+        async with Engine.connect(f"unix://{upstream}", retries=1) as connected:
+            await _serve(socket_path, upstream, policy, gid, connected, max_connections,
+                         on_allowed, task_status)  # fmt: skip
+    else:
+        await _serve(socket_path, upstream, policy, gid, engine, max_connections,
+                     on_allowed, task_status)  # fmt: skip
+
+
+async def _serve(
+    socket_path: str | os.PathLike[str],
+    upstream: str,
+    policy: rules.Policy,
+    gid: int,
+    engine: Engine,
+    max_connections: int,
+    on_allowed: Callable[[rules.Allow], None] | None,
+    task_status: anyio.abc.TaskStatus[None],
+) -> None:
+    path = Path(socket_path)
     if policy.max_api_minor is None:
-        policy = rules.Policy(
-            policy.stack, policy.min_stop_timeout, await engine_api_minor(upstream)
-        )
-    guard = Guard(policy, upstream, resolve_container, resolve_exec, on_allowed)
+        policy = rules.Policy(policy.stack, policy.min_stop_timeout, await engine.api_minor())
+    resolver = EngineResolver(engine)
+    guard = Guard(policy, upstream, resolver.container, resolver.exec, on_allowed)
     sock, ino = _bind(path, gid)
     listener = await anyio.abc.SocketListener.from_socket(sock)
     log.info(

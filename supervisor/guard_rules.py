@@ -38,6 +38,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
+from supervisor.engine import ExecInfo  # the engine parses exec inspects into this
 
 MAX_HEAD: Final = 64 * 1024
 # Every body the guard accepts is a small JSON object (exec create is the largest).
@@ -131,14 +132,6 @@ class NeedExec:
 class Resolution:
     id: str
     labels: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ExecInfo:
-    id: str
-    container_id: str
-    user: str
-    privileged: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -679,30 +672,3 @@ def decide(
     if isinstance(first, Deny):
         return first
     return accept_body(first, body, head or Head(method, raw_target))
-
-
-# --- parsing Docker's inspect answers ------------------------------------------------------
-
-
-def resolution_from_inspect(obj: object) -> Resolution | None:
-    if not isinstance(obj, dict):
-        return None
-    cid = obj.get("Id")
-    config = obj.get("Config")
-    labels = config.get("Labels") if isinstance(config, dict) else None
-    if not isinstance(cid, str):
-        return None
-    clean = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    return Resolution(cid, clean)
-
-
-def exec_info_from_inspect(obj: object) -> ExecInfo | None:
-    if not isinstance(obj, dict):
-        return None
-    eid, cid, proc = obj.get("ID"), obj.get("ContainerID"), obj.get("ProcessConfig")
-    if not isinstance(eid, str) or not isinstance(cid, str) or not isinstance(proc, dict):
-        return None
-    user = proc.get("user", "")
-    return ExecInfo(
-        eid, cid, user if isinstance(user, str) else "<?>", proc.get("privileged") is not False
-    )

@@ -13,6 +13,7 @@ from supervisor.engine import (
     ContainerInfo,
     ContainerState,
     EngineEvent,
+    ExecInfo,
     Health,
     MountFact,
     PortBinding,
@@ -20,6 +21,7 @@ from supervisor.engine import (
     _readiness,
     container_from_json,
     event_from_json,
+    exec_from_json,
     hardening_from_json,
     observed_from_json,
     parse_time,
@@ -428,3 +430,28 @@ def test_hardening_of_an_empty_inspect_is_the_unsafe_default() -> None:
         network_mode="default",
     )
     assert found.log_driver is None and found.restart_policy == "no"
+
+
+def test_exec_inspects_are_parsed_failing_closed() -> None:
+    doc = {"ID": "e1", "ContainerID": "c1", "ProcessConfig": {"user": "568", "privileged": False}}
+    assert exec_from_json(doc) == ExecInfo("e1", "c1", "568", False)
+    # A missing privileged flag is treated as privileged: deny when unsure.
+    unsure = exec_from_json({"ID": "e", "ContainerID": "c", "ProcessConfig": {}})
+    assert unsure == ExecInfo("e", "c", "", True)
+    odd_user = exec_from_json({"ID": "e", "ContainerID": "c", "ProcessConfig": {"user": 0}})
+    assert odd_user is not None and odd_user.user == "<?>"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [None, [], {"ID": "e"}, {"ID": 5, "ContainerID": "c", "ProcessConfig": {}},
+     {"ID": "e", "ContainerID": "c", "ProcessConfig": []}],
+)  # fmt: skip
+def test_odd_exec_inspects_are_no_exec(doc: object) -> None:
+    assert exec_from_json(doc) is None
+
+
+def test_a_container_inspect_gives_the_guard_its_id_and_labels() -> None:
+    info = container_from_json({"Id": "c" * 64, "Config": {"Labels": {"a": "b"}}})
+    assert (info.id, dict(info.labels)) == ("c" * 64, {"a": "b"})
+    assert container_from_json({"Id": "c", "Config": {"Labels": None}}).labels == {}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor import guard_rules as r
-from supervisor.guard import parse_response
+from supervisor.engine import ExecInfo
 from tests import docker_model
 
 STACK = "s1"
@@ -41,10 +41,10 @@ CONTAINERS = {
     "unmanaged": r.Resolution("e" * 64, {LABEL_STACK: STACK, LABEL_ROLE: "server"}),
 }
 EXECS = {
-    EXEC_OK: r.ExecInfo(EXEC_OK, SERVER_ID, "568", False),
-    EXEC_ROOT: r.ExecInfo(EXEC_ROOT, SERVER_ID, "root", False),
-    EXEC_OTHER: r.ExecInfo(EXEC_OTHER, OTHER_ID, "", False),
-    EXEC_PRIV: r.ExecInfo(EXEC_PRIV, SERVER_ID, "", True),
+    EXEC_OK: ExecInfo(EXEC_OK, SERVER_ID, "568", False),
+    EXEC_ROOT: ExecInfo(EXEC_ROOT, SERVER_ID, "root", False),
+    EXEC_OTHER: ExecInfo(EXEC_OTHER, OTHER_ID, "", False),
+    EXEC_PRIV: ExecInfo(EXEC_PRIV, SERVER_ID, "", True),
 }
 
 
@@ -408,31 +408,6 @@ def test_upstream_head_keeps_upgrade_for_exec_hijack() -> None:
     assert f"Content-Length: {len(allow.body)}" in lines
 
 
-def test_inspect_parsers() -> None:
-    res = r.resolution_from_inspect({"Id": SERVER_ID, "Config": {"Labels": {"a": "b"}}})
-    assert res == r.Resolution(SERVER_ID, {"a": "b"})
-    assert r.resolution_from_inspect({"Id": SERVER_ID, "Config": {"Labels": None}}) == (
-        r.Resolution(SERVER_ID, {})
-    )
-    assert r.resolution_from_inspect([]) is None
-    info = r.exec_info_from_inspect(
-        {"ID": EXEC_OK, "ContainerID": SERVER_ID, "ProcessConfig": {"privileged": False}}
-    )
-    assert info == r.ExecInfo(EXEC_OK, SERVER_ID, "", False)
-    # A missing privileged flag is treated as privileged: deny when unsure.
-    info = r.exec_info_from_inspect({"ID": "e", "ContainerID": "c", "ProcessConfig": {}})
-    assert info is not None and info.privileged
-
-
-def test_parse_response_chunked_and_length() -> None:
-    raw = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
-    )
-    assert parse_response(raw) == (200, b"abcde")
-    raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
-    assert parse_response(raw) == (404, b"{}")
-
-
 # --- property: nothing outside the allowlist is ever allowed ------------------------------
 
 _ALLOWED_SHAPES = {
@@ -635,12 +610,3 @@ def test_a_resolver_answer_that_is_not_a_full_id_is_refused() -> None:
     assert isinstance(need, r.NeedContainer)
     d = r.finish_container(need, r.Resolution("short", SERVER.labels), POLICY)
     assert isinstance(d, r.Deny) and d.rule == "container-not-in-stack"
-
-
-@pytest.mark.parametrize(
-    "doc",
-    [None, [], {"Id": 5}, {"ID": "e"}, {"ID": "e", "ContainerID": "c", "ProcessConfig": []}],
-)
-def test_inspect_parsers_refuse_odd_answers(doc: object) -> None:
-    assert r.resolution_from_inspect(doc) is None
-    assert r.exec_info_from_inspect(doc) is None
