@@ -24,15 +24,8 @@ misses is an owner or mode changed in place on an existing file afterwards; skip
 only ever leaves something unfixed (never grants anything), secret directories are
 always checked in full, and ``--full`` ignores the stamp.
 
-Parallel: on a machine with several CPUs, a large tree is split into subtrees that
-forked worker processes walk (processes, not threads: each entry costs a few
-microseconds of interpreter time between two tiny system calls, and threads would only
-trade the GIL back and forth). The parent first walks the top of the tree breadth-first
-until it has enough pending subdirectories, each checked exactly as in the plain walk
-(same ``st_dev``, not a mount point); workers inherit the parent's directory fds, take
-subtrees from a shared pipe, enter each one with the same ``O_NOFOLLOW`` open and inode
-check, and send their counts and their multi-link files (the ``O_PATH`` fds themselves,
-over a socket pair) back, so the hard-link rule still counts the names of the whole tree.
+Parallel: :mod:`entrypoint.perms_parallel` splits a large tree between forked
+workers (same rules, same checks); this module is the plain sequential walk.
 
 Modes: directories ``.auth/`` and ``.hyos/secrets/`` (at any depth) and everything
 below them get 0700 (dirs) / 0600 (files); ``.hyos/machine-id`` gets 0444; everything
@@ -43,21 +36,23 @@ except that set-uid/set-gid bits are removed from non-directories.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, NamedTuple
 
-__all__ = ["Hook", "PrepareResult", "desired_mode", "prepare_tree"]
+__all__ = ["Hook", "PrepareResult", "Task", "Walker", "desired_mode", "prepare_tree"]
 
 # Called as hook(event, path): "listed" after a directory's entries were read,
 # "enter" just before a subdirectory is opened. Tests use it to race the walk.
 Hook = Callable[[str, str], None]
 
-# Entry classes: what rules apply to a name depends on its parent's class.
-_NORMAL, _HYOS, _SECRET = 0, 1, 2
-_MACHINE_ID = 3  # only ever a file class
+# Entry classes: what rules apply to a name depends on its parent's class. Plain ints,
+# not an enum: the hot loop compares them for every entry.
+_NORMAL: Final = 0
+_HYOS: Final = 1
+_SECRET: Final = 2
+_MACHINE_ID: Final = 3  # only ever a file class
 
 _S_IFMT = 0o170000
 _S_IFDIR = stat.S_IFDIR
@@ -70,13 +65,25 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_
 _MAX_DEFERRED = 256  # open O_PATH fds kept for multi-link files; beyond that they are skipped
 _MAX_REPORTED = 20  # skipped/failed paths listed in the result (counts are always exact)
 _GONE = (errno.ENOENT, errno.ESTALE)
-_MAX_WORKERS = 4  # processes, the parent included
-_TASKS_PER_WORKER = 16  # pending subtrees wanted per worker before forking
-_MAX_EXPAND = 64  # directories the parent walks breadth-first (their fds stay open)
-_MAX_BATCHES = 1024  # 4-byte batch numbers in the work pipe: one page, one atomic write
-_FDS_PER_MSG = 200  # below SCM_MAX_FD (253)
-# A pending subtree: (parent dir fd, name, lstat as listed, path, class of the subtree).
-_Task = tuple[int, str, os.stat_result, str, int]
+
+
+class Task(NamedTuple):
+    """A listed subdirectory not entered yet (one per directory, not per entry)."""
+
+    parent_fd: int
+    name: str
+    st: os.stat_result  # lstat as listed: the directory opened must be this inode
+    path: str
+    cls: int  # the subtree's entry class
+
+
+class Deferred:
+    """A multi-link file, fixed at the end only if all its names were found in the tree."""
+
+    __slots__ = ("cls", "fd", "path", "seen")
+
+    def __init__(self, fd: int, seen: int, path: str, cls: int) -> None:
+        self.fd, self.seen, self.path, self.cls = fd, seen, path, cls
 
 
 class PrepareResult:
@@ -178,28 +185,21 @@ def _unescape_mountinfo(field_: str) -> str:
     return "".join(out)
 
 
-class _Walker:
-    """One walk; state kept on the instance so the hot loop uses locals."""
+class Walker:
+    """One sequential walk; state kept on the instance so the hot loop uses locals."""
 
     def __init__(
-        self,
-        root: str,
-        uid: int,
-        gid: int,
-        hook: Hook | None,
-        trust_before_ns: int | None,
-        workers: int,
+        self, root: str, uid: int, gid: int, hook: Hook | None, trust_before_ns: int | None
     ) -> None:
         self.root = root
-        self.workers = workers
         self.trust_ns = trust_before_ns
         self.uid = uid
         self.gid = gid
         self.hook = hook
+        self.dev = 0  # the root's st_dev, set by run()
         self.result = PrepareResult(path=root, uid=uid, gid=gid)
         self.mounts = _mountpoints_below(root)
-        # (dev, ino) -> [O_PATH fd of one name, names seen, path, class]
-        self.deferred: dict[tuple[int, int], list[Any]] = {}
+        self.deferred: dict[tuple[int, int], Deferred] = {}
 
     def run(self) -> PrepareResult:
         res = self.result
@@ -215,18 +215,18 @@ class _Walker:
             st = os.fstat(fd)
             self.dev = st.st_dev
             res.scanned += 1
-            cls = _NORMAL
-            trusted = self._fix_dir(fd, st, cls, self.root)
-            if self.workers > 1:
-                self._walk_parallel(fd, trusted)
-            else:
-                self._walk(fd, self.root, cls, trusted)
+            trusted = self._fix_dir(fd, st, _NORMAL, self.root)
+            self._walk_below_root(fd, trusted)
         finally:
             os.close(fd)
         self._finish_deferred()
         return res
 
-    def _enter(self, task: _Task) -> tuple[int, bool] | None:
+    def _walk_below_root(self, root_fd: int, trusted: bool) -> None:
+        """Everything below the (fixed) root; the parallel walker splits this."""
+        self._walk(root_fd, self.root, _NORMAL, trusted)
+
+    def _enter(self, task: Task) -> tuple[int, bool] | None:
         """Open and fix a listed subdirectory: (its fd, trusted), or None if it is gone."""
         parent, name, st, path, cls = task
         if self.hook is not None:
@@ -236,152 +236,14 @@ class _Walker:
             return None
         return sub, self._fix_dir(sub, st, cls, path)
 
-    def _run_task(self, task: _Task) -> None:
+    def _run_task(self, task: Task) -> None:
         got = self._enter(task)
         if got is not None:
             sub, trusted = got
             try:
-                self._walk(sub, task[3], task[4], trusted)
+                self._walk(sub, task.path, task.cls, trusted)
             finally:
                 os.close(sub)
-
-    def _walk_parallel(self, root_fd: int, trusted: bool) -> None:
-        """Walk the top breadth-first, then share the pending subtrees with workers."""
-        tasks: list[_Task] = []
-        self._walk(root_fd, self.root, _NORMAL, trusted, tasks)
-        opened: list[int] = []  # parents of pending tasks: closed once every worker is done
-        try:
-            want = _TASKS_PER_WORKER * self.workers
-            while tasks and len(tasks) < want and len(opened) < _MAX_EXPAND:
-                task = tasks.pop(0)
-                got = self._enter(task)
-                if got is not None:
-                    opened.append(got[0])
-                    self._walk(got[0], task[3], task[4], got[1], tasks)
-            if len(tasks) < 2:
-                for task in tasks:
-                    self._run_task(task)
-            else:
-                self._share(tasks)
-        finally:
-            for fd in opened:
-                os.close(fd)
-
-    def _share(self, tasks: list[_Task]) -> None:
-        """Fork workers; everyone (the parent too) takes batches of tasks from a pipe."""
-        import socket  # only large trees pay for it
-
-        size = -(-len(tasks) // _MAX_BATCHES)
-        batches = -(-len(tasks) // size)
-        rfd, wfd = os.pipe()
-        try:
-            # At most one page, written before any reader exists, then closed: every
-            # read of 4 bytes gets one whole batch number, and an empty pipe means done.
-            os.write(wfd, b"".join(i.to_bytes(4, "little") for i in range(batches)))
-        finally:
-            os.close(wfd)
-        children: list[tuple[int, Any]] = []
-        try:
-            for _ in range(min(self.workers, batches) - 1):
-                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    pid = os.fork()
-                except OSError:
-                    mine.close()
-                    theirs.close()
-                    break  # fewer workers: the others take more batches
-                if pid == 0:  # pragma: no cover - runs in the child, reported through pid
-                    code = 1
-                    try:
-                        mine.close()
-                        for _pid, other in children:
-                            other.close()
-                        self._worker(tasks, rfd, size, theirs)
-                        code = 0
-                    finally:
-                        os._exit(code)
-                theirs.close()
-                children.append((pid, mine))
-            self._take(tasks, rfd, size)
-        finally:
-            os.close(rfd)
-            for pid, sock in children:
-                self._collect(pid, sock, socket)
-
-    def _take(self, tasks: list[_Task], rfd: int, size: int) -> None:
-        while True:
-            got = os.read(rfd, 4)
-            if not got:
-                return
-            start = int.from_bytes(got, "little") * size
-            for task in tasks[start : start + size]:
-                self._run_task(task)
-
-    def _worker(self, tasks: list[_Task], rfd: int, size: int, sock: Any) -> None:
-        """In a forked worker: walk batches, then report counts and multi-link files."""
-        import socket  # already imported by the parent
-
-        # The parent's counts and deferred fds are its own; start from zero.
-        self.result = res = PrepareResult(self.root, self.uid, self.gid)
-        self.deferred = {}
-        self._take(tasks, rfd, size)
-        items = list(self.deferred.items())
-        report = {
-            "counts": [res.scanned, res.changed, res.skipped, res.failed, res.trusted],
-            "skipped_paths": res.skipped_paths,
-            "failures": res.failures,
-            "deferred": [[dev, ino, v[1], v[2], v[3]] for (dev, ino), v in items],
-        }
-        body = json.dumps(report).encode()
-        sock.sendall(len(body).to_bytes(8, "little") + body)
-        fds = [v[0] for _key, v in items]
-        for i in range(0, len(fds), _FDS_PER_MSG):
-            socket.send_fds(sock, [b"F"], fds[i : i + _FDS_PER_MSG])
-        sock.close()
-
-    def _collect(self, pid: int, sock: Any, socket: Any) -> None:
-        """Merge one worker's report; a worker that did not report is a failure."""
-        res = self.result
-        fds: list[int] = []
-        report: dict[str, Any] | None = None
-        try:
-            head = _recv_exact(sock, 8)
-            report = json.loads(_recv_exact(sock, int.from_bytes(head, "little")))
-            while len(fds) < len(report["deferred"]):
-                msg, got, flags, _addr = socket.recv_fds(sock, 1, _FDS_PER_MSG)
-                fds.extend(got)
-                if not msg or flags & socket.MSG_CTRUNC:
-                    raise EOFError
-        except (OSError, ValueError, KeyError, TypeError, EOFError):
-            report = None
-        finally:
-            sock.close()
-        try:
-            _pid, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = -1
-        if report is None or status != 0:
-            for fd in fds:
-                os.close(fd)
-            res.fail(self.root, f"worker {pid} failed (status {status})")
-            return
-        scanned, changed, skipped, failed, trusted = report["counts"]
-        res.scanned += scanned
-        res.changed += changed
-        res.skipped += skipped
-        res.failed += failed
-        res.trusted += trusted
-        room = _MAX_REPORTED - len(res.skipped_paths)
-        res.skipped_paths.extend(report["skipped_paths"][: max(room, 0)])
-        room = _MAX_REPORTED - len(res.failures)
-        res.failures.extend(report["failures"][: max(room, 0)])
-        for (dev, ino, seen, path, cls), fd in zip(report["deferred"], fds, strict=True):
-            have = self.deferred.get((dev, ino))
-            if have is None:
-                self.deferred[(dev, ino)] = [fd, seen, path, cls]
-            else:
-                have[1] += seen
-                os.close(fd)
 
     def _fix_dir(self, fd: int, st: os.stat_result, cls: int, path: str) -> bool:
         """Fix a directory through its own fd (no name to swap); True if its files are
@@ -408,7 +270,7 @@ class _Walker:
         top_path: str,
         top_cls: int,
         top_trusted: bool,
-        pending: list[_Task] | None = None,
+        pending: list[Task] | None = None,
     ) -> None:
         """Depth-first below ``top_fd`` (owned by the caller); with ``pending``, only this
         directory: its subdirectories are checked and appended there, not entered."""
@@ -451,7 +313,7 @@ class _Walker:
                     if st.st_dev != dev or (mounts and child in mounts):
                         res.skip(child, "other filesystem")
                         continue
-                    task = (fd, name, st, child, _child_class(cls, name, True))
+                    task = Task(fd, name, st, child, _child_class(cls, name, True))
                     if pending is not None:
                         pending.append(task)
                         continue
@@ -460,7 +322,7 @@ class _Walker:
                         continue
                     stack.append((fd, path, cls, trusted, entries, i))
                     fd, trusted = got
-                    path, cls, entries, i = child, task[4], self._list(fd, child), 0
+                    path, cls, entries, i = child, task.cls, self._list(fd, child), 0
                     continue
                 own = st.st_uid != uid or st.st_gid != gid
                 if fmt == _S_IFREG and cls == _NORMAL:
@@ -549,7 +411,7 @@ class _Walker:
         key = (st.st_dev, st.st_ino)
         seen = self.deferred.get(key)
         if seen is not None:
-            seen[1] += 1
+            seen.seen += 1
             return
         if st.st_mode & _S_IFMT != _S_IFREG or len(self.deferred) >= _MAX_DEFERRED:
             self.result.skip(path, "hard link")
@@ -559,11 +421,12 @@ class _Walker:
         except OSError as err:
             self._os_error(path, err)
             return
-        self.deferred[key] = [fd, 1, path, cls]
+        self.deferred[key] = Deferred(fd, 1, path, cls)
 
     def _finish_deferred(self) -> None:
         res = self.result
-        for (_dev, ino), (fd, seen, path, cls) in self.deferred.items():
+        for (_dev, ino), entry in self.deferred.items():
+            fd, seen, path, cls = entry.fd, entry.seen, entry.path, entry.cls
             try:
                 st = os.fstat(fd)
                 if st.st_ino != ino or not stat.S_ISREG(st.st_mode):
@@ -584,32 +447,6 @@ class _Walker:
         self.deferred.clear()
 
 
-def _recv_exact(sock: Any, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        got = sock.recv(min(size - len(buf), 1 << 20))
-        if not got:
-            raise EOFError
-        buf += got
-    return bytes(buf)
-
-
-def _cpus() -> int:
-    """CPUs this process may use: affinity, capped by a cgroup v2 CPU quota."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return n
-
-
 def prepare_tree(
     root: str,
     uid: int,
@@ -623,12 +460,16 @@ def prepare_tree(
 
     ``root`` itself must be a real directory (not a symlink). Never raises for problems
     inside the tree: they are counted in ``failed``/``skipped`` on the result.
-    ``workers`` is the number of processes (default: the usable CPUs, at most 4); a
-    tree too small to split is walked by this process alone either way. Call it from a
-    single-threaded process: the workers are forked.
+    ``workers`` is the number of processes (default: the usable CPUs, at most 4, see
+    :mod:`entrypoint.perms_parallel`); a tree too small to split is walked by this
+    process alone either way. Call it from a single-threaded process: workers are forked.
     """
-    if workers is None:
-        workers = min(_cpus(), _MAX_WORKERS)
     # abspath, not resolve(): resolving would follow symlinks before the checks.
     root = os.path.abspath(root)  # noqa: PTH100
-    return _Walker(root, uid, gid, hook, trust_before_ns, max(workers, 1)).run()
+    if workers is None or workers > 1:
+        from entrypoint.perms_parallel import ParallelWalker, default_workers
+
+        workers = default_workers() if workers is None else workers
+        if workers > 1:
+            return ParallelWalker(root, uid, gid, hook, trust_before_ns, workers).run()
+    return Walker(root, uid, gid, hook, trust_before_ns).run()

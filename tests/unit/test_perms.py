@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint import perms
+from entrypoint import perms_parallel
 from entrypoint.perms import Hook, PrepareResult, desired_mode, prepare_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the walk chowns: needs root")
@@ -255,7 +255,7 @@ def test_result_is_json_serialisable(tree: Path) -> None:
 @pytest.fixture
 def split(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make even a small tree worth splitting."""
-    monkeypatch.setattr(perms, "_TASKS_PER_WORKER", 1)
+    monkeypatch.setattr(perms_parallel, "_TASKS_PER_WORKER", 1)
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -359,9 +359,9 @@ def test_a_failing_worker_fails_the_walk(split: None, tree: Path, tmp_path: Path
 MOUNT_SNIPPET = textwrap.dedent(
     """
     import json, os, sys
-    from entrypoint import perms
+    from entrypoint import perms, perms_parallel
     root, sub, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    perms._TASKS_PER_WORKER = 1  # split even this small tree when workers > 1
+    perms_parallel._TASKS_PER_WORKER = 1  # split even this small tree when workers > 1
     res = perms.prepare_tree(root, 568, 568, workers=workers)
     owners = {n: os.lstat(os.path.join(root, sub, n, "f")).st_uid for n in ("tmpfs", "bind")}
     print(json.dumps({"result": res.as_dict(), "owners": owners}))
