@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # hyos-supervisor: the daemon that runs the HyOS stack hardened, and the one-shot
-# "prepare" helper it starts (which overrides Entrypoint/Cmd with `python3 -m entrypoint`).
+# "prepare" helper it starts (which overrides Entrypoint/Cmd with `python3 -m entrypoint prepare`).
 #
 # Two ways to build (docs/deployment.md):
 #   online:  docker build -t hyos-supervisor:0.1.0 .                (python:3.12-slim, PyPI)
@@ -89,9 +89,9 @@ WORKDIR /var/lib/hyos-supervisor
 # socket (its gid differs per host), drops to hyos with no_new_privs and verifies the drop,
 # then runs CMD as PID 1's child (signals forwarded, zombies reaped). It refuses to run
 # anything as root. Needs only CAP_SETUID and CAP_SETGID (compose.yaml drops the rest).
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "entrypoint", "--user", "hyos", "--group-of", "/var/run/docker.sock", "--"]
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "entrypoint", "init", "--user", "hyos", "--group-of", "/var/run/docker.sock", "--"]
 CMD ["hyos-supervisor", "run"]
 # Health checks run as the container's user (root here, without capabilities under
 # compose), so they drop to hyos too: the control socket lives in the 0700 state dir.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["/opt/venv/bin/python", "-m", "entrypoint", "--user", "hyos", "--", "hyos-supervisor", "health"]
+    CMD ["/opt/venv/bin/python", "-m", "entrypoint", "init", "--user", "hyos", "--", "hyos-supervisor", "health"]

@@ -1,4 +1,4 @@
-"""Prepare (python -m entrypoint --prepare) vs `chown -R` on 100,000 wrongly owned files.
+"""Prepare (python -m entrypoint prepare) vs `chown -R` on 100,000 wrongly owned files.
 
 Run as root: ``python bench/bench_perms.py [--files N] [--runs R] [--dir PARENT]``.
 Both tools run as fresh processes, warm cache, on the same tree state; the median of R
@@ -64,7 +64,7 @@ def main() -> int:
     parent = Path(tempfile.mkdtemp(prefix="hyos-bench-perms-", dir=args.dir))
     root = parent / "data"
     root.mkdir()
-    env_py = [sys.executable, "-m", "entrypoint", "--user", f"{UID}:{GID}", "--prepare", str(root)]
+    env_py = [sys.executable, "-m", "entrypoint", "prepare", "--user", f"{UID}:{GID}", "--prepare", str(root)]
     chown = ["chown", "-R", f"{UID}:{GID}", str(root)]
     try:
         entries = build_tree(root, args.files)

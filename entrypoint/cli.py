@@ -1,17 +1,20 @@
 """``python -m entrypoint``: prepare paths as root, drop privileges, run the command.
 
-Usage::
+Two subcommands, each with its own options::
 
-    python -m entrypoint [--user UID[:GID]|NAME[:GROUP]] [--group-of PATH]
-                         [--prepare PATH]... [--machine-id PATH] [--allow-root]
+    python -m entrypoint prepare --user UID:GID [--prepare PATH]... [--full]
+                         [--machine-id PATH] [--file-env-shim PATH] [--manager-config PATH]
                          [--secrets DIR [--secret NAME]... [--rotate NAME]... [--forget NAME]...
-                          [--secrets-stdin]] [--manager-config PATH]
-                         [-- COMMAND ARGS...]
+                          [--secrets-stdin]]
+    python -m entrypoint init [--user UID[:GID]|NAME[:GROUP]] [--group-of PATH]
+                         [--prepare PATH]... [--full] [--allow-root] -- COMMAND ARGS...
 
-Without a command it only prepares and exits 0; its results are then JSON lines on
-stdout (one per path, see :mod:`entrypoint.contract`). With a command they are one log
-line each on stderr, and the command's stdout stays its own. Exit codes are listed in
-:mod:`entrypoint.errors`.
+`prepare` is the supervisor's one-shot step: it prepares and exits 0, its results JSON
+lines on stdout (one per path, see :mod:`entrypoint.contract`). `init` is a container's
+PID 1: it prepares what it is asked to as root, drops privileges and runs the command;
+its results are log lines on stderr, and the command's stdout stays its own. The older
+flat form (every option, no subcommand) still works: without a command it is `prepare`,
+with one `init`. Exit codes are listed in :mod:`entrypoint.errors`.
 """
 
 from __future__ import annotations
@@ -63,10 +66,9 @@ class Options(argparse.Namespace):
     command: list[str]
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="python -m entrypoint", description=__doc__.splitlines()[0])
+def _tree_options(p: _Parser) -> None:
+    """What both subcommands prepare: ownership and safe modes of whole trees."""
     p.add_argument("--user", help="run as UID[:GID] or NAME[:GROUP]; prepared paths get this owner")
-    p.add_argument("--group-of", metavar="PATH", help="also join the group owning PATH")
     p.add_argument(
         "--prepare",
         metavar="PATH",
@@ -75,15 +77,18 @@ def _parser() -> _Parser:
         help="make the tree at PATH owned by --user with safe modes (repeatable)",
     )
     p.add_argument(
-        "--machine-id",
-        metavar="PATH",
-        help="write a stable machine-id (32 hex, mode 0444) unless PATH holds one",
-    )
-    p.add_argument("--allow-root", action="store_true", help="permit running the command as root")
-    p.add_argument(
         "--full",
         action="store_true",
         help="stat every entry, ignoring the stamp of the last complete prepare",
+    )
+
+
+def _step_options(p: _Parser) -> None:
+    """The supervisor's prepare step: machine-id, secrets, the shim, the manager config."""
+    p.add_argument(
+        "--machine-id",
+        metavar="PATH",
+        help="write a stable machine-id (32 hex, mode 0444) unless PATH holds one",
     )
     p.add_argument(
         "--secrets",
@@ -111,7 +116,31 @@ def _parser() -> _Parser:
         metavar="PATH",
         help="drop what the supervisor wires from HyOS's manager-config.json; keep it 0600",
     )
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+
+
+def _init_options(p: _Parser) -> None:
+    """A container's PID 1: whom to become, and what may be allowed."""
+    p.add_argument("--group-of", metavar="PATH", help="also join the group owning PATH")
+    p.add_argument("--allow-root", action="store_true", help="permit running the command as root")
+
+
+# Every option's value when its subcommand does not have it.
+_DEFAULTS: dict[str, Any] = {
+    "user": None, "group_of": None, "prepare": [], "machine_id": None, "allow_root": False,
+    "full": False, "secrets": None, "secret": [], "rotate": [], "forget": [],
+    "secrets_stdin": False, "file_env_shim": None, "manager_config": None, "command": [],
+}  # fmt: skip
+
+
+def _parser(form: str) -> _Parser:
+    doc = __doc__.splitlines()[0]
+    p = _Parser(prog=f"python -m entrypoint {form}".rstrip(), description=doc)
+    _tree_options(p)
+    if form in ("prepare", ""):
+        _step_options(p)
+    if form in ("init", ""):
+        _init_options(p)
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     return p
 
 
@@ -137,16 +166,21 @@ def prepare_request(opts: Options) -> PrepareRequest:
 
 def parse_args(argv: Sequence[str]) -> Options:
     args = list(argv)
+    form = args.pop(0) if args[:1] in (["prepare"], ["init"]) else ""
     command: list[str] = []
     if "--" in args:
         cut = args.index("--")
         args, command = args[:cut], args[cut + 1 :]
-    opts = _parser().parse_args(args, namespace=Options())
+    if form == "prepare" and command:
+        raise EntrypointError(EXIT_USAGE, "prepare runs no command; use init -- COMMAND")
+    opts = _parser(form).parse_args(args, namespace=Options(**_DEFAULTS))
     if command and opts.command:
         raise EntrypointError(EXIT_USAGE, f"unexpected arguments before '--': {opts.command}")
     opts.command = command or opts.command
     if opts.command and opts.command[0].startswith("-"):
         raise EntrypointError(EXIT_USAGE, f"unknown option {opts.command[0]}")
+    if form == "init" and not opts.command:
+        raise EntrypointError(EXIT_USAGE, "init needs a command: init [OPTIONS] -- COMMAND ARGS...")
     return opts
 
 

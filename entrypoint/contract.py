@@ -4,7 +4,7 @@ builder here, one parser: the entrypoint's own) and what it prints.
 
 Pure; no I/O. The prepare step runs, as root in the helper image::
 
-    python3 -m entrypoint --user UID:GID [--machine-id FILE] [--file-env-shim FILE]
+    python3 -m entrypoint prepare --user UID:GID [--machine-id FILE] [--file-env-shim FILE]
         [--secrets DIR [--secret NAME]... [--forget NAME]... [--rotate NAME]...
          [--secrets-stdin]] [--manager-config FILE] --prepare PATH...
 
@@ -46,7 +46,7 @@ LABEL_SPEC_HASH = "io.hyos.spec-hash"
 
 # Set as the container's Entrypoint explicitly, so the step does not depend on the
 # helper image's own ENTRYPOINT.
-PREPARE_ENTRYPOINT: tuple[str, ...] = ("python3", "-m", "entrypoint")
+PREPARE_ENTRYPOINT: tuple[str, ...] = ("python3", "-m", "entrypoint", "prepare")
 
 # What the supervisor gives HyOS's manager through its environment (the wiring and the
 # secret files): a copy saved in its manager-config.json only goes stale.

@@ -67,10 +67,12 @@ def container_name() -> Iterator[Callable[[], str]]:
 def run(
     image: str, name: str, *args: str, docker_opts: tuple[str, ...] = (), timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    # The image's own ENTRYPOINT already names a user; these tests drive the bare init.
+    # The image's own ENTRYPOINT already names a user; these tests drive the bare init
+    # (with a command) or the prepare step (without), each through its own subcommand.
+    form = "init" if "--" in args else "prepare"
     return docker(
         "run", "--name", name, "--entrypoint", "python3", *docker_opts, image, "-m", "entrypoint",
-        *args, timeout=timeout,
+        form, *args, timeout=timeout,
     )  # fmt: skip
 
 

@@ -17,8 +17,8 @@ import pytest
 
 from entrypoint import errors
 from entrypoint.cli import parse_args, prepare_request
-from entrypoint.contract import PrepareRequest, parse_events, prepare_argv
-from entrypoint.errors import EntrypointError
+from entrypoint.contract import PREPARE_ENTRYPOINT, PrepareRequest, parse_events, prepare_argv
+from entrypoint.errors import EXIT_USAGE, EntrypointError
 from entrypoint.machine_id import ensure_machine_id, is_valid_machine_id
 from entrypoint.privileges import resolve_user
 
@@ -158,7 +158,9 @@ def test_machine_id_symlink_replaced_not_followed(tmp_path: Path) -> None:
 
 
 def prepare_args(uid: int, gid: int, paths: list[str], machine_id: str) -> list[str]:
-    return prepare_argv(PrepareRequest(uid, gid, tuple(paths), machine_id=machine_id))
+    """As the supervisor runs it: the subcommand (the entrypoint's last word), then argv."""
+    request = PrepareRequest(uid, gid, tuple(paths), machine_id=machine_id)
+    return [*PREPARE_ENTRYPOINT[-1:], *prepare_argv(request)]
 
 
 @pytest.mark.parametrize(
@@ -183,7 +185,34 @@ def prepare_args(uid: int, gid: int, paths: list[str], machine_id: str) -> list[
 )
 def test_prepare_contract_round_trip(request_: PrepareRequest) -> None:
     """One builder (contract.prepare_argv), one parser (the entrypoint's own)."""
+    assert prepare_request(parse_args([*PREPARE_ENTRYPOINT[-1:], *prepare_argv(request_)])) == (
+        request_
+    )
+    # The older flat form reads the same.
     assert prepare_request(parse_args(prepare_argv(request_))) == request_
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["init", "--user", "568"], "init needs a command"),
+        (["prepare", "--user", "568:568", "--", "sh"], "prepare runs no command"),
+        (["prepare", "--user", "568:568", "--group-of", "/x"], "unrecognized arguments"),
+        (["prepare", "--allow-root"], "unrecognized arguments"),
+        (["init", "--secret", "s", "--", "sh"], "unrecognized arguments"),
+        (["init", "--manager-config", "/x", "--", "sh"], "unrecognized arguments"),
+    ],
+)
+def test_each_subcommand_has_its_own_options(argv: list[str], message: str) -> None:
+    with pytest.raises(EntrypointError, match=message) as raised:
+        parse_args(argv)
+    assert raised.value.code == EXIT_USAGE
+
+
+def test_init_takes_its_command_and_keeps_its_options() -> None:
+    opts = parse_args(["init", "--user", "hyos", "--group-of", "/s", "--prepare", "/d", "--", "x"])
+    assert (opts.user, opts.group_of, opts.prepare, opts.command) == ("hyos", "/s", ["/d"], ["x"])
+    assert opts.secrets is None and opts.machine_id is None  # not init's to set
 
 
 def test_prepare_events_are_the_json_lines() -> None:

@@ -39,7 +39,7 @@ def test_the_helper_is_boxed_in() -> None:
 
 def test_the_command_prepares_data_machine_id_and_secrets() -> None:
     body = build_prepare_body(spec(rotate=("api_client_secret",)))
-    assert body["Entrypoint"] == ["python3", "-m", "entrypoint"]
+    assert body["Entrypoint"] == ["python3", "-m", "entrypoint", "prepare"]
     cmd = body["Cmd"]
     assert cmd[:2] == ["--user", "568:568"]
     assert cmd[cmd.index("--machine-id") + 1] == "/hyos-system/machine-id"
