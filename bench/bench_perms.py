@@ -64,7 +64,16 @@ def main() -> int:
     parent = Path(tempfile.mkdtemp(prefix="hyos-bench-perms-", dir=args.dir))
     root = parent / "data"
     root.mkdir()
-    env_py = [sys.executable, "-m", "entrypoint", "prepare", "--user", f"{UID}:{GID}", "--prepare", str(root)]
+    env_py = [
+        sys.executable,
+        "-m",
+        "entrypoint",
+        "prepare",
+        "--user",
+        f"{UID}:{GID}",
+        "--prepare",
+        str(root),
+    ]
     chown = ["chown", "-R", f"{UID}:{GID}", str(root)]
     try:
         entries = build_tree(root, args.files)
