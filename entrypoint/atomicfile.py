@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Callable
 
@@ -44,7 +43,9 @@ def replace_atomically(
     from the temp file, e.g. its ctime after the chown), fsynced and renamed over `name`;
     the directory is fsynced after, so the rename survives a power cut. On any failure the
     old file is untouched and the temp file removed."""
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    # os.urandom, not the secrets module: its imports (hashlib, hmac, random) were a
+    # measurable part of every prepare's start-up.
+    tmp = f".{name}.{os.urandom(4).hex()}.tmp"
     old_umask = os.umask(0o077)
     try:
         fd = os.open(

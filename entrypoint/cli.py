@@ -25,9 +25,8 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from entrypoint.contract import PrepareRequest
 from entrypoint.errors import (
     EXIT_NOT_WRITABLE,
     EXIT_PREPARE_FAILED,
@@ -40,6 +39,9 @@ from entrypoint.init import run_command
 from entrypoint.perms import prepare_tree
 from entrypoint.privileges import User, drop_privileges, group_of, resolve_user, set_no_new_privs
 from entrypoint.stamp import Stamp
+
+if TYPE_CHECKING:  # the contract (dataclasses, inspect) only when a request is built
+    from entrypoint.contract import PrepareRequest
 
 __all__ = ["Options", "main", "parse_args", "prepare_request"]
 
@@ -146,6 +148,8 @@ def _parser(form: str) -> _Parser:
 
 def prepare_request(opts: Options) -> PrepareRequest:
     """The prepare step these options ask for (the parser of contract.prepare_argv)."""
+    from entrypoint.contract import PrepareRequest
+
     uid, _, gid = (opts.user or "").partition(":")
     if not (uid.isdigit() and gid.isdigit()):
         raise EntrypointError(EXIT_USAGE, f"--user {opts.user!r}: the prepare step needs UID:GID")
