@@ -47,7 +47,9 @@ class EventFeed:
                         task_status.started()
                     else:
                         self.sup.log.info("event stream reconnected", extra={"since": since})
-                        # Whatever the engine did while we were away: look, don't guess.
+                        # Whatever the engine did while we were away: look, don't guess;
+                        # and a start that waits to try again tries now.
+                        self.sup.announce_engine_back()
                         self.on_reconnect()
                     async for event in stream:
                         since = self._take(event, since)

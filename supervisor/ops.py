@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import anyio
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -47,12 +48,16 @@ class Operations:
         runtime: Callable[[], Runtime | None] = lambda: None,
         *,
         patient: bool = True,
+        nap: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.log = log
         self.runtime = runtime
         self.patient = patient
+        # How a refused start waits before it tries again: the daemon's nap ends early
+        # when the engine is back (its event stream reconnected), not up to 30 s later.
+        self.nap = nap
 
     def stop_timeout(self, role: str) -> int:
         return self.settings.services()[role].stop_timeout
@@ -73,6 +78,7 @@ class Operations:
             wait=wait_exponential(multiplier=0.5, max=30),
             stop=stop_never if self.patient else stop_after_attempt(1),
             before_sleep=note,
+            sleep=self.nap,
             reraise=True,
         )
         async for attempt in retrying:

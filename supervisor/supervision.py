@@ -47,10 +47,24 @@ class Supervision:
     request_pass: Callable[[], None] = lambda: None
     follow_server: Callable[[], None] = lambda: None
 
+    # Set (and replaced) whenever the event stream reconnects: the engine is back.
+    engine_back: anyio.Event = field(default_factory=anyio.Event)
+
     def __post_init__(self) -> None:
         self.services = {role: Service(role) for role in self.settings.services()}
         self.policy = self.settings.restart.policy()
-        self.ops = Operations(self.engine, self.settings, self.log, lambda: self.runtime)
+        self.ops = Operations(
+            self.engine, self.settings, self.log, lambda: self.runtime, nap=self.nap
+        )
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep `seconds`, or until the engine is back, whichever comes first."""
+        with anyio.move_on_after(seconds):
+            await self.engine_back.wait()
+
+    def announce_engine_back(self) -> None:
+        self.engine_back.set()
+        self.engine_back = anyio.Event()
 
     def load(self) -> None:
         self.manager_after_server = self.store.load(self.services, self.log)

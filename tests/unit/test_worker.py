@@ -9,11 +9,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from supervisor import restarts
+from supervisor.engine import EngineError
 from supervisor.logs import bind
 from supervisor.notify import Notifier
+from supervisor.ops import Operations
 from supervisor.restarts import ExitKind, ServiceStatus, Step
 from supervisor.settings import load_settings
 from supervisor.store import StateStore
@@ -29,9 +32,13 @@ class RecordingEngine:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.refusals = 0  # starts refused (as by an engine that is away) before one works
 
     async def start(self, container_id: str) -> None:
         self.calls.append(("start", container_id))
+        if self.refusals:
+            self.refusals -= 1
+            raise EngineError("Cannot connect to the Docker daemon")
 
     async def stop(self, container_id: str, timeout: int) -> None:
         self.calls.append(("stop", container_id))
@@ -109,3 +116,34 @@ async def test_a_removed_container_asks_for_a_stack_pass_instead(worker: Any) ->
     assert passes == [True]
     assert worker.service.restart.pending is None
     assert worker.service.restart.status is ServiceStatus.STOPPED
+
+
+async def test_a_nap_ends_as_soon_as_the_engine_is_back(worker: Any) -> None:
+    async with anyio.create_task_group() as tg:
+        woke = anyio.Event()
+
+        async def nap() -> None:
+            await worker.sup.nap(300)
+            woke.set()
+
+        tg.start_soon(nap)
+        await anyio.wait_all_tasks_blocked()
+        worker.sup.announce_engine_back()
+        with anyio.fail_after(5):
+            await woke.wait()
+
+
+async def test_a_refused_start_waits_through_the_daemons_nap(worker: Any) -> None:
+    """Transient refusals are retried, each wait taken through `nap` (which the engine's
+    return cuts short); the start then goes through."""
+    naps: list[float] = []
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)
+
+    engine = worker.sup.engine
+    engine.refusals = 2
+    ops = Operations(engine, worker.sup.settings, worker.log, nap=nap)
+    assert await ops.start("server", "c1") == "c1"
+    assert engine.calls == [("start", "c1")] * 3
+    assert naps == [0.5, 1.0]
