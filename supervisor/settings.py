@@ -449,14 +449,6 @@ class ServiceSettings(BaseModel):
         return value
 
     @property
-    def uid(self) -> int:
-        return self.user.uid
-
-    @property
-    def gid(self) -> int:
-        return self.user.gid
-
-    @property
     def port_bindings(self) -> list[PortBinding]:
         return [port.bind(self.host_ip) for port in self.ports]
 
