@@ -305,7 +305,7 @@ async def _exec(args: argparse.Namespace, settings: Settings, engine: Engine) ->
         error_line("hyos-supervisor: exec: no command; use e.g. `exec server -- ls /data`")
         return EX_USAGE
     service = settings.services()[args.service]
-    if service.uid == 0:
+    if service.user.uid == 0:
         error_line(f"hyos-supervisor: exec: {args.service} runs as root; exec refuses root")
         return EX_FAILED
     running = [

@@ -59,7 +59,7 @@ class Dashboard:
             guard_dir / GUARD_SOCKET_NAME,
             settings.docker_host.removeprefix("unix://"),
             GuardPolicy(settings.stack, settings.server.stop_timeout),
-            settings.manager.gid,
+            settings.manager.user.gid,
             engine=self.sup.engine,  # one engine client in the process
             max_connections=settings.guard_max_connections,
             on_allowed=self.on_allowed,

@@ -164,8 +164,8 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
     spec = policy.PrepareSpec(
         stack=settings.stack,
         image=settings.helper_image,
-        uid=settings.server.uid,
-        gid=settings.server.gid,
+        uid=settings.server.user.uid,
+        gid=settings.server.user.gid,
         data=data_mount(settings),
         system_volume=settings.system_volume,
         secret_names=secretspec.GENERATED,

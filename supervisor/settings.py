@@ -90,6 +90,8 @@ def decode_env_value(annotation: Any, text: str) -> Any:
     separated by commas or newlines (a value containing a comma needs the JSON form).
     JSON (`[...]`, `{...}`) is read as JSON. What fits neither comes back unchanged, so
     validation names the field and its expected form instead of a parser's traceback.
+    A table that sets a key twice comes back as a RepeatedKey, which the table's
+    validator refuses (a dict would keep the last value without a word).
     """
     stripped = text.strip()
     if stripped[:1] in ("[", "{", '"'):
@@ -102,15 +104,36 @@ def decode_env_value(annotation: Any, text: str) -> Any:
         return [item.strip() for item in stripped.split(",") if item.strip()]
     if origin is dict:
         table: dict[str, str] = {}
+        repeated: list[str] = []
         for pair in re.split(r"[,\n]", stripped):
             if not pair.strip():
                 continue
             key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
+            key = key.strip()
+            if not sep or not key:
                 return text
-            table[key.strip()] = value.strip()
-        return table
+            if key in table:
+                repeated.append(key)
+            table[key] = value.strip()
+        return RepeatedKey(repeated[0]) if repeated else table
     return text
+
+
+@dataclass(frozen=True)
+class RepeatedKey:
+    """A `KEY=VALUE` table from the environment that sets `key` more than once."""
+
+    key: str
+
+
+def _refuse_repeated_key(value: object) -> object:
+    if isinstance(value, RepeatedKey):
+        raise ValueError(f"{value.key!r} is set twice; set each variable once")
+    return value
+
+
+# A table of environment variables: a key set twice is refused, naming the key.
+EnvTable = Annotated[dict[str, str], BeforeValidator(_refuse_repeated_key)]
 
 
 # A secret file is read once, while settings validate; more than this is not a secret.
@@ -359,7 +382,7 @@ class ServiceSettings(BaseModel):
     # Whether programs may map files on the tmpfs mounts executable (the JVM unpacks its
     # native libraries into /tmp and maps them; CIS and Pod Security do not require noexec).
     tmpfs_exec: bool = False
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvTable = Field(default_factory=dict)
     stop_timeout: int = Field(default=10, ge=0, le=3600)
     ports: Annotated[list[PortSpec], BeforeValidator(_ports)] = Field(default_factory=list)
     host_ip: str = "127.0.0.1"
@@ -424,14 +447,6 @@ class ServiceSettings(BaseModel):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
-
-    @property
-    def uid(self) -> int:
-        return self.user.uid
-
-    @property
-    def gid(self) -> int:
-        return self.user.gid
 
     @property
     def port_bindings(self) -> list[PortBinding]:

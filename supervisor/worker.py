@@ -194,8 +194,8 @@ class ServiceWorker:
                 self.service.container_id or "",
                 hyos.UPDATE_ON_RESTART_FILE,
                 hyos.update_on_restart(datetime.now(UTC)),
-                self.sup.settings.server.uid,
-                self.sup.settings.server.gid,
+                self.sup.settings.server.user.uid,
+                self.sup.settings.server.user.gid,
             )
         except EngineError as err:
             self.log.error(

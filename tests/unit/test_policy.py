@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 from supervisor import policy
@@ -278,6 +279,16 @@ def test_spec_hash_stable() -> None:
     for role in first:
         assert first[role]["Labels"][LABEL_SPEC_HASH] == second[role]["Labels"][LABEL_SPEC_HASH]
         assert spec_hash(first[role]) == first[role]["Labels"][LABEL_SPEC_HASH]
+
+
+def test_the_body_holds_plain_values() -> None:
+    """Sizes are parsed once into ByteSize, but the body carries plain ints: it is what the
+    engine gets, what the hash covers, and what a YAML dump (safe_dump refuses an int
+    subclass) or any other encoder must take as it is."""
+    for body in bodies(custom_settings()).values():
+        assert type(body["HostConfig"]["Memory"]) is int
+        assert type(body["HostConfig"]["MemorySwap"]) is int
+        yaml.safe_dump(body)
 
 
 def test_spec_hash_ignores_key_order() -> None:

@@ -78,7 +78,7 @@ def test_defaults() -> None:
     assert 30381 not in published
     for service in (s.server, s.manager):
         assert str(service.user) == "568:568"
-        assert (service.uid, service.gid) == (568, 568)
+        assert service.user == UserSpec(568, 568)
         assert service.read_only is True
         assert service.cap_add == []
         assert service.allow_root is False
@@ -183,7 +183,7 @@ def test_toml_file(tmp_path: Path) -> None:
     assert s.server.healthcheck.interval == 5
     assert s.server.healthcheck.retries == 2
     assert s.manager.port_bindings == [PortBinding("10.1.2.3", 3000, 3000, "tcp")]
-    assert (s.manager.uid, s.manager.gid) == (568, 568)
+    assert s.manager.user == UserSpec(568, 568)
 
 
 def test_toml_path_as_str(tmp_path: Path) -> None:
@@ -290,16 +290,16 @@ def test_server_uid_zero_refused_without_allow_root() -> None:
 
 def test_server_uid_zero_accepted_with_allow_root(tmp_path: Path) -> None:
     s = load_settings(server={"user": "0:0", "allow_root": True})
-    assert s.server.uid == 0
+    assert s.server.user.uid == 0
     s = load_settings(write(tmp_path, "[server]\nallow_root = true\nuser = '0:0'\n"))
-    assert s.server.uid == 0
+    assert s.server.user.uid == 0
 
 
 def test_allow_root_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYOS_SERVER__USER", "0:0")
     only_problem(problems(), "server.user")
     monkeypatch.setenv("HYOS_SERVER__ALLOW_ROOT", "true")
-    assert load_settings().server.uid == 0
+    assert load_settings().server.user.uid == 0
 
 
 @pytest.mark.parametrize(
@@ -310,7 +310,7 @@ def test_non_numeric_user(user: str) -> None:
 
 
 def test_nonzero_gid_zero_uid_nonzero_is_fine() -> None:
-    assert load_settings(server={"user": "1000:0"}).server.uid == 1000
+    assert load_settings(server={"user": "1000:0"}).server.user.uid == 1000
 
 
 @pytest.mark.parametrize(

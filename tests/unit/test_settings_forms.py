@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from supervisor import cli
-from supervisor.settings import EX_CONFIG, ConfigError, Settings, decode_env_value, load_settings
+from supervisor.settings import (
+    EX_CONFIG,
+    ConfigError,
+    RepeatedKey,
+    Settings,
+    decode_env_value,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,10 +66,38 @@ def test_forms_people_type(annotation: Any, text: str, expected: Any) -> None:
         (dict[str, str], "A=1,oops"),
         (list[str], "[unclosed"),
         (dict[str, str], "{unclosed"),
+        (dict[str, str], "A=1,A=2,oops"),  # the form is checked first
     ],
 )
 def test_what_fits_no_form_comes_back_unchanged_for_validation(annotation: Any, text: str) -> None:
     assert decode_env_value(annotation, text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [("A=1,A=2", "A"), ("TZ=UTC\nJAVA_XMX=4G\nTZ=Europe/Berlin", "TZ"), (" A =1, A=1", "A"),
+     ("A=1,B=2,B=3,A=4", "B")],
+)  # fmt: skip
+def test_a_table_that_sets_a_key_twice_is_marked_not_last_wins(text: str, key: str) -> None:
+    assert decode_env_value(dict[str, str], text) == RepeatedKey(key)
+
+
+@pytest.mark.parametrize("role", ["server", "manager"])
+def test_a_key_set_twice_is_one_line_naming_the_key_and_the_variable(
+    monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    variable = f"HYOS_{role.upper()}__ENV"
+    monkeypatch.setenv(variable, "JAVA_XMX=4G,TZ=UTC,JAVA_XMX=8G")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems == [
+        f"{role}.env: 'JAVA_XMX' is set twice; set each variable once (env {variable})"
+    ]
+    # Once each, or as JSON, it loads.
+    monkeypatch.setenv(variable, "JAVA_XMX=8G,TZ=UTC")
+    assert getattr(load_settings(), role).env == {"JAVA_XMX": "8G", "TZ": "UTC"}
+    monkeypatch.setenv(variable, '{"JAVA_XMX": "8G"}')
+    assert getattr(load_settings(), role).env == {"JAVA_XMX": "8G"}
 
 
 def test_the_issues_examples_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,4 +338,17 @@ def test_the_installed_command_says_one_line_too(docker_socket: CountingSocket) 
     )
     assert done.returncode == EX_CONFIG
     assert done.stderr.count("\n") == 1 and "server.env: expected KEY=VALUE" in done.stderr
+    assert docker_socket.connections == 0
+
+
+def test_a_key_set_twice_exits_78_before_any_docker_call(
+    docker_socket: CountingSocket,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HYOS_SERVER__ENV", "A=1,A=2")
+    code, lines = _run_up(capsys)
+    assert code == EX_CONFIG
+    assert len(lines) == 1 and "server.env: 'A' is set twice" in lines[0], lines
+    assert "HYOS_SERVER__ENV" in lines[0]
     assert docker_socket.connections == 0
