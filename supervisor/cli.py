@@ -401,7 +401,7 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
         return EX_FAILED
     services = settings.services()
     runtime = await stack_runtime(engine, settings)
-    ours = frozenset(filter(None, (runtime.machine_id_source, runtime.guard_dir)))
+    ours = frozenset(filter(None, (runtime.machine_id_source, runtime.guard_socket)))
     for container in observed:
         if container.role not in services:
             continue  # e.g. a prepare helper caught mid-run

@@ -18,7 +18,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import anyio
 
@@ -31,6 +30,7 @@ from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
 from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
+from supervisor.reconcile import guard_dir_for
 from supervisor.restarts import ServiceStatus
 from supervisor.settings import Settings
 from supervisor.statefile import ensure_dir
@@ -81,14 +81,16 @@ class Daemon:
                     for worker in self.workers.values():
                         await work.start(worker.run)
                     await work.start(self.events.follow)
+                    guard_dir = guard_dir_for(sup.settings)
+                    if guard_dir is not None:
+                        # Before the first pass: the manager's socket mount binds the socket
+                        # that exists when it starts (stack.GUARD_SOCKET_TARGET).
+                        await work.start(self.dashboard.serve_guard, guard_dir)
                     await self.passes.once(startup=True)
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)
                     work.start_soon(control.serve, self.socket_path, self.commands.answer)
-                    if sup.runtime is not None and sup.runtime.guard_dir is not None:
-                        guard_dir = Path(sup.runtime.guard_dir)
-                        await work.start(self.dashboard.serve_guard, guard_dir)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)

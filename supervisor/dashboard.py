@@ -4,6 +4,8 @@ dashboard settings saved over the supervisor's wiring."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -29,14 +31,17 @@ GUARD_RETRY_S = (0.5, 30.0)
 MANAGER_CONFIG_CHECK_S = 5.0
 
 
-class _StartedOnce(TaskStatus[None]):
-    """Passes the first `started()` on; later ones (a re-served guard) are no-ops."""
+class _EveryBind(TaskStatus[None]):
+    """Passes the first `started()` on (later ones: a re-served guard) and tells `on_bound`
+    of every one: each is a new socket."""
 
-    def __init__(self, inner: TaskStatus[None]) -> None:
+    def __init__(self, inner: TaskStatus[None], on_bound: Callable[[datetime], None]) -> None:
         self.inner = inner
+        self.on_bound = on_bound
         self.done = False
 
     def started(self, value: None = None) -> None:
+        self.on_bound(datetime.now(UTC))
         if not self.done:
             self.done = True
             self.inner.started(value)
@@ -64,7 +69,7 @@ class Dashboard:
             max_connections=settings.guard_max_connections,
             on_allowed=self.on_allowed,
         )
-        status = _StartedOnce(task_status)
+        status = _EveryBind(task_status, self.on_guard_bound)
         delay = GUARD_RETRY_S[0]
         while True:
             try:
@@ -77,6 +82,36 @@ class Dashboard:
             self.sup.log.error("serving the guard again", extra={"retry_in_s": delay})
             await anyio.sleep(delay)
             delay = min(delay * 2, GUARD_RETRY_S[1])
+
+    def on_guard_bound(self, bound_at: datetime) -> None:
+        manager = self.workers.get("manager")
+        if manager is not None:
+            manager.submit(partial(self.restart_manager_started_before, bound_at))
+
+    async def restart_manager_started_before(self, bound_at: datetime) -> None:
+        """The manager's Docker socket is a file mount (stack.GUARD_SOCKET_TARGET): it holds
+        the socket the guard had when the manager started, which no one serves once the
+        guard is bound anew (the daemon started, or the guard was served again). A manager
+        running since before this socket was bound is restarted to reach the new one; one
+        started after it needs nothing. (Runs in the manager's worker.)"""
+        if self.sup.stopping:
+            return
+        observed = await self.sup.engine.list_stack(self.sup.settings.stack)
+        for container in observed:
+            if container.role != "manager":
+                continue
+            info = await self.sup.engine.inspect(container.id)
+            started = None if info is None else info.state.started_at
+            if info is None or not info.state.running or started is None or started >= bound_at:
+                continue
+            self.sup.log.info(
+                "the manager holds the guard's previous socket; restarting it",
+                extra={"service": "manager", "container_id": info.id[:12]},
+            )
+            self.workers["manager"].request(
+                Step.RESTART, "the guard's socket was bound anew; the manager holds the old one"
+            )
+            return
 
     def on_allowed(self, allowed: Allow) -> None:
         """The dashboard stops or restarts the server through the guard: that exit is

@@ -413,6 +413,17 @@ def _unlink_if_ours(path: Path, ino: int) -> None:
             path.unlink()
 
 
+def ensure_socket_file(socket_path: Path, gid: int) -> None:
+    """Leave a socket where the guard will serve, when nothing is there yet: the manager's
+    bind mount needs a source before any guard runs (`up` without a daemon). Nobody listens
+    on it, so the manager gets "connection refused" until a guard replaces it (and the daemon
+    restarts the manager to pick that one up)."""
+    if os.path.lexists(socket_path):
+        return
+    sock, _ = _bind(socket_path, gid)
+    sock.close()
+
+
 async def _accept_forever(
     listener: anyio.abc.SocketListener, guard: Guard, gate: ConnectionGate
 ) -> None:

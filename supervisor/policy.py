@@ -215,7 +215,7 @@ class Expectation:
     network: str
     cap_add: frozenset[str] = PSS_ALLOWED_CAPS
     host_ips: frozenset[str] = field(default_factory=frozenset)
-    # Read-only binds the supervisor itself makes (machine-id file, guard socket dir).
+    # Read-only binds the supervisor itself makes (machine-id file, the guard's socket).
     allowed_binds: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -283,8 +283,14 @@ def _check_sensitive_mounts(container: ContainerHardening, expect: Expectation) 
     return f"binds sensitive host paths {bad}" if bad else None
 
 
-def _check_docker_socket(container: ContainerHardening, _: Expectation) -> str | None:
-    bad = sorted(m.source for m in container.mounts if m.source.endswith("docker.sock"))
+def _check_docker_socket(container: ContainerHardening, expect: Expectation) -> str | None:
+    # The guard's filtered socket, mounted read-only by the supervisor, is not Docker's.
+    bad = sorted(
+        m.source
+        for m in container.mounts
+        if m.source.endswith("docker.sock")
+        and not (m.read_only and m.source in expect.allowed_binds)
+    )
     return f"mounts the Docker socket {bad}" if bad else None
 
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,9 +15,16 @@ import anyio
 from entrypoint.contract import LABEL_MANAGED, LABEL_STACK, parse_events
 from supervisor import policy, secretspec
 from supervisor.engine import ContainerState, Engine, EngineError
+from supervisor.guard import ensure_socket_file
 from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
 from supervisor.settings import Settings
-from supervisor.stack import Runtime, data_mount, desired_services, stack_labels
+from supervisor.stack import (
+    GUARD_SOCKET_NAME,
+    Runtime,
+    data_mount,
+    desired_services,
+    stack_labels,
+)
 
 log = logging.getLogger("supervisor.reconcile")
 
@@ -94,6 +102,14 @@ class Converged:
     runtime: Runtime
 
 
+def guard_dir_for(settings: Settings) -> Path | None:
+    """The host directory of the stack's guard socket; None when there is no guard (off, or
+    the engine is not reached through a local socket the manager's could sit beside)."""
+    if settings.guard and settings.docker_host.startswith("unix://"):
+        return settings.stack_guard_dir
+    return None
+
+
 async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
     machine_id = system_volume = None
     commands = {}
@@ -105,14 +121,14 @@ async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
             command = await engine.image_command(service.image)
             if command is not None:
                 commands[role] = command
-    guard_dir = None
-    if settings.guard and settings.docker_host.startswith("unix://"):
-        guard_dir = str(settings.stack_guard_dir)
-        # A bind source must exist; the daemon puts the guard socket here.
-        settings.stack_guard_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    guard_dir = guard_dir_for(settings)
+    if guard_dir is not None:
+        # A bind source must exist: the daemon's guard serves here; until one does, a socket
+        # nobody listens on stands in for it.
+        ensure_socket_file(guard_dir / GUARD_SOCKET_NAME, settings.manager.user.gid)
     return Runtime(
         machine_id_source=machine_id,
-        guard_dir=guard_dir,
+        guard_dir=None if guard_dir is None else str(guard_dir),
         system_volume=system_volume,
         image_commands=commands,
     )

@@ -61,9 +61,17 @@ class ServiceSpec:
         return {LABEL_MANAGED: "true", LABEL_STACK: self.stack, LABEL_ROLE: self.role}
 
 
-# Where workloads find what the supervisor prepares.
+# Where workloads find what the supervisor prepares. Every mount below goes where the image
+# has nothing of its own: a mount on a directory the image uses would hide it. HyOS's images
+# are Alpine, where /var/run is a symbolic link to /run and Docker resolves a mount target
+# through it, so a directory mounted "at /var/run" covers the image's whole /run.
 SECRETS_DIR = secretspec.SECRETS_DIR
-GUARD_MOUNT = "/var/run"
+# The guard's socket, as one file where dockerode looks for Docker (HyOS's manager hard-codes
+# `socketPath: "/var/run/docker.sock"` and ignores DOCKER_HOST): a file mount covers no
+# directory on any layout (/var/run a link to /run, a directory, or absent). It binds the
+# socket the guard has when the manager starts; the daemon restarts a manager that started
+# before the guard's current socket (dashboard.Dashboard.on_guard_bound).
+GUARD_SOCKET_TARGET = "/var/run/docker.sock"
 # What HyOS's scripts and its manager share on the volume (state files, mods, slots).
 STATE_DIR = "/data/.state"
 # The REST API plugin's port on the stack network (HyOS's API_PORT); never published.
@@ -72,6 +80,8 @@ GAME_PORT = 5520
 # The server's main process, as a basic regular expression that cannot match itself: the
 # launcher outlives it after a stop signal (HyOS's entrypoint exits before Java has saved).
 SERVER_MAIN_PROCESS = r"[H]ytaleServer\.jar"
+# The stack's system volume (launcher shim, machine-id), read-only: a directory of our own
+# that no image has; /run is an empty directory in HyOS's images, so it covers nothing.
 SYSTEM_MOUNT = "/run/hyos-system"
 FILE_ENV_SHIM_NAME = "file-env.sh"
 GUARD_SOCKET_NAME = "docker.sock"
@@ -91,6 +101,11 @@ class Runtime:
     image_commands: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
         default_factory=dict
     )
+
+    @property
+    def guard_socket(self) -> str | None:
+        """Host path of the guard's socket, the bind source of the manager's Docker socket."""
+        return f"{self.guard_dir}/{GUARD_SOCKET_NAME}" if self.guard_dir else None
 
 
 def stack_labels(stack: str) -> dict[str, str]:
@@ -139,10 +154,10 @@ def _extra_mounts_and_env(
         mounts.append(Mount("bind", runtime.machine_id_source, "/etc/machine-id", read_only=True))
     if role == "manager":
         env += manager_wiring(settings)
-        if runtime.guard_dir:
+        if runtime.guard_socket:
             # The manager reaches Docker only through the guard, never the real socket.
-            mounts.append(Mount("bind", runtime.guard_dir, GUARD_MOUNT, read_only=True))
-            env.append(("DOCKER_HOST", f"unix://{GUARD_MOUNT}/{GUARD_SOCKET_NAME}"))
+            mounts.append(Mount("bind", runtime.guard_socket, GUARD_SOCKET_TARGET, read_only=True))
+            env.append(("DOCKER_HOST", f"unix://{GUARD_SOCKET_TARGET}"))
     return tuple(mounts), tuple(env)
 
 

@@ -3,6 +3,8 @@
 #   hyos-test/server:1 and :2   (same image, two tags: changing the tag is drift)
 #   hyos-test/server-rootdata:1 (its /data is root-owned: the prepare step must fix it)
 #   hyos-test/manager:1
+#   hyos-test/server:var-run-{link,dir,none}, hyos-test/manager:var-run-{link,dir,none}
+#   (/var/run a link to /run, a directory, absent; the default tags link it like Alpine)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=${BUSYBOX:-/bin/busybox}
@@ -22,8 +24,15 @@ build() {
         exit 1
     fi
 }
+# :1 has /var/run -> /run as HyOS's Alpine images do; :var-run-<layout> names each layout
+# an image can have, for the tests of the supervisor's mounts.
 build -f "$context/server.Dockerfile" -t hyos-test/server:1
 docker tag hyos-test/server:1 hyos-test/server:2
 build -f "$context/server.Dockerfile" --build-arg DATA_OWNER=0:0 -t hyos-test/server-rootdata:1
 build -f "$context/manager.Dockerfile" -t hyos-test/manager:1
-echo "built hyos-test/server:1 hyos-test/server:2 hyos-test/server-rootdata:1 hyos-test/manager:1"
+for layout in link dir none; do
+    build -f "$context/server.Dockerfile" --build-arg VAR_RUN=$layout -t hyos-test/server:var-run-$layout
+    build -f "$context/manager.Dockerfile" --build-arg VAR_RUN=$layout -t hyos-test/manager:var-run-$layout
+done
+echo "built hyos-test/server:1 hyos-test/server:2 hyos-test/server-rootdata:1 hyos-test/manager:1" \
+    "and :var-run-link, :var-run-dir, :var-run-none of both"

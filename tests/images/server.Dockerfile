@@ -2,6 +2,15 @@
 FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
+# Where /var/run is: "link" to /run as in HyOS's Alpine images (and Debian's), a plain
+# "dir", or "none" at all: every mount the supervisor adds is tested on each layout.
+ARG VAR_RUN=link
+RUN case "$VAR_RUN" in \
+        link) mkdir -p /run /var && ln -s /run /var/run ;; \
+        dir) mkdir -p /run /var/run ;; \
+        none) ;; \
+        *) echo "VAR_RUN=$VAR_RUN: expected link, dir or none" >&2; exit 1 ;; \
+    esac
 ARG DATA_OWNER=568:568
 # No /tmp or $HOME in the image: the supervisor mounts uid-owned 0700 tmpfs there, and
 # runc would copy an existing directory's mode onto the tmpfs.
