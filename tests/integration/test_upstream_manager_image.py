@@ -25,11 +25,11 @@ from supervisor.policy import build_create_body
 from supervisor.settings import ManagerSettings, Settings
 from supervisor.stack import desired_services
 from tests.harness import poll
-from tests.upstream.dashboard import SESSION_COOKIE, Reply
+from tests.upstream.dashboard import MANAGER_IMAGE, SESSION_COOKIE, Reply
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "hyos-upstream/manager:local"
+IMAGE = MANAGER_IMAGE
 BUILD = "bash tests/upstream/build-manager.sh"
 UID = 568
 PREFIX = "hyos-upstream-test"

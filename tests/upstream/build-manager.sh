@@ -7,14 +7,20 @@
 #      reach out; next/font/google is answered by NEXT_FONT_GOOGLE_MOCKED_RESPONSES and a
 #      font server on 127.0.0.1 (HyOS's own cablefied.woff2 stands in for Inter and
 #      JetBrains Mono)
-#   3. a FROM scratch image: the host's node (>= 20.9) and the shared libraries ldd names,
-#      a static busybox (/bin/sh and the wget of HyOS's HEALTHCHECK), and the standalone
-#      output in /app, with the metadata of HyOS's own Dockerfile (user 568, port 3000,
-#      HEALTHCHECK, `node server.js`).
-# Cached: when the image's io.hyos.upstream-hash label equals the sha256 of the source tree,
-# this script, the node version and the pnpm version, it prints "cached" and exits.
-# FORCE=1 rebuilds. The npx and pnpm caches live in $CACHE_DIR (a warm store makes a
-# rebuild faster). Runs as root on Debian (unshare, ip, busybox-static, docker.io).
+#   3. a FROM scratch image with the filesystem facts of HyOS's node:22-alpine runner where
+#      they can matter to a supervisor: /var/run a link to /run, /bin/sh busybox's ash (and
+#      the wget of HyOS's HEALTHCHECK), Alpine's users and groups plus the two HyOS's
+#      Dockerfile adds (`addgroup --system --gid 568 nodejs`, `adduser --system --uid 568
+#      nextjs`, as busybox makes them), /home/nextjs; the host's node (>= 20.9) and the
+#      shared libraries ldd names; the standalone output in /app; and the metadata of HyOS's
+#      Dockerfile (USER nextjs, WORKDIR /app, EXPOSE 3000, HEALTHCHECK, `node server.js`).
+#      tests/integration/test_replicas.py checks these facts against HyOS's Dockerfile.
+# Cached in two parts. The Next.js build (steps 1-2) is kept in $CACHE_DIR as a tarball
+# named by the sha256 of the source tree, the node and pnpm versions and BUILD_RECIPE;
+# the image (step 3) by its io.hyos.upstream-hash label, which adds this script: a change
+# to the image's layout rebuilds in seconds, not minutes. FORCE=1 rebuilds both. The npx
+# and pnpm caches live in $CACHE_DIR too. Runs as root on Debian (unshare, ip,
+# busybox-static, docker.io).
 #
 # Environment: MANAGER_SRC (the manager source), IMAGE, CACHE_DIR, FORCE=1, KEEP_BUILD_DIR=1.
 set -euo pipefail
@@ -66,15 +72,18 @@ if ! "$NODE" -e '
     die "$NODE is Node.js $node_version; Next.js 16 needs >= $NODE_MIN (Debian bookworm's nodejs is 18: install Node.js 20 or newer, e.g. from NodeSource)"
 fi
 
-# --- content hash and the cache check --------------------------------------------------------
-content_hash() {
+# --- content hashes and the cache checks -----------------------------------------------------
+# Bump when steps 1-2 (install, offline build) change: it names the cached build output.
+BUILD_RECIPE=2
+build_hash() {
     {
         (cd "$SRC" && find . \( -type f -o -type l \) -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-        sha256sum <"$SELF"
-        echo "node $node_version $PNPM"
+        echo "node $node_version $PNPM recipe $BUILD_RECIPE"
     } | sha256sum | cut -d' ' -f1
 }
-HASH=$(content_hash)
+BUILD_HASH=$(build_hash)
+HASH=$( { echo "$BUILD_HASH"; sha256sum <"$SELF"; } | sha256sum | cut -d' ' -f1)
+BUILT="$CACHE_DIR/next-build-${BUILD_HASH:0:24}.tar"
 
 image_hash() {
     docker image inspect -f "{{index .Config.Labels \"$HASH_LABEL\"}}" "$IMAGE" 2>/dev/null || true
@@ -145,6 +154,7 @@ say "building $IMAGE from $SRC (node $node_version, $PNPM, hash ${HASH:0:12})"
 export npm_config_cache="$CACHE_DIR/npm"
 export NEXT_TELEMETRY_DISABLED=1
 
+next_build() {
 # --- 1. install --------------------------------------------------------------------------
 # A writable copy: /work/shared stays untouched (next build writes next-env.d.ts, .next/).
 cp -r "$SRC" "$WORK/src"
@@ -217,19 +227,34 @@ for font in inter.woff2 jetbrains-mono.woff2; do
 done
 say "build ran with loopback only; both Google Fonts answered from 127.0.0.1"
 [ -f "$WORK/src/.next/standalone/server.js" ] || die "no .next/standalone/server.js after the build"
+    # The build's output, kept for the next image (step 3) of the same source.
+    tar -C "$WORK/src" -cf "$BUILT.tmp" .next/standalone .next/static public
+    mv "$BUILT.tmp" "$BUILT"
+    say "kept the build in $BUILT"
+}
+if [ "${FORCE:-0}" != 1 ] && [ -f "$BUILT" ]; then
+    say "the Next.js build of this source is cached: $BUILT"
+else
+    next_build
+fi
+mkdir -p "$WORK/out"
+tar -C "$WORK/out" -xf "$BUILT"
 
 # --- 3. the runtime image ------------------------------------------------------------------
 make_rootfs() {
     local root=${WORK:?}/rootfs elf lib applet
     local -a elves
-    mkdir -p "$root"/{bin,etc,tmp,app/.next,app/public,usr/local/bin,proc,sys,dev}
+    mkdir -p "$root"/{bin,etc,tmp,run,var,app/.next,app/public,usr/local/bin,proc,sys,dev}
     # 1777 like node:alpine; the engine copies this mode onto a tmpfs mounted at /tmp.
     chmod 1777 "$root/tmp"
+    # Alpine's layout (since 3.7): /var/run is a link to /run, which Docker follows when it
+    # resolves a mount target.
+    ln -s /run "$root/var/run"
     # HyOS's layout: the standalone server, its static assets and public/ in /app,
     # owned by the app user (its Dockerfile's COPY --chown=nextjs:nodejs).
-    cp -a "$WORK/src/.next/standalone/." "$root/app/"
-    cp -a "$WORK/src/.next/static" "$root/app/.next/static"
-    cp -a "$WORK/src/public/." "$root/app/public/"
+    cp -a "$WORK/out/.next/standalone/." "$root/app/"
+    cp -a "$WORK/out/.next/static" "$root/app/.next/static"
+    cp -a "$WORK/out/public/." "$root/app/public/"
     install -m 0755 "$NODE" "$root/usr/local/bin/node"
     # The host's shared libraries that node and the app's native modules link (sharp's
     # libvips wants libresolv), at the same paths; ldd finds nothing for the musl builds.
@@ -252,19 +277,79 @@ make_rootfs() {
         mkdir -p "$root/$(dirname "$applet")"
         [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
     done
+    # Alpine's base users and groups, node:22-alpine's `node`, then what HyOS's Dockerfile
+    # adds: `addgroup --system --gid 568 nodejs` (a group, no members) and `adduser --system
+    # --uid 568 nextjs`, which busybox makes a member of nogroup (65533) with shell
+    # /bin/false and home /home/nextjs (2755) when no --ingroup is given.
     cat >"$root/etc/passwd" <<EOF
 root:x:0:0:root:/root:/bin/sh
-nextjs:x:$APP_UID:$APP_GID:nextjs:/home/nextjs:/sbin/nologin
-nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+bin:x:1:1:bin:/bin:/sbin/nologin
+daemon:x:2:2:daemon:/sbin:/sbin/nologin
+lp:x:4:7:lp:/var/spool/lpd:/sbin/nologin
+sync:x:5:0:sync:/sbin:/bin/sync
+shutdown:x:6:0:shutdown:/sbin:/sbin/shutdown
+halt:x:7:0:halt:/sbin:/sbin/halt
+mail:x:8:12:mail:/var/mail:/sbin/nologin
+news:x:9:13:news:/usr/lib/news:/sbin/nologin
+uucp:x:10:14:uucp:/var/spool/uucppublic:/sbin/nologin
+cron:x:16:16:cron:/var/spool/cron:/sbin/nologin
+ftp:x:21:21::/var/lib/ftp:/sbin/nologin
+sshd:x:22:22:sshd:/dev/null:/sbin/nologin
+games:x:35:35:games:/usr/games:/sbin/nologin
+ntp:x:123:123:NTP:/var/empty:/sbin/nologin
+guest:x:405:100:guest:/dev/null:/sbin/nologin
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+node:x:1000:1000:Linux User,,,:/home/node:/bin/sh
+nextjs:x:$APP_UID:65533:Linux User,,,:/home/nextjs:/bin/false
 EOF
     cat >"$root/etc/group" <<EOF
-root:x:0:
-nodejs:x:$APP_GID:nextjs
-nogroup:x:65534:
+root:x:0:root
+bin:x:1:root,bin,daemon
+daemon:x:2:root,bin,daemon
+sys:x:3:root,bin
+adm:x:4:root,daemon
+tty:x:5:
+disk:x:6:root
+lp:x:7:lp
+kmem:x:9:
+wheel:x:10:root
+floppy:x:11:root
+mail:x:12:mail
+news:x:13:news
+uucp:x:14:uucp
+cron:x:16:cron
+console:x:17:
+audio:x:18:
+cdrom:x:19:
+dialout:x:20:root
+ftp:x:21:
+sshd:x:22:
+input:x:23:
+tape:x:26:root
+video:x:27:root
+netdev:x:28:
+kvm:x:34:kvm
+games:x:35:
+shadow:x:42:
+www-data:x:82:
+users:x:100:games
+ntp:x:123:
+abuild:x:300:
+utmp:x:406:
+ping:x:999:
+nogroup:x:65533:nextjs
+nobody:x:65534:
+node:x:1000:node
+nodejs:x:$APP_GID:
 EOF
+    printf '%s\n' /bin/sh /bin/ash >"$root/etc/shells"
+    mkdir -p "$root/home/node" "$root/home/nextjs"
     echo 'hosts: files dns' >"$root/etc/nsswitch.conf"
     chown -R 0:0 "$root"
     chown -R "$APP_UID:$APP_GID" "$root"/app/* "$root"/app/.next
+    chown 1000:1000 "$root/home/node"
+    chown "$APP_UID:65533" "$root/home/nextjs"
+    chmod 2755 "$root/home/nextjs"
     tar -C "$root" --numeric-owner -cf "$WORK/context/rootfs.tar" .
 }
 mkdir -p "$WORK/context"
@@ -281,12 +366,13 @@ ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PORT=3000 \\
     HOSTNAME=0.0.0.0
 WORKDIR /app
-USER $APP_UID:$APP_GID
+USER nextjs
 EXPOSE 3000
 # HyOS's own health check, verbatim.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \\
     CMD wget --no-verbose --tries=1 --spider http://127.0.0.1:3000/api/health || exit 1
 LABEL $HASH_LABEL="$HASH" \\
+      io.hyos.replica.layout="alpine" \\
       io.hyos.upstream-commit="${upstream_commit:-unknown}" \\
       io.hyos.node-version="$node_version" \\
       org.opencontainers.image.source="https://github.com/EditMySave/HyOS" \\

@@ -23,6 +23,11 @@ BASE_IMAGE="${BASE_IMAGE:-hyos-upstream/server-base:bookworm}"
 SUITE=bookworm
 PACKAGES="bash coreutils findutils passwd procps curl ca-certificates jq zip unzip iproute2"
 PACKAGES+=" apache2-utils tini gosu python3 openssl"
+BUSYBOX="${BUSYBOX:-/bin/busybox}"
+if ! "$BUSYBOX" --help >/dev/null 2>&1 || ldd "$BUSYBOX" >/dev/null 2>&1; then
+    echo "build-server: $BUSYBOX is not a static busybox; apt-get install busybox-static" >&2
+    exit 1
+fi
 started=$(date +%s%N)
 say() {
     local ms=$((($(date +%s%N) - started) / 1000000))
@@ -90,6 +95,7 @@ hash=$( {
     (cd "$upstream/server" && find scripts -type f -print0 | sort -z | xargs -0 sha256sum)
     (cd "$here" && find server-fakes server.Dockerfile build-server.sh -type f -print0 \
         | sort -z | xargs -0 sha256sum)
+    sha256sum <"$BUSYBOX"
     echo "$base_id"
 } | sha256sum | cut -d' ' -f1)
 if [[ "${FORCE:-0}" != 1 && "$(label "$IMAGE" io.hyos.replica.hash)" == "$hash" ]]; then
@@ -99,6 +105,8 @@ fi
 
 context=$(mktemp -d /tmp/hyos-upstream-context.XXXXXX)
 cp -R "$upstream/server/scripts" "$context/scripts"
+# Alpine's /bin/sh (busybox ash), from Debian's busybox-static.
+cp "$BUSYBOX" "$context/busybox"
 cp -R "$here/server-fakes" "$context/fakes"
 mkdir -p "$context/stub" "$context/fakes/native"
 if ! command -v cc >/dev/null; then

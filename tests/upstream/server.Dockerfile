@@ -71,8 +71,11 @@ ENV CURL_HOME=/opt/hyos-fakes/curl
 RUN ln -s /usr/bin/tini /sbin/tini && ln -s /usr/sbin/gosu /usr/local/bin/su-exec
 
 # Create app user with configurable UID/GID
+# Replica: as busybox's `addgroup -g` and `adduser -D -h -u -G -s` make them on Alpine
+# (gecos "Linux User,,,", a member of its group, home 2755).
 RUN groupadd -g ${PGID} hytale && \
-    useradd -l -m -d /home/hytale -u ${PUID} -g hytale -s /bin/bash hytale
+    useradd -l -m -d /home/hytale -u ${PUID} -g hytale -s /bin/bash -c 'Linux User,,,' hytale && \
+    usermod -a -G hytale hytale && chmod 2755 /home/hytale
 
 # Create directories
 RUN mkdir -p /data /opt/scripts && \
@@ -124,6 +127,13 @@ EXPOSE ${API_PORT}/tcp
 # hadolint ignore=DL3025
 HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
     CMD /opt/scripts/healthcheck.sh || exit 1
+
+# Replica: Alpine's /bin/sh is busybox's ash (the supervisor's launcher shim runs in it);
+# Debian's dash goes. Last, so the build's own RUN steps are not affected. /var/run is a
+# link to /run on Debian as on Alpine.
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "ln", "-sf", "busybox", "/bin/sh"]
+LABEL io.hyos.replica.layout="alpine"
 
 # Use tini as init system; the replica starts the fake cloud before HyOS's command
 ENTRYPOINT ["/sbin/tini", "--", "/opt/hyos-fakes/with-hytale-cloud"]
