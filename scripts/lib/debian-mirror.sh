@@ -36,6 +36,7 @@ _debian_mirror_pick() {
         END { if (uri != "" && best < 9) print uri }'
 }
 
+# shellcheck disable=SC2034 # the three are its output, read by the script that sources this
 debian_mirror() {
     debian_mirror_uri="${DEBIAN_MIRROR:-${MIRROR:-}}"
     debian_mirror_origin=""

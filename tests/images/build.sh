@@ -3,7 +3,8 @@
 #   hyos-test/server:1 and :2   (same image, two tags: changing the tag is drift)
 #   hyos-test/server-rootdata:1 (its /data is root-owned: the prepare step must fix it)
 #   hyos-test/manager:1
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/errors.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=${BUSYBOX:-/bin/busybox}
 if ! "$busybox" --help >/dev/null 2>&1 || ldd "$busybox" >/dev/null 2>&1; then
@@ -17,13 +18,18 @@ cp "$here"/*.sh "$here"/*.Dockerfile "$context/"
 export DOCKER_BUILDKIT=0
 build() {
     local out
-    if ! out=$(docker build -q "$@" "$context" 2>&1); then
+    out=$(docker build -q "$@" "$context" 2>&1) || {
+        local status=$?
         echo "$out" >&2
+        echo "build.sh: step \"$HYOS_STEP\" failed: docker build $* exited with status $status (its output above)" >&2
         exit 1
-    fi
+    }
 }
+HYOS_STEP="hyos-test/server"
 build -f "$context/server.Dockerfile" -t hyos-test/server:1
 docker tag hyos-test/server:1 hyos-test/server:2
+HYOS_STEP="hyos-test/server-rootdata"
 build -f "$context/server.Dockerfile" --build-arg DATA_OWNER=0:0 -t hyos-test/server-rootdata:1
+HYOS_STEP="hyos-test/manager"
 build -f "$context/manager.Dockerfile" -t hyos-test/manager:1
 echo "built hyos-test/server:1 hyos-test/server:2 hyos-test/server-rootdata:1 hyos-test/manager:1"

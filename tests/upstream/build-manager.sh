@@ -17,7 +17,8 @@
 # rebuild faster). Runs as root on Debian (unshare, ip, busybox-static, docker.io).
 #
 # Environment: MANAGER_SRC (the manager source), IMAGE, CACHE_DIR, FORCE=1, KEEP_BUILD_DIR=1.
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/errors.sh"
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
@@ -34,6 +35,7 @@ started=$SECONDS
 say() { printf 'build-manager: %s\n' "$*"; }
 die() { printf 'build-manager: error: %s\n' "$*" >&2; exit 1; }
 
+HYOS_STEP="source"
 # --- where the source is -------------------------------------------------------------------
 find_source() {
     local candidate common
@@ -66,6 +68,7 @@ if ! "$NODE" -e '
     die "$NODE is Node.js $node_version; Next.js 16 needs >= $NODE_MIN (Debian bookworm's nodejs is 18: install Node.js 20 or newer, e.g. from NodeSource)"
 fi
 
+HYOS_STEP="cache check"
 # --- content hash and the cache check --------------------------------------------------------
 content_hash() {
     {
@@ -85,6 +88,7 @@ if [ "${FORCE:-0}" != 1 ] && [ "$(image_hash)" = "$HASH" ]; then
     exit 0
 fi
 
+HYOS_STEP="prerequisites"
 # --- prerequisites for a real build --------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (unshare --net, chown of the image's files)"
 for tool in npx python3 unshare ip tar ldd flock; do
@@ -127,6 +131,7 @@ trap 'exit 143' TERM
 step() {
     local name=$1 t0=$SECONDS rc
     shift
+    HYOS_STEP=$name
     set +e
     (set -e; "$@") >"$WORK/$name.log" 2>&1
     rc=$?
@@ -145,6 +150,7 @@ say "building $IMAGE from $SRC (node $node_version, $PNPM, hash ${HASH:0:12})"
 export npm_config_cache="$CACHE_DIR/npm"
 export NEXT_TELEMETRY_DISABLED=1
 
+HYOS_STEP="install"
 # --- 1. install --------------------------------------------------------------------------
 # A writable copy: /work/shared stays untouched (next build writes next-env.d.ts, .next/).
 cp -r "$SRC" "$WORK/src"
@@ -156,6 +162,7 @@ install_deps() {
 }
 step install install_deps
 
+HYOS_STEP="build"
 # --- 2. build, offline, with Google Fonts answered locally -----------------------------------
 mkdir -p "$WORK/fonts"
 cp "$SRC/cablefied.woff2" "$WORK/fonts/inter.woff2"
@@ -270,6 +277,7 @@ EOF
 mkdir -p "$WORK/context"
 step rootfs make_rootfs
 
+HYOS_STEP="image"
 upstream_commit=$(grep -o 'commit [0-9a-f]\{40\}' "$SRC/../README.md" 2>/dev/null | cut -d' ' -f2 || true)
 cat >"$WORK/context/Dockerfile" <<EOF
 FROM scratch
@@ -301,6 +309,7 @@ if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
     docker rmi "$old_id" >/dev/null 2>&1 || true
 fi
 
+HYOS_STEP="smoke"
 # Smoke: node starts with the copied libraries, as the app user, on a read-only root.
 smoke=$(docker run --rm --read-only --network none --cap-drop ALL "$IMAGE" \
     node -e 'console.log(process.version, process.getuid())') \
