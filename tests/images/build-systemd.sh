@@ -2,7 +2,7 @@
 # A Debian image with systemd as PID 1 for testing deploy/systemd/hyos-supervisor.service
 # under a real systemd (tests/integration/test_systemd.py). No registry: debootstrap
 # --variant=minbase bookworm with systemd, systemd-sysv, dbus and python3 from the
-# machine's own Debian mirror (scripts/debian-mirror.sh), the supervisor's dependencies
+# machine's own Debian mirror (scripts/lib/debian-mirror.sh), the supervisor's dependencies
 # from the offline wheelhouse (scripts/build-wheelhouse.sh) in /opt/hyos-supervisor, then
 # `docker import`.
 #
