@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Packaging checks (no Docker engine needed): hadolint on the Dockerfile, compose.yaml
-# validity, shellcheck-free shell syntax of the scripts, and the systemd unit
+# validity, the shell syntax of the scripts (shellcheck runs in .ci/run), and the systemd unit
 # (`systemd-analyze verify` silent on stderr, `security --offline` exposure <= 2.0).
 # Exits non-zero on the first failure. Called from .ci/run.
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/errors.sh"
 cd "$(dirname "$0")/.."
 unit=deploy/systemd/hyos-supervisor.service
 
+HYOS_STEP="hadolint"
 echo "-- hadolint (failure threshold: warning)"
 hadolint=$(command -v hadolint || true)
 [[ -n "$hadolint" ]] || hadolint=.venv/bin/hadolint
@@ -17,6 +19,7 @@ fi
 "$hadolint" --failure-threshold warning Dockerfile
 echo "hadolint: clean"
 
+HYOS_STEP="compose.yaml"
 echo "-- compose.yaml"
 if command -v docker-compose >/dev/null; then
     docker-compose -f compose.yaml --env-file .env.example config -q
@@ -27,15 +30,18 @@ if docker compose version >/dev/null 2>&1; then
     echo "docker compose $(docker compose version --short): valid (with .env.example)"
 fi
 
+HYOS_STEP="shell syntax"
 echo "-- shell scripts"
-for script in scripts/*.sh .ci/checks-packaging.sh; do
+scripts=(scripts/*.sh scripts/lib/*.sh tests/images/*.sh tests/upstream/*.sh .ci/run .ci/*.sh)
+for script in "${scripts[@]}"; do
     case "$(head -n1 "$script")" in
         *bash*) bash -n "$script" ;;
         *) sh -n "$script" ;;
     esac
 done
-echo "syntax ok: $(ls scripts/*.sh | wc -l) scripts"
+echo "syntax ok: ${#scripts[@]} scripts"
 
+HYOS_STEP="systemd-analyze verify"
 echo "-- systemd-analyze verify"
 # verify insists that ExecStart's binary exists. When /usr/local/bin/hyos-supervisor is
 # not installed (CI, a dev checkout), verify a temporary copy whose ExecStart points at
@@ -68,6 +74,7 @@ if [[ -n "$errors" ]]; then
 fi
 echo "systemd-analyze verify: clean"
 
+HYOS_STEP="systemd-analyze security"
 echo "-- systemd-analyze security (threshold 20 = exposure 2.0)"
 report=$(systemd-analyze security --offline=yes --threshold=20 "$unit" 2>&1) || {
     echo "$report" >&2

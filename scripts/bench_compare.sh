@@ -9,7 +9,8 @@
 # with moderate counts; the output goes to OUTDIR/<rev>/<bench>.txt. Benchmarks a
 # revision does not have are skipped. The supervisor image is rebuilt from this checkout
 # at the end. Needs root, the engine and the test images (bash tests/images/build.sh).
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 
 if [ $# -lt 2 ]; then
     echo "usage: bash scripts/bench_compare.sh OUTDIR REV [REV...]" >&2
@@ -37,11 +38,12 @@ ORDER=(bench_restart bench_unhealthy bench_up bench_perms bench_guard bench_guar
     bench_idle bench_login bench_render bench_manager_upload)
 
 for rev in "$@"; do
+    HYOS_STEP="$rev"
     sha=$(git -C "$repo" rev-parse --short "$rev")
     tree="${TMPDIR:-/tmp}/bench-$sha"
     [ -d "$tree" ] || git -C "$repo" worktree add -q --detach "$tree" "$sha"
     mkdir -p "$out/$sha"
-    (cd "$tree" && sh scripts/build-image.sh >/dev/null)
+    (cd "$tree" && bash scripts/build-image.sh >/dev/null)
     for name in "${ORDER[@]}"; do
         [ -f "$tree/bench/$name.py" ] || continue
         if [ -f "$tree/bench/__init__.py" ]; then
@@ -55,5 +57,5 @@ for rev in "$@"; do
             >"$out/$sha/$name.txt" 2>&1 || echo "(exit $?)" >>"$out/$sha/$name.txt"
     done
 done
-(cd "$repo" && sh scripts/build-image.sh >/dev/null)
+(cd "$repo" && bash scripts/build-image.sh >/dev/null)
 echo "bench_compare: results in $out" >&2

@@ -1,10 +1,13 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Build the supervisor image offline on the local Python base (no registry, no network
 # inside containers): the base (debootstrap + docker import) and the wheelhouse (host pip)
 # are made first when missing or stale, then the Dockerfile with the classic builder.
 # Tags IMAGE (default hyos-supervisor:dev) and hyos-supervisor:<package version>, the
 # default `helper_image` of the prepare step. Cached: a no-change run takes ~1 s.
-set -eu
+# bash (`sh scripts/build-image.sh` runs it with bash too).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -16,17 +19,22 @@ if [ -z "$version" ]; then
     exit 1
 fi
 
+HYOS_STEP="base image"
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    IMAGE="$BASE_IMAGE" "$here/build-python-base.sh"
+    IMAGE="$BASE_IMAGE" bash "$here/build-python-base.sh"
 fi
-BASE_IMAGE="$BASE_IMAGE" "$here/build-wheelhouse.sh"
+HYOS_STEP="wheelhouse"
+BASE_IMAGE="$BASE_IMAGE" bash "$here/build-wheelhouse.sh"
+HYOS_STEP="docker build"
 previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 # Classic builder: works on docker.io 20.10 without buildx or a frontend image to pull.
-if ! out=$(DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --build-arg "VERSION=$version" -t "$IMAGE" -t "hyos-supervisor:$version" "$repo" 2>&1); then
+out=$(DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg "VERSION=$version" -t "$IMAGE" -t "hyos-supervisor:$version" "$repo" 2>&1) || {
+    status=$?
     echo "$out" >&2
+    echo "build-image.sh: step \"docker build\" failed: docker build -t $IMAGE $repo exited with status $status (its output above)" >&2
     exit 1
-fi
+}
 # The image this build replaced, once untagged and unused, is only disk: remove it.
 current=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 if [ -n "$previous" ] && [ "$previous" != "$current" ]; then

@@ -7,7 +7,8 @@
 #   .stamp            pyproject deps + base image id: unchanged -> nothing to do
 # The host's pip does the downloading (its index or mirror config applies); containers
 # never need the network. FORCE=1 rebuilds.
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BASE_IMAGE="${BASE_IMAGE:-hyos-python-base:bookworm}"
@@ -16,6 +17,7 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$repo/.venv/bin/python" ]]; then PYTHON="$repo/.venv/bin/python"; else PYTHON=python3; fi
 fi
 
+HYOS_STEP="base image id"
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
 # The runtime dependencies, straight from pyproject.toml (tomllib: Python >= 3.11).
 requirements=$("$PYTHON" - "$repo/pyproject.toml" <<'PY'
@@ -30,6 +32,7 @@ if [[ "${FORCE:-0}" != 1 && -f "$WHEELHOUSE/.stamp" && "$(cat "$WHEELHOUSE/.stam
     exit 0
 fi
 
+HYOS_STEP="base image python"
 # Python version and glibc of the base image decide which wheels fit.
 read -r pyver glibc machine < <(docker run --rm --network none --entrypoint python3 "$BASE_IMAGE" -c \
     'import platform, sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.libc_ver()[1], platform.machine())')
@@ -41,6 +44,7 @@ for ((minor = 5; minor <= glibc_minor; minor++)); do
 done
 platforms+=(--platform "manylinux2014_${machine}" --platform "manylinux2010_${machine}" --platform "manylinux1_${machine}" --platform "linux_${machine}")
 
+HYOS_STEP="pip download"
 rm -rf "$WHEELHOUSE"
 mkdir -p "$WHEELHOUSE"
 printf '%s\n' "$requirements" >"$WHEELHOUSE/requirements.txt"

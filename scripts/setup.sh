@@ -3,9 +3,11 @@
 #   Debian packages it needs, a dockerd that answers (started only if none does),
 #   and a virtualenv in .venv with the package and its test extras.
 # Idempotent and quiet when everything is already there.
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 cd "$(dirname "$0")/.."
 
+HYOS_STEP="Debian packages"
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
@@ -20,6 +22,7 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+HYOS_STEP="dockerd"
 # One dockerd per machine: reuse the one that answers.
 if ! docker version >/dev/null 2>&1; then
     echo "setup: no dockerd answers; starting one (log: /var/log/hyos-dockerd.log)"
@@ -35,6 +38,7 @@ if ! docker version >/dev/null 2>&1; then
     done
 fi
 
+HYOS_STEP=".venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
     | { grep -v '^WARNING: Location' || true; }

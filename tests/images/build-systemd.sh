@@ -2,7 +2,7 @@
 # A Debian image with systemd as PID 1 for testing deploy/systemd/hyos-supervisor.service
 # under a real systemd (tests/integration/test_systemd.py). No registry: debootstrap
 # --variant=minbase bookworm with systemd, systemd-sysv, dbus and python3 from the
-# machine's own Debian mirror (scripts/debian-mirror.sh), the supervisor's dependencies
+# machine's own Debian mirror (scripts/lib/debian-mirror.sh), the supervisor's dependencies
 # from the offline wheelhouse (scripts/build-wheelhouse.sh) in /opt/hyos-supervisor, then
 # `docker import`.
 #
@@ -15,21 +15,27 @@
 # Cached: the tag is hyos-test/systemd:<hash of this script, the package list and the
 # wheelhouse's wheels>; an existing tag is reused, older tags are removed when a new one
 # is built. Prints the tag on its last line. Needs root, debootstrap, chroot and docker.
-set -euo pipefail
+# Env: BASE_IMAGE, WHEELHOUSE (default build/wheels), DEBIAN_MIRROR (scripts/lib/debian-mirror.sh).
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/errors.sh"
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/lib/debian-mirror.sh
+. "$repo/scripts/lib/debian-mirror.sh"
 SUITE=bookworm
 PACKAGES=systemd,systemd-sysv,dbus,python3
 BASE_IMAGE="${BASE_IMAGE:-hyos-python-base:bookworm}"
-WHEELHOUSE="$repo/build/wheels"
+WHEELHOUSE="${WHEELHOUSE:-$repo/build/wheels}"
 
 say() { echo "build-systemd: $*" >&2; }
 
 # The wheelhouse is for the Python of $BASE_IMAGE, Debian bookworm's like the one here.
+HYOS_STEP="base image"
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    IMAGE="$BASE_IMAGE" sh "$repo/scripts/build-python-base.sh" >&2
+    IMAGE="$BASE_IMAGE" bash "$repo/scripts/build-python-base.sh" >&2
 fi
-BASE_IMAGE="$BASE_IMAGE" bash "$repo/scripts/build-wheelhouse.sh" >&2
+HYOS_STEP="wheelhouse"
+BASE_IMAGE="$BASE_IMAGE" WHEELHOUSE="$WHEELHOUSE" bash "$repo/scripts/build-wheelhouse.sh" >&2
 
 hash=$( { cat "$0"; echo "$SUITE $PACKAGES"; cat "$WHEELHOUSE/requirements.txt"
           (cd "$WHEELHOUSE" && ls -1 ./*.whl); } | sha256sum | cut -c1-12)
@@ -40,17 +46,22 @@ if docker image inspect "$tag" >/dev/null 2>&1; then
     exit 0
 fi
 
-{ read -r mirror; read -r origin; read -r proxy; } < <(sh "$repo/scripts/debian-mirror.sh" "$SUITE")
+HYOS_STEP="mirror"
+debian_mirror "$SUITE"
+mirror=$debian_mirror_uri origin=$debian_mirror_origin proxy=$debian_mirror_proxy
 [[ -z "$proxy" ]] || export http_proxy="$proxy"
 rootfs=$(mktemp -d /tmp/hyos-systemd.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT INT TERM
-say "debootstrap $SUITE (+$PACKAGES) from ${mirror:-the default mirror of debootstrap} ($origin)"
+say "debootstrap $SUITE (+$PACKAGES) from ${mirror:-the default mirror of debootstrap} ($origin)${proxy:+ through proxy $proxy}"
+HYOS_STEP="debootstrap"
 # shellcheck disable=SC2086 # $mirror is one word or none
 debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" $mirror >/dev/null
 
+HYOS_STEP="venv in the chroot"
 mkdir -p "$rootfs/tmp/wheels"
 cp "$WHEELHOUSE"/*.whl "$WHEELHOUSE/requirements.txt" "$rootfs/tmp/wheels/"
 # A clean environment: the host's PIP_* settings must not reach the chroot's pip.
+# shellcheck disable=SC2016 # the script is the chroot's: it expands there
 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
     chroot "$rootfs" /bin/sh -eu -c '
     python3 -m venv --without-pip /opt/hyos-supervisor
@@ -76,6 +87,7 @@ rm -rf "$rootfs/tmp/wheels" "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/ap
        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
 : > "$rootfs/etc/machine-id"  # systemd makes one up at boot
 
+HYOS_STEP="docker import"
 for old in $(docker images --format '{{.Repository}}:{{.Tag}}' hyos-test/systemd); do
     [[ "$old" == "$tag" ]] || docker rmi "$old" >/dev/null || true
 done

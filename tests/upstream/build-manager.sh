@@ -23,7 +23,8 @@
 # busybox-static, docker.io).
 #
 # Environment: MANAGER_SRC (the manager source), IMAGE, CACHE_DIR, FORCE=1, KEEP_BUILD_DIR=1.
-set -euo pipefail
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/errors.sh"
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
@@ -40,6 +41,7 @@ started=$SECONDS
 say() { printf 'build-manager: %s\n' "$*"; }
 die() { printf 'build-manager: error: %s\n' "$*" >&2; exit 1; }
 
+HYOS_STEP="source"
 # --- where the source is -------------------------------------------------------------------
 find_source() {
     local candidate common
@@ -72,6 +74,7 @@ if ! "$NODE" -e '
     die "$NODE is Node.js $node_version; Next.js 16 needs >= $NODE_MIN (Debian bookworm's nodejs is 18: install Node.js 20 or newer, e.g. from NodeSource)"
 fi
 
+HYOS_STEP="cache check"
 # --- content hashes and the cache checks -----------------------------------------------------
 # Bump when steps 1-2 (install, offline build) change: it names the cached build output.
 BUILD_RECIPE=2
@@ -94,6 +97,7 @@ if [ "${FORCE:-0}" != 1 ] && [ "$(image_hash)" = "$HASH" ]; then
     exit 0
 fi
 
+HYOS_STEP="prerequisites"
 # --- prerequisites for a real build --------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (unshare --net, chown of the image's files)"
 for tool in npx python3 unshare ip tar ldd flock; do
@@ -136,6 +140,7 @@ trap 'exit 143' TERM
 step() {
     local name=$1 t0=$SECONDS rc
     shift
+    HYOS_STEP=$name
     set +e
     (set -e; "$@") >"$WORK/$name.log" 2>&1
     rc=$?
@@ -155,6 +160,7 @@ export npm_config_cache="$CACHE_DIR/npm"
 export NEXT_TELEMETRY_DISABLED=1
 
 next_build() {
+HYOS_STEP="install"
 # --- 1. install --------------------------------------------------------------------------
 # A writable copy: /work/shared stays untouched (next build writes next-env.d.ts, .next/).
 cp -r "$SRC" "$WORK/src"
@@ -166,6 +172,7 @@ install_deps() {
 }
 step install install_deps
 
+HYOS_STEP="build"
 # --- 2. build, offline, with Google Fonts answered locally -----------------------------------
 mkdir -p "$WORK/fonts"
 cp "$SRC/cablefied.woff2" "$WORK/fonts/inter.woff2"
@@ -355,6 +362,7 @@ EOF
 mkdir -p "$WORK/context"
 step rootfs make_rootfs
 
+HYOS_STEP="image"
 upstream_commit=$(grep -o 'commit [0-9a-f]\{40\}' "$SRC/../README.md" 2>/dev/null | cut -d' ' -f2 || true)
 cat >"$WORK/context/Dockerfile" <<EOF
 FROM scratch
@@ -387,6 +395,7 @@ if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
     docker rmi "$old_id" >/dev/null 2>&1 || true
 fi
 
+HYOS_STEP="smoke"
 # Smoke: node starts with the copied libraries, as the app user, on a read-only root.
 smoke=$(docker run --rm --read-only --network none --cap-drop ALL "$IMAGE" \
     node -e 'console.log(process.version, process.getuid())') \

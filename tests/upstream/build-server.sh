@@ -12,12 +12,15 @@
 # Runs as root on Debian with debootstrap and docker; compiles one tiny shared object with
 # cc (gcc is installed from Debian when there is no cc). No registry is needed.
 # Env: HYOS_UPSTREAM (HyOS sources; default ../shared/upstream/hyos next to the checkout),
-#      IMAGE, BASE_IMAGE, MIRROR (Debian mirror; default: the host's apt sources), FORCE,
-#      FORCE_BASE.
-set -euo pipefail
+#      IMAGE, BASE_IMAGE, DEBIAN_MIRROR or MIRROR (Debian mirror; default: the host's apt
+#      sources, through apt's proxy: scripts/lib/debian-mirror.sh), FORCE, FORCE_BASE.
+# shellcheck source=scripts/lib/errors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/errors.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# shellcheck source=scripts/lib/debian-mirror.sh
+. "$repo/scripts/lib/debian-mirror.sh"
 IMAGE="${IMAGE:-hyos-upstream/server:local}"
 BASE_IMAGE="${BASE_IMAGE:-hyos-upstream/server-base:bookworm}"
 SUITE=bookworm
@@ -57,18 +60,17 @@ drop_replaced() {
 }
 
 build_base() {
-    local mirror="${MIRROR:-}"
-    if [[ -z "$mirror" ]]; then
-        mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
-                     /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null \
-                 | grep -E '/debian/?( |$)' | grep -v security \
-                 | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//' \
-                 | awk '{print $1; exit}' || true)
-    fi
-    mirror="${mirror:-http://deb.debian.org/debian}"
+    local mirror origin proxy
+    HYOS_STEP="mirror"
+    debian_mirror "$SUITE"
+    mirror=$debian_mirror_uri origin=$debian_mirror_origin proxy=$debian_mirror_proxy
+    [[ -z "$proxy" ]] || export http_proxy="$proxy"
     rootfs=$(mktemp -d /tmp/hyos-upstream-base.XXXXXX)
-    say "debootstrap $SUITE from $mirror: ${PACKAGES// /,}"
-    debootstrap --variant=minbase --include="${PACKAGES// /,}" "$SUITE" "$rootfs" "$mirror" >/dev/null
+    say "debootstrap $SUITE from ${mirror:-the default mirror of debootstrap} ($origin)${proxy:+ through proxy $proxy}: ${PACKAGES// /,}"
+    HYOS_STEP="debootstrap"
+    # shellcheck disable=SC2086 # $mirror is one word or none (debootstrap's default)
+    debootstrap --variant=minbase --include="${PACKAGES// /,}" "$SUITE" "$rootfs" $mirror >/dev/null
+    HYOS_STEP="base import"
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* \
            "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
            "$rootfs"/usr/share/locale/* "$rootfs"/var/log/* "$rootfs"/tmp/*
@@ -89,6 +91,7 @@ else
     old_base=""
 fi
 
+HYOS_STEP="image"
 # What the image is made of, hashed: a change to any of it rebuilds; nothing else does.
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
 hash=$( {
