@@ -290,27 +290,9 @@ def setup_admin(manager: Manager, telemetry_opt_out: bool = False) -> str:
 # --- the image and the hardening ------------------------------------------------------------
 
 
-def test_image_carries_the_metadata_of_hyos_dockerfile(manager_image: str) -> None:
-    config = inspect(manager_image)["Config"]
-    assert config["User"] == f"{UID}:{UID}"
-    assert config["Cmd"] == ["node", "server.js"]
-    assert config["WorkingDir"] == "/app"
-    assert config["ExposedPorts"] == {"3000/tcp": {}}
-    env = dict(item.split("=", 1) for item in config["Env"])
-    assert {k: env.get(k) for k in ("PORT", "HOSTNAME", "NODE_ENV", "NEXT_TELEMETRY_DISABLED")} == {
-        "PORT": "3000",
-        "HOSTNAME": "0.0.0.0",
-        "NODE_ENV": "production",
-        "NEXT_TELEMETRY_DISABLED": "1",
-    }
-    assert config["Healthcheck"] == {
-        "Test": ["CMD-SHELL", HEALTHCHECK],
-        "Interval": 30 * 10**9,
-        "Timeout": 10 * 10**9,
-        "StartPeriod": 60 * 10**9,
-        "Retries": 3,
-    }
-    label = config["Labels"]["io.hyos.upstream-hash"]
+def test_image_carries_the_hash_of_what_it_was_built_from(manager_image: str) -> None:
+    # Its metadata against HyOS's own Dockerfile: tests/integration/test_replicas.py.
+    label = inspect(manager_image)["Config"]["Labels"]["io.hyos.upstream-hash"]
     assert len(label) == 64 and int(label, 16) >= 0
 
 
