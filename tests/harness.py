@@ -6,6 +6,7 @@ a subprocess. Plain helpers with no pytest dependency, so `bench/` uses them as 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -159,3 +160,49 @@ def _settled(row: dict[str, Any]) -> bool:
     """Running and healthy, with no restart of the daemon's pending or in flight."""
     idle = not row["busy"] and row["restart_in_s"] is None
     return bool(row["health"] == "healthy" and row["status"] == "running" and idle)
+
+
+def _dockerd_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout
+    pids = [int(p) for p in found.split()]
+    return pids[0] if pids else None
+
+
+def _engine_answers() -> bool:
+    return docker("version", check=False, timeout=10).returncode == 0
+
+
+def restart_dockerd(log_fallback: Path) -> None:
+    """Restart THE engine: SIGTERM the running dockerd, wait for it to exit, start it
+    again with the same command line, environment and working directory (in its own
+    session, so it outlives the test), and wait until `docker version` answers.
+    TimeoutError when it does not exit or does not answer again."""
+    pid = _dockerd_pid()
+    assert pid is not None, "no dockerd is running"
+    proc = Path(f"/proc/{pid}")
+    argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+    environ = dict(
+        entry.decode(errors="replace").split("=", 1)
+        for entry in (proc / "environ").read_bytes().split(b"\0")
+        if b"=" in entry
+    )
+    cwd = os.readlink(proc / "cwd")
+    log_target = Path(os.readlink(proc / "fd" / "2"))
+    log_path = log_target if log_target.is_file() else log_fallback
+    os.kill(pid, signal.SIGTERM)
+    try:
+        # dockerd stops every container first (its shutdown timeout is 15 s by default).
+        poll(lambda: not proc.exists(), 90, "dockerd to exit", interval=0.2)
+    finally:
+        if _dockerd_pid() is None:
+            with log_path.open("ab") as log:
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=environ,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+        poll(_engine_answers, 60, "the restarted engine to answer", interval=0.2)

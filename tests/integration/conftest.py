@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from supervisor import control
 from tests.harness import REPO, Daemon, DaemonExited, docker, inspect, poll
+from tests.harness import restart_dockerd as harness_restart_dockerd
 from tests.standin import remove_stack_objects, standin_env
 
 __all__ = ["REPO", "docker", "inspect"]  # the tests' Docker helpers, from tests.harness
@@ -247,46 +247,9 @@ def started_at(container: str) -> str:
     return str(inspect(container)["State"]["StartedAt"])
 
 
-def _dockerd_pid() -> int | None:
-    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout
-    pids = [int(p) for p in found.split()]
-    return pids[0] if pids else None
-
-
-def _engine_answers() -> bool:
-    return docker("version", check=False, timeout=10).returncode == 0
-
-
 def restart_dockerd(log_fallback: Path) -> None:
-    """Restart THE engine: SIGTERM the running dockerd, wait for it to exit, start it
-    again with the same command line, environment and working directory (in its own
-    session, so it outlives the test), and wait until `docker version` answers."""
-    pid = _dockerd_pid()
-    assert pid is not None, "no dockerd is running"
-    proc = Path(f"/proc/{pid}")
-    argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
-    environ = dict(
-        entry.decode(errors="replace").split("=", 1)
-        for entry in (proc / "environ").read_bytes().split(b"\0")
-        if b"=" in entry
-    )
-    cwd = os.readlink(proc / "cwd")
-    log_target = Path(os.readlink(proc / "fd" / "2"))
-    log_path = log_target if log_target.is_file() else log_fallback
-    os.kill(pid, signal.SIGTERM)
+    """Restart THE engine (tests.harness.restart_dockerd); a timeout fails the test."""
     try:
-        # dockerd stops every container first (its shutdown timeout is 15 s by default).
-        wait_for(lambda: not proc.exists(), 90, "dockerd to exit", interval=0.2)
-    finally:
-        if _dockerd_pid() is None:
-            with log_path.open("ab") as log:
-                subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=environ,
-                    cwd=cwd,
-                    start_new_session=True,
-                )
-        wait_for(_engine_answers, 60, "the restarted engine to answer", interval=0.2)
+        harness_restart_dockerd(log_fallback)
+    except TimeoutError as err:
+        pytest.fail(str(err))

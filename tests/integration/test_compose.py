@@ -176,8 +176,10 @@ def test_up_starts_only_the_supervisor_which_starts_the_stack_healthy(
         info = inspect(project.workload(role))
         assert info["Config"]["Labels"]["io.hyos.stack"] == project.stack
         assert info["Config"]["Labels"]["io.hyos.role"] == role
-        # The docker socket went to the supervisor alone.
-        assert not any("docker.sock" in m.get("Source", "") for m in info["Mounts"]), role
+        # The docker socket went to the supervisor alone; the manager has the guard's.
+        sockets = {m["Source"] for m in info["Mounts"] if "docker.sock" in m.get("Source", "")}
+        guard = {f"/run/hyos-supervisor/{project.stack}/docker.sock"}
+        assert sockets == (guard if role == "manager" else set()), role
         assert info["HostConfig"]["CapDrop"] == ["ALL"]
 
 
