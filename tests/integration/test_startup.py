@@ -54,6 +54,6 @@ def test_a_guard_directory_the_engine_cannot_see_is_one_line_and_exit_1(
     assert lines[0] == (
         f"hyos-supervisor: could not create container {stack.name}-manager: "
         'invalid mount config for type "bind": bind source path does not exist: '
-        f"{guard}/{stack.name}; the guard directory {guard} must exist on the host where the "
+        f"{guard}/{stack.name}/docker.sock; the guard directory {guard} must exist on the host where the "
         f"Docker engine runs, at the same path (a supervisor in a container needs -v {guard}:{guard})"
     )

@@ -249,7 +249,7 @@ def test_a_failed_start_is_one_err_line_and_exit_status_1(box: Box, supervised: 
         (failure,) = errors
         assert failure["MESSAGE"] == (
             f"hyos-supervisor: could not create container {stack}-manager: invalid mount config "
-            f'for type "bind": bind source path does not exist: {guard}/{stack}; the guard '
+            f'for type "bind": bind source path does not exist: {guard}/{stack}/docker.sock; the guard '
             f"directory {guard} must exist on the host where the Docker engine runs, at the "
             f"same path (a supervisor in a container needs -v {guard}:{guard})"
         )
