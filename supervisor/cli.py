@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 
 from supervisor import __version__, control, hyos, policy
-from supervisor.engine import DockerUnreachable, Engine, EngineError
+from supervisor.dockertypes import DockerUnreachable, EngineError
+from supervisor.engine import Engine
 from supervisor.failures import explain
 from supervisor.logs import bind, error_line, setup_logging
 from supervisor.ops import Operations

@@ -25,7 +25,8 @@ from entrypoint.contract import LABEL_ROLE
 from supervisor import control, restarts
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
-from supervisor.engine import Engine, EngineEvent
+from supervisor.dockertypes import EngineEvent
+from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
 from supervisor.notify import Notifier, watchdog_loop

@@ -41,7 +41,8 @@ import anyio
 import anyio.abc
 
 from supervisor import guard_rules as rules
-from supervisor.engine import Engine, EngineError, ExecInfo
+from supervisor.dockertypes import EngineError, ExecInfo
+from supervisor.engine import Engine
 from supervisor.logs import quiet_cancelled_wakeups
 
 log = logging.getLogger("supervisor.guard")

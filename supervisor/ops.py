@@ -21,7 +21,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from supervisor.engine import Engine, EngineError, NotFound
+from supervisor.dockertypes import EngineError, NotFound
+from supervisor.engine import Engine
 from supervisor.logs import BoundLogger
 from supervisor.reconcile import await_ready, desired_stack, run_prepare
 from supervisor.settings import Settings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +11,12 @@ from typing import Any
 
 import anyio
 
-from entrypoint.contract import LABEL_MANAGED, LABEL_STACK, parse_events
+from entrypoint.contract import parse_events
 from supervisor import policy, secretspec
-from supervisor.engine import ContainerState, Engine, EngineError
+from supervisor.dockertypes import ContainerState, EngineError, Observed, owned_by
+from supervisor.engine import Engine
 from supervisor.guard import ensure_socket_file
-from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
+from supervisor.plan import Desired, ServicePlan, plan_stack, strays
 from supervisor.settings import Settings
 from supervisor.stack import (
     GUARD_SOCKET_NAME,
@@ -57,10 +57,6 @@ def desired_stack(settings: Settings, runtime: Runtime | None = None) -> dict[st
     return desired
 
 
-def _ours(labels: Mapping[str, str], stack: str) -> bool:
-    return labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_STACK) == stack
-
-
 async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
     """Refuse before touching anything if a name we need belongs to someone else."""
     for plan in plans:
@@ -69,13 +65,13 @@ async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePl
         holder = await engine.inspect(plan.desired.name)
         if holder is None or any(o.id == holder.id for o in plan.remove):
             continue
-        if not _ours(holder.labels, settings.stack):
+        if not owned_by(holder.labels, settings.stack):
             raise StackError(
                 f"a container named {plan.desired.name!r} exists but is not managed by "
                 f"stack {settings.stack!r}; rename or remove it, or choose another stack name"
             )
     labels = await engine.network_labels(settings.network_name)
-    if labels is not None and not _ours(labels, settings.stack):
+    if labels is not None and not owned_by(labels, settings.stack):
         raise StackError(
             f"network {settings.network_name!r} exists but is not managed by stack "
             f"{settings.stack!r}; remove it or choose another stack name"
@@ -194,7 +190,7 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
     name = f"{settings.stack}-prepare"
     leftover = await engine.inspect(name)
     if leftover is not None:
-        if not _ours(leftover.labels, settings.stack):
+        if not owned_by(leftover.labels, settings.stack):
             raise StackError(f"a container named {name!r} exists but is not managed by this stack")
         await engine.remove(leftover.id)
     stdin = (json.dumps(supplied) + "\n").encode() if supplied else None
@@ -306,19 +302,19 @@ async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[s
         await remove_container(engine, container, settings)
         changes.append(f"removed {container.role or 'container'} {container.id[:12]}")
     labels = await engine.network_labels(settings.network_name)
-    if labels is not None and _ours(labels, settings.stack):
+    if labels is not None and owned_by(labels, settings.stack):
         await engine.remove_network(settings.network_name)
         changes.append(f"removed network {settings.network_name}")
     if volumes and not settings.data_is_bind:
         labels = await engine.volume_labels(settings.data_source)
-        if labels is not None and _ours(labels, settings.stack):
+        if labels is not None and owned_by(labels, settings.stack):
             await engine.remove_volume(settings.data_source)
             changes.append(f"removed volume {settings.data_source}")
         elif labels is not None:
             changes.append(f"kept volume {settings.data_source}: not created by this stack")
     if volumes:
         labels = await engine.volume_labels(settings.system_volume)
-        if labels is not None and _ours(labels, settings.stack):
+        if labels is not None and owned_by(labels, settings.stack):
             await engine.remove_volume(settings.system_volume)
             changes.append(f"removed volume {settings.system_volume}")
     return changes

@@ -14,7 +14,7 @@ import pytest
 
 from supervisor import daemon
 from supervisor.cli import EX_FAILED, EX_SOFTWARE, EX_UNAVAILABLE, _parser, main
-from supervisor.engine import DockerUnreachable, EngineError
+from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.logs import TextFormatter
 from supervisor.settings import EX_CONFIG
 

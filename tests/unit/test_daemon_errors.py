@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from supervisor.daemon import Daemon
-from supervisor.engine import EngineError, EngineEvent
+from supervisor.dockertypes import EngineError, EngineEvent
 from supervisor.notify import Notifier
 from supervisor.settings import load_settings
 

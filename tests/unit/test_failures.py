@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from supervisor.engine import DockerUnreachable, EngineError
+from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.failures import explain
 from supervisor.reconcile import StackError
 from supervisor.settings import load_settings

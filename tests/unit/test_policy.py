@@ -12,7 +12,7 @@ import yaml
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 from supervisor import policy
-from supervisor.engine import hardening_from_json
+from supervisor.dockertypes import hardening_from_json
 from supervisor.policy import (
     NO_NEW_PRIVILEGES,
     RULES,

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from supervisor import restarts
-from supervisor.engine import EngineError
+from supervisor.dockertypes import EngineError
 from supervisor.logs import bind
 from supervisor.notify import Notifier
 from supervisor.ops import Operations
