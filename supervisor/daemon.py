@@ -31,6 +31,7 @@ from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
 from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
+from supervisor.ports import EnginePort
 from supervisor.reconcile import guard_dir_for
 from supervisor.restarts import ServiceStatus
 from supervisor.settings import Settings
@@ -46,7 +47,7 @@ class Daemon:
     def __init__(
         self,
         settings: Settings,
-        engine: Engine,
+        engine: EnginePort,
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
     ) -> None:

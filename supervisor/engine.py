@@ -47,6 +47,7 @@ from supervisor.dockertypes import (
     readiness,
     volume_from_json,
 )
+from supervisor.ports import EnginePort
 
 log = logging.getLogger("supervisor.engine")
 
@@ -484,3 +485,8 @@ class ExecSession:
         info = await self._handle.inspect()
         code = info.get("ExitCode")
         return int(code) if code is not None else 1
+
+
+def _satisfies_the_port(engine: Engine) -> EnginePort:
+    """mypy checks here that Engine is an EnginePort (and ExecSession an ExecSessionPort)."""
+    return engine
