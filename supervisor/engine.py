@@ -51,25 +51,55 @@ from supervisor.ports import EnginePort
 
 log = logging.getLogger("supervisor.engine")
 
-# aiodocker reports a refused or broken connection as status 900.
+# A refused or broken connection, as aiodocker reports it and as `_request` does.
 _UNREACHABLE = 900
 
 
+class _Answered(Exception):
+    """The engine answered a `_request` with an error status (or could not be reached:
+    status 900), in the shape of aiodocker's DockerError: `status` and `message`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.status}] {self.message}"
+
+
+# A failure the engine reported: from our own requests or from aiodocker's calls.
+_REFUSALS = (aiodocker.DockerError, _Answered)
+
+
 def _transient(err: BaseException) -> bool:
-    if isinstance(err, aiodocker.DockerError):
+    if isinstance(err, _REFUSALS):
         return err.status == _UNREACHABLE or (err.status >= 500 and "No such" not in str(err))
     return isinstance(err, aiohttp.ClientConnectionError | OSError | TimeoutError)
 
 
 def _message(err: BaseException) -> str:
-    if isinstance(err, aiodocker.DockerError):
+    if isinstance(err, _REFUSALS):
         return str(err.message)
     return str(err) or type(err).__name__
 
 
+async def _result(response: aiohttp.ClientResponse) -> Any:
+    """A successful answer's body: JSON when the engine says so, else its text ("" for
+    the empty answers of start, stop, kill and remove)."""
+    if response.content_type == "application/json":
+        return await response.json()
+    return await response.text()
+
+
 class _Connection:
     """One connection to the engine: JSON calls retried while it is unreachable, each
-    failure one clear EngineError. The public face is `Engine`."""
+    failure one clear EngineError. The public face is `Engine`.
+
+    Requests go through aiodocker's public session (`Docker.session`, `docker_host`,
+    `api_version`), never its private `_query*`; aiodocker's own calls are used for
+    logs, exec, attach and pull. The one private attribute left is an exec stream's
+    connection in `ExecSession.close_stdin` (pinned in pyproject.toml)."""
 
     def __init__(self, docker: aiodocker.Docker, host: str, retries: int) -> None:
         self._docker = docker
@@ -86,6 +116,75 @@ class _Connection:
             yield engine
         finally:
             await docker.close()
+
+    async def _send(
+        self,
+        url: str,
+        method: str,
+        *,
+        params: Mapping[str, str] | None,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        timeout: aiohttp.ClientTimeout | None,
+    ) -> aiohttp.ClientResponse:
+        """One HTTP request; an error status or a refused connection raises _Answered."""
+        try:
+            response = await self._docker.session.request(
+                method,
+                url,
+                params=dict(params) if params else None,
+                data=data,
+                headers={"Content-Type": "application/json", **(headers or {})},
+                timeout=timeout or aiohttp.ClientTimeout(),
+            )
+        except aiohttp.ClientConnectionError as err:
+            raise _Answered(
+                _UNREACHABLE, f"Cannot connect to Docker Engine via {self.host} [{err}]"
+            ) from None
+        if response.status >= 400:
+            raw = await response.read()
+            response.release()
+            text = raw.decode("utf8", "replace")
+            if response.headers.get("content-type", "") == "application/json":
+                with suppress(ValueError, TypeError, KeyError):
+                    text = str(json.loads(text)["message"])
+            raise _Answered(response.status, text)
+        return response
+
+    async def _api_prefix(self) -> str:
+        """The versioned prefix ("v1.41"): the engine's own version unless one is set."""
+        if self._docker.api_version == "auto":
+            response = await self._send(
+                f"{self._docker.docker_host}/version",
+                "GET",
+                params=None,
+                data=None,
+                headers=None,
+                timeout=None,
+            )
+            async with response:
+                version = (await _result(response)).get("ApiVersion")
+            self._docker.api_version = f"v{version}"
+        return str(self._docker.api_version)
+
+    @asynccontextmanager
+    async def _request(
+        self,
+        path: str,
+        method: str = "GET",
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request on the versioned API; the response is released on leaving."""
+        url = f"{self._docker.docker_host}/{await self._api_prefix()}/{path}"
+        response = await self._send(
+            url, method, params=params, data=data, headers=headers, timeout=timeout
+        )
+        async with response:
+            yield response
 
     async def _call(
         self,
@@ -110,11 +209,11 @@ class _Connection:
         try:
             async for attempt in retrying:
                 with attempt:
-                    kwargs: dict[str, Any] = {"method": method, "params": params, "data": data}
-                    if client_timeout is not None:
-                        kwargs["timeout"] = client_timeout
-                    return await self._docker._query_json(path, **kwargs)
-        except aiodocker.DockerError as err:
+                    async with self._request(
+                        path, method, params=params, data=data, timeout=client_timeout
+                    ) as response:
+                        return await _result(response)
+        except _REFUSALS as err:
             if err.status == _UNREACHABLE:
                 raise DockerUnreachable(
                     f"cannot reach Docker at {self.host} after {self._retries} attempts; "
@@ -250,11 +349,11 @@ class _Containers(_Connection):
         """A regular file's bytes through the archive endpoint (running or stopped
         container, its volumes included); None when it does not exist or is too large."""
         try:
-            async with self._docker._query(
+            async with self._request(
                 f"containers/{container_id}/archive", params={"path": path}
             ) as response:
                 raw = await response.content.read(limit + 64 * 1024)
-        except aiodocker.DockerError as err:
+        except _REFUSALS as err:
             if err.status == 404:
                 return None
             raise EngineError(_message(err)) from None
@@ -282,14 +381,15 @@ class _Containers(_Connection):
             info.mtime = int(time.time())
             archive.addfile(info, io.BytesIO(data))
         try:
-            await self._docker._query_json(
+            async with self._request(
                 f"containers/{container_id}/archive",
                 "PUT",
                 params={"path": directory or "/", "noOverwriteDirNonDir": "true"},
                 data=buffer.getvalue(),
                 headers={"Content-Type": "application/x-tar"},
-            )
-        except aiodocker.DockerError as err:
+            ) as response:
+                await _result(response)
+        except _REFUSALS as err:
             raise EngineError(_message(err)) from None
 
     @asynccontextmanager
@@ -403,11 +503,9 @@ class Engine(_Containers):
         if since is not None:
             params["since"] = since
         try:
-            async with self._docker._query(
-                "events", params=params, timeout=aiohttp.ClientTimeout()
-            ) as response:
+            async with self._request("events", params=params) as response:
                 yield _events(response)
-        except aiodocker.DockerError as err:
+        except _REFUSALS as err:
             raise DockerUnreachable(
                 f"event stream from {self.host} failed: {_message(err)}"
             ) from None
