@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +24,6 @@ from supervisor.settings import Settings, load_settings
 from supervisor.stack import desired_services, secret_env
 
 IMAGE_HEALTHCHECK = {"Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:30381/health"]}
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name == "DOCKER_HOST":
-            monkeypatch.delenv(name, raising=False)
 
 
 def bodies(settings: Settings) -> dict[str, dict[str, Any]]:
