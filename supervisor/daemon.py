@@ -89,10 +89,11 @@ class Daemon:
                         # that exists when it starts (stack.GUARD_SOCKET_TARGET).
                         await work.start(self.dashboard.serve_guard, guard_dir)
                     await self.passes.once(startup=True)
+                    # Bound before READY: a `status` right after READY finds it answering.
+                    await work.start(control.serve, self.socket_path, self.commands.answer)
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)
-                    work.start_soon(control.serve, self.socket_path, self.commands.answer)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)
