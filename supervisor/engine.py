@@ -16,7 +16,7 @@ import tarfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiodocker
 import aiohttp
@@ -47,7 +47,6 @@ from supervisor.dockertypes import (
     readiness,
     volume_from_json,
 )
-from supervisor.ports import EnginePort
 
 log = logging.getLogger("supervisor.engine")
 
@@ -585,6 +584,7 @@ class ExecSession:
         return int(code) if code is not None else 1
 
 
-def _satisfies_the_port(engine: Engine) -> EnginePort:
-    """mypy checks here that Engine is an EnginePort (and ExecSession an ExecSessionPort)."""
-    return engine
+if TYPE_CHECKING:  # mypy checks here that Engine is an EnginePort
+    from supervisor.ports import EnginePort
+
+    _port: type[EnginePort] = Engine

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -37,7 +37,7 @@ from supervisor.dockertypes import (
     owned_by,
     readiness,
 )
-from supervisor.ports import EnginePort, ExecSessionPort
+from supervisor.ports import ExecSessionPort
 
 _EPOCH = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -467,6 +467,7 @@ def _matches(filters: Mapping[str, list[str]], event: EngineEvent) -> bool:
     return True
 
 
-def _satisfies_the_port(engine: FakeEngine) -> EnginePort:
-    """mypy checks here that the fake is an EnginePort."""
-    return engine
+if TYPE_CHECKING:  # mypy checks here that FakeEngine is an EnginePort
+    from supervisor.ports import EnginePort
+
+    _port: type[EnginePort] = FakeEngine
