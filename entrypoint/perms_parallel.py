@@ -1,4 +1,5 @@
-"""The optional parallel layer of :mod:`entrypoint.perms`: the same walk, split.
+"""The optional parallel layer of :mod:`entrypoint.perms`: the walk of
+:mod:`entrypoint.permwalk`, split.
 
 On a machine with several CPUs, a large tree is split into subtrees that
 forked worker processes walk (processes, not threads: each entry costs a few
@@ -17,7 +18,15 @@ import json
 import os
 from typing import Any
 
-from entrypoint.perms import _MAX_REPORTED, _NORMAL, Deferred, Hook, PrepareResult, Task, Walker
+from entrypoint.permwalk import (
+    MAX_REPORTED,
+    NORMAL,
+    Deferred,
+    Hook,
+    PrepareResult,
+    Task,
+    Walker,
+)
 
 __all__ = ["ParallelWalker", "default_workers"]
 
@@ -51,7 +60,7 @@ class ParallelWalker(Walker):
     def _walk_below_root(self, root_fd: int, trusted: bool) -> None:
         """Walk the top breadth-first, then share the pending subtrees with workers."""
         tasks: list[Task] = []
-        self._walk(root_fd, self.root, _NORMAL, trusted, tasks)
+        self._walk(root_fd, self.root, NORMAL, trusted, tasks)
         opened: list[int] = []  # parents of pending tasks: closed once every worker is done
         try:
             want = _TASKS_PER_WORKER * self.workers
@@ -174,9 +183,9 @@ class ParallelWalker(Walker):
         res.skipped += skipped
         res.failed += failed
         res.trusted += trusted
-        room = _MAX_REPORTED - len(res.skipped_paths)
+        room = MAX_REPORTED - len(res.skipped_paths)
         res.skipped_paths.extend(report["skipped_paths"][: max(room, 0)])
-        room = _MAX_REPORTED - len(res.failures)
+        room = MAX_REPORTED - len(res.failures)
         res.failures.extend(report["failures"][: max(room, 0)])
         for (dev, ino, seen, path, cls), fd in zip(report["deferred"], fds, strict=True):
             have = self.deferred.get((dev, ino))

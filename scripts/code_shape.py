@@ -1,17 +1,31 @@
-"""Print the shape figures issue #12 tracks for supervisor/.
+"""Print the shape figures issues #12 and #23 track for supervisor/ (and its siblings).
 
 - largest class and longest function (by source lines, decorators excluded);
 - Docker-JSON indexing sites outside engine.py: a subscript ``x["Key"]`` or a call
   ``x.get("Key", ...)`` whose string key is one of Docker's inspect/event keys below,
-  in supervisor/*.py except engine.py (the one module allowed to read Docker JSON)
+  in supervisor/*.py except engine.py and dockertypes.py (the modules allowed to read
+  Docker JSON: the parsers live in dockertypes.py)
   and guard.py/guard_rules.py (the guard proxy parses HTTP request bodies and its own
   proxied answers, not the supervisor's inspect results). Keys used to *build* request
   bodies (dict literals) are not indexing and are not counted. Lowercase keys
   ("status", "id", "time") are left out: the control socket, the auth file and the
   state file use them too, so they would count HyOS's own JSON;
-- import arrows from supervisor/ into entrypoint/.
+- import arrows from supervisor/ into entrypoint/;
+- (#23) imports from the pure modules into I/O modules: a module is I/O when it imports
+  an I/O library (aiodocker, aiohttp, anyio, asyncio, socket, subprocess, tenacity) or a
+  supervisor module that is I/O; the pure ones are those the README marks *pure*;
+- (#23) private aiodocker calls: attribute uses of aiodocker's underscored request API
+  (`_query`, `_query_json`, `_do_query`, ...) and of a stream's `_resp`;
+- (#23) references to the ownership labels (LABEL_MANAGED) outside the module that
+  builds them (dockertypes.py) and the contract that names them;
+- (#23) fake engines in the tests (classes named *Engine, or with two or more of
+  EnginePort's async methods) and `type: ignore` on lines that pass or build an engine;
+  the HYOS_* environment clearing loops in the unit tests (conftest.py's one fixture
+  aside; tests/standin.py builds a subprocess's environment, not the test's);
+- (#23) import cycles and imports of private names between entrypoint's modules.
 
-Usage: python scripts/code_shape.py [package-dir]
+Usage: python scripts/code_shape.py [package-dir]   (its siblings tests/ and entrypoint/
+are read from the same parent)
 """
 
 from __future__ import annotations
@@ -31,7 +45,25 @@ DOCKER_KEYS = frozenset(
         "StartPeriod", "Mountpoint", "RestartCount", "ContainerID", "ProcessConfig",
     }
 )  # fmt: skip
-EXCLUDED = {"engine.py", "guard.py", "guard_rules.py"}
+EXCLUDED = {"engine.py", "dockertypes.py", "guard.py", "guard_rules.py"}
+PURE = frozenset(
+    {
+        "policy", "guard_rules", "plan", "restarts", "dockertypes", "ports", "stack", "hyos",
+        "secretspec", "capabilities", "kubernetes", "podsecurity", "hostpaths",
+    }
+)  # fmt: skip
+IO_LIBRARIES = frozenset(
+    {"aiodocker", "aiohttp", "anyio", "asyncio", "socket", "subprocess", "tenacity"}
+)
+PRIVATE_AIODOCKER = frozenset(
+    {"_query", "_query_json", "_do_query", "_query_chunked_post", "_websocket", "_resp",
+     "_check_version", "_canonicalize_url"}
+)  # fmt: skip
+PORT_METHODS = frozenset(
+    {"list_stack", "inspect", "create", "start", "stop", "kill", "remove", "events",
+     "wait_ready", "run_once", "read_file", "write_file", "logs_tail", "ensure_volume",
+     "ensure_network", "exec_session", "follow_logs", "image_exists"}
+)  # fmt: skip
 
 
 def _key(node: ast.expr) -> str | None:
@@ -84,7 +116,9 @@ def main(root: Path) -> None:
     print(f"largest class: {name} ({size} lines)")
     size, name = max(functions)
     print(f"longest function: {name} ({size} lines)")
-    print(f"docker-json indexing sites outside engine.py: {sum(map(len, sites.values()))}")
+    print(
+        f"docker-json indexing sites outside engine.py and dockertypes.py: {sum(map(len, sites.values()))}"
+    )
     for file, lines in sites.items():
         print(f"  {file}: {len(lines)} at {', '.join(map(str, lines))}")
     print(f"import arrows supervisor -> entrypoint: {len(arrows)}")
@@ -92,5 +126,154 @@ def main(root: Path) -> None:
         print(f"  {arrow}")
 
 
+def _imports(tree: ast.AST, package: str) -> set[str]:
+    """Top-level names imported: modules of `package` by their short name, others whole."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == package:
+                found |= {f"{package}.{a.name}" for a in node.names}
+            else:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found
+
+
+def _graph(directory: Path) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports (lazy imports included)."""
+    package = directory.name
+    trees = {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(directory.glob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, tree in trees.items():
+        imported = _imports(tree, package)
+        graph[name] = {m.split(".")[1] for m in imported if m.startswith(f"{package}.")}
+        graph[name] &= set(trees)
+    return graph
+
+
+def io_modules(directory: Path) -> set[str]:
+    graph = _graph(directory)
+    io = set()
+    for path in sorted(directory.glob("*.py")):
+        roots = {m.split(".")[0] for m in _imports(ast.parse(path.read_text()), directory.name)}
+        if roots & IO_LIBRARIES:
+            io.add(path.stem)
+    changed = True
+    while changed:
+        changed = False
+        for name, deps in graph.items():
+            if name not in io and deps & io:
+                io.add(name)
+                changed = True
+    return io
+
+
+def pure_to_io(directory: Path) -> list[str]:
+    graph, io = _graph(directory), io_modules(directory)
+    return sorted(f"{m} -> {d}" for m in PURE & set(graph) for d in graph[m] & io)
+
+
+def private_aiodocker(directory: Path) -> list[str]:
+    sites = []
+    for path in sorted(directory.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in PRIVATE_AIODOCKER:
+                sites.append(f"{path.name}:{node.lineno} {node.attr}")
+    return sites
+
+
+def label_copies(directory: Path) -> list[str]:
+    sites = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name == "dockertypes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Name) and node.id == "LABEL_MANAGED":
+                sites.append(f"{path.name}:{node.lineno}")
+    return sites
+
+
+def fake_engines(tests: Path) -> tuple[list[str], list[str], list[str]]:
+    """(fake engine classes, type: ignore lines on an engine, HYOS_* clearing loops)."""
+    fakes, ignores, clearing = [], [], []
+    for path in sorted(tests.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(tests.parent)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                methods = {
+                    n.name for n in node.body if isinstance(n, ast.AsyncFunctionDef)
+                } & PORT_METHODS
+                if node.name.endswith("Engine") or len(methods) >= 2:
+                    fakes.append(f"{where}:{node.name}")
+        for number, line in enumerate(text.splitlines(), 1):
+            if "type: ignore" in line and "engine" in line.lower():
+                ignores.append(f"{where}:{number}")
+            unit = where.parts[:2] == ("tests", "unit") and path.name != "conftest.py"
+            if 'startswith("HYOS_")' in line and unit:
+                clearing.append(f"{where}:{number}")
+    return fakes, ignores, clearing
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    cycles = set()
+    for start in graph:
+        stack = [(start, [start])]
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.add(" -> ".join(sorted(trail)))
+                elif nxt not in trail:
+                    stack.append((nxt, [*trail, nxt]))
+    return sorted(cycles)
+
+
+def private_imports(directory: Path) -> list[str]:
+    found = []
+    for path in sorted(directory.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(directory.name):
+                found += [
+                    f"{path.name}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    return found
+
+
+def seams(root: Path) -> None:
+    """The figures of issue #23."""
+    parent = root.parent
+    arrows = pure_to_io(root)
+    print(f"imports from pure modules into I/O modules: {len(arrows)}")
+    for arrow in arrows:
+        print(f"  {arrow}")
+    private = private_aiodocker(root)
+    print(f"private aiodocker calls: {len(private)}")
+    for site in private:
+        print(f"  {site}")
+    labels = label_copies(root)
+    print(f"ownership label references outside dockertypes.py: {len(labels)}")
+    for site in labels:
+        print(f"  {site}")
+    if (parent / "tests").is_dir():
+        fakes, ignores, clearing = fake_engines(parent / "tests")
+        print(f"fake engines in tests: {len(fakes)} ({', '.join(fakes)})")
+        print(f"type: ignore on an engine in tests: {len(ignores)}")
+        for site in ignores:
+            print(f"  {site}")
+        print(f"HYOS_* clearing loops in unit tests outside conftest.py: {len(clearing)}")
+    if (parent / "entrypoint").is_dir():
+        cycles = _cycles(_graph(parent / "entrypoint"))
+        print(f"import cycles in entrypoint: {len(cycles)} {cycles}")
+        private_names = private_imports(parent / "entrypoint") + private_imports(root)
+        print(f"imports of private names between modules: {len(private_names)}")
+        for site in private_names:
+            print(f"  {site}")
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "supervisor"))
+    seams(Path(sys.argv[1] if len(sys.argv) > 1 else "supervisor"))

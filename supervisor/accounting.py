@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from supervisor import hyos, restarts
-from supervisor.engine import ContainerInfo, EngineError
+from supervisor.dockertypes import ContainerInfo, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
 from supervisor.store import Service

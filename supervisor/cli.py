@@ -13,10 +13,12 @@ from typing import Any
 import anyio
 
 from supervisor import __version__, control, hyos, policy
-from supervisor.engine import DockerUnreachable, Engine, EngineError
+from supervisor.dockertypes import DockerUnreachable, EngineError
+from supervisor.engine import Engine
 from supervisor.failures import explain
 from supervisor.logs import bind, error_line, setup_logging
 from supervisor.ops import Operations
+from supervisor.ports import EnginePort
 from supervisor.reconcile import (
     ROTATIONS,
     NotReady,
@@ -166,7 +168,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-async def _with_engine(settings: Settings, job: Callable[[Engine], Awaitable[int]]) -> int:
+async def _with_engine(settings: Settings, job: Callable[[EnginePort], Awaitable[int]]) -> int:
     async with Engine.connect(settings.docker_host, settings.docker_retries) as engine:
         return await job(engine)
 
@@ -175,7 +177,7 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
-async def _up(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _up(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     try:
         report = await bring_up(engine, settings, wait=args.wait, timeout=args.timeout)
     except NotReady as err:
@@ -193,7 +195,7 @@ async def _up(args: argparse.Namespace, settings: Settings, engine: Engine) -> i
     return EX_OK
 
 
-async def _down(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _down(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     changes = await take_down(engine, settings, volumes=args.volumes)
     for change in changes:
         print(change)
@@ -218,7 +220,7 @@ def _socket_path(settings: Settings) -> Path:
 
 
 async def _login(
-    settings: Settings, engine: Engine, view: dict[str, Any] | None
+    settings: Settings, engine: EnginePort, view: dict[str, Any] | None
 ) -> hyos.Login | None:
     """HyOS's login state: the daemon's (event-driven) view, else auth.json read through
     the engine from the server container (never by mounting the volume)."""
@@ -231,7 +233,7 @@ async def _login(
     return hyos.parse_login(await engine.read_file(servers[0].id, hyos.AUTH_FILE))
 
 
-async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     rows = await stack_status(engine, settings)
     view = _daemon_view(settings)
     for row in rows:
@@ -269,7 +271,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: Engine) 
     return EX_OK
 
 
-async def _auth(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _auth(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     """Print the login's URL and code; unless --no-wait, wait until it is done."""
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     shown: str | None = None
@@ -298,7 +300,7 @@ async def _auth(args: argparse.Namespace, settings: Settings, engine: Engine) ->
         await anyio.sleep(0.5)
 
 
-async def _exec(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _exec(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     """`exec server -- CMD`: as the service user, never root; the exit code passes through."""
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -317,7 +319,7 @@ async def _exec(args: argparse.Namespace, settings: Settings, engine: Engine) ->
     return await exec_command(engine, running[0].id, command, str(service.user), args.tty)
 
 
-async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _restart(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     try:
         reply = control.request(
             _socket_path(settings), {"command": "restart", "service": args.service}
@@ -340,7 +342,7 @@ async def _restart(args: argparse.Namespace, settings: Settings, engine: Engine)
     return EX_OK
 
 
-async def _secrets(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _secrets(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     names = ROTATIONS[args.which]
     supplied = sorted(set(names) & set(settings.supplied_secrets()))
     if supplied:
@@ -367,7 +369,7 @@ async def _secrets(args: argparse.Namespace, settings: Settings, engine: Engine)
     return EX_OK
 
 
-async def _logs(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _logs(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
     if not containers:
         error_line(f"hyos-supervisor: no {args.service} container")
@@ -393,7 +395,7 @@ def _health(settings: Settings) -> int:
     return EX_OK
 
 
-async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+async def _audit(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     findings: list[policy.Finding] = []
     observed = await engine.list_stack(settings.stack)
     if not observed:
@@ -445,7 +447,7 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: Engine) -
     return EX_FAILED if failed else EX_OK
 
 
-_ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, Engine], Awaitable[int]]] = {
+_ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Awaitable[int]]] = {
     "up": _up,
     "down": _down,
     "status": _status,

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from supervisor import restarts
-from supervisor.engine import EngineError
+from supervisor.dockertypes import EngineError
 from supervisor.reconcile import StackError
 from supervisor.restarts import Step
 from supervisor.supervision import Supervision

@@ -25,11 +25,13 @@ from entrypoint.contract import LABEL_ROLE
 from supervisor import control, restarts
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
-from supervisor.engine import Engine, EngineEvent
+from supervisor.dockertypes import EngineEvent
+from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
 from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
+from supervisor.ports import EnginePort
 from supervisor.reconcile import guard_dir_for
 from supervisor.restarts import ServiceStatus
 from supervisor.settings import Settings
@@ -45,7 +47,7 @@ class Daemon:
     def __init__(
         self,
         settings: Settings,
-        engine: Engine,
+        engine: EnginePort,
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -87,10 +89,11 @@ class Daemon:
                         # that exists when it starts (stack.GUARD_SOCKET_TARGET).
                         await work.start(self.dashboard.serve_guard, guard_dir)
                     await self.passes.once(startup=True)
+                    # Bound before READY: a `status` right after READY finds it answering.
+                    await work.start(control.serve, self.socket_path, self.commands.answer)
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)
-                    work.start_soon(control.serve, self.socket_path, self.commands.answer)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)

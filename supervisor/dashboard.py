@@ -13,7 +13,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from supervisor import hyos
-from supervisor.engine import EngineError
+from supervisor.dockertypes import EngineError
 from supervisor.guard import serve_guard
 from supervisor.guard_rules import Allow
 from supervisor.guard_rules import Policy as GuardPolicy

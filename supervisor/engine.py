@@ -1,9 +1,10 @@
 """The only module that talks to Docker: thin async calls over the Engine API.
 
 Everything here is I/O with no decisions beyond retrying transient failures; what to
-do is decided by the pure modules (stack, policy, plan, restarts). Docker's JSON is
-read here and only here: it is parsed once into the frozen values below, so the rest
-of the supervisor never sees Docker's shapes (nor its timestamp format).
+do is decided by the pure modules (stack, policy, plan, restarts). Docker's answers are
+parsed once by `dockertypes` into frozen values, so the rest of the supervisor never
+sees Docker's shapes; `Engine` satisfies `ports.EnginePort`, which is what the rest of
+the supervisor depends on.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import tarfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiodocker
 import aiohttp
@@ -30,396 +28,77 @@ from tenacity import (
     wait_exponential,
 )
 
-from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
-from supervisor.plan import Observed
+from supervisor.dockertypes import (
+    ContainerHardening,
+    ContainerInfo,
+    DockerUnreachable,
+    EngineError,
+    EngineEvent,
+    ExecInfo,
+    NotFound,
+    Observed,
+    VolumeInfo,
+    container_from_json,
+    event_from_json,
+    exec_from_json,
+    hardening_from_json,
+    observed_from_json,
+    ownership_filter,
+    readiness,
+    volume_from_json,
+)
 
 log = logging.getLogger("supervisor.engine")
 
-# aiodocker reports a refused or broken connection as status 900.
+# A refused or broken connection, as aiodocker reports it and as `_request` does.
 _UNREACHABLE = 900
 
 
-# --- what the engine reports, parsed once -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """A container's health check result (State.Health)."""
-
-    status: str  # starting | healthy | unhealthy
-    failing_streak: int = 0
-    last_output: str = ""  # the latest probe's output, as Docker keeps it
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerState:
-    """State of an inspect result; times are None where Docker says "never"."""
-
-    status: str = ""  # created | running | paused | restarting | exited | dead | removing
-    running: bool = False
-    restarting: bool = False
-    exit_code: int = 0
-    oom_killed: bool = False
-    pid: int = 0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    health: Health | None = None  # None when the container has no health check
-
-    @property
-    def health_status(self) -> str | None:
-        return None if self.health is None else self.health.status
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerInfo:
-    """The facts of one inspect result that the supervisor acts on."""
-
-    id: str
-    name: str  # without Docker's leading "/"
-    state: ContainerState = field(default_factory=ContainerState)
-    image: str = ""  # as configured (Config.Image), not the resolved digest
-    labels: Mapping[str, str] = field(default_factory=dict)
-    restart_count: int = 0
-    health_start_period_s: float = 0.0  # the health check's grace period after a start
-
-
-@dataclass(frozen=True, slots=True)
-class ExecInfo:
-    """An exec instance (GET /exec/{id}/json): whose it is and as whom it runs."""
-
-    id: str
-    container_id: str
-    user: str
-    privileged: bool
-
-
-@dataclass(frozen=True, slots=True)
-class EngineEvent:
-    """One container event of the engine's event stream."""
-
-    action: str  # start | die | oom | health_status: healthy | ...
-    container_id: str
-    time_nano: int = 0  # the engine's clock; orders events and resumes a stream
-    name: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)  # the container's labels
-    exit_code: int | None = None  # on `die`, when the engine reports it
-
-    @property
-    def time(self) -> datetime:
-        seconds, nanos = divmod(self.time_nano, 10**9)
-        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class VolumeInfo:
-    name: str
-    mountpoint: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class MountFact:
-    kind: str  # bind | volume | tmpfs | ...
-    source: str  # the host path (bind) or the volume's path/name
-    read_only: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PortBinding:
-    port: str  # "5520/udp"
-    host_ip: str  # "" means every interface
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerHardening:
-    """A live container's isolation and limits, as `audit` judges them."""
-
-    id: str = ""
-    name: str = ""  # without Docker's leading "/"
-    user: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    health_test: tuple[str, ...] = ()
-    privileged: bool = False
-    cap_add: tuple[str, ...] = ()
-    cap_drop: tuple[str, ...] = ()
-    # SecurityOpt as (key, value): the engine accepts both `key=value` and `key:value`.
-    security_options: tuple[tuple[str, str], ...] = ()
-    # Every mount, from the live list and from the configuration (Mounts and Binds).
-    mounts: tuple[MountFact, ...] = ()
-    # Namespace modes by namespace (network, PID, IPC, UTS, user); "host" shares the host's.
-    namespaces: Mapping[str, str] = field(default_factory=dict)
-    network_mode: str = ""
-    memory: int = 0
-    nano_cpus: int = 0
-    cpu_quota: int = 0
-    pids_limit: int = 0
-    read_only_root: bool = False
-    port_bindings: tuple[PortBinding, ...] = ()
-    cgroup_parent: str = ""
-    devices: tuple[str, ...] = ()  # host paths of mapped devices
-    restart_policy: str = "no"
-    log_driver: str | None = None
-    log_max_size: str = ""
-    init: bool = False
-    tmpfs: Mapping[str, str] = field(default_factory=dict)  # path -> mount options
-
-
-# Docker's RFC 3339 with up to nine fraction digits, e.g. 2024-05-01T10:00:00.123456789Z.
-_RFC3339 = re.compile(
-    r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?"
-)
-
-
-def parse_time(text: object) -> datetime | None:
-    """Docker's timestamps -> an aware UTC datetime (microseconds: Python keeps no more).
-
-    None for Go's zero time ("0001-01-01T00:00:00Z": never started or finished), for an
-    empty value and for anything else that is not a timestamp."""
-    found = _RFC3339.fullmatch(text) if isinstance(text, str) else None
-    if found is None or found["base"].startswith("0001-"):
-        return None
-    fraction = (found["fraction"] or "")[:6].ljust(6, "0")
-    zone = found["zone"] or "Z"
-    offset = "+00:00" if zone == "Z" else zone
-    return datetime.fromisoformat(f"{found['base']}.{fraction}{offset}").astimezone(UTC)
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _labels(value: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _mapping(value).items()}
-
-
-def _int(value: object, default: int = 0) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload,no-any-return]
-    except (TypeError, ValueError):
-        return default
-
-
-def health_from_json(obj: object) -> Health | None:
-    health = _mapping(obj)
-    if not health.get("Status"):
-        return None
-    log = health.get("Log") or []
-    last = _mapping(log[-1]) if isinstance(log, list) and log else {}
-    return Health(
-        status=str(health["Status"]),
-        failing_streak=_int(health.get("FailingStreak")),
-        last_output=str(last.get("Output") or ""),
-    )
-
-
-def state_from_json(obj: object) -> ContainerState:
-    state = _mapping(obj)
-    return ContainerState(
-        status=str(state.get("Status") or ""),
-        running=bool(state.get("Running")),
-        restarting=bool(state.get("Restarting")),
-        exit_code=_int(state.get("ExitCode")),
-        oom_killed=bool(state.get("OOMKilled")),
-        pid=_int(state.get("Pid")),
-        started_at=parse_time(state.get("StartedAt")),
-        finished_at=parse_time(state.get("FinishedAt")),
-        health=health_from_json(state.get("Health")),
-    )
-
-
-def container_from_json(obj: Mapping[str, Any]) -> ContainerInfo:
-    """An inspect result (GET /containers/{id}/json) -> ContainerInfo."""
-    config = _mapping(obj.get("Config"))
-    healthcheck = _mapping(config.get("Healthcheck"))
-    return ContainerInfo(
-        id=str(obj.get("Id") or ""),
-        name=str(obj.get("Name") or "").lstrip("/"),
-        state=state_from_json(obj.get("State")),
-        image=str(config.get("Image") or ""),
-        labels=_labels(config.get("Labels")),
-        restart_count=_int(obj.get("RestartCount")),
-        health_start_period_s=_int(healthcheck.get("StartPeriod")) / 1e9,  # nanoseconds
-    )
-
-
-def exec_from_json(obj: object) -> ExecInfo | None:
-    """An exec inspect -> ExecInfo; None for an answer without its ids. Unsure means
-    privileged (a missing flag), and a user that is not a string is no user anyone has."""
-    if not isinstance(obj, dict):
-        return None
-    eid, cid, proc = obj.get("ID"), obj.get("ContainerID"), obj.get("ProcessConfig")
-    if not isinstance(eid, str) or not isinstance(cid, str) or not isinstance(proc, dict):
-        return None
-    user = proc.get("user", "")
-    return ExecInfo(
-        eid, cid, user if isinstance(user, str) else "<?>", proc.get("privileged") is not False
-    )
-
-
-def observed_from_json(obj: Mapping[str, Any]) -> Observed:
-    """A list entry (GET /containers/json) or an inspect result -> what planning needs."""
-    config = _mapping(obj.get("Config"))
-    labels = _labels(config.get("Labels") or obj.get("Labels"))
-    state = obj.get("State")
-    if isinstance(state, Mapping):
-        status, health = str(state.get("Status", "")), state_from_json(state).health_status
-    else:
-        # A list entry: health only appears in the human Status text, e.g. "Up 3s (healthy)".
-        status, health = str(state or ""), _health_from_status(str(obj.get("Status", "")))
-    names = obj.get("Names") or [obj.get("Name", "")]
-    created = obj.get("Created")
-    return Observed(
-        id=str(obj.get("Id", "")),
-        name=str(names[0]).lstrip("/"),
-        role=labels.get(LABEL_ROLE, ""),
-        spec_hash=labels.get(LABEL_SPEC_HASH, ""),
-        state=status,
-        health=health,
-        # A list entry has Unix seconds, an inspect result RFC 3339.
-        created=datetime.fromtimestamp(created, UTC)
-        if isinstance(created, int | float) and not isinstance(created, bool)
-        else parse_time(created),
-    )
-
-
-def _health_from_status(text: str) -> str | None:
-    for marker, health in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"),
-                           ("(health: starting)", "starting")):  # fmt: skip
-        if marker in text:
-            return health
-    return None
-
-
-def event_from_json(obj: Mapping[str, Any]) -> EngineEvent:
-    """One line of GET /events (API >= 1.22 fields, with the legacy ones as fallback)."""
-    actor = _mapping(obj.get("Actor"))
-    attributes = _labels(actor.get("Attributes"))
-    code = attributes.get("exitCode", "")
-    return EngineEvent(
-        action=str(obj.get("Action") or obj.get("status") or ""),
-        container_id=str(obj.get("id") or actor.get("ID") or ""),
-        time_nano=_int(obj.get("timeNano")),
-        name=attributes.get("name", ""),
-        # Attributes mix the labels with name, image and exitCode; labels are ours to read.
-        labels=attributes,
-        exit_code=int(code) if re.fullmatch(r"-?\d+", code) else None,
-    )
-
-
-_NAMESPACE_KEYS = {
-    "network": "NetworkMode",
-    "PID": "PidMode",
-    "IPC": "IpcMode",
-    "UTS": "UTSMode",
-    "user": "UsernsMode",
-}
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-
-def _mapping_list(value: object) -> list[Mapping[str, Any]]:
-    return [_mapping(v) for v in value] if isinstance(value, list) else []
-
-
-def hardening_from_json(obj: Mapping[str, Any]) -> ContainerHardening:
-    """An inspect result -> the hardening facts `policy.audit` checks."""
-    host = _mapping(obj.get("HostConfig"))
-    config = _mapping(obj.get("Config"))
-    log = _mapping(host.get("LogConfig"))
-    mounts = [
-        MountFact(str(m.get("Type", "")), str(m.get("Source", "")), m.get("RW") is False)
-        for m in _mapping_list(obj.get("Mounts"))
-    ]
-    mounts += [
-        MountFact(str(m.get("Type", "")), str(m.get("Source", "")), bool(m.get("ReadOnly")))
-        for m in _mapping_list(host.get("Mounts"))
-    ]
-    mounts += [
-        MountFact("bind", b.split(":")[0], ":ro" in b or b.endswith(",ro"))
-        for b in _strings(host.get("Binds"))
-    ]
-    options = []
-    for option in _strings(host.get("SecurityOpt")):
-        key, _, value = option.replace("=", ":", 1).partition(":")
-        options.append((key, value))
-    ports = [
-        PortBinding(str(port), str(binding.get("HostIp") or ""))
-        for port, bindings in _mapping(host.get("PortBindings")).items()
-        for binding in _mapping_list(bindings)
-    ]
-    return ContainerHardening(
-        id=str(obj.get("Id") or ""),
-        name=str(obj.get("Name") or "").lstrip("/"),
-        user=str(config.get("User") or ""),
-        labels=_labels(config.get("Labels")),
-        health_test=_strings(_mapping(config.get("Healthcheck")).get("Test")),
-        privileged=bool(host.get("Privileged")),
-        cap_add=_strings(host.get("CapAdd")),
-        cap_drop=_strings(host.get("CapDrop")),
-        security_options=tuple(options),
-        mounts=tuple(mounts),
-        namespaces={what: str(host.get(key) or "") for what, key in _NAMESPACE_KEYS.items()},
-        network_mode=str(host.get("NetworkMode") or "default"),
-        memory=_int(host.get("Memory")),
-        nano_cpus=_int(host.get("NanoCpus")),
-        cpu_quota=_int(host.get("CpuQuota")),
-        pids_limit=_int(host.get("PidsLimit")),
-        read_only_root=bool(host.get("ReadonlyRootfs")),
-        port_bindings=tuple(ports),
-        cgroup_parent=str(host.get("CgroupParent") or ""),
-        devices=tuple(str(d.get("PathOnHost") or d) for d in _mapping_list(host.get("Devices"))),
-        restart_policy=str(_mapping(host.get("RestartPolicy")).get("Name") or "no"),
-        log_driver=None if log.get("Type") is None else str(log["Type"]),
-        log_max_size=str(_mapping(log.get("Config")).get("max-size") or ""),
-        init=bool(host.get("Init")),
-        tmpfs={str(k): str(v) for k, v in _mapping(host.get("Tmpfs")).items()},
-    )
-
-
-def volume_from_json(obj: Mapping[str, Any]) -> VolumeInfo:
-    return VolumeInfo(
-        name=str(obj.get("Name") or ""),
-        mountpoint=str(obj.get("Mountpoint") or ""),
-        labels=_labels(obj.get("Labels")),
-    )
-
-
-class EngineError(Exception):
-    """A Docker call failed for a reason worth one clear line to the operator.
-
-    ``str(err)`` is what Docker said; ``what`` names the operation that failed
-    ("create container hyos-manager"), empty when unknown."""
-
-    def __init__(self, message: str, what: str = "") -> None:
+class _Answered(Exception):
+    """The engine answered a `_request` with an error status (or could not be reached:
+    status 900), in the shape of aiodocker's DockerError: `status` and `message`."""
+
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
-        self.what = what
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.status}] {self.message}"
 
 
-class DockerUnreachable(EngineError):
-    pass
-
-
-class NotFound(EngineError):
-    pass
+# A failure the engine reported: from our own requests or from aiodocker's calls.
+_REFUSALS = (aiodocker.DockerError, _Answered)
 
 
 def _transient(err: BaseException) -> bool:
-    if isinstance(err, aiodocker.DockerError):
+    if isinstance(err, _REFUSALS):
         return err.status == _UNREACHABLE or (err.status >= 500 and "No such" not in str(err))
     return isinstance(err, aiohttp.ClientConnectionError | OSError | TimeoutError)
 
 
 def _message(err: BaseException) -> str:
-    if isinstance(err, aiodocker.DockerError):
+    if isinstance(err, _REFUSALS):
         return str(err.message)
     return str(err) or type(err).__name__
 
 
+async def _result(response: aiohttp.ClientResponse) -> Any:
+    """A successful answer's body: JSON when the engine says so, else its text ("" for
+    the empty answers of start, stop, kill and remove)."""
+    if response.content_type == "application/json":
+        return await response.json()
+    return await response.text()
+
+
 class _Connection:
     """One connection to the engine: JSON calls retried while it is unreachable, each
-    failure one clear EngineError. The public face is `Engine`."""
+    failure one clear EngineError. The public face is `Engine`.
+
+    Requests go through aiodocker's public session (`Docker.session`, `docker_host`,
+    `api_version`), never its private `_query*`; aiodocker's own calls are used for
+    logs, exec, attach and pull. The one private attribute left is an exec stream's
+    connection in `ExecSession.close_stdin` (pinned in pyproject.toml)."""
 
     def __init__(self, docker: aiodocker.Docker, host: str, retries: int) -> None:
         self._docker = docker
@@ -436,6 +115,75 @@ class _Connection:
             yield engine
         finally:
             await docker.close()
+
+    async def _send(
+        self,
+        url: str,
+        method: str,
+        *,
+        params: Mapping[str, str] | None,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        timeout: aiohttp.ClientTimeout | None,
+    ) -> aiohttp.ClientResponse:
+        """One HTTP request; an error status or a refused connection raises _Answered."""
+        try:
+            response = await self._docker.session.request(
+                method,
+                url,
+                params=dict(params) if params else None,
+                data=data,
+                headers={"Content-Type": "application/json", **(headers or {})},
+                timeout=timeout or aiohttp.ClientTimeout(),
+            )
+        except aiohttp.ClientConnectionError as err:
+            raise _Answered(
+                _UNREACHABLE, f"Cannot connect to Docker Engine via {self.host} [{err}]"
+            ) from None
+        if response.status >= 400:
+            raw = await response.read()
+            response.release()
+            text = raw.decode("utf8", "replace")
+            if response.headers.get("content-type", "") == "application/json":
+                with suppress(ValueError, TypeError, KeyError):
+                    text = str(json.loads(text)["message"])
+            raise _Answered(response.status, text)
+        return response
+
+    async def _api_prefix(self) -> str:
+        """The versioned prefix ("v1.41"): the engine's own version unless one is set."""
+        if self._docker.api_version == "auto":
+            response = await self._send(
+                f"{self._docker.docker_host}/version",
+                "GET",
+                params=None,
+                data=None,
+                headers=None,
+                timeout=None,
+            )
+            async with response:
+                version = (await _result(response)).get("ApiVersion")
+            self._docker.api_version = f"v{version}"
+        return str(self._docker.api_version)
+
+    @asynccontextmanager
+    async def _request(
+        self,
+        path: str,
+        method: str = "GET",
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request on the versioned API; the response is released on leaving."""
+        url = f"{self._docker.docker_host}/{await self._api_prefix()}/{path}"
+        response = await self._send(
+            url, method, params=params, data=data, headers=headers, timeout=timeout
+        )
+        async with response:
+            yield response
 
     async def _call(
         self,
@@ -460,11 +208,11 @@ class _Connection:
         try:
             async for attempt in retrying:
                 with attempt:
-                    kwargs: dict[str, Any] = {"method": method, "params": params, "data": data}
-                    if client_timeout is not None:
-                        kwargs["timeout"] = client_timeout
-                    return await self._docker._query_json(path, **kwargs)
-        except aiodocker.DockerError as err:
+                    async with self._request(
+                        path, method, params=params, data=data, timeout=client_timeout
+                    ) as response:
+                        return await _result(response)
+        except _REFUSALS as err:
             if err.status == _UNREACHABLE:
                 raise DockerUnreachable(
                     f"cannot reach Docker at {self.host} after {self._retries} attempts; "
@@ -505,7 +253,7 @@ class _Containers(_Connection):
 
     async def list_stack(self, stack: str) -> list[Observed]:
         """Every container carrying the stack's labels, running or not."""
-        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_STACK}={stack}"]}
+        filters = {"label": ownership_filter(stack)}
         found = await self._call(
             "containers/json", params={"all": "1", "filters": json.dumps(filters)}
         )
@@ -600,11 +348,11 @@ class _Containers(_Connection):
         """A regular file's bytes through the archive endpoint (running or stopped
         container, its volumes included); None when it does not exist or is too large."""
         try:
-            async with self._docker._query(
+            async with self._request(
                 f"containers/{container_id}/archive", params={"path": path}
             ) as response:
                 raw = await response.content.read(limit + 64 * 1024)
-        except aiodocker.DockerError as err:
+        except _REFUSALS as err:
             if err.status == 404:
                 return None
             raise EngineError(_message(err)) from None
@@ -632,14 +380,15 @@ class _Containers(_Connection):
             info.mtime = int(time.time())
             archive.addfile(info, io.BytesIO(data))
         try:
-            await self._docker._query_json(
+            async with self._request(
                 f"containers/{container_id}/archive",
                 "PUT",
                 params={"path": directory or "/", "noOverwriteDirNonDir": "true"},
                 data=buffer.getvalue(),
                 headers={"Content-Type": "application/x-tar"},
-            )
-        except aiodocker.DockerError as err:
+            ) as response:
+                await _result(response)
+        except _REFUSALS as err:
             raise EngineError(_message(err)) from None
 
     @asynccontextmanager
@@ -753,11 +502,9 @@ class Engine(_Containers):
         if since is not None:
             params["since"] = since
         try:
-            async with self._docker._query(
-                "events", params=params, timeout=aiohttp.ClientTimeout()
-            ) as response:
+            async with self._request("events", params=params) as response:
                 yield _events(response)
-        except aiodocker.DockerError as err:
+        except _REFUSALS as err:
             raise DockerUnreachable(
                 f"event stream from {self.host} failed: {_message(err)}"
             ) from None
@@ -775,7 +522,7 @@ class Engine(_Containers):
                     info = await self.inspect(container_id)
                     if info is None:
                         raise EngineError(f"container {container_id[:12]} disappeared")
-                    verdict = _readiness(info)
+                    verdict = readiness(info)
                     if verdict == "ready":
                         return info
                     if verdict != "waiting":
@@ -837,14 +584,7 @@ class ExecSession:
         return int(code) if code is not None else 1
 
 
-def _readiness(info: ContainerInfo) -> str:
-    """'ready', 'waiting', or why it will never be ready."""
-    state = info.state
-    if state.status in ("exited", "dead"):
-        return f"exited with code {state.exit_code}" + (" (OOM killed)" if state.oom_killed else "")
-    health = state.health_status
-    if health == "unhealthy":
-        return "turned unhealthy"
-    if state.running and health in (None, "healthy"):
-        return "ready"
-    return "waiting"
+if TYPE_CHECKING:  # mypy checks here that Engine is an EnginePort
+    from supervisor.ports import EnginePort
+
+    _port: type[EnginePort] = Engine

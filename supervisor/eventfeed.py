@@ -9,8 +9,7 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import TaskStatus
 
-from entrypoint.contract import LABEL_MANAGED, LABEL_STACK
-from supervisor.engine import EngineError, EngineEvent
+from supervisor.dockertypes import EngineError, EngineEvent, ownership_filter
 from supervisor.supervision import Supervision, patiently
 
 WATCHED_EVENTS = ["die", "oom", "health_status", "start", "stop", "destroy"]
@@ -31,7 +30,7 @@ class EventFeed:
     def filters(self) -> dict[str, list[str]]:
         return {
             "type": ["container"],
-            "label": [f"{LABEL_MANAGED}=true", f"{LABEL_STACK}={self.sup.settings.stack}"],
+            "label": ownership_filter(self.sup.settings.stack),
             "event": WATCHED_EVENTS,
         }
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from supervisor.engine import EngineError
+from supervisor.dockertypes import EngineError
 from supervisor.settings import Settings
 
 _BIND_SOURCE = re.compile(r"bind source path does not exist: (?P<path>\S+)")

@@ -41,8 +41,10 @@ import anyio
 import anyio.abc
 
 from supervisor import guard_rules as rules
-from supervisor.engine import Engine, EngineError, ExecInfo
+from supervisor.dockertypes import EngineError, ExecInfo
+from supervisor.engine import Engine
 from supervisor.logs import quiet_cancelled_wakeups
+from supervisor.ports import EnginePort
 
 log = logging.getLogger("supervisor.guard")
 
@@ -62,7 +64,7 @@ class EngineResolver:
     the supervisor's one engine client. One attempt: a request must not wait out the
     daemon's patience with an engine that is away (it gets a 502)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EnginePort) -> None:
         self.engine = engine
 
     async def container(self, ref: str) -> rules.Resolution | None:
@@ -466,7 +468,7 @@ async def serve_guard(
     policy: rules.Policy,
     gid: int,
     *,
-    engine: Engine | None = None,
+    engine: EnginePort | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     on_allowed: Callable[[rules.Allow], None] | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
@@ -491,7 +493,7 @@ async def _serve(
     upstream: str,
     policy: rules.Policy,
     gid: int,
-    engine: Engine,
+    engine: EnginePort,
     max_connections: int,
     on_allowed: Callable[[rules.Allow], None] | None,
     task_status: anyio.abc.TaskStatus[None],

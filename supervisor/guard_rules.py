@@ -38,7 +38,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
-from supervisor.engine import ExecInfo  # the engine parses exec inspects into this
+from supervisor.dockertypes import ExecInfo  # the engine parses exec inspects into this
 
 MAX_HEAD: Final = 64 * 1024
 # Every body the guard accepts is a small JSON object (exec create is the largest).

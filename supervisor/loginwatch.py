@@ -7,7 +7,7 @@ from __future__ import annotations
 from anyio.abc import TaskGroup
 
 from supervisor import hyos
-from supervisor.engine import EngineError
+from supervisor.dockertypes import EngineError
 from supervisor.store import Service
 from supervisor.supervision import Supervision
 

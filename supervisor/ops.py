@@ -21,8 +21,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from supervisor.engine import Engine, EngineError, NotFound
+from supervisor.dockertypes import EngineError, NotFound
 from supervisor.logs import BoundLogger
+from supervisor.ports import EnginePort
 from supervisor.reconcile import await_ready, desired_stack, run_prepare
 from supervisor.settings import Settings
 from supervisor.stack import Runtime
@@ -42,7 +43,7 @@ class Operations:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EnginePort,
         settings: Settings,
         log: BoundLogger,
         runtime: Callable[[], Runtime | None] = lambda: None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import anyio
 
 from supervisor import restarts
-from supervisor.engine import EngineError
+from supervisor.dockertypes import EngineError
 from supervisor.plan import ServicePlan
 from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step

@@ -7,22 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Observed:
-    """A container of the stack as the engine reports it."""
-
-    id: str
-    name: str
-    role: str
-    spec_hash: str
-    state: str  # created | running | paused | restarting | exited | dead | removing
-    health: str | None = None  # None when the container has no health check
-    created: datetime | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("running", "restarting", "paused")
+from supervisor.dockertypes import Observed
 
 
 @dataclass(frozen=True)

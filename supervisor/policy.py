@@ -16,16 +16,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.contract import (
-    LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
-    LABEL_STACK,
     PREPARE_ENTRYPOINT,
     PrepareRequest,
     prepare_argv,
 )
 from supervisor import capabilities, hostpaths
-from supervisor.engine import ContainerHardening
+from supervisor.dockertypes import ContainerHardening, owned_by, ownership_labels
 from supervisor.stack import FILE_ENV_SHIM_NAME, SECRETS_DIR, Mount, ServiceSpec
 
 if TYPE_CHECKING:
@@ -375,7 +373,7 @@ def _check_init(container: ContainerHardening, _: Expectation) -> str | None:
 
 def _check_labels(container: ContainerHardening, expect: Expectation) -> str | None:
     labels = container.labels
-    if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_STACK) != expect.stack:
+    if not owned_by(labels, expect.stack):
         return "missing the stack's io.hyos labels"
     return None if labels.get(LABEL_ROLE) and labels.get(LABEL_SPEC_HASH) else "no role or hash"
 
@@ -510,7 +508,7 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
         "Cmd": args,
         # The one container that must be root: it fixes ownership, then exits.
         "User": "0:0",
-        "Labels": {LABEL_MANAGED: "true", LABEL_STACK: spec.stack, LABEL_ROLE: "prepare"},
+        "Labels": {**ownership_labels(spec.stack), LABEL_ROLE: "prepare"},
         "HostConfig": {
             "NetworkMode": "none",
             "ReadonlyRootfs": True,

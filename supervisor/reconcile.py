@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +11,12 @@ from typing import Any
 
 import anyio
 
-from entrypoint.contract import LABEL_MANAGED, LABEL_STACK, parse_events
+from entrypoint.contract import parse_events
 from supervisor import policy, secretspec
-from supervisor.engine import ContainerState, Engine, EngineError
+from supervisor.dockertypes import ContainerState, EngineError, Observed, owned_by
 from supervisor.guard import ensure_socket_file
-from supervisor.plan import Desired, Observed, ServicePlan, plan_stack, strays
+from supervisor.plan import Desired, ServicePlan, plan_stack, strays
+from supervisor.ports import EnginePort
 from supervisor.settings import Settings
 from supervisor.stack import (
     GUARD_SOCKET_NAME,
@@ -57,11 +57,7 @@ def desired_stack(settings: Settings, runtime: Runtime | None = None) -> dict[st
     return desired
 
 
-def _ours(labels: Mapping[str, str], stack: str) -> bool:
-    return labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_STACK) == stack
-
-
-async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
+async def _check_names(engine: EnginePort, settings: Settings, plans: list[ServicePlan]) -> None:
     """Refuse before touching anything if a name we need belongs to someone else."""
     for plan in plans:
         if not plan.create:
@@ -69,20 +65,20 @@ async def _check_names(engine: Engine, settings: Settings, plans: list[ServicePl
         holder = await engine.inspect(plan.desired.name)
         if holder is None or any(o.id == holder.id for o in plan.remove):
             continue
-        if not _ours(holder.labels, settings.stack):
+        if not owned_by(holder.labels, settings.stack):
             raise StackError(
                 f"a container named {plan.desired.name!r} exists but is not managed by "
                 f"stack {settings.stack!r}; rename or remove it, or choose another stack name"
             )
     labels = await engine.network_labels(settings.network_name)
-    if labels is not None and not _ours(labels, settings.stack):
+    if labels is not None and not owned_by(labels, settings.stack):
         raise StackError(
             f"network {settings.network_name!r} exists but is not managed by stack "
             f"{settings.stack!r}; remove it or choose another stack name"
         )
 
 
-async def _ensure_images(engine: Engine, settings: Settings, plans: list[ServicePlan]) -> None:
+async def _ensure_images(engine: EnginePort, settings: Settings, plans: list[ServicePlan]) -> None:
     images = [plan.desired.image for plan in plans if plan.create]
     if settings.prepare:
         images.append(settings.helper_image)
@@ -110,7 +106,7 @@ def guard_dir_for(settings: Settings) -> Path | None:
     return None
 
 
-async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
+async def stack_runtime(engine: EnginePort, settings: Settings) -> Runtime:
     machine_id = system_volume = None
     commands = {}
     volume = await engine.volume(settings.system_volume) if settings.prepare else None
@@ -135,7 +131,7 @@ async def stack_runtime(engine: Engine, settings: Settings) -> Runtime:
 
 
 async def plan_and_ensure(
-    engine: Engine, settings: Settings, report: UpReport, *, start_exited: bool = True
+    engine: EnginePort, settings: Settings, report: UpReport, *, start_exited: bool = True
 ) -> Converged:
     """Refuse early, ensure images, network and volumes, plan, and run the prepare step
     when something is about to be created or started. `start_exited=False`: the caller
@@ -174,7 +170,7 @@ async def plan_and_ensure(
     return Converged(plans, runtime)
 
 
-async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...] = ()) -> None:
+async def run_prepare(engine: EnginePort, settings: Settings, rotate: tuple[str, ...] = ()) -> None:
     """The one-shot helper: ownership and modes of /data, machine-id, secret files."""
     supplied = settings.supplied_secrets()
     spec = policy.PrepareSpec(
@@ -194,7 +190,7 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
     name = f"{settings.stack}-prepare"
     leftover = await engine.inspect(name)
     if leftover is not None:
-        if not _ours(leftover.labels, settings.stack):
+        if not owned_by(leftover.labels, settings.stack):
             raise StackError(f"a container named {name!r} exists but is not managed by this stack")
         await engine.remove(leftover.id)
     stdin = (json.dumps(supplied) + "\n").encode() if supplied else None
@@ -211,7 +207,7 @@ async def run_prepare(engine: Engine, settings: Settings, rotate: tuple[str, ...
         raise StackError(f"prepare step failed (exit {code}): {last}; nothing was started")
 
 
-async def bring_up(engine: Engine, settings: Settings, wait: bool, timeout: float) -> UpReport:
+async def bring_up(engine: EnginePort, settings: Settings, wait: bool, timeout: float) -> UpReport:
     """Converge the stack on the settings; start order server, then manager."""
     report = UpReport()
     # The prepare step runs first: a failure leaves no container created or started.
@@ -237,14 +233,14 @@ def _stop_timeout(settings: Settings, role: str) -> int:
     return service.stop_timeout if service else 10
 
 
-async def remove_container(engine: Engine, observed: Observed, settings: Settings) -> None:
+async def remove_container(engine: EnginePort, observed: Observed, settings: Settings) -> None:
     if observed.running:
         await engine.stop(observed.id, _stop_timeout(settings, observed.role))
     await engine.remove(observed.id)
 
 
 async def apply_service(
-    engine: Engine, settings: Settings, plan: ServicePlan, report: UpReport, start: bool
+    engine: EnginePort, settings: Settings, plan: ServicePlan, report: UpReport, start: bool
 ) -> str:
     """Remove what the plan drops, create what is missing, start when asked; returns the id."""
     for old in plan.remove:
@@ -267,7 +263,7 @@ async def apply_service(
     return container_id
 
 
-async def start_service(engine: Engine, role: str, container_id: str, report: UpReport) -> None:
+async def start_service(engine: EnginePort, role: str, container_id: str, report: UpReport) -> None:
     try:
         await engine.start(container_id)
     except EngineError as err:
@@ -285,7 +281,7 @@ ROTATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-async def await_ready(engine: Engine, role: str, container_id: str, timeout: float) -> None:
+async def await_ready(engine: EnginePort, role: str, container_id: str, timeout: float) -> None:
     try:
         await engine.wait_ready(container_id, timeout)
     except TimeoutError:
@@ -297,7 +293,7 @@ async def await_ready(engine: Engine, role: str, container_id: str, timeout: flo
         raise NotReady(f"{role} {err}", await engine.logs_tail(container_id, 20)) from None
 
 
-async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[str]:
+async def take_down(engine: EnginePort, settings: Settings, volumes: bool) -> list[str]:
     """Stop manager then server gracefully, remove them and the network; volume on request."""
     changes = []
     observed = await engine.list_stack(settings.stack)
@@ -306,19 +302,19 @@ async def take_down(engine: Engine, settings: Settings, volumes: bool) -> list[s
         await remove_container(engine, container, settings)
         changes.append(f"removed {container.role or 'container'} {container.id[:12]}")
     labels = await engine.network_labels(settings.network_name)
-    if labels is not None and _ours(labels, settings.stack):
+    if labels is not None and owned_by(labels, settings.stack):
         await engine.remove_network(settings.network_name)
         changes.append(f"removed network {settings.network_name}")
     if volumes and not settings.data_is_bind:
         labels = await engine.volume_labels(settings.data_source)
-        if labels is not None and _ours(labels, settings.stack):
+        if labels is not None and owned_by(labels, settings.stack):
             await engine.remove_volume(settings.data_source)
             changes.append(f"removed volume {settings.data_source}")
         elif labels is not None:
             changes.append(f"kept volume {settings.data_source}: not created by this stack")
     if volumes:
         labels = await engine.volume_labels(settings.system_volume)
-        if labels is not None and _ours(labels, settings.stack):
+        if labels is not None and owned_by(labels, settings.stack):
             await engine.remove_volume(settings.system_volume)
             changes.append(f"removed volume {settings.system_volume}")
     return changes
@@ -330,7 +326,7 @@ def _uptime(state: ContainerState, now: datetime) -> float | None:
     return max(0.0, (now - state.started_at).total_seconds())
 
 
-async def stack_status(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+async def stack_status(engine: EnginePort, settings: Settings) -> list[dict[str, Any]]:
     """Per desired service: the engine's view of its container."""
     observed = await engine.list_stack(settings.stack)
     rows = []

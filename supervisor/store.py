@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import hyos, restarts
-from supervisor.engine import parse_time
+from supervisor.dockertypes import parse_time
 from supervisor.logs import BoundLogger
 from supervisor.restarts import ServiceRestartState, ServiceStatus
 from supervisor.settings import Settings

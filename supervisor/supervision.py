@@ -12,10 +12,10 @@ from typing import Any
 import anyio
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
-from supervisor.engine import Engine
 from supervisor.logs import BoundLogger
 from supervisor.notify import Heartbeat, Notifier
 from supervisor.ops import Operations
+from supervisor.ports import EnginePort
 from supervisor.restarts import RestartPolicy, ServiceStatus
 from supervisor.settings import Settings
 from supervisor.stack import Runtime
@@ -27,7 +27,7 @@ HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
 @dataclass(eq=False)
 class Supervision:
     settings: Settings
-    engine: Engine
+    engine: EnginePort
     notifier: Notifier
     store: StateStore
     log: BoundLogger

@@ -1,6 +1,6 @@
 """`hyos-supervisor exec`: the local terminal wired to an exec inside a container.
 
-The shell around `Engine.exec_session`: stdin goes in (raw mode when it is a terminal and a
+The shell around `EnginePort.exec_session`: stdin goes in (raw mode when it is a terminal and a
 TTY was asked for), the container's stdout and stderr come out, and the command's exit code
 is returned. Nobody needs the Docker socket for it.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import anyio
 
-from supervisor.engine import Engine
+from supervisor.ports import EnginePort
 
 __all__ = ["exec_command"]
 
@@ -35,7 +35,7 @@ def _raw(fd: int, enabled: bool) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def exec_command(engine: Engine, container_id: str, cmd: list[str], user: str,
+async def exec_command(engine: EnginePort, container_id: str, cmd: list[str], user: str,
                        want_tty: bool) -> int:  # fmt: skip
     stdin_fd = sys.stdin.fileno()
     interactive = want_tty and os.isatty(stdin_fd)

@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from supervisor import hyos, restarts
 from supervisor.accounting import ExitAccounting
-from supervisor.engine import ContainerInfo, ContainerState, EngineError, EngineEvent
+from supervisor.dockertypes import ContainerInfo, ContainerState, EngineError, EngineEvent
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Pending, Step

@@ -101,7 +101,7 @@ class Seen:
 
 
 @dataclass
-class FakeEngine:
+class FakeDockerd:
     """A unix-socket HTTP server that behaves like dockerd where it matters here.
 
     - keeps connections alive unless asked to close, like Go's net/http: a second request
@@ -230,8 +230,11 @@ def _send(conn: socket.socket, status: int, body: bytes, ctype: str = "applicati
 
 
 @contextmanager
-def fake_engine(tmp_path: Path, **kwargs: object) -> Iterator[FakeEngine]:
-    engine = FakeEngine(tmp_path / "engine.sock", **kwargs)  # type: ignore[arg-type]
+def fake_dockerd(
+    tmp_path: Path, *, exec_start: str = "upgrade", delay_ping_s: float = 0.0
+) -> Iterator[FakeDockerd]:
+    """A FakeDockerd listening on tmp_path/engine.sock until the block ends."""
+    engine = FakeDockerd(tmp_path / "engine.sock", exec_start, delay_ping_s=delay_ping_s)
     engine.start()
     try:
         yield engine

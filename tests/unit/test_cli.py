@@ -4,7 +4,6 @@ startup as one line with a documented exit code."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,16 +13,14 @@ import pytest
 
 from supervisor import daemon
 from supervisor.cli import EX_FAILED, EX_SOFTWARE, EX_UNAVAILABLE, _parser, main
-from supervisor.engine import DockerUnreachable, EngineError
+from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.logs import TextFormatter
 from supervisor.settings import EX_CONFIG
+from tests.fakeengine import FakeEngine
 
 
 @pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name in ("DOCKER_HOST", "JOURNAL_STREAM"):
-            monkeypatch.delenv(name, raising=False)
+def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -80,11 +77,13 @@ def test_options_after_the_verb_take_effect(tmp_path: Path) -> None:
 # --- `run` failing at startup: one line and a documented exit code -----------------------
 
 
-class _FakeEngine:
-    @classmethod
+class _Connect:
+    """Stands in for `Engine` in the daemon: its `connect` gives the tests' fake engine."""
+
+    @staticmethod
     @asynccontextmanager
-    async def connect(cls, host: str, retries: int = 5) -> AsyncIterator[_FakeEngine]:
-        yield cls()
+    async def connect(host: str, retries: int = 5) -> AsyncIterator[FakeEngine]:
+        yield FakeEngine()
 
 
 def _failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception) -> None:
@@ -97,7 +96,7 @@ def _failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Excepti
             raise error
         raise AssertionError(root)
 
-    monkeypatch.setattr(daemon, "Engine", _FakeEngine)
+    monkeypatch.setattr(daemon, "Engine", _Connect)
     monkeypatch.setattr(daemon.Daemon, "run", run)
     monkeypatch.setenv("HYOS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("HYOS_SERVER__IMAGE", "hyos-test/server:1")  # pinned: no warnings

@@ -4,9 +4,6 @@ supervision: spawned jobs, event handling, control requests. No engine needed.""
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +11,21 @@ import anyio
 import pytest
 
 from supervisor.daemon import Daemon
-from supervisor.engine import EngineError, EngineEvent
+from supervisor.dockertypes import EngineError, EngineEvent, ownership_labels
 from supervisor.notify import Notifier
 from supervisor.settings import load_settings
+from tests.fakeengine import FakeEngine
 
 pytestmark = pytest.mark.anyio
 
 
-class StubEngine:
-    """Only what these tests reach: an event stream that yields the given events."""
-
-    def __init__(self, events: list[EngineEvent]) -> None:
-        self._events = events
-
-    @asynccontextmanager
-    async def events(
-        self, filters: Any, since: str | None = None
-    ) -> AsyncIterator[AsyncIterator[EngineEvent]]:
-        async def stream() -> AsyncIterator[EngineEvent]:
-            for event in self._events:
-                yield event
-            await anyio.sleep_forever()
-
-        yield stream()
-
-
 @pytest.fixture
 def make_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in list(os.environ):
-        if name.startswith("HYOS_"):
-            monkeypatch.delenv(name, raising=False)
-
     def make(events: list[EngineEvent] | None = None) -> Daemon:
         settings = load_settings(state_dir=str(tmp_path))
-        daemon = Daemon(settings, StubEngine(events or []), Notifier(environ={}))  # type: ignore[arg-type]
+        engine = FakeEngine()
+        engine.queue_events(*(events or []))
+        daemon = Daemon(settings, engine, Notifier(environ={}))
         passes: list[bool] = []
         daemon.sup.request_pass = lambda: passes.append(False)
         daemon.pass_requests = passes  # type: ignore[attr-defined]
@@ -117,9 +95,10 @@ async def test_a_job_that_a_stack_pass_waits_for_raises_in_the_pass(make_daemon:
 async def test_an_event_handler_surprise_costs_neither_the_stream_nor_the_daemon(
     make_daemon: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    ours = ownership_labels("hyos")  # the default stack's: the feed asks for no others
     events = [
-        EngineEvent(action="die", container_id="a", time_nano=1),
-        EngineEvent(action="start", container_id="b", time_nano=2),
+        EngineEvent(action="die", container_id="a", time_nano=1, labels=ours),
+        EngineEvent(action="start", container_id="b", time_nano=2, labels=ours),
     ]
     daemon = make_daemon(events)
     handled: list[str] = []

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
-from supervisor.engine import (
+from supervisor.dockertypes import (
     ContainerHardening,
     ContainerInfo,
     ContainerState,
@@ -16,18 +16,19 @@ from supervisor.engine import (
     ExecInfo,
     Health,
     MountFact,
+    Observed,
     PortBinding,
     VolumeInfo,
-    _readiness,
     container_from_json,
     event_from_json,
     exec_from_json,
     hardening_from_json,
     observed_from_json,
     parse_time,
+    readiness,
     volume_from_json,
 )
-from supervisor.plan import Desired, Observed, plan_service
+from supervisor.plan import Desired, plan_service
 
 LABELS = {
     LABEL_MANAGED: "true",
@@ -178,16 +179,14 @@ def info(**state: Any) -> ContainerInfo:
     return ContainerInfo(id="x", name="x", state=ContainerState(**state))
 
 
-def test_readiness() -> None:
-    assert _readiness(container_from_json(INSPECT)) == "exited with code 137 (OOM killed)"
-    assert _readiness(info(status="dead", exit_code=1)) == "exited with code 1"
-    assert _readiness(info(status="running", running=True)) == "ready"
-    assert _readiness(info(status="running", running=True, health=Health("healthy"))) == "ready"
-    assert _readiness(info(status="running", running=True, health=Health("starting"))) == (
-        "waiting"
-    )
-    assert _readiness(info(status="running", health=Health("unhealthy"))) == "turned unhealthy"
-    assert _readiness(info(status="created")) == "waiting"
+def testreadiness() -> None:
+    assert readiness(container_from_json(INSPECT)) == "exited with code 137 (OOM killed)"
+    assert readiness(info(status="dead", exit_code=1)) == "exited with code 1"
+    assert readiness(info(status="running", running=True)) == "ready"
+    assert readiness(info(status="running", running=True, health=Health("healthy"))) == "ready"
+    assert readiness(info(status="running", running=True, health=Health("starting"))) == ("waiting")
+    assert readiness(info(status="running", health=Health("unhealthy"))) == "turned unhealthy"
+    assert readiness(info(status="created")) == "waiting"
 
 
 # --- events ----------------------------------------------------------------------------------

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from supervisor.engine import DockerUnreachable, EngineError
+from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.failures import explain
 from supervisor.reconcile import StackError
 from supervisor.settings import load_settings
 
 BIND = 'invalid mount config for type "bind": bind source path does not exist: {}'
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name == "DOCKER_HOST":
-            monkeypatch.delenv(name, raising=False)
 
 
 def test_a_missing_guard_directory_names_the_engine_host_and_the_bind_mount() -> None:

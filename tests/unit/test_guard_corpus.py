@@ -18,7 +18,7 @@ from anyio.from_thread import start_blocking_portal
 from supervisor import guard_rules as r
 from supervisor.guard import serve_guard
 from tests import docker_model
-from tests.guardkit import EXEC_OK, EXEC_ROOT, SERVER_ID, STACK, FakeEngine, fake_engine
+from tests.guardkit import EXEC_OK, EXEC_ROOT, SERVER_ID, STACK, FakeDockerd, fake_dockerd
 from tests.guardkit import raw_request as send
 from tests.unit.guard_corpus import UA, Case, corpus
 
@@ -31,9 +31,9 @@ CONTAINER_RULES = {
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, FakeEngine]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, FakeDockerd]]:
     tmp = tmp_path_factory.mktemp("corpus")
-    with fake_engine(tmp) as engine, start_blocking_portal() as portal:
+    with fake_dockerd(tmp) as engine, start_blocking_portal() as portal:
         sock = tmp / "guard.sock"
         policy = r.Policy(STACK, min_stop_timeout=GRACE)
         future, _ = portal.start_task(partial(serve_guard, sock, engine.path, policy, os.getgid()))
@@ -58,7 +58,7 @@ def _status(out: bytes) -> int:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_corpus(served: tuple[Path, FakeEngine], case: Case) -> None:
+def test_corpus(served: tuple[Path, FakeDockerd], case: Case) -> None:
     sock, engine = served
     before = len(engine.seen)
     out = send(sock, case.raw, half_close=True)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor import guard_rules as r
-from supervisor.engine import ExecInfo
+from supervisor.dockertypes import ExecInfo
 from tests import docker_model
 
 STACK = "s1"

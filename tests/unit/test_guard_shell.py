@@ -22,12 +22,12 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from supervisor import guard_rules as r
-from supervisor.guard import serve_guard
+from supervisor.guard import DEFAULT_MAX_CONNECTIONS, serve_guard
 from tests.guardkit import (
     EXEC_OK,
     STACK,
-    FakeEngine,
-    fake_engine,
+    FakeDockerd,
+    fake_dockerd,
     http,
     raw_request,
     read_all,
@@ -41,11 +41,15 @@ TEXT_PLAIN = {**UPGRADE, "Content-Type": "text/plain"}
 
 
 @contextmanager
-def running_guard(tmp_path: Path, engine: FakeEngine, **kwargs: object) -> Iterator[Path]:
+def running_guard(
+    tmp_path: Path, engine: FakeDockerd, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> Iterator[Path]:
     sock = tmp_path / "guard" / "docker.sock"
     with start_blocking_portal() as portal:
         future, _ = portal.start_task(
-            partial(serve_guard, sock, engine.path, POLICY, os.getgid(), **kwargs)  # type: ignore[arg-type]
+            partial(
+                serve_guard, sock, engine.path, POLICY, os.getgid(), max_connections=max_connections
+            )
         )
         try:
             yield sock
@@ -55,13 +59,13 @@ def running_guard(tmp_path: Path, engine: FakeEngine, **kwargs: object) -> Itera
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[FakeEngine]:
-    with fake_engine(tmp_path) as e:
+def engine(tmp_path: Path) -> Iterator[FakeDockerd]:
+    with fake_dockerd(tmp_path) as e:
         yield e
 
 
 @pytest.fixture
-def guard(tmp_path: Path, engine: FakeEngine) -> Iterator[Path]:
+def guard(tmp_path: Path, engine: FakeDockerd) -> Iterator[Path]:
     with running_guard(tmp_path, engine) as sock:
         yield sock
 
@@ -75,7 +79,7 @@ def test_socket_mode_and_denial_shape(guard: Path) -> None:
     assert json.loads(body)["message"].startswith("denied by rule 'not-in-allowlist'")
 
 
-def test_version_cap_comes_from_the_engine(guard: Path, engine: FakeEngine) -> None:
+def test_version_cap_comes_from_the_engine(guard: Path, engine: FakeDockerd) -> None:
     # The fake engine says 1.41: a newer prefix is refused before anything is forwarded.
     out = raw_request(guard, http("GET", "/v1.42/_ping"))
     assert status_of(out) == 403 and b"api-version" in out
@@ -100,7 +104,7 @@ def test_pipelined_request_after_exec_start_never_reaches_the_engine(
     tmp_path: Path, shape: str, body: bytes, headers: dict[str, str], prefix: str,
     engine_answer: str,
 ) -> None:  # fmt: skip
-    with fake_engine(tmp_path, exec_start=engine_answer) as engine:
+    with fake_dockerd(tmp_path, exec_start=engine_answer) as engine:
         with running_guard(tmp_path, engine) as sock:
             start = http("POST", f"{prefix}/exec/{EXEC_OK}/start", body, headers)
             out = raw_request(sock, start + SMUGGLED + http("GET", "/volumes"))
@@ -113,7 +117,7 @@ def test_pipelined_request_after_exec_start_never_reaches_the_engine(
                 assert seen.headers["content-type"] == "application/json"
 
 
-def test_after_101_the_stream_is_the_execs_stdin(guard: Path, engine: FakeEngine) -> None:
+def test_after_101_the_stream_is_the_execs_stdin(guard: Path, engine: FakeDockerd) -> None:
     start = http("POST", f"/exec/{EXEC_OK}/start", b'{"hijack":true,"stdin":true}', UPGRADE)
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
@@ -133,13 +137,18 @@ def test_after_101_the_stream_is_the_execs_stdin(guard: Path, engine: FakeEngine
 
 
 def test_half_closed_client_gets_the_whole_answer(tmp_path: Path) -> None:
-    with fake_engine(tmp_path, delay_ping_s=0.3) as engine, running_guard(tmp_path, engine) as sock:
+    with (
+        fake_dockerd(tmp_path, delay_ping_s=0.3) as engine,
+        running_guard(tmp_path, engine) as sock,
+    ):
         out = raw_request(sock, http("GET", "/_ping"), half_close=True)
     assert status_of(out) == 200
     assert out.endswith(b"OK")
 
 
-def test_pipelined_second_request_is_dropped_not_forwarded(guard: Path, engine: FakeEngine) -> None:
+def test_pipelined_second_request_is_dropped_not_forwarded(
+    guard: Path, engine: FakeDockerd
+) -> None:
     out = raw_request(guard, http("GET", "/_ping") + http("GET", "/volumes"))
     assert out.count(b"HTTP/1.1 ") == 1
     # The engine client's own version lookups aside, only the ping reached the engine.
@@ -201,7 +210,7 @@ def test_slow_client_times_out_with_one_line(guard: Path, caplog: pytest.LogCapt
 
 
 def test_connections_beyond_the_cap_get_503_and_the_guard_recovers(
-    tmp_path: Path, engine: FakeEngine, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, engine: FakeDockerd, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "supervisor.guard")
     with running_guard(tmp_path, engine, max_connections=4) as sock:
@@ -234,7 +243,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_accept_failures_back_off_and_never_end_the_listener(
-    tmp_path: Path, engine: FakeEngine
+    tmp_path: Path, engine: FakeDockerd
 ) -> None:
     """EMFILE on accept(): the cap is set above the fd limit on purpose."""
     sock = tmp_path / "g.sock"
@@ -274,7 +283,7 @@ def test_accept_failures_back_off_and_never_end_the_listener(
 # --- the socket file -------------------------------------------------------------------------
 
 
-def test_replaces_stale_socket(tmp_path: Path, engine: FakeEngine) -> None:
+def test_replaces_stale_socket(tmp_path: Path, engine: FakeDockerd) -> None:
     sock = tmp_path / "guard" / "docker.sock"
     sock.parent.mkdir()
     stale = socket.socket(socket.AF_UNIX)
@@ -284,7 +293,7 @@ def test_replaces_stale_socket(tmp_path: Path, engine: FakeEngine) -> None:
         assert status_of(raw_request(served, http("GET", "/_ping"))) == 200
 
 
-async def test_refuses_live_socket_and_regular_file(tmp_path: Path, engine: FakeEngine) -> None:
+async def test_refuses_live_socket_and_regular_file(tmp_path: Path, engine: FakeDockerd) -> None:
     sock = tmp_path / "docker.sock"
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(sock))

@@ -5,7 +5,6 @@ Docker body and the Kubernetes securityContext follow the one hardening in polic
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from supervisor.stack import desired_services
 Obj = dict[str, Any]
 # The oldest Kubernetes we promise, and the newest the validator bundles.
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name == "DOCKER_HOST":
-            monkeypatch.delenv(name, raising=False)
 
 
 def by_kind(objects: list[Obj]) -> dict[str, Obj]:

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from supervisor.notify import Heartbeat, Notifier, watchdog_loop
+from tests.fakeclock import FakeClock
 
 
 @pytest.fixture
@@ -119,10 +120,10 @@ def test_watchdog_interval(receiver: tuple[socket.socket, str]) -> None:
 
 
 def test_heartbeat_with_fake_clock() -> None:
-    now = [100.0]
-    beat = Heartbeat(lambda: now[0])
+    clock = FakeClock(100.0)
+    beat = Heartbeat(clock)
     assert beat.age() == 0
-    now[0] = 103.5
+    clock.advance(3.5)
     assert beat.age() == 3.5
     beat.beat()
     assert beat.last_beat == 103.5

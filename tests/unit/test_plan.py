@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from entrypoint.contract import LABEL_SPEC_HASH
+from supervisor.dockertypes import Observed
 from supervisor.plan import (
     Desired,
-    Observed,
     ServicePlan,
     plan_service,
     plan_stack,

@@ -4,7 +4,6 @@ every pod template `render kubernetes` makes passes."""
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +13,6 @@ from supervisor import kubernetes, podsecurity
 from supervisor.settings import load_settings
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_"):
-            monkeypatch.delenv(name, raising=False)
 
 
 def restricted_pod() -> Obj:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import yaml
 
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_SPEC_HASH, LABEL_STACK
 from supervisor import policy
-from supervisor.engine import hardening_from_json
+from supervisor.dockertypes import hardening_from_json
 from supervisor.policy import (
     NO_NEW_PRIVILEGES,
     RULES,
@@ -25,13 +24,6 @@ from supervisor.settings import Settings, load_settings
 from supervisor.stack import desired_services, secret_env
 
 IMAGE_HEALTHCHECK = {"Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:30381/health"]}
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name == "DOCKER_HOST":
-            monkeypatch.delenv(name, raising=False)
 
 
 def bodies(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -30,18 +30,9 @@ from supervisor.restarts import (
     request,
     reset,
 )
+from tests.fakeclock import T0, FakeClock
 
-T0 = 1_700_000_000.0  # a plausible wall-clock origin
 POLICY = RestartPolicy()
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 def running(now: float = T0) -> ServiceRestartState:

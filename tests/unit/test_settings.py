@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from supervisor.settings import (
 )
 
 PINNED = "registry.example/hyos/server:1.2.3"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name == "DOCKER_HOST":
-            monkeypatch.delenv(name, raising=False)
 
 
 def write(tmp_path: Path, text: str, name: str = "hyos.toml") -> Path:

@@ -26,14 +26,6 @@ from supervisor.settings import (
     load_settings,
 )
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HYOS_") or name == "DOCKER_HOST":
-            monkeypatch.delenv(name, raising=False)
-
-
 # --- the forms --------------------------------------------------------------------------------
 
 
@@ -308,9 +300,7 @@ ENV_TEXT = st.text(
 def test_any_string_in_any_setting_loads_or_is_one_line_per_problem(
     variable: str, value: str
 ) -> None:
-    saved = {k: v for k, v in os.environ.items() if k.startswith("HYOS_") or k == "DOCKER_HOST"}
-    for name in saved:
-        del os.environ[name]
+    # The environment is clean (conftest's clean_env); each example sets one variable.
     os.environ[variable] = value
     try:
         load_settings()
@@ -319,7 +309,6 @@ def test_any_string_in_any_setting_loads_or_is_one_line_per_problem(
         assert all(problem and "\n" not in problem for problem in err.problems), err.problems
     finally:
         del os.environ[variable]
-        os.environ.update(saved)
 
 
 def test_every_setting_is_fed_to_the_property() -> None:
