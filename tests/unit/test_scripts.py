@@ -307,7 +307,7 @@ def test_a_failing_pipeline_names_its_statuses(tmp_path: Path) -> None:
     script = tmp_path / "pipeline.sh"
     script.write_text(
         f'. "{ROOT}/scripts/lib/errors.sh"\nHYOS_STEP="copy"\n'
-        "echo ok\nprintf x | false | cat >/dev/null\necho never\n"
+        "echo ok\ntrue | false | cat >/dev/null\necho never\n"
     )
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (1, "ok\n")

@@ -125,13 +125,17 @@ def test_the_shim_fails_loudly_on_an_unreadable_file(tmp_path: Path) -> None:
 # A wrapper shaped like HyOS's entrypoint.sh: its trap forwards SIGTERM to the "game" and
 # exits at once, while the game still saves for a while.
 HYOS_LIKE = """
+trap 'kill -TERM $game; exit 143' TERM
 sh "$GAME" &
 game=$!
-trap 'kill -TERM $game; exit 143' TERM
 wait $game
 """
-# The game: saves for 0.5 s after SIGTERM, then records that it finished.
-GAME = "trap 'sleep 0.5; echo saved > {out}; exit 143' TERM; while :; do sleep 0.05; done"
+# The game: says it is ready once its trap is set; saves for 0.5 s after SIGTERM, then
+# records that it finished.
+GAME = (
+    "trap 'sleep 0.5; echo saved > {out}; exit 143' TERM; : > {ready}; "
+    "while :; do sleep 0.05; done"
+)
 
 
 @pytest.mark.parametrize("wait_for_game", [True, False])
@@ -143,7 +147,8 @@ def test_the_launcher_outlives_the_game_after_a_stop_signal(
     tag = f"hyos-game-{os.getpid()}-{int(wait_for_game)}"
     game = tmp_path / tag
     saved = tmp_path / "saved"
-    game.write_text(GAME.format(out=saved))
+    ready = tmp_path / "ready"
+    game.write_text(GAME.format(out=saved, ready=ready))
     game.chmod(0o755)
     env = {**os.environ, "HYOS_FILE_ENV": "", "GAME": str(game)}
     if wait_for_game:
@@ -153,10 +158,8 @@ def test_the_launcher_outlives_the_game_after_a_stop_signal(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 10
-    while (
-        tag
-        not in subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
-    ):
+    # Signalled before the game set its trap, the test would prove nothing (and flake).
+    while not ready.exists():
         assert time.monotonic() < deadline, "the game never started"
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
