@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
+from entrypoint.contract import LABEL_ROLE
 from supervisor import secretspec
+from supervisor.dockertypes import ownership_labels
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 
 ROLES = ("server", "manager")
@@ -58,7 +59,7 @@ class ServiceSpec:
 
     @property
     def base_labels(self) -> dict[str, str]:
-        return {LABEL_MANAGED: "true", LABEL_STACK: self.stack, LABEL_ROLE: self.role}
+        return {**ownership_labels(self.stack), LABEL_ROLE: self.role}
 
 
 # Where workloads find what the supervisor prepares. Every mount below goes where the image
@@ -110,7 +111,7 @@ class Runtime:
 
 def stack_labels(stack: str) -> dict[str, str]:
     """Labels on the network and the volume: ours, so `down` may remove them."""
-    return {LABEL_MANAGED: "true", LABEL_STACK: stack}
+    return ownership_labels(stack)
 
 
 def data_mount(settings: Settings) -> Mount:
