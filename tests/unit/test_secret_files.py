@@ -133,8 +133,7 @@ wait $game
 # The game: says it is ready once its trap is set; saves for 0.5 s after SIGTERM, then
 # records that it finished.
 GAME = (
-    "trap 'sleep 0.5; echo saved > {out}; exit 143' TERM; : > {ready}; "
-    "while :; do sleep 0.05; done"
+    "trap 'sleep 0.5; echo saved > {out}; exit 143' TERM; : > {ready}; while :; do sleep 0.05; done"
 )
 
 
