@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 LOG_DRIVERS = ("json-file", "local")
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 PSS_ALLOWED_CAPS = capabilities.PSS_ALLOWED
 
 

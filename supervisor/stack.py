@@ -10,8 +10,6 @@ from supervisor import secretspec
 from supervisor.dockertypes import ownership_labels
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 
-ROLES = ("server", "manager")
-
 
 @dataclass(frozen=True)
 class Mount:

@@ -1,6 +1,7 @@
 """What the daemon's parts share: settings, the engine and its operations, the clock, the
 services' records and their store, and the few stack-wide facts (stopping, the manager
-owed a restart after the server's). The daemon builds one; nothing here acts."""
+owed a restart after the server's). The daemon builds one. It writes only the state file
+(`save`); it acts on no container: the workers and the stack passes do."""
 
 from __future__ import annotations
 
