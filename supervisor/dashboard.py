@@ -58,7 +58,11 @@ class Dashboard:
             serve_guard,
             guard_dir / GUARD_SOCKET_NAME,
             settings.docker_host.removeprefix("unix://"),
-            GuardPolicy(settings.stack, settings.server.stop_timeout),
+            GuardPolicy(
+                settings.stack,
+                settings.server.stop_timeout,
+                exec_gid=settings.server.user.gid,
+            ),
             settings.manager.user.gid,
             engine=self.sup.engine,  # one engine client in the process
             max_connections=settings.guard_max_connections,

@@ -34,7 +34,7 @@ import socket
 import stat
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -198,7 +198,7 @@ class Guard:
             except anyio.EndOfStream:
                 return None
         request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
-        return rules.accept_body(decision, request.body, head), request
+        return rules.accept_body(decision, request.body, head, self.policy), request
 
     async def _decide_head(self, head: rules.Head) -> rules.Decision:
         first = rules.classify(head.method, head.target, self.policy)
@@ -487,7 +487,7 @@ async def _serve(
 ) -> None:
     path = Path(socket_path)
     if policy.max_api_minor is None:
-        policy = rules.Policy(policy.stack, policy.min_stop_timeout, await engine.api_minor())
+        policy = replace(policy, max_api_minor=await engine.api_minor())
     resolver = EngineResolver(engine)
     guard = Guard(policy, upstream, resolver.container, resolver.exec, on_allowed)
     sock, ino = _bind(path, gid)
@@ -517,7 +517,7 @@ async def _run_until_signal(args: argparse.Namespace) -> None:
                     tg.cancel_scope.cancel()
 
         tg.start_soon(stop_on_signal)
-        policy = rules.Policy(args.stack, args.min_stop_timeout)
+        policy = rules.Policy(args.stack, args.min_stop_timeout, exec_gid=args.exec_gid)
         await serve_guard(
             args.socket, args.upstream, policy, args.gid, max_connections=args.max_connections
         )
@@ -531,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gid", type=int, default=os.getgid(), help="group owning the socket")
     p.add_argument("--min-stop-timeout", type=int, default=60, help="server grace period (s)")
     p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    p.add_argument("--exec-gid", type=int, default=568, help="group of an exec given a bare uid")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
