@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 
 from entrypoint.contract import LABEL_ROLE
-from supervisor import control, restarts
+from supervisor import control, restarts, stopmarks
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
 from supervisor.engine import Engine, EngineEvent
@@ -139,7 +139,9 @@ class Daemon:
         sup = self.sup
         observed = await sup.engine.list_stack(sup.settings.stack)
         for container in (o for o in observed if o.role == service.role and o.running):
-            service.stop_requested.add(container.id)
+            service.stop_requested = stopmarks.mark(
+                service.stop_requested, container.id, sup.clock()
+            )
             log = self.log.bind(service=service.role, container_id=container.id[:12])
             log.info("stopping", extra={"stop_timeout": sup.ops.stop_timeout(service.role)})
             async with anyio.create_task_group() as race:

@@ -48,6 +48,10 @@ log = logging.getLogger("supervisor.guard")
 
 ContainerResolver = Callable[[str], Awaitable[rules.Resolution | None]]
 ExecResolver = Callable[[str], Awaitable[ExecInfo | None]]
+# Told Docker's status of the answer to the request it was returned for.
+AnswerHook = Callable[[int], None]
+# Told of every allowed request before it is forwarded; may ask to hear Docker's answer.
+AllowedHook = Callable[[rules.Allow], AnswerHook | None]
 
 CHUNK = 256 * 1024  # streamed responses: large reads, fewer wake-ups per MB
 PARSE_CHUNK = 16 * 1024  # while parsing a request: small reads bound the memory held
@@ -79,6 +83,7 @@ class EngineResolver:
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
+    408: "Request Timeout",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
     502: "Bad Gateway",
@@ -110,7 +115,7 @@ class Guard:
         upstream_path: str,
         resolve_container: ContainerResolver,
         resolve_exec: ExecResolver,
-        on_allowed: Callable[[rules.Allow], None] | None = None,
+        on_allowed: AllowedHook | None = None,
     ) -> None:
         self.policy = policy
         self.upstream_path = upstream_path
@@ -121,23 +126,27 @@ class Guard:
         self.on_allowed = on_allowed
 
     async def handle(self, client: anyio.abc.SocketStream) -> None:
-        """Serve one connection; never raises (one client must not end the listener)."""
+        """Serve one connection; never raises (one client must not end the listener).
+        Every request gets exactly one answer and one decision line."""
         async with client:
             try:
                 await self._handle(client)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
                 pass  # a peer went away mid-stream: nothing to answer
-            except TimeoutError:
-                log.info("guard: no complete request within %.0f s; closed", HEAD_TIMEOUT)
             except Exception as err:
                 log.error("guard connection failed: %r", err)
                 log.debug("guard connection failed", exc_info=True)
 
     async def _handle(self, client: anyio.abc.SocketStream) -> None:
-        with anyio.fail_after(HEAD_TIMEOUT):
+        outcome: tuple[rules.Decision, _Request | None] | None = None
+        deadline = HEAD_TIMEOUT
+        with anyio.move_on_after(deadline) as scope:
             outcome = await self._read_and_decide(client)
+        if scope.cancelled_caught:
+            why = f"no complete request within {deadline:.0f} s"
+            outcome = rules.Deny("head-timeout", why, 408), None
         if outcome is None:
-            return
+            return  # the client left before sending a byte: no request, nothing to answer
         decision, request = outcome
         method, target = (request.head.method, request.head.target) if request else ("-", "-")
         allowed = isinstance(decision, rules.Allow)
@@ -153,11 +162,11 @@ class Guard:
             await client.send(error_response(decision.status, decision.message))
             return
         assert request is not None
-        if self.on_allowed is not None:
-            self.on_allowed(decision)
+        answered = self.on_allowed(decision) if self.on_allowed is not None else None
         try:
             upstream = await anyio.connect_unix(self.upstream_path)
         except OSError as exc:
+            _report(answered, 502)
             await client.send(error_response(502, f"guard: upstream unavailable: {exc}"))
             return
         async with upstream:
@@ -165,12 +174,12 @@ class Guard:
             if decision.hijack:
                 await _relay_hijack(client, upstream, request.extra)
             else:
-                await _relay(client, upstream)
+                await _relay(client, upstream, answered)
 
     async def _read_and_decide(
         self, client: anyio.abc.SocketStream
     ) -> tuple[rules.Decision, _Request | None] | None:
-        """The decision and the request it is about; None if the client left early."""
+        """The decision and the request it is about; None if the client sent nothing."""
         read = await _read_head(client)
         if read is None:
             return None
@@ -196,7 +205,8 @@ class Guard:
             try:
                 rest += await client.receive(PARSE_CHUNK)
             except anyio.EndOfStream:
-                return None
+                short = rules.Deny("bad-request", "request body shorter than its length", 400)
+                return short, _Request(head, b"", b"")
         request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
         return rules.accept_body(decision, request.body, head, self.policy), request
 
@@ -223,7 +233,9 @@ async def _read_head(
         try:
             buf += await client.receive(PARSE_CHUNK)
         except anyio.EndOfStream:
-            return None
+            if not buf:
+                return None
+            return rules.Deny("bad-request", "the request head ended early", 400)
     if end > rules.MAX_HEAD:
         return rules.Deny("head-too-large", "request head over 64 KiB", 431)
     head = rules.parse_head(bytes(buf[:end]))
@@ -245,15 +257,20 @@ async def _read_response_head(upstream: anyio.abc.SocketStream) -> bytes | None:
     return bytes(buf)
 
 
-async def _relay(client: anyio.abc.SocketStream, upstream: anyio.abc.SocketStream) -> None:
+async def _relay(
+    client: anyio.abc.SocketStream,
+    upstream: anyio.abc.SocketStream,
+    answered: AnswerHook | None = None,
+) -> None:
     """An ordinary request: Docker's answer to the client until Docker closes (we asked
     for `Connection: close`). Client bytes are dropped; a client that only half-closed
     keeps getting the answer, one that is fully gone ends the relay (a quiet follow
-    stream must not outlive its reader)."""
+    stream must not outlive its reader). `answered` hears Docker's status before the
+    client does."""
     async with anyio.create_task_group() as tg:
 
         async def down() -> None:
-            await _pipe(upstream, client)
+            await _pipe(upstream, client, answered)
             tg.cancel_scope.cancel()
 
         async def watch_client() -> None:
@@ -263,6 +280,11 @@ async def _relay(client: anyio.abc.SocketStream, upstream: anyio.abc.SocketStrea
 
         tg.start_soon(down)
         tg.start_soon(watch_client)
+
+
+def _report(answered: AnswerHook | None, status: int) -> None:
+    if answered is not None:
+        answered(status)
 
 
 async def _relay_hijack(
@@ -300,12 +322,28 @@ async def _relay_hijack(
         tg.start_soon(up)
 
 
-async def _pipe(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
+async def _pipe(
+    src: anyio.abc.SocketStream,
+    dst: anyio.abc.SocketStream,
+    answered: AnswerHook | None = None,
+) -> None:
+    """Copy until EOF; with `answered`, the status of the response head is told first
+    (502 if the stream ends or grows past a head's size without one)."""
+    head: bytearray | None = bytearray() if answered is not None else None
     while True:
         try:
             data = await src.receive(CHUNK)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if head is not None:
+                _report(answered, 502)
             return
+        if head is not None:
+            head += data
+            end = head.find(b"\r\n\r\n")
+            if end >= 0 or len(head) > rules.MAX_HEAD:
+                parsed = rules.parse_status(bytes(head[:end])) if end >= 0 else None
+                _report(answered, parsed[0] if parsed is not None else 502)
+                head = None
         try:
             await dst.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -457,7 +495,7 @@ async def serve_guard(
     *,
     engine: Engine | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    on_allowed: Callable[[rules.Allow], None] | None = None,
+    on_allowed: AllowedHook | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the filtered API on `socket_path` until cancelled; removes the socket after.
@@ -482,7 +520,7 @@ async def _serve(
     gid: int,
     engine: Engine,
     max_connections: int,
-    on_allowed: Callable[[rules.Allow], None] | None,
+    on_allowed: AllowedHook | None,
     task_status: anyio.abc.TaskStatus[None],
 ) -> None:
     path = Path(socket_path)
