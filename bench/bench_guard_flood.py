@@ -6,12 +6,16 @@ default soft limit is 1024), opens that many idle connections to the guard (each
 head that never ends), and reports: how many the guard held and how many it refused with
 503, the daemon's peak RSS (VmHWM), the time from releasing the flood to the first
 answered ping, and whether the daemon still restarts a crashed server. Medians of --runs.
+It also counts the daemon's open descriptors before the flood, right after it, and once
+they settle (up to --settle seconds), with what the extra ones are (socket, pipe, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import os
 import resource
 import socket
 import statistics
@@ -26,6 +30,27 @@ def status_kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field}")
+
+
+def fds(pid: int) -> collections.Counter[str]:
+    """The process's open descriptors by kind (socket, pipe, anon_inode:[eventpoll], file)."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            kinds[
+                target.split(":[")[0]
+                if ":[" in target and "anon" not in target
+                else (target if target.startswith("anon") else "file")
+            ] += 1
+    return kinds
+
+
+def settled_fds(pid: int, baseline: int, settle_s: float) -> collections.Counter[str]:
+    deadline = time.monotonic() + settle_s
+    while (now := fds(pid)).total() > baseline and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return now
 
 
 def ping(sock: Path) -> int:
@@ -56,10 +81,11 @@ def flood(sock: Path, n: int) -> list[socket.socket]:
     return held
 
 
-def one_run(n: int, nofile: int) -> dict[str, float]:
+def one_run(n: int, nofile: int, settle_s: float) -> dict[str, float]:
     with supervised_stack(nofile=nofile) as d:
         sock = Path(d.log_path.parent / "state" / "guard" / d.name / "docker.sock")
         assert ping(sock) == 200
+        fds_before = fds(d.proc.pid)
         rss_before = status_kib(d.proc.pid, "VmRSS")
         started = time.perf_counter()
         held = flood(sock, n)
@@ -75,6 +101,10 @@ def one_run(n: int, nofile: int) -> dict[str, float]:
         released = time.perf_counter()
         wait_for(lambda: ping(sock) == 200, 30, "a ping after the flood", interval=0.01)
         back_s = time.perf_counter() - released
+        fds_flooded = fds(d.proc.pid)
+        fds_after = settled_fds(d.proc.pid, fds_before.total(), settle_s)
+        print(f"  fds before {dict(fds_before)}, after the flood {dict(fds_flooded)}, "
+              f"settled {dict(fds_after)}")  # fmt: skip
         peak = status_kib(d.proc.pid, "VmHWM")
         docker("kill", f"{d.name}-server")
         crashed = time.perf_counter()
@@ -84,6 +114,8 @@ def one_run(n: int, nofile: int) -> dict[str, float]:
             "held": n - refused, "refused": refused, "alive": float(alive),
             "open_s": opened_s, "rss_before_mib": rss_before / 1024, "peak_mib": peak / 1024,
             "ping_after_s": back_s, "restart_after_crash_s": restart_s,
+            "fds_before": fds_before.total(), "fds_after_flood": fds_flooded.total(),
+            "fds_settled": fds_after.total(),
         }  # fmt: skip
 
 
@@ -92,10 +124,11 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=1500)
     ap.add_argument("--nofile", type=int, default=512)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=20.0, help="seconds for fds to settle")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections * 2 + 256), hard))
-    runs = [one_run(args.connections, args.nofile) for _ in range(args.runs)]
+    runs = [one_run(args.connections, args.nofile, args.settle) for _ in range(args.runs)]
     print(f"flood: {args.connections} idle connections on the guard, daemon RLIMIT_NOFILE "
           f"{args.nofile}, median of {args.runs}")  # fmt: skip
     for key in runs[0]:

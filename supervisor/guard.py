@@ -40,6 +40,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
+from entrypoint.contract import LABEL_STACK
 from supervisor import guard_rules as rules
 from supervisor.engine import Engine, EngineError, ExecInfo
 from supervisor.logs import quiet_cancelled_wakeups
@@ -61,21 +62,114 @@ PEER_GONE_POLL_S = 0.5
 ACCEPT_BACKOFF_S = (0.01, 1.0)
 
 
+RESOLVE_CONCURRENCY = 8  # lookups in flight at once: bounds the engine client's pool
+EXEC_CACHE_SIZE = 256
+WATCH_RETRY_S = (0.5, 15.0)
+
+
+class ResolutionCache:
+    """What never changes after creation, remembered for the object's life: a container's
+    full id and labels, an exec's container, user and privilege. Only the stack's server
+    and its execs are kept (what the guard allows), and only while the guard hears the
+    engine's destroy events (`live`): a destroyed container is forgotten with its execs,
+    so no request by its id is ever decided on what it used to be. Names are never
+    remembered: they can move to another container."""
+
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+        self.live = False
+        self.epoch = 0  # bumped by every forget: a lookup that raced one is not kept
+        self.containers: dict[str, rules.Resolution] = {}
+        self.execs: dict[str, ExecInfo] = {}  # insertion order: the oldest go first
+
+    def container(self, ref: str) -> rules.Resolution | None:
+        return self.containers.get(ref) if self.live else None
+
+    def exec(self, exec_id: str) -> ExecInfo | None:
+        return self.execs.get(exec_id) if self.live else None
+
+    def keep_container(self, res: rules.Resolution, epoch: int) -> None:
+        if self.live and epoch == self.epoch and rules.in_stack(res, self.stack):
+            self.containers[res.id] = res
+
+    def keep_exec(self, info: ExecInfo, epoch: int) -> None:
+        if self.live and epoch == self.epoch and info.container_id in self.containers:
+            self.execs[info.id] = info
+            while len(self.execs) > EXEC_CACHE_SIZE:
+                del self.execs[next(iter(self.execs))]
+
+    def forget(self, container_id: str) -> None:
+        self.epoch += 1
+        self.containers.pop(container_id, None)
+        for exec_id in [e for e, i in self.execs.items() if i.container_id == container_id]:
+            del self.execs[exec_id]
+
+    def reset(self, live: bool) -> None:
+        """Forget everything: the destroy events may have been missed meanwhile."""
+        self.live = live
+        self.epoch += 1
+        self.containers.clear()
+        self.execs.clear()
+
+
 class EngineResolver:
     """Resolves refs with Docker's own lookup rules by asking the engine itself, through
-    the supervisor's one engine client. One attempt: a request must not wait out the
-    daemon's patience with an engine that is away (it gets a 502)."""
+    the supervisor's one engine client; full ids of the stack's server and its execs are
+    answered from `cache`. One attempt: a request must not wait out the daemon's patience
+    with an engine that is away (it gets a 502)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cache: ResolutionCache | None = None) -> None:
         self.engine = engine
+        self.cache = cache or ResolutionCache("")
+        self.limiter = anyio.CapacityLimiter(RESOLVE_CONCURRENCY)
 
     async def container(self, ref: str) -> rules.Resolution | None:
+        if (known := self.cache.container(ref)) is not None:
+            return known
         # `ref` was validated as [A-Za-z0-9][A-Za-z0-9_.-]*, safe to put in a path.
-        info = await self.engine.inspect(ref, attempts=1)
-        return None if info is None else rules.Resolution(info.id, info.labels)
+        epoch = self.cache.epoch
+        async with self.limiter:
+            info = await self.engine.inspect(ref, attempts=1)
+        if info is None:
+            return None
+        res = rules.Resolution(info.id, info.labels)
+        self.cache.keep_container(res, epoch)
+        return res
 
     async def exec(self, exec_id: str) -> ExecInfo | None:
-        return await self.engine.inspect_exec(exec_id, attempts=1)
+        if (known := self.cache.exec(exec_id)) is not None:
+            return known
+        epoch = self.cache.epoch
+        async with self.limiter:
+            info = await self.engine.inspect_exec(exec_id, attempts=1)
+        if info is not None:
+            self.cache.keep_exec(info, epoch)
+        return info
+
+    async def watch_destroys(self, stack: str) -> None:
+        """Keep the cache honest: forget what is destroyed; while the event stream is not
+        open, remember nothing (and start from nothing once it is open again)."""
+        filters = {
+            "type": ["container"],
+            "event": ["destroy"],
+            "label": [f"{LABEL_STACK}={stack}"],
+        }
+        delay = WATCH_RETRY_S[0]
+        while True:
+            try:
+                async with self.engine.events(filters) as stream:
+                    self.cache.reset(live=True)
+                    delay = WATCH_RETRY_S[0]
+                    async for event in stream:
+                        self.cache.forget(event.container_id)
+            except EngineError as err:
+                log.debug("guard: destroy events lost: %s", err)
+            except Exception as err:  # the cache is an optimisation: never the guard's end
+                log.warning("guard: destroy events failed: %r", err)
+            finally:
+                self.cache.reset(live=False)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, WATCH_RETRY_S[1])
 
 
 # --- the per-connection handler ------------------------------------------------------------
@@ -526,7 +620,7 @@ async def _serve(
     path = Path(socket_path)
     if policy.max_api_minor is None:
         policy = replace(policy, max_api_minor=await engine.api_minor())
-    resolver = EngineResolver(engine)
+    resolver = EngineResolver(engine, ResolutionCache(policy.stack))
     guard = Guard(policy, upstream, resolver.container, resolver.exec, on_allowed)
     sock, ino = _bind(path, gid)
     listener = await anyio.abc.SocketListener.from_socket(sock)
@@ -537,7 +631,8 @@ async def _serve(
         extra={"max_connections": max_connections, "api": f"1.{policy.max_api_minor}"},
     )
     try:
-        async with listener:
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(resolver.watch_destroys, policy.stack)
             task_status.started()
             await _accept_forever(listener, guard, ConnectionGate(max_connections))
     finally:
