@@ -4,7 +4,8 @@ Run: python -m bench.bench_guard_flood [--connections 1500] [--nofile 512] [--ru
 Starts `hyos-supervisor run` for a stand-in stack with RLIMIT_NOFILE as given (systemd's
 default soft limit is 1024), opens that many idle connections to the guard (each sends a
 head that never ends), and reports: how many the guard held and how many it refused with
-503, the daemon's peak RSS (VmHWM), the time from releasing the flood to the first
+503; then a burst of 60 complete requests by name (each a lookup) and 60 slowloris
+connections past the head deadline; the daemon's peak RSS (VmHWM), the time from releasing the flood to the first
 answered ping, and whether the daemon still restarts a crashed server. Medians of --runs.
 It also counts the daemon's open descriptors before the flood, right after it, and once
 they settle (up to --settle seconds), with what the extra ones are (socket, pipe, ...).
@@ -19,6 +20,7 @@ import os
 import resource
 import socket
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +83,42 @@ def flood(sock: Path, n: int) -> list[socket.socket]:
     return held
 
 
+def burst(sock: Path, target: str, n: int) -> int:
+    """`n` complete requests at once (each needs a lookup by name); how many got a 200."""
+    ok = []
+
+    def one() -> None:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(sock))
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: docker\r\n\r\n".encode())
+            ok.append(s.recv(64).startswith(b"HTTP/1.1 200 "))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(ok)
+
+
+def slowloris(sock: Path, n: int, seconds: float) -> None:
+    """`n` connections sending one byte of a head every 0.5 s, past the head deadline."""
+    conns = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock))
+        conns.append(s)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.send(b"G")
+        time.sleep(0.5)
+    for s in conns:
+        s.close()
+
+
 def one_run(n: int, nofile: int, settle_s: float) -> dict[str, float]:
     with supervised_stack(nofile=nofile) as d:
         sock = Path(d.log_path.parent / "state" / "guard" / d.name / "docker.sock")
@@ -101,9 +139,13 @@ def one_run(n: int, nofile: int, settle_s: float) -> dict[str, float]:
         released = time.perf_counter()
         wait_for(lambda: ping(sock) == 200, 30, "a ping after the flood", interval=0.01)
         back_s = time.perf_counter() - released
+        answered = burst(sock, f"/containers/{d.name}-server/json", 60)
+        fds_burst = fds(d.proc.pid)
+        slowloris(sock, 60, 12.0)
         fds_flooded = fds(d.proc.pid)
         fds_after = settled_fds(d.proc.pid, fds_before.total(), settle_s)
-        print(f"  fds before {dict(fds_before)}, after the flood {dict(fds_flooded)}, "
+        print(f"  fds before {dict(fds_before)}, after the burst {dict(fds_burst)}, "
+              f"after the slowloris {dict(fds_flooded)}, "
               f"settled {dict(fds_after)}")  # fmt: skip
         peak = status_kib(d.proc.pid, "VmHWM")
         docker("kill", f"{d.name}-server")
@@ -114,7 +156,8 @@ def one_run(n: int, nofile: int, settle_s: float) -> dict[str, float]:
             "held": n - refused, "refused": refused, "alive": float(alive),
             "open_s": opened_s, "rss_before_mib": rss_before / 1024, "peak_mib": peak / 1024,
             "ping_after_s": back_s, "restart_after_crash_s": restart_s,
-            "fds_before": fds_before.total(), "fds_after_flood": fds_flooded.total(),
+            "burst_200": answered, "fds_before": fds_before.total(), "fds_after_burst": fds_burst.total(),
+            "fds_after_slowloris": fds_flooded.total(),
             "fds_settled": fds_after.total(),
         }  # fmt: skip
 
