@@ -157,3 +157,11 @@ def test_a_mark_is_consumed_only_by_an_exit_after_it() -> None:
     assert stopmarks.on_start(marks, CID, None) == marks
     assert stopmarks.withdraw(marks, CID, 3.0) == marks
     assert stopmarks.moment(None) is None
+
+
+def test_engine_times_as_moments() -> None:
+    from datetime import UTC, datetime
+
+    assert stopmarks.moment(datetime(2026, 1, 1, tzinfo=UTC)) == 1767225600.0
+    assert stopmarks.moment(datetime(1970, 1, 1, tzinfo=UTC)) is None  # a zero time_nano
+    assert stopmarks.moment(datetime(1, 1, 1, tzinfo=UTC)) is None  # Docker's 0001-01-01
