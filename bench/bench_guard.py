@@ -46,6 +46,8 @@ def request(sock_path: str, target: str, bufsize: int = 65536) -> tuple[int, int
         s.connect(sock_path)
         s.sendall(f"GET {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
         first = s.recv(bufsize)
+        if os.environ.get("BENCH_SHOW_ERRORS") and not first.startswith(b"HTTP/1.1 200"):
+            print(first[:400], file=sys.stderr)
         total = len(first)
         while chunk := s.recv(bufsize):
             total += len(chunk)

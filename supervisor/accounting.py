@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from supervisor import hyos, restarts
+from supervisor import hyos, restarts, stopmarks
 from supervisor.dockertypes import ContainerInfo, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
@@ -30,8 +30,9 @@ class ExitAccounting:
         service.last_finished_at = info.state.finished_at
         service.health = None
         exit_code, oom = info.state.exit_code, info.state.oom_killed
-        requested = info.id in service.stop_requested
-        service.stop_requested.discard(info.id)
+        service.stop_requested, requested = stopmarks.on_exit(
+            service.stop_requested, info.id, stopmarks.moment(info.state.finished_at)
+        )
         asked = requested or self.sup.stopping
         explained = None if asked or oom else await self._explain_exit(info.id, exit_code)
         kind = restarts.classify_exit(self.role, exit_code, oom, asked, explained)

@@ -22,7 +22,7 @@ from dataclasses import replace
 import anyio
 
 from entrypoint.contract import LABEL_ROLE
-from supervisor import control, restarts
+from supervisor import control, restarts, stopmarks
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
@@ -144,7 +144,9 @@ class Daemon:
         sup = self.sup
         observed = await sup.engine.list_stack(sup.settings.stack)
         for container in (o for o in observed if o.role == service.role and o.running):
-            service.stop_requested.add(container.id)
+            service.stop_requested = stopmarks.mark(
+                service.stop_requested, container.id, sup.clock()
+            )
             log = self.log.bind(service=service.role, container_id=container.id[:12])
             log.info("stopping", extra={"stop_timeout": sup.ops.stop_timeout(service.role)})
             async with anyio.create_task_group() as race:

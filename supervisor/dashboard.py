@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from supervisor import hyos
+from supervisor import hyos, stopmarks
 from supervisor.dockertypes import EngineError
-from supervisor.guard import serve_guard
+from supervisor.guard import AnswerHook, serve_guard
 from supervisor.guard_rules import Allow
 from supervisor.guard_rules import Policy as GuardPolicy
 from supervisor.reconcile import StackError, run_prepare
@@ -63,7 +63,11 @@ class Dashboard:
             serve_guard,
             guard_dir / GUARD_SOCKET_NAME,
             settings.docker_host.removeprefix("unix://"),
-            GuardPolicy(settings.stack, settings.server.stop_timeout),
+            GuardPolicy(
+                settings.stack,
+                settings.server.stop_timeout,
+                exec_gid=settings.server.user.gid,
+            ),
             settings.manager.user.gid,
             engine=self.sup.engine,  # one engine client in the process
             max_connections=settings.guard_max_connections,
@@ -113,20 +117,36 @@ class Dashboard:
             )
             return
 
-    def on_allowed(self, allowed: Allow) -> None:
+    def on_allowed(self, allowed: Allow) -> AnswerHook | None:
         """The dashboard stops or restarts the server through the guard: that exit is
-        asked for, so it must not count as a crash or be undone by a restart."""
+        asked for, so it must not count as a crash or be undone by a restart. The mark is
+        made before the request is forwarded (the exit's event may be handled before
+        Docker's answer arrives) and withdrawn when Docker answers without stopping
+        anything (304: it was not running; an error); a start clears it
+        (supervisor.stopmarks)."""
         self._check_manager_config_soon()
         server = self.sup.services.get("server")
         if allowed.rule not in DASHBOARD_STOPS or server is None:
-            return
-        if allowed.container_id is None or allowed.container_id != server.container_id:
-            return
-        server.stop_requested.add(allowed.container_id)
-        self.sup.log.info(
-            "the dashboard asked for a server " + DASHBOARD_STOPS[allowed.rule],
-            extra={"service": "server", "container_id": allowed.container_id[:12]},
-        )
+            return None
+        container_id = allowed.container_id
+        if container_id is None or container_id != server.container_id:
+            return None
+        at = self.sup.clock()
+        server.stop_requested = stopmarks.mark(server.stop_requested, container_id, at)
+        what = DASHBOARD_STOPS[allowed.rule]
+        log = self.sup.log.bind(service="server", container_id=container_id[:12])
+
+        def answered(status: int) -> None:
+            if 200 <= status < 300:
+                log.info(f"the dashboard asked for a server {what}")
+                return
+            server.stop_requested = stopmarks.withdraw(server.stop_requested, container_id, at)
+            log.info(
+                f"the dashboard's {what} stopped nothing; its mark is withdrawn",
+                extra={"status": status},
+            )
+
+        return answered
 
     def _check_manager_config_soon(self) -> None:
         now = self.sup.clock()

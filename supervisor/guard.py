@@ -34,12 +34,13 @@ import socket
 import stat
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
 import anyio.abc
 
+from entrypoint.contract import LABEL_STACK
 from supervisor import guard_rules as rules
 from supervisor.dockertypes import EngineError, ExecInfo
 from supervisor.engine import Engine
@@ -50,6 +51,10 @@ log = logging.getLogger("supervisor.guard")
 
 ContainerResolver = Callable[[str], Awaitable[rules.Resolution | None]]
 ExecResolver = Callable[[str], Awaitable[ExecInfo | None]]
+# Told Docker's status of the answer to the request it was returned for.
+AnswerHook = Callable[[int], None]
+# Told of every allowed request before it is forwarded; may ask to hear Docker's answer.
+AllowedHook = Callable[[rules.Allow], AnswerHook | None]
 
 CHUNK = 256 * 1024  # streamed responses: large reads, fewer wake-ups per MB
 PARSE_CHUNK = 16 * 1024  # while parsing a request: small reads bound the memory held
@@ -59,21 +64,114 @@ PEER_GONE_POLL_S = 0.5
 ACCEPT_BACKOFF_S = (0.01, 1.0)
 
 
+RESOLVE_CONCURRENCY = 8  # lookups in flight at once: bounds the engine client's pool
+EXEC_CACHE_SIZE = 256
+WATCH_RETRY_S = (0.5, 15.0)
+
+
+class ResolutionCache:
+    """What never changes after creation, remembered for the object's life: a container's
+    full id and labels, an exec's container, user and privilege. Only the stack's server
+    and its execs are kept (what the guard allows), and only while the guard hears the
+    engine's destroy events (`live`): a destroyed container is forgotten with its execs,
+    so no request by its id is ever decided on what it used to be. Names are never
+    remembered: they can move to another container."""
+
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+        self.live = False
+        self.epoch = 0  # bumped by every forget: a lookup that raced one is not kept
+        self.containers: dict[str, rules.Resolution] = {}
+        self.execs: dict[str, ExecInfo] = {}  # insertion order: the oldest go first
+
+    def container(self, ref: str) -> rules.Resolution | None:
+        return self.containers.get(ref) if self.live else None
+
+    def exec(self, exec_id: str) -> ExecInfo | None:
+        return self.execs.get(exec_id) if self.live else None
+
+    def keep_container(self, res: rules.Resolution, epoch: int) -> None:
+        if self.live and epoch == self.epoch and rules.in_stack(res, self.stack):
+            self.containers[res.id] = res
+
+    def keep_exec(self, info: ExecInfo, epoch: int) -> None:
+        if self.live and epoch == self.epoch and info.container_id in self.containers:
+            self.execs[info.id] = info
+            while len(self.execs) > EXEC_CACHE_SIZE:
+                del self.execs[next(iter(self.execs))]
+
+    def forget(self, container_id: str) -> None:
+        self.epoch += 1
+        self.containers.pop(container_id, None)
+        for exec_id in [e for e, i in self.execs.items() if i.container_id == container_id]:
+            del self.execs[exec_id]
+
+    def reset(self, live: bool) -> None:
+        """Forget everything: the destroy events may have been missed meanwhile."""
+        self.live = live
+        self.epoch += 1
+        self.containers.clear()
+        self.execs.clear()
+
+
 class EngineResolver:
     """Resolves refs with Docker's own lookup rules by asking the engine itself, through
-    the supervisor's one engine client. One attempt: a request must not wait out the
-    daemon's patience with an engine that is away (it gets a 502)."""
+    the supervisor's one engine client; full ids of the stack's server and its execs are
+    answered from `cache`. One attempt: a request must not wait out the daemon's patience
+    with an engine that is away (it gets a 502)."""
 
-    def __init__(self, engine: EnginePort) -> None:
+    def __init__(self, engine: EnginePort, cache: ResolutionCache | None = None) -> None:
         self.engine = engine
+        self.cache = cache or ResolutionCache("")
+        self.limiter = anyio.CapacityLimiter(RESOLVE_CONCURRENCY)
 
     async def container(self, ref: str) -> rules.Resolution | None:
+        if (known := self.cache.container(ref)) is not None:
+            return known
         # `ref` was validated as [A-Za-z0-9][A-Za-z0-9_.-]*, safe to put in a path.
-        info = await self.engine.inspect(ref, attempts=1)
-        return None if info is None else rules.Resolution(info.id, info.labels)
+        epoch = self.cache.epoch
+        async with self.limiter:
+            info = await self.engine.inspect(ref, attempts=1)
+        if info is None:
+            return None
+        res = rules.Resolution(info.id, info.labels)
+        self.cache.keep_container(res, epoch)
+        return res
 
     async def exec(self, exec_id: str) -> ExecInfo | None:
-        return await self.engine.inspect_exec(exec_id, attempts=1)
+        if (known := self.cache.exec(exec_id)) is not None:
+            return known
+        epoch = self.cache.epoch
+        async with self.limiter:
+            info = await self.engine.inspect_exec(exec_id, attempts=1)
+        if info is not None:
+            self.cache.keep_exec(info, epoch)
+        return info
+
+    async def watch_destroys(self, stack: str) -> None:
+        """Keep the cache honest: forget what is destroyed; while the event stream is not
+        open, remember nothing (and start from nothing once it is open again)."""
+        filters = {
+            "type": ["container"],
+            "event": ["destroy"],
+            "label": [f"{LABEL_STACK}={stack}"],
+        }
+        delay = WATCH_RETRY_S[0]
+        while True:
+            try:
+                async with self.engine.events(filters) as stream:
+                    self.cache.reset(live=True)
+                    delay = WATCH_RETRY_S[0]
+                    async for event in stream:
+                        self.cache.forget(event.container_id)
+            except EngineError as err:
+                log.debug("guard: destroy events lost: %s", err)
+            except Exception as err:  # the cache is an optimisation: never the guard's end
+                log.warning("guard: destroy events failed: %r", err)
+            finally:
+                self.cache.reset(live=False)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, WATCH_RETRY_S[1])
 
 
 # --- the per-connection handler ------------------------------------------------------------
@@ -81,6 +179,7 @@ class EngineResolver:
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
+    408: "Request Timeout",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
     502: "Bad Gateway",
@@ -112,7 +211,7 @@ class Guard:
         upstream_path: str,
         resolve_container: ContainerResolver,
         resolve_exec: ExecResolver,
-        on_allowed: Callable[[rules.Allow], None] | None = None,
+        on_allowed: AllowedHook | None = None,
     ) -> None:
         self.policy = policy
         self.upstream_path = upstream_path
@@ -123,23 +222,27 @@ class Guard:
         self.on_allowed = on_allowed
 
     async def handle(self, client: anyio.abc.SocketStream) -> None:
-        """Serve one connection; never raises (one client must not end the listener)."""
+        """Serve one connection; never raises (one client must not end the listener).
+        Every request gets exactly one answer and one decision line."""
         async with client:
             try:
                 await self._handle(client)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
                 pass  # a peer went away mid-stream: nothing to answer
-            except TimeoutError:
-                log.info("guard: no complete request within %.0f s; closed", HEAD_TIMEOUT)
             except Exception as err:
                 log.error("guard connection failed: %r", err)
                 log.debug("guard connection failed", exc_info=True)
 
     async def _handle(self, client: anyio.abc.SocketStream) -> None:
-        with anyio.fail_after(HEAD_TIMEOUT):
+        outcome: tuple[rules.Decision, _Request | None] | None = None
+        deadline = HEAD_TIMEOUT
+        with anyio.move_on_after(deadline) as scope:
             outcome = await self._read_and_decide(client)
+        if scope.cancelled_caught:
+            why = f"no complete request within {deadline:.0f} s"
+            outcome = rules.Deny("head-timeout", why, 408), None
         if outcome is None:
-            return
+            return  # the client left before sending a byte: no request, nothing to answer
         decision, request = outcome
         method, target = (request.head.method, request.head.target) if request else ("-", "-")
         allowed = isinstance(decision, rules.Allow)
@@ -155,11 +258,11 @@ class Guard:
             await client.send(error_response(decision.status, decision.message))
             return
         assert request is not None
-        if self.on_allowed is not None:
-            self.on_allowed(decision)
+        answered = self.on_allowed(decision) if self.on_allowed is not None else None
         try:
             upstream = await anyio.connect_unix(self.upstream_path)
         except OSError as exc:
+            _report(answered, 502)
             await client.send(error_response(502, f"guard: upstream unavailable: {exc}"))
             return
         async with upstream:
@@ -167,12 +270,12 @@ class Guard:
             if decision.hijack:
                 await _relay_hijack(client, upstream, request.extra)
             else:
-                await _relay(client, upstream)
+                await _relay(client, upstream, answered)
 
     async def _read_and_decide(
         self, client: anyio.abc.SocketStream
     ) -> tuple[rules.Decision, _Request | None] | None:
-        """The decision and the request it is about; None if the client left early."""
+        """The decision and the request it is about; None if the client sent nothing."""
         read = await _read_head(client)
         if read is None:
             return None
@@ -198,9 +301,10 @@ class Guard:
             try:
                 rest += await client.receive(PARSE_CHUNK)
             except anyio.EndOfStream:
-                return None
+                short = rules.Deny("bad-request", "request body shorter than its length", 400)
+                return short, _Request(head, b"", b"")
         request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
-        return rules.accept_body(decision, request.body, head), request
+        return rules.accept_body(decision, request.body, head, self.policy), request
 
     async def _decide_head(self, head: rules.Head) -> rules.Decision:
         first = rules.classify(head.method, head.target, self.policy)
@@ -225,7 +329,9 @@ async def _read_head(
         try:
             buf += await client.receive(PARSE_CHUNK)
         except anyio.EndOfStream:
-            return None
+            if not buf:
+                return None
+            return rules.Deny("bad-request", "the request head ended early", 400)
     if end > rules.MAX_HEAD:
         return rules.Deny("head-too-large", "request head over 64 KiB", 431)
     head = rules.parse_head(bytes(buf[:end]))
@@ -247,15 +353,20 @@ async def _read_response_head(upstream: anyio.abc.SocketStream) -> bytes | None:
     return bytes(buf)
 
 
-async def _relay(client: anyio.abc.SocketStream, upstream: anyio.abc.SocketStream) -> None:
+async def _relay(
+    client: anyio.abc.SocketStream,
+    upstream: anyio.abc.SocketStream,
+    answered: AnswerHook | None = None,
+) -> None:
     """An ordinary request: Docker's answer to the client until Docker closes (we asked
     for `Connection: close`). Client bytes are dropped; a client that only half-closed
     keeps getting the answer, one that is fully gone ends the relay (a quiet follow
-    stream must not outlive its reader)."""
+    stream must not outlive its reader). `answered` hears Docker's status before the
+    client does."""
     async with anyio.create_task_group() as tg:
 
         async def down() -> None:
-            await _pipe(upstream, client)
+            await _pipe(upstream, client, answered)
             tg.cancel_scope.cancel()
 
         async def watch_client() -> None:
@@ -265,6 +376,11 @@ async def _relay(client: anyio.abc.SocketStream, upstream: anyio.abc.SocketStrea
 
         tg.start_soon(down)
         tg.start_soon(watch_client)
+
+
+def _report(answered: AnswerHook | None, status: int) -> None:
+    if answered is not None:
+        answered(status)
 
 
 async def _relay_hijack(
@@ -302,12 +418,28 @@ async def _relay_hijack(
         tg.start_soon(up)
 
 
-async def _pipe(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
+async def _pipe(
+    src: anyio.abc.SocketStream,
+    dst: anyio.abc.SocketStream,
+    answered: AnswerHook | None = None,
+) -> None:
+    """Copy until EOF; with `answered`, the status of the response head is told first
+    (502 if the stream ends or grows past a head's size without one)."""
+    head: bytearray | None = bytearray() if answered is not None else None
     while True:
         try:
             data = await src.receive(CHUNK)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if head is not None:
+                _report(answered, 502)
             return
+        if head is not None:
+            head += data
+            end = head.find(b"\r\n\r\n")
+            if end >= 0 or len(head) > rules.MAX_HEAD:
+                parsed = rules.parse_status(bytes(head[:end])) if end >= 0 else None
+                _report(answered, parsed[0] if parsed is not None else 502)
+                head = None
         try:
             await dst.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -470,7 +602,7 @@ async def serve_guard(
     *,
     engine: EnginePort | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    on_allowed: Callable[[rules.Allow], None] | None = None,
+    on_allowed: AllowedHook | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the filtered API on `socket_path` until cancelled; removes the socket after.
@@ -495,13 +627,13 @@ async def _serve(
     gid: int,
     engine: EnginePort,
     max_connections: int,
-    on_allowed: Callable[[rules.Allow], None] | None,
+    on_allowed: AllowedHook | None,
     task_status: anyio.abc.TaskStatus[None],
 ) -> None:
     path = Path(socket_path)
     if policy.max_api_minor is None:
-        policy = rules.Policy(policy.stack, policy.min_stop_timeout, await engine.api_minor())
-    resolver = EngineResolver(engine)
+        policy = replace(policy, max_api_minor=await engine.api_minor())
+    resolver = EngineResolver(engine, ResolutionCache(policy.stack))
     guard = Guard(policy, upstream, resolver.container, resolver.exec, on_allowed)
     sock, ino = _bind(path, gid)
     listener = await anyio.abc.SocketListener.from_socket(sock)
@@ -512,7 +644,8 @@ async def _serve(
         extra={"max_connections": max_connections, "api": f"1.{policy.max_api_minor}"},
     )
     try:
-        async with listener:
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(resolver.watch_destroys, policy.stack)
             task_status.started()
             await _accept_forever(listener, guard, ConnectionGate(max_connections))
     finally:
@@ -530,7 +663,7 @@ async def _run_until_signal(args: argparse.Namespace) -> None:
                     tg.cancel_scope.cancel()
 
         tg.start_soon(stop_on_signal)
-        policy = rules.Policy(args.stack, args.min_stop_timeout)
+        policy = rules.Policy(args.stack, args.min_stop_timeout, exec_gid=args.exec_gid)
         await serve_guard(
             args.socket, args.upstream, policy, args.gid, max_connections=args.max_connections
         )
@@ -544,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gid", type=int, default=os.getgid(), help="group owning the socket")
     p.add_argument("--min-stop-timeout", type=int, default=60, help="server grace period (s)")
     p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    p.add_argument("--exec-gid", type=int, default=568, help="group of an exec given a bare uid")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")

@@ -24,8 +24,12 @@ Design choices, all in the direction of "deny when unsure":
 - Bodies are decoded the way Go's encoding/json reads them (keys match case-insensitively,
   with Unicode folding, so ambiguous duplicates are refused), checked against a per-endpoint
   allowlist of keys and types, and re-encoded: Docker only ever parses bytes we wrote.
-- One rule for users: empty (the image's non-root default), a name other than root, or a
-  decimal id in 1..2**31-1 (larger ids wrap to 0 on engines that truncate to uint32).
+- One rule for users, numeric only: empty (the container's own non-root `uid:gid`), or
+  `uid[:gid]` with canonical decimal ids in 1..2**31-1 (larger ids wrap to 0 on engines
+  that truncate to uint32). A bare uid is pinned to the service's gid: runc gives gid 0 to
+  a uid without a passwd entry, and an explicit group also stops it adding the image's
+  supplementary groups. Names are refused: their groups come from the image's files.
+- Query parameters are allowlisted per endpoint, as bodies are; anything else is refused.
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
-from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
-from supervisor.dockertypes import ExecInfo  # the engine parses exec inspects into this
+from entrypoint.contract import LABEL_ROLE, LABEL_STACK
+from supervisor.dockertypes import (  # the engine parses exec inspects into ExecInfo
+    ExecInfo,
+    owned_by,
+)
 
 MAX_HEAD: Final = 64 * 1024
 # Every body the guard accepts is a small JSON object (exec create is the largest).
@@ -47,6 +54,8 @@ MAX_BODY: Final = 64 * 1024
 MAX_OPTIONS_BODY: Final = 512
 MIN_API_MINOR: Final = 24
 MAX_ID: Final = 2**31 - 1
+# A Content-Length longer than this is refused before int() sees it (64 KiB has 5 digits).
+MAX_LENGTH_DIGITS: Final = 19
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -79,6 +88,8 @@ class Policy:
     min_stop_timeout: int = 10
     # The newest API minor version the engine speaks (from GET /version); None: no cap.
     max_api_minor: int | None = None
+    # The service's gid: an exec given a bare uid runs in this group, never in group 0.
+    exec_gid: int = 568
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +205,9 @@ def body_length(head: Head) -> int | Deny:
         return 0
     if len(values) > 1 or not values[0].isdigit() or not values[0].isascii():
         return Deny("bad-request", "invalid Content-Length", 400)
+    if len(values[0]) > MAX_LENGTH_DIGITS:
+        # Bounded before int(): Python refuses to convert strings of over 4300 digits.
+        return Deny("body-too-large", f"request body over {MAX_BODY} bytes", 413)
     n = int(values[0])
     if n > MAX_BODY:
         return Deny("body-too-large", f"request body over {MAX_BODY} bytes", 413)
@@ -366,22 +380,33 @@ def _graceful_stop_query(
 # --- users and bodies ----------------------------------------------------------------------
 
 
-def user_allowed(user: str) -> bool:
-    """The one rule for a user that reaches Docker: empty (the container's non-root
-    default), or `user[:group]` where each part is a name other than root or a canonical
-    decimal id in 1..2**31-1. Docker parses ids with Atoi, so "+0", "00" or "0x0" could
-    mean root, and ids past 2**32 wrap to 0 where containerd truncates to uint32."""
+def _id(part: str) -> bool:
+    """A canonical decimal id in 1..2**31-1. Docker parses ids with Atoi, so "+0", "00" or
+    "0x0" could mean root, and ids past 2**32 wrap to 0 where containerd truncates."""
+    return _NUM.fullmatch(part) is not None and int(part) <= MAX_ID
+
+
+def exec_user(user: str, gid: int) -> str | None:
+    """The user an exec create is forwarded with, or None when refused.
+
+    Empty stays empty (the container's own `uid:gid`, non-root by policy); `uid:gid` with
+    both ids in 1..2**31-1 is kept; a bare `uid` becomes `uid:<gid>`, because runc runs a
+    uid without a passwd entry in group 0, and an explicit group also keeps runc from
+    adding the image's supplementary groups. Names (and so root) are refused: the groups
+    a name has are in the image's /etc/passwd and /etc/group, which the guard cannot see."""
     if user == "":
-        return True
-    name, sep, group = user.partition(":")
-    parts = [name, group] if sep else [name]
-    for p in parts:
-        if _NUM.fullmatch(p):
-            if int(p) > MAX_ID:
-                return False
-        elif p == "root" or not _NAME_USER.fullmatch(p):
-            return False
-    return True
+        return ""
+    uid, sep, group = user.partition(":")
+    if not _id(uid) or (sep and not _id(group)):
+        return None
+    return user if sep else f"{uid}:{gid}"
+
+
+def user_allowed(user: str) -> bool:
+    """The users an exec may be started with: empty, or the pinned numeric `uid:gid` form
+    `exec_user` forwards (so an exec created past the guard with a bare uid, a name or
+    group 0 is never started through it)."""
+    return user == "" or (":" in user and exec_user(user, 1) == user)
 
 
 def _decode_object(body: bytes, what: str) -> dict[str, Any] | Deny:
@@ -468,7 +493,7 @@ def _canonical(
     return out
 
 
-def _exec_create_body(body: bytes) -> bytes | Deny:
+def _exec_create_body(body: bytes, gid: int) -> bytes | Deny:
     obj = _decode_object(body, "exec-body")
     if isinstance(obj, Deny):
         return obj
@@ -478,10 +503,15 @@ def _exec_create_body(body: bytes) -> bytes | Deny:
     if config.get("Privileged", False):
         return Deny("exec-privileged", "privileged exec is not allowed")
     user = config.get("User", "")
-    if not user_allowed(user):
-        return Deny("exec-user", f"exec as user {user!r} is not allowed (root or unknown form)")
+    pinned = exec_user(user, gid)
+    if pinned is None:
+        return Deny(
+            "exec-user", f"exec as user {user!r} is not allowed (root, a name or unknown form)"
+        )
     if "Cmd" not in config:
         return Deny("exec-body", "exec body has no Cmd", 400)
+    if pinned:
+        config["User"] = pinned
     return _encode_body(config)
 
 
@@ -529,10 +559,10 @@ _OPTION_KEYS: Final[dict[str, frozenset[str]]] = {
 }
 
 
-def accept_body(allow: Allow, body: bytes, head: Head) -> Decision:
+def accept_body(allow: Allow, body: bytes, head: Head, policy: Policy) -> Decision:
     """Last step, once the body is read: the Allow with the exact bytes to forward."""
     if allow.rule == "exec-create":
-        checked = _exec_create_body(body)
+        checked = _exec_create_body(body, policy.exec_gid)
     elif allow.rule == "exec-start":
         checked = _exec_start_body(body or b"{}", head.wants_upgrade)
     elif not body:
@@ -562,6 +592,33 @@ _EXEC_ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "json"): "exec-inspect",
 }
 _GRACEFUL: Final = frozenset({"container-stop", "container-restart"})
+# The query parameters each allowed endpoint accepts: what the docker CLI (20.10+) and
+# dockerode 4 send for the dashboard's calls. Go reads query keys case-sensitively, so the
+# names are matched exactly; `signal` on stop and restart is refused by its own rule first.
+QUERY_KEYS: Final[dict[str, frozenset[str]]] = {
+    "ping": frozenset(),
+    "version": frozenset(),
+    "container-list": frozenset({"all", "limit", "size", "filters", "before", "since"}),
+    "events": frozenset({"since", "until", "filters"}),
+    "container-inspect": frozenset({"size"}),
+    "container-logs": frozenset(
+        {"follow", "stdout", "stderr", "since", "until", "timestamps", "tail", "details"}
+    ),
+    "container-stats": frozenset({"stream", "one-shot"}),
+    "container-start": frozenset({"detachKeys"}),
+    "container-stop": frozenset({"t"}),
+    "container-restart": frozenset({"t"}),
+    "exec-create": frozenset(),
+    "exec-start": frozenset(),
+    "exec-inspect": frozenset(),
+}
+
+
+def _query_denied(rule: str, pairs: list[tuple[str, str]]) -> Deny | None:
+    extra = sorted({k for k, _ in pairs} - QUERY_KEYS[rule])
+    if extra:
+        return Deny("query-param", f"query parameters {extra} are not accepted for {rule}")
+    return None
 
 
 def stack_filters(stack: str) -> dict[str, list[str]]:
@@ -575,49 +632,60 @@ def classify(method: str, raw_target: str, policy: Policy) -> Classified:
     if isinstance(split, Deny):
         return split
     prefix, seg, pairs = split
+    rule = _rule_of(method, seg)
+    if rule is None:
+        return Deny("not-in-allowlist", f"{method} /{'/'.join(seg)} is not an allowed endpoint")
+    if rule in _GRACEFUL:
+        graceful = _graceful_stop_query(pairs, policy)
+        if isinstance(graceful, Deny):
+            return graceful
+        pairs = graceful
+    denied = _query_denied(rule, pairs)
+    if denied is not None:
+        return denied
     query = _encode_query(pairs)
-    if seg == ("_ping",) and method in ("GET", "HEAD"):
-        return Allow("ping", f"{prefix}/_ping{query}")
-    if seg == ("version",) and method == "GET":
-        return Allow("version", f"{prefix}/version{query}")
-    if seg == ("containers", "json") and method == "GET":
+    if rule in ("ping", "version"):
+        return Allow(rule, f"{prefix}/{seg[0]}{query}")
+    if rule == "container-list":
         forced = _forced_filters(pairs, stack_filters(policy.stack), frozenset())
         if isinstance(forced, Deny):
             return forced
         return Allow("container-list", f"{prefix}/containers/json{_encode_query(forced)}")
-    if seg == ("events",) and method == "GET":
+    if rule == "events":
         evf = {**stack_filters(policy.stack), "type": ["container"]}
         forced = _forced_filters(pairs, evf, frozenset({"type"}))
         if isinstance(forced, Deny):
             return forced
         return Allow("events", f"{prefix}/events{_encode_query(forced)}")
+    if seg[0] == "containers":
+        if not _REF.fullmatch(seg[1]):
+            return Deny("container-ref", "malformed container reference")
+        return NeedContainer(rule, seg[1], prefix, seg[2], query)
+    if not _HEX64.fullmatch(seg[1]):
+        return Deny("exec-ref", "exec id must be a full 64-hex id")
+    return NeedExec(rule, seg[1], prefix, seg[2], query, hijack=rule == "exec-start")
+
+
+def _rule_of(method: str, seg: tuple[str, ...]) -> str | None:
+    """The allowlist rule an endpoint falls under, from its method and path alone."""
+    if seg == ("_ping",) and method in ("GET", "HEAD"):
+        return "ping"
+    if seg == ("version",) and method == "GET":
+        return "version"
+    if seg == ("containers", "json") and method == "GET":
+        return "container-list"
+    if seg == ("events",) and method == "GET":
+        return "events"
     if len(seg) == 3 and seg[0] == "containers" and seg[1] != "json":
-        rule = _CONTAINER_ACTIONS.get((method, seg[2]))
-        if rule is not None:
-            if not _REF.fullmatch(seg[1]):
-                return Deny("container-ref", "malformed container reference")
-            if rule in _GRACEFUL:
-                graceful = _graceful_stop_query(pairs, policy)
-                if isinstance(graceful, Deny):
-                    return graceful
-                query = _encode_query(graceful)
-            return NeedContainer(rule, seg[1], prefix, seg[2], query)
+        return _CONTAINER_ACTIONS.get((method, seg[2]))
     if len(seg) == 3 and seg[0] == "exec":
-        rule = _EXEC_ACTIONS.get((method, seg[2]))
-        if rule is not None:
-            if not _HEX64.fullmatch(seg[1]):
-                return Deny("exec-ref", "exec id must be a full 64-hex id")
-            return NeedExec(rule, seg[1], prefix, seg[2], query, hijack=rule == "exec-start")
-    return Deny("not-in-allowlist", f"{method} /{'/'.join(seg)} is not an allowed endpoint")
+        return _EXEC_ACTIONS.get((method, seg[2]))
+    return None
 
 
 def in_stack(resolution: Resolution, stack: str) -> bool:
     labels = resolution.labels
-    return (
-        labels.get(LABEL_MANAGED) == "true"
-        and labels.get(LABEL_STACK) == stack
-        and labels.get(LABEL_ROLE) == "server"
-    )
+    return owned_by(labels, stack) and labels.get(LABEL_ROLE) == "server"
 
 
 def finish_container(need: NeedContainer, res: Resolution | None, policy: Policy) -> Decision:
@@ -671,4 +739,4 @@ def decide(
         first = finish_exec(first, info, res, policy)
     if isinstance(first, Deny):
         return first
-    return accept_body(first, body, head or Head(method, raw_target))
+    return accept_body(first, body, head or Head(method, raw_target), policy)

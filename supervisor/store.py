@@ -28,7 +28,8 @@ class Service:
     health: str | None = None
     busy: bool = False  # the service's worker is carrying out a step (restart, recreate)
     last_finished_at: datetime | None = None  # the exit already accounted for
-    stop_requested: set[str] = field(default_factory=set)
+    # Stops asked for, by container: the moments they were marked (supervisor.stopmarks).
+    stop_requested: dict[str, tuple[float, ...]] = field(default_factory=dict)
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
     login_watch: tuple[str, float | None] | None = None  # (container, start) being followed

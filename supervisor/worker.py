@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import hyos, restarts
+from supervisor import hyos, restarts, stopmarks
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerInfo, ContainerState, EngineError, EngineEvent
 from supervisor.loginwatch import LoginWatch
@@ -148,7 +148,9 @@ class ServiceWorker:
         async with self._acting(pending.step.value):
             if pending.step is Step.RESTART:
                 assert container_id is not None
-                service.stop_requested.add(container_id)
+                service.stop_requested = stopmarks.mark(
+                    service.stop_requested, container_id, self.sup.clock()
+                )
                 await self.sup.ops.stop(self.role, container_id)
             elif pending.step is Step.RECREATE:
                 service.container_id = None  # the old one is going away
@@ -223,6 +225,11 @@ class ServiceWorker:
         now = self.sup.clock()
         action = event.action
         if action == "start":
+            # A stop marked before this start was not for this run (a restart of a stopped
+            # container only starts it): its mark must not swallow this run's crash.
+            service.stop_requested = stopmarks.on_start(
+                service.stop_requested, container_id, stopmarks.moment(event.time)
+            )
             service.restart = restarts.on_started(service.restart, now)
             service.health = "starting" if service.health is not None else None
             log.info("started")

@@ -242,6 +242,39 @@ def test_what_the_dashboard_does_through_the_guard_is_not_undone(
     assert [x for x in d.lines() if x.get("level") in ("ERROR", "CRITICAL")] == []
 
 
+@pytest.mark.parametrize("again", ["stop", "restart"])
+def test_a_dashboard_stop_that_stopped_nothing_leaves_no_mark(
+    stack: Stack, daemon: DaemonFactory, again: str
+) -> None:
+    """Stop, then stop again (Docker answers 304) or restart (Docker only starts it), start,
+    `docker kill`: the kill is a crash and the server is restarted. On c7d2e34 the second
+    request left a mark that swallowed it ("stopped by the supervisor (exit 137)", decision
+    none) and the server stayed down."""
+    d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1", HYOS_RECONCILE_INTERVAL_S="1")
+    sock = Path(stack.env["HYOS_GUARD_DIR"]) / stack.name / "docker.sock"
+    as_dashboard = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    server = stack.container("server")
+
+    def dashboard(*args: str) -> None:
+        done = subprocess.run(["docker", *args], env=as_dashboard, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    dashboard("stop", "-t", "10", server)
+    assert d.wait_log("exited", service="server")[-1]["decision"] == "none"
+    dashboard(again, "-t", "10", server)  # the server is not running: nothing to stop
+    if again == "stop":
+        assert not inspect(server)["State"]["Running"]
+        dashboard("start", server)
+    wait_for(lambda: bool(inspect(server)["State"]["Running"]), 20, "the server running")
+    before = started_at(server)
+    docker("kill", server)
+    wait_for(lambda: len(d.events("exited", service="server")) >= 2, 15, "the kill's exit")
+    line = d.events("exited", service="server")[-1]
+    assert line["exit_code"] == 137
+    assert line["decision"] == "restart", line
+    wait_for(running_again(server, before), 20, "the killed server restarted")
+
+
 # --- unhealthy ----------------------------------------------------------------------------
 
 

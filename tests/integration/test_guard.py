@@ -402,6 +402,14 @@ def _exec_create(env: Env, cmd: list[str]) -> str:
     return exec_id
 
 
+def _exec_create_as(env: Env, cmd: list[str], user: str) -> str:
+    body = json.dumps({"Cmd": cmd, "User": user, "AttachStdout": True, "AttachStderr": True})
+    status, out = raw_http(env.sock, get(f"/containers/{env.server}/exec", "POST", body.encode(), True))  # fmt: skip
+    assert status == 201, out
+    exec_id: str = json.loads(out)["Id"]
+    return exec_id
+
+
 def _exec_start(prefix: str, exec_id: str, body: bytes, content_type: str) -> bytes:
     return (
         f"POST {prefix}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
@@ -471,6 +479,54 @@ def test_no_request_smuggling_after_exec_start(
 )
 def test_exec_users_that_are_or_wrap_to_root_are_refused(env: Env, user: str) -> None:
     assert_denied(env.docker("exec", "-u", user, env.server, "id"), "exec-user")
+
+
+def _groups(id_output: str) -> tuple[int, set[int]]:
+    """(gid, supplementary gids) from busybox's or coreutils' `id` output."""
+    fields = dict(f.split("=", 1) for f in id_output.split() if "=" in f)
+    gid = int(fields["gid"].split("(")[0])
+    groups = {int(g.split("(")[0]) for g in fields.get("groups", "").split(",") if g}
+    return gid, groups
+
+
+@pytest.mark.parametrize("user", ["568", "12345", "1", "2147483647", "12345:12345"])
+def test_no_exec_runs_in_group_0(env: Env, user: str) -> None:
+    """runc gives a uid with no passwd entry gid 0: through c7d2e34's guard `-u 12345`
+    ran as `uid=12345 gid=0 groups=0`. Now a bare uid runs in the service's group."""
+    r = env.docker("exec", "-u", user, env.server, "id")
+    assert r.returncode == 0, r.stderr
+    gid, groups = _groups(r.stdout)
+    assert gid != 0 and 0 not in groups, r.stdout
+    assert r.stdout.startswith(f"uid={user.split(':')[0]}")
+    # The same with a raw body, started over the raw socket.
+    exec_id = _exec_create_as(env, ["id"], user)
+    out = _send_and_read(
+        env.sock, _exec_start("", exec_id, b'{"Detach":false}', "application/json")
+    )
+    text = out.partition(b"\r\n\r\n")[2].decode("latin-1")
+    gid, groups = _groups(text[text.index("uid=") :])
+    assert gid != 0 and 0 not in groups, text
+
+
+@pytest.mark.parametrize("user", ["hytale", "nobody", "568:root", "daemon:568"])
+def test_exec_users_given_by_name_are_refused(env: Env, user: str) -> None:
+    assert_denied(env.docker("exec", "-u", user, env.server, "id"), "exec-user")
+
+
+def test_start_checkpoint_options_never_reach_the_engine(env: Env) -> None:
+    for query in ("checkpoint=c1&checkpoint-dir=/tmp/hyos-guard", "checkpoint=c1"):
+        status, body = raw_http(env.sock, get(f"/containers/{env.server}/start?{query}", "POST"))
+        assert status == 403, body
+        assert b"denied by rule 'query-param'" in body
+
+
+def test_a_content_length_of_5000_digits_gets_an_answer(env: Env) -> None:
+    head = (
+        f"POST /containers/{env.server}/exec HTTP/1.1\r\nHost: docker\r\n"
+        f"Content-Length: {'9' * 5000}\r\n\r\n"
+    ).encode()
+    status, body = raw_http(env.sock, head)
+    assert status == 413, body
 
 
 def test_the_stop_signal_cannot_be_chosen(env: Env) -> None:

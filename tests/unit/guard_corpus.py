@@ -237,9 +237,12 @@ def _heads() -> list[Case]:
 
 def _exec_bodies() -> list[Case]:
     bodies: list[tuple[object, str]] = []
-    for user in ("", "568", "568:568", "hytale", "hytale:hytale", "2147483647", "1:1", None):
+    # A bare uid is allowed and pinned to the service's gid (runc gives gid 0 to a uid with
+    # no passwd entry); names are refused (their groups are the image's to say).
+    for user in ("", "568", "568:568", "2147483647", "1:1", "12345", "1", "12345:12345", None):
         bodies.append(({"Cmd": ["id"], "User": user}, "allow:exec-create"))
-    for user in ("root", "0", "0:0", "0:568", "568:0", "root:root", "568:root", "00", "+0",
+    for user in ("hytale", "hytale:hytale", "568:hytale", "hytale:568", "nobody", "nobody:nogroup",
+                 "daemon", "bin:bin", "wheel", "568:wheel", "root", "0", "0:0", "0:568", "568:0", "root:root", "568:root", "00", "+0",
                  " 0", "0 ", "568:", ":568", "-1", "0x0", "4294967296", "4294967296:4294967296",
                  "568:4294967296", "2147483648", "99999999999", "ROOT", "r\u00f6\u00f6t",
                  "568:568:568", "1e3", "\u0661"):  # fmt: skip
@@ -385,10 +388,57 @@ def _queries() -> list[Case]:
         ("GET", "/containers/json?a=b\tc", "deny:path"),
         ("GET", "/containers/srv/logs?follow=1&tail=10;x", "allow:container-logs"),
         ("GET", "/containers/json?all=1&all=0", "allow:container-list"),
-        ("GET", "/_ping?%00=1", "allow:ping"),
+        ("GET", "/_ping?%00=1", "deny:query-param"),
         ("GET", "/_ping?", "allow:ping"),
     ]  # fmt: skip
-    return [Case(f"query {m} {t}", req(m, t), e) for m, t, e in rows]
+    # What the docker CLI and dockerode send for the dashboard's calls: allowed.
+    sent = [
+        ("GET", "/containers/json?all=1&limit=0&size=0", "allow:container-list"),
+        ("GET", "/containers/json?all=true&before=x&since=y", "allow:container-list"),
+        ("GET", "/events?since=1&until=2&filters={}", "allow:events"),
+        ("GET", "/containers/srv/json?size=1", "allow:container-inspect"),
+        ("GET", "/containers/srv/logs?follow=1&stdout=1&stderr=1&tail=all", "allow:container-logs"),
+        ("GET", "/containers/srv/logs?stdout=true&stderr=true&tail=100&since=0&timestamps=true&follow=false", "allow:container-logs"),
+        ("GET", "/containers/srv/logs?until=5&details=1", "allow:container-logs"),
+        ("GET", "/containers/srv/stats?stream=0", "allow:container-stats"),
+        ("GET", "/containers/srv/stats?stream=false&one-shot=true", "allow:container-stats"),
+        ("POST", "/containers/srv/start?detachKeys=ctrl-p", "allow:container-start"),
+        ("POST", "/containers/srv/stop?t=30", "allow:container-stop"),
+        ("POST", "/containers/srv/restart?t=30", "allow:container-restart"),
+    ]  # fmt: skip
+    rows += sent
+    # Anything else is refused, on every endpoint: unknown names, other cases, encodings.
+    extra = ["checkpoint=c1", "checkpoint-dir=/var/lib/docker", "checkpoint=c1&checkpoint-dir=/tmp/x",
+             "CHECKPOINT=c1", "Checkpoint-Dir=/", "%63heckpoint=c1", "x=1", "t=30&x=1", "all=1&y=",
+             "force=1", "v=1", "link=1", "detachkeys=a", "DetachKeys=a", "Stream=0", "Follow=1",
+             "filter=x", "name=x", "size=1", "t=30", "=1", "&&", "a"]  # fmt: skip
+    endpoints = [
+        ("GET", "/_ping", "ping"), ("GET", "/version", "version"),
+        ("GET", "/containers/json", "container-list"), ("GET", "/events", "events"),
+        ("GET", "/containers/srv/json", "container-inspect"),
+        ("GET", "/containers/srv/logs", "container-logs"),
+        ("GET", "/containers/srv/stats", "container-stats"),
+        ("POST", "/containers/srv/start", "container-start"),
+        ("POST", "/containers/srv/stop", "container-stop"),
+        ("POST", "/containers/srv/restart", "container-restart"),
+        ("POST", "/containers/srv/exec", "exec-create"),
+        ("POST", f"/exec/{EXEC_OK}/start", "exec-start"),
+        ("GET", f"/exec/{EXEC_OK}/json", "exec-inspect"),
+    ]  # fmt: skip
+    cases = [Case(f"query {m} {t}", req(m, t), e) for m, t, e in rows]
+    for method, path, rule in endpoints:
+        for q in extra:
+            keys = {p.partition("=")[0] for p in q.split("&")}
+            ok = {"size"} if rule in ("container-inspect", "container-list") else set()
+            ok |= {"t"} if rule in ("container-stop", "container-restart") else set()
+            if keys <= ok or q == "&&":
+                continue  # an allowed parameter (or none at all), not a refusal
+            headers: tuple[tuple[str, str], ...] = JSON if rule == "exec-create" else ()
+            body = EXEC if rule == "exec-create" else b""
+            if rule == "exec-start":
+                body, headers = b"{}", UPGRADE
+            cases.append(Case(f"query {method} {path}?{q}", req(method, f"{path}?{q}", body, headers), "deny:query-param"))  # fmt: skip
+    return cases
 
 
 def _smuggling() -> list[Case]:

@@ -41,7 +41,7 @@ CONTAINERS = {
     "unmanaged": r.Resolution("e" * 64, {LABEL_STACK: STACK, LABEL_ROLE: "server"}),
 }
 EXECS = {
-    EXEC_OK: ExecInfo(EXEC_OK, SERVER_ID, "568", False),
+    EXEC_OK: ExecInfo(EXEC_OK, SERVER_ID, "568:568", False),
     EXEC_ROOT: ExecInfo(EXEC_ROOT, SERVER_ID, "root", False),
     EXEC_OTHER: ExecInfo(EXEC_OTHER, OTHER_ID, "", False),
     EXEC_PRIV: ExecInfo(EXEC_PRIV, SERVER_ID, "", True),
@@ -269,7 +269,13 @@ def test_query_is_reencoded() -> None:
         ({"Cmd": ["id"], "User": None}, None),
         ({"Cmd": ["id"], "User": "568"}, None),
         ({"Cmd": ["id"], "User": "568:568"}, None),
-        ({"Cmd": ["id"], "User": "hytale"}, None),
+        ({"Cmd": ["id"], "User": "1:1"}, None),
+        # names: their groups (maybe 0) come from the image's /etc/passwd and /etc/group
+        ({"Cmd": ["id"], "User": "hytale"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "hytale:hytale"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "568:hytale"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "hytale:568"}, "exec-user"),
+        ({"Cmd": ["id"], "User": "nobody"}, "exec-user"),
         ({"Cmd": ["id"], "Privileged": False}, None),
         ({"Cmd": ["id"], "Privileged": None}, None),
         ({"Cmd": ["id"], "User": "root"}, "exec-user"),
@@ -610,3 +616,67 @@ def test_a_resolver_answer_that_is_not_a_full_id_is_refused() -> None:
     assert isinstance(need, r.NeedContainer)
     d = r.finish_container(need, r.Resolution("short", SERVER.labels), POLICY)
     assert isinstance(d, r.Deny) and d.rule == "container-not-in-stack"
+
+
+# --- third pass: group 0, query allowlist, bounded Content-Length --------------------------
+
+
+@pytest.mark.parametrize(
+    ("user", "forwarded"),
+    [("568", "568:568"), ("12345", "12345:568"), ("1", "1:568"), ("2147483647", "2147483647:568"),
+     ("1000:1000", "1000:1000"), ("", "")],
+)  # fmt: skip
+def test_a_bare_uid_is_pinned_to_the_service_gid_never_group_0(user: str, forwarded: str) -> None:  # fmt: skip
+    """runc gives a uid without a passwd entry gid 0: `-u 12345` ran as `gid=0 groups=0`."""
+    d = decide("POST", "/containers/srv/exec", json.dumps({"Cmd": ["id"], "User": user}).encode())
+    assert isinstance(d, r.Allow), d
+    assert json.loads(d.body).get("User") == forwarded
+
+
+@pytest.mark.parametrize(
+    ("user", "allowed"),
+    [("", True), ("568:568", True), ("1:1", True), ("568", False), ("12345", False),
+     ("hytale", False), ("hytale:568", False), ("568:0", False), ("0:568", False), ("root", False)],
+)  # fmt: skip
+def test_an_exec_is_started_only_with_a_pinned_numeric_user(user: str, allowed: bool) -> None:
+    """An exec created past the guard (bare uid, name) is never started through it."""
+    execs = {EXEC_OK: ExecInfo(EXEC_OK, SERVER_ID, user, False)}
+    d = r.decide("POST", f"/exec/{EXEC_OK}/start", b"{}", POLICY, CONTAINERS.get, execs.get)
+    assert isinstance(d, r.Allow) is allowed, d
+    if not allowed:
+        assert isinstance(d, r.Deny) and d.rule == "exec-user"
+
+
+def test_the_exec_gid_comes_from_the_policy() -> None:
+    policy = r.Policy(STACK, 60, 41, exec_gid=1000)
+    d = r.decide("POST", "/containers/srv/exec", b'{"Cmd":["id"],"User":"7"}', policy, CONTAINERS.get)  # fmt: skip
+    assert isinstance(d, r.Allow) and json.loads(d.body)["User"] == "7:1000"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["checkpoint=c1", "checkpoint-dir=/var/lib/docker", "checkpoint=c1&checkpoint-dir=/tmp/x",
+     "detachKeys=a&checkpoint=c1"],
+)  # fmt: skip
+def test_start_checkpoint_options_are_refused(query: str) -> None:
+    d = decide("POST", f"/containers/srv/start?{query}")
+    assert isinstance(d, r.Deny) and d.rule == "query-param", d
+
+
+def test_every_allowed_endpoint_names_its_query_parameters() -> None:
+    assert rule_of("GET", "/containers/srv/logs?stdout=1&stderr=1&tail=all&follow=1") == "allow:container-logs"  # fmt: skip
+    assert rule_of("GET", "/containers/srv/logs?stdout=1&x=1") == "deny:query-param"
+    assert rule_of("POST", "/containers/srv/start?detachKeys=ctrl-p") == "allow:container-start"
+    assert rule_of("POST", f"/exec/{EXEC_OK}/start?x=1", b"{}") == "deny:query-param"
+    assert rule_of("GET", "/version?x=1") == "deny:query-param"
+    # signal keeps its own rule (the world save), whatever its case
+    assert rule_of("POST", "/containers/srv/stop?Signal=9") == "deny:stop-signal"
+
+
+@pytest.mark.parametrize("digits", [20, 4301, 5000, 60000])
+def test_a_content_length_of_any_size_is_a_413_not_an_exception(digits: int) -> None:
+    head = r.Head("POST", "/containers/srv/exec", (("Content-Length", "9" * digits),))
+    d = r.body_length(head)
+    assert isinstance(d, r.Deny) and d.status == 413
+    zeros = r.Head("POST", "/x", (("Content-Length", "0" * digits),))
+    assert isinstance(r.body_length(zeros), r.Deny)

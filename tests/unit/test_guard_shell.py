@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from supervisor import guard_rules as r
 from supervisor.guard import DEFAULT_MAX_CONNECTIONS, serve_guard
@@ -151,8 +154,9 @@ def test_pipelined_second_request_is_dropped_not_forwarded(
 ) -> None:
     out = raw_request(guard, http("GET", "/_ping") + http("GET", "/volumes"))
     assert out.count(b"HTTP/1.1 ") == 1
-    # The engine client's own version lookups aside, only the ping reached the engine.
-    assert [t for t in engine.targets() if not t.endswith("/version")] == ["GET /_ping"]
+    # The guard's own lookups aside (version, destroy events), only the ping reached the engine.
+    own = ("/version", "/events")
+    assert [t for t in engine.targets() if not t.split("?")[0].endswith(own)] == ["GET /_ping"]
 
 
 def test_deep_nesting_gets_400_not_a_dropped_connection(guard: Path) -> None:
@@ -192,18 +196,172 @@ def test_chunked_and_oversized_bodies(guard: Path) -> None:
     assert status_of(raw_request(guard, big)) == 413
 
 
-def test_slow_client_times_out_with_one_line(guard: Path, caplog: pytest.LogCaptureFixture,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_slow_client_gets_a_408_and_one_decision_line(guard: Path, caplog: pytest.LogCaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setattr("supervisor.guard.HEAD_TIMEOUT", 0.2)
     caplog.set_level(logging.INFO, "supervisor.guard")
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
         s.connect(str(guard))
         s.sendall(b"GET /_ping HTTP/1.1\r\n")  # never finished
-        assert read_all(s) == b""
-    lines = [rec for rec in caplog.records if "no complete request" in rec.getMessage()]
+        out = read_all(s)
+    assert status_of(out) == 408, out
+    assert b"denied by rule 'head-timeout'" in out
+    lines = [rec for rec in caplog.records if "head-timeout" in rec.getMessage()]
     assert len(lines) == 1
     assert lines[0].exc_info is None  # one line, no traceback
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /_ping HTTP/1.1\r\nHost: x\r\n", 400),  # head cut by EOF
+        (b"G", 400),
+        (b"POST /containers/srv/exec HTTP/1.1\r\nContent-Length: 50\r\n\r\n{}", 400),  # short body
+        (
+            b"POST /containers/srv/exec HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+            413,
+        ),
+        (b"POST /containers/srv/start?checkpoint=c1&checkpoint-dir=/tmp/x HTTP/1.1\r\n\r\n", 403),
+    ],
+)
+def test_every_request_gets_one_answer_and_one_decision_line(
+    guard: Path, engine: FakeDockerd, caplog: pytest.LogCaptureFixture, raw: bytes, status: int
+) -> None:
+    """A 5,000-digit Content-Length raised ValueError in int(): no answer, an ERROR line,
+    no decision logged. A head or body cut by the client's EOF got no answer either."""
+    caplog.set_level(logging.INFO, "supervisor.guard")
+    out = raw_request(guard, raw, half_close=True)
+    assert status_of(out) == status, out[:200]
+    assert out.count(b"HTTP/1.1 ") == 1
+    decisions = [rec for rec in caplog.records if rec.getMessage().startswith(("allow ", "deny "))]
+    assert len(decisions) == 1, [rec.getMessage() for rec in caplog.records]
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert not any("/start" in t for t in engine.targets())
+
+
+# --- property: whatever the client sends, one answer and one decision line -----------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, _Records]]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    records = _Records()
+    root, guard_log = logging.getLogger(), logging.getLogger("supervisor.guard")
+    level = guard_log.level
+    guard_log.setLevel(logging.INFO)
+    root.addHandler(records)
+    try:
+        with fake_dockerd(tmp) as engine, running_guard(tmp, engine) as sock:
+            yield sock, records
+    finally:
+        root.removeHandler(records)
+        guard_log.setLevel(level)
+
+
+_TARGETS = [
+    "/_ping", "/version", "/containers/json", "/events", "/containers/srv/json",
+    "/containers/srv/logs?stdout=1", "/containers/srv/stop?t=1", "/containers/srv/start",
+    "/containers/srv/exec", f"/exec/{EXEC_OK}/start", f"/exec/{EXEC_OK}/json",
+    "/containers/other/stop", "/v1.41/_ping", "/images/json", "/%2e%2e/x", "*", "",
+]  # fmt: skip
+_HEADER_NAMES = ["Host", "Content-Length", "content-length", "Transfer-Encoding", "Expect",
+                 "Connection", "Upgrade", "Content-Type", "X-\u00e9", "", " Host", "Host "]  # fmt: skip
+_LENGTHS = st.one_of(
+    st.integers(0, 400).map(str),
+    st.integers(1, 6000).map(lambda n: "9" * n),
+    st.sampled_from(
+        ["-1", "+5", "0x10", "1e3", "\u0661", " 5", "5,5", "", "00000000000000000000001"]
+    ),
+)
+
+
+def _mostly(good: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`good` nine times in ten (one_of would weigh the two alike)."""
+    return st.tuples(st.integers(0, 9), good, other).map(lambda t: t[2] if t[0] == 0 else t[1])
+
+
+_VALUES = st.sampled_from(
+    ["100-continue", "Upgrade", "tcp", "chunked", "close", "application/json"]
+)
+_header = st.one_of(
+    st.tuples(st.just("Content-Length"), _LENGTHS),
+    st.tuples(st.just("Content-Type"), st.just("application/json")),
+    st.tuples(st.sampled_from(["Expect", "Connection", "Upgrade", "Transfer-Encoding"]), _VALUES),
+    st.tuples(st.sampled_from(["Expect", "Connection", "Upgrade", "Transfer-Encoding"]), _VALUES),
+    st.tuples(st.sampled_from(_HEADER_NAMES), st.one_of(_VALUES, st.text(max_size=20))),
+)
+_structured_head = st.builds(
+    lambda method, target, version, headers: "\r\n".join(
+        [f"{method} {target} {version}", *(f"{k}: {v}" for k, v in headers)]
+    ),
+    _mostly(st.sampled_from(["GET", "POST", "HEAD", "PUT", "get", ""]), st.text(max_size=6)),
+    _mostly(st.sampled_from(_TARGETS), st.text(max_size=30)),
+    st.sampled_from(["HTTP/1.1"] * 12 + ["HTTP/1.0", "HTTP/2", "http/1.1", ""]),
+    st.lists(_header, max_size=3).map(lambda hs: [("Host", "docker"), *hs]),
+)  # fmt: skip
+_BODIES = st.one_of(
+    st.binary(max_size=200),
+    st.sampled_from([b"{}", b'{"Cmd":["id"]}', b'{"Cmd":["id"],"User":"12345"}', b"[" * 3000,
+                     b'{"Cmd":["id"],"User":"' + b"9" * 5000 + b'"}', b"1" * 5000]),
+)  # fmt: skip
+_requests = _mostly(
+    st.builds(
+        lambda head, framed, end, body: (
+            head.encode("utf-8", "surrogatepass")
+            + (f"\r\nContent-Length: {len(body)}".encode() if framed else b"")
+            + end
+            + body
+        ),
+        _structured_head,
+        st.booleans(),
+        st.sampled_from([b"\r\n\r\n"] * 8 + [b"\r\n", b"\n\n", b""]),
+        _BODIES,
+    ),
+    st.binary(min_size=1, max_size=400),
+)
+
+
+def _one_answer(out: bytes) -> int:
+    """The status of the one answer in `out` (after an optional 100 Continue); fails if
+    there is none, or if anything follows its Content-Length body."""
+    out = out.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
+    status = status_of(out)
+    assert status == 101 or status >= 200, out[:200]
+    if status == 101:
+        return status  # the exec's stream follows (the fake engine echoes stdin)
+    head, sep, body = out.partition(b"\r\n\r\n")
+    assert sep, out[:200]
+    lengths = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")[1:]
+               if ln.lower().startswith(b"content-length:")]  # fmt: skip
+    assert len(lengths) == 1 and int(lengths[0]) == len(body), out[:300]
+    return status
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_requests)
+def test_property_any_bytes_get_one_answer_and_one_decision_line(
+    fuzzed: tuple[Path, _Records], raw: bytes
+) -> None:
+    sock, records = fuzzed
+    records.records.clear()
+    out = raw_request(sock, raw, half_close=True, timeout=15)
+    status = _one_answer(out)
+    msgs = [rec.getMessage() for rec in records.records]
+    decisions = [m for m in msgs if m.startswith(("allow ", "deny "))]
+    assert len(decisions) == 1, msgs
+    event(f"{status} {decisions[0].rsplit(' -> ', 1)[1]}")
+    assert not [rec for rec in records.records if rec.levelno >= logging.WARNING], msgs
+    assert not [rec for rec in records.records if rec.exc_info], msgs
 
 
 # --- floods ----------------------------------------------------------------------------------
