@@ -58,7 +58,13 @@ def bench_supervisor(rounds: int, log: Path) -> dict[str, list[float]]:
         server, manager = f"{daemon.name}-server", f"{daemon.name}-manager"
         wait_for(lambda: healthy(server, manager), 120, "the stack healthy")
         for n in range(1, rounds + 1):
-            back, done = restart_and_time(log, server, manager)
+            try:
+                back, done = restart_and_time(log, server, manager)
+            except TimeoutError:
+                print(docker("ps", "-a", "--filter", f"name={daemon.name}", check=False))
+                for line in daemon.lines()[-40:]:
+                    print(line)
+                raise
             found["total"].append(done - back)
             reconnected = daemon.wait_lines("event stream reconnected", n, 30)[n - 1]
             found["reconnect"].append(log_time(reconnected["timestamp"]) - back)

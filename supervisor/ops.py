@@ -28,6 +28,8 @@ from supervisor.reconcile import await_ready, desired_stack, run_prepare
 from supervisor.settings import Settings
 from supervisor.stack import Runtime
 
+# The longest wait between two tries of a refused start (bench/bench_dockerd_restart.py).
+START_RETRY_CAP_S = 5.0
 # How the engine refuses to start a container whose containerd task outlived dockerd.
 STALE_TASK = re.compile(r"task [0-9a-f]{12,}: already exists")
 
@@ -76,7 +78,9 @@ class Operations:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient),
-            wait=wait_exponential(multiplier=0.5, max=30),
+            # At least every 5 s: a refusal right after a dockerd restart lasts seconds, and
+            # a wait doubled to 30 s kept the stack down long after the engine took starts.
+            wait=wait_exponential(multiplier=0.5, max=START_RETRY_CAP_S),
             stop=stop_never if self.patient else stop_after_attempt(1),
             before_sleep=note,
             sleep=self.nap,

@@ -56,7 +56,7 @@ class StackPasses:
     async def until_done(self, startup: bool) -> None:
         """One pass, retried with bounded backoff: right after a dockerd restart the
         engine can refuse starts for a while (containerd still holds the old tasks)."""
-        async for attempt in patiently(Exception, 0.5, 30):
+        async for attempt in patiently(Exception, 0.5, 10):
             with attempt:
                 try:
                     await self.once(startup)

@@ -162,9 +162,19 @@ def _settled(row: dict[str, Any]) -> bool:
     return bool(row["health"] == "healthy" and row["status"] == "running" and idle)
 
 
+def _exited(proc: Path) -> bool:
+    """Gone, or a zombie: a dockerd whose parent was its session's shell is reparented to
+    this machine's init, which may reap it only much later."""
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
 def _dockerd_pid() -> int | None:
     found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout
-    pids = [int(p) for p in found.split()]
+    pids = [int(p) for p in found.split() if not _exited(Path(f"/proc/{p}"))]
     return pids[0] if pids else None
 
 
@@ -192,7 +202,7 @@ def restart_dockerd(log_fallback: Path) -> None:
     os.kill(pid, signal.SIGTERM)
     try:
         # dockerd stops every container first (its shutdown timeout is 15 s by default).
-        poll(lambda: not proc.exists(), 90, "dockerd to exit", interval=0.2)
+        poll(partial(_exited, proc), 90, "dockerd to exit", interval=0.2)
     finally:
         if _dockerd_pid() is None:
             with log_path.open("ab") as log:
