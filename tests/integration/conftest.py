@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -164,7 +165,16 @@ class DaemonProc(Daemon):
             self.assert_alive()
             return self.healthy(roles)
 
-        wait_for(healthy, timeout, f"{roles} healthy in the daemon's view", interval=0.1)
+        try:
+            poll(healthy, timeout, f"{roles} healthy in the daemon's view", interval=0.1)
+        except TimeoutError as err:
+            # What the daemon saw and did: a flake in CI must be explainable from its output.
+            pytest.fail(f"{err}; the daemon's view: {self.view()}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The daemon's last log lines without DEBUG, one per line, for failure messages."""
+        kept = [line for line in self.lines() if line.get("level") != "DEBUG"][-lines:]
+        return "\n".join(json.dumps(line) for line in kept)
 
     def holds(self, check: Callable[[], None], passes: int = 2, timeout: float = 30) -> None:
         """A negative wait: `check` keeps passing while the daemon completes `passes` more

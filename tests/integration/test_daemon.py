@@ -542,6 +542,10 @@ def test_event_lines_carry_stack_service_container_and_exit_fields(
 # --- the engine restarts (LAST: it stops every container on the engine) ------------------
 
 
+RECONNECT_DEADLINE_S = 30.0
+RECOVERY_DEADLINE_S = 60.0
+
+
 @pytest.mark.engine_restart
 def test_supervisor_survives_a_dockerd_restart(
     stack: Stack, daemon: DaemonFactory, tmp_path: Path
@@ -551,9 +555,17 @@ def test_supervisor_survives_a_dockerd_restart(
     d = daemon(HYOS_RESTART__BACKOFF_BASE_S="0.1")
     ids = stack.ids()
     restart_dockerd(tmp_path / "dockerd.log")
-    d.wait_log("event stream reconnected", timeout=60)
+    # bench_dockerd_restart, idle 2-core machine: engine back -> reconnected within 2 s
+    # (-16 ms median), -> both healthy 4.5 s median, 5.6 s max of 5. The daemon pings at
+    # least every 2 s and retries a refused start at least every 5 s, a failed pass every
+    # 10 s: the deadlines are about 10x the measured worst case, for a loaded CI machine.
+    # Only a reconnect to the new engine counts: a dockerd that is shutting down may close
+    # the stream and still answer for a while (seen: 36 s under load), and a reconnect to
+    # it is logged too.
+    reconnects = len(d.events("event stream reconnected"))
+    d.wait_log("event stream reconnected", timeout=RECONNECT_DEADLINE_S, count=reconnects + 1)
     # Containers with restart policy `no` stayed stopped; the daemon brings them back.
-    d.wait_healthy(60)
+    d.wait_healthy(RECOVERY_DEADLINE_S)
     # One container per role. A container the engine can no longer start (containerd kept
     # its task across the restart) is replaced, and the log says so.
     after = stack.ids()
