@@ -22,7 +22,14 @@
   EnginePort's async methods) and `type: ignore` on lines that pass or build an engine;
   the HYOS_* environment clearing loops in the unit tests (conftest.py's one fixture
   aside; tests/standin.py builds a subprocess's environment, not the test's);
-- (#23) import cycles and imports of private names between entrypoint's modules.
+- (#23) import cycles and imports of private names between entrypoint's modules;
+- (#23) writers of a service's record outside its worker: assignments to a field of
+  store.Service (``service.restart = restarts.reset(...)``, ``server.stop_requested = ...``,
+  tuple targets included) on any object but ``self``, in supervisor/*.py except worker.py
+  and accounting.py (the worker's own exit accounting, called only from its turn). What is
+  left is listed by function, so each can be judged: the state file's load (before any
+  worker runs), the shutdown (after the workers ended) and a stack pass's share of a
+  service (run inside that worker's turn through ``worker.call``).
 
 Usage: python scripts/code_shape.py [package-dir]   (its siblings tests/ and entrypoint/
 are read from the same parent)
@@ -243,6 +250,61 @@ def private_imports(directory: Path) -> list[str]:
     return found
 
 
+WORKER_MODULES = frozenset({"worker.py", "accounting.py"})
+
+
+def service_fields(directory: Path) -> frozenset[str]:
+    """The fields of store.Service, read from its class body."""
+    tree = ast.parse((directory / "store.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Service":
+            return frozenset(
+                n.target.id
+                for n in node.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            )
+    return frozenset()
+
+
+def _targets(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.Assign):
+        found = list(node.targets)
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        found = [node.target]
+    else:
+        return []
+    flat: list[ast.expr] = []
+    while found:
+        target = found.pop()
+        if isinstance(target, ast.Tuple | ast.List):
+            found += target.elts
+        else:
+            flat.append(target)
+    return flat
+
+
+def record_writers(directory: Path) -> list[str]:
+    """file:line function field, for each write of a service's record outside its worker."""
+    fields = service_fields(directory)
+    sites: dict[tuple[str, int, str], str] = {}  # the innermost function wins (walked last)
+    for path in sorted(directory.glob("*.py")):
+        if path.name in WORKER_MODULES:
+            continue
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                for target in _targets(node):
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and target.attr in fields
+                        and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                    ):
+                        sites[(path.name, node.lineno, target.attr)] = function.name
+    return [f"{f}:{line} {name} .{attr}" for (f, line, attr), name in sorted(sites.items())]
+
+
 def seams(root: Path) -> None:
     """The figures of issue #23."""
     parent = root.parent
@@ -253,6 +315,10 @@ def seams(root: Path) -> None:
     private = private_aiodocker(root)
     print(f"private aiodocker calls: {len(private)}")
     for site in private:
+        print(f"  {site}")
+    writers = record_writers(root)
+    print(f"writers of a service's record outside its worker: {len(writers)}")
+    for site in writers:
         print(f"  {site}")
     labels = label_copies(root)
     print(f"ownership label references outside dockertypes.py: {len(labels)}")
