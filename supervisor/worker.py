@@ -8,20 +8,17 @@ machine's pending step (`restarts.Pending`) is carried out once due, and the wor
 until the next one is (`requeue_after`). Because one worker does everything for its
 service in order, nothing else needs to know whether a restart is in flight.
 
-The inbox holds at most INBOX_BOUND items. A wake-up takes no room of its own: every turn
-ends with a look, so a wake-up is queued only while nothing else is (several in a row are
-one). An awaited `call` waits for room. An event or a submitted job that finds the inbox
-full is not queued: the worker notes the loss once (one warning line) and, on its next
-turn, asks for a stack pass, which reads the world fresh (an exit it missed is accounted
-from the container's inspect, as any exit no event told of).
+The inbox (`supervisor.inbox`) holds at most INBOX_BOUND items; wake-ups coalesce. An
+event or a submitted job that finds it full is not queued: the worker warns once and, on
+its next turn, asks for a stack pass, which reads the world fresh (an exit it missed is
+accounted from the container's inspect, as any exit no event told of). An awaited `call`
+waits for room.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -32,26 +29,14 @@ from anyio.abc import TaskGroup, TaskStatus
 from supervisor import hyos, restarts, stopmarks
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerInfo, ContainerState, EngineError, EngineEvent
+from supervisor.inbox import Call, Inbox, Job
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Pending, Step
 from supervisor.store import Service
 from supervisor.supervision import Supervision
 
-Job = Callable[[], Awaitable[Any]]
-
-
-@dataclass(eq=False)
-class _Call:
-    """A job whose caller waits for its outcome (a stack pass adopting its plan)."""
-
-    job: Job
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: Any = None
-    error: BaseException | None = None
-
-
-Item = EngineEvent | _Call | Job | None  # None: only look (a timer, a wake-up)
+Item = EngineEvent | Call | Job | None  # None: only look (a timer, a wake-up)
 
 # Items waiting in one worker's inbox, at most. A worker takes an event in well under a
 # millisecond and Docker sends a handful per run of a container, so only a worker stuck
@@ -76,10 +61,7 @@ class ServiceWorker:
         self.log: BoundLogger = sup.log.bind(service=service.role)
         self.request_pass = request_pass
         self.follow_server = follow_server
-        self._send, self._inbox = anyio.create_memory_object_stream[Item](INBOX_BOUND)
-        self._taking = False  # in the first half of a turn: a look follows anyway
-        self._wake_queued = False
-        self._lost = 0  # events and jobs not queued since the last turn (a full inbox)
+        self.inbox = Inbox[EngineEvent | Job](INBOX_BOUND, self._overflowing)
         # Bumped whenever a step of ours creates, removes or starts containers: a stack
         # pass planned before that is stale for this service.
         self.generation = 0
@@ -90,44 +72,25 @@ class ServiceWorker:
     # --- the inbox ------------------------------------------------------------------------
 
     def observe(self, event: EngineEvent) -> None:
-        self._queue(event)
+        self.inbox.put(event)
 
     def submit(self, job: Job) -> None:
         """Run `job` in this worker, in turn, without waiting for it."""
-        self._queue(job)
+        self.inbox.put(job)
 
     def wake(self) -> None:
-        """Look (reconcile) soon. Coalesced: nothing is queued when a look follows anyway
-        (a turn is being taken, a wake-up or any other item is waiting)."""
-        if self._taking or self._wake_queued or self.queued():
-            return
-        self._wake_queued = True
-        self._send.send_nowait(None)  # the inbox is empty: there is room
+        """Look (reconcile) soon; coalesced with any look that follows anyway."""
+        self.inbox.wake()
 
     async def call(self, job: Job) -> Any:
-        """Run `job` in this worker, in turn, and return (or raise) its outcome. Waits for
-        room in the inbox: a call is never dropped."""
-        call = _Call(job)
-        await self._send.send(call)
-        await call.done.wait()
-        if call.error is not None:
-            raise call.error
-        return call.result
+        """Run `job` in this worker, in turn, and return (or raise) its outcome."""
+        return await self.inbox.call(job)
 
-    def queued(self) -> int:
-        """Items waiting in the inbox."""
-        return self._send.statistics().current_buffer_used
-
-    def _queue(self, item: EngineEvent | Job) -> None:
-        try:
-            self._send.send_nowait(item)
-        except anyio.WouldBlock:
-            if not self._lost:
-                self.log.warning(
-                    "the worker's inbox is full; looking at the whole stack once it catches up",
-                    extra={"bound": INBOX_BOUND},
-                )
-            self._lost += 1
+    def _overflowing(self) -> None:
+        self.log.warning(
+            "the worker's inbox is full; looking at the whole stack once it catches up",
+            extra={"bound": INBOX_BOUND},
+        )
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -137,27 +100,15 @@ class ServiceWorker:
             task_status.started()
             requeue_after: float | None = None
             while True:
-                item: Item = None
-                with anyio.move_on_after(math.inf if requeue_after is None else requeue_after):
-                    item = await self._inbox.receive()
-                await self.turn(item)
+                item = await self.inbox.next(requeue_after)
+                if self.inbox.take_lost():
+                    self.request_pass()
+                with self.inbox.taking():
+                    await self._take(item)
                 requeue_after = await self._reconcile_contained()
 
-    async def turn(self, item: Item) -> None:
-        """Take one item (the first half of a turn; `reconcile` is the second)."""
-        if item is None:
-            self._wake_queued = False
-        if self._lost:
-            self._lost = 0
-            self.request_pass()
-        self._taking = True
-        try:
-            await self._take(item)
-        finally:
-            self._taking = False
-
     async def _take(self, item: Item) -> None:
-        if isinstance(item, _Call):
+        if isinstance(item, Call):
             try:
                 item.result = await item.job()
             except Exception as err:  # the caller decides what it means

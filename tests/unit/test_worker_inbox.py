@@ -106,7 +106,7 @@ async def test_wake_ups_in_a_row_are_one(stack: Stack) -> None:
     worker = stack.worker
     for _ in range(5):
         worker.wake()
-    assert worker.queued() == 1
+    assert worker.inbox.queued() == 1
 
 
 async def test_a_wake_up_behind_another_item_takes_no_room(stack: Stack) -> None:
@@ -115,7 +115,7 @@ async def test_a_wake_up_behind_another_item_takes_no_room(stack: Stack) -> None
     worker.submit(nothing)
     worker.wake()
     worker.wake()
-    assert worker.queued() == 1
+    assert worker.inbox.queued() == 1
 
 
 async def test_a_wake_up_is_queued_again_once_the_last_one_was_taken(stack: Stack) -> None:
@@ -125,10 +125,10 @@ async def test_a_wake_up_is_queued_again_once_the_last_one_was_taken(stack: Stac
         await tg.start(worker.run)
         await settled(worker)
         tg.cancel_scope.cancel()
-    assert worker.queued() == 0
+    assert worker.inbox.queued() == 0
     worker.wake()
     worker.wake()
-    assert worker.queued() == 1  # a new wake-up: the first was taken
+    assert worker.inbox.queued() == 1  # a new wake-up: the first was taken
 
 
 async def test_a_wake_up_during_a_turn_is_the_turns_own_look(running: Stack) -> None:
@@ -142,7 +142,7 @@ async def test_a_wake_up_during_a_turn_is_the_turns_own_look(running: Stack) -> 
         worker.service.restart, Step.START, worker.sup.clock(), "test"
     )
     worker.wake()
-    assert worker.queued() == 0
+    assert worker.inbox.queued() == 0
     busy.release.set()
     await settled(worker)
     assert ("start", CID) in engine.calls
@@ -157,7 +157,7 @@ async def test_a_step_requested_in_a_turn_is_carried_out_by_that_turns_look(
 
     async def ask() -> None:
         worker.request(Step.START, "operator")
-        assert worker.queued() == 0  # no wake-up queued behind us
+        assert worker.inbox.queued() == 0  # no wake-up queued behind us
 
     engine.containers[CID].state = ContainerState("exited", False)
     await worker.call(ask)
@@ -177,11 +177,11 @@ async def test_the_inbox_bound_events_are_counted_once_and_a_pass_looks_instead(
     worker = stack.worker
     for _ in range(INBOX_BOUND):
         worker.submit(nothing)
-    assert worker.queued() == INBOX_BOUND
+    assert worker.inbox.queued() == INBOX_BOUND
     worker.observe(EngineEvent("die", CID, time_nano=1, exit_code=1))
     worker.observe(EngineEvent("start", CID, time_nano=2))
     worker.wake()
-    assert worker.queued() == INBOX_BOUND  # nothing beyond the bound
+    assert worker.inbox.queued() == INBOX_BOUND  # nothing beyond the bound
     full = [r for r in caplog.records if "inbox is full" in r.getMessage()]
     assert len(full) == 1  # once per overflow, not per lost item
     assert stack.passes == []
@@ -208,7 +208,7 @@ async def test_a_call_waits_for_room_and_is_never_dropped(stack: Stack) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(caller)
         await anyio.wait_all_tasks_blocked()
-        assert answered == [] and worker.queued() == INBOX_BOUND  # waiting for room
+        assert answered == [] and worker.inbox.queued() == INBOX_BOUND  # waiting for room
         await tg.start(worker.run)
         with anyio.fail_after(5):
             while not answered:
@@ -299,7 +299,7 @@ async def test_the_login_follower_hands_what_it_reads_to_the_worker(stack: Stack
         worker.login.follow(helpers, CID, (CID, None))
     # The follower is done (its log ended); nothing was written by it.
     assert worker.service.login is None
-    assert worker.queued() == 2  # one login read (unchanged lines coalesced) + its end
+    assert worker.inbox.queued() == 2  # one login read (unchanged lines coalesced) + its end
     worker.service.login_watch = (CID, None)
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
