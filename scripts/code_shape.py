@@ -22,7 +22,15 @@
   EnginePort's async methods) and `type: ignore` on lines that pass or build an engine;
   the HYOS_* environment clearing loops in the unit tests (conftest.py's one fixture
   aside; tests/standin.py builds a subprocess's environment, not the test's);
-- (#23) import cycles and imports of private names between entrypoint's modules.
+- (#23) import cycles and imports of private names between entrypoint's modules;
+- (#23) writers of a service's record outside its worker: assignments to a field of
+  store.Service (``service.restart = restarts.reset(...)``, ``server.stop_requested = ...``,
+  tuple targets included) on any object but ``self``, in supervisor/*.py except worker.py
+  and accounting.py (the worker's own exit accounting, called only from its turn). Each is
+  listed by function and sorted into what OUTSIDE_THE_TURN names (the state file's load
+  before any worker runs, the shutdown after the workers ended, a stack pass's share of a
+  service that the pass runs in that worker's turn through ``worker.call``) and the rest,
+  writers from another task: the figure that must be 0.
 
 Usage: python scripts/code_shape.py [package-dir]   (its siblings tests/ and entrypoint/
 are read from the same parent)
@@ -243,6 +251,75 @@ def private_imports(directory: Path) -> list[str]:
     return found
 
 
+WORKER_MODULES = frozenset({"worker.py", "accounting.py"})
+# (file, function) -> why its writes are not another task's. Functions, not lines: a new
+# writer in any other function counts.
+OUTSIDE_THE_TURN = {
+    ("store.py", "load"): "before any worker runs",
+    ("daemon.py", "_shutdown"): "after the workers ended",
+    ("daemon.py", "_stop_for_shutdown"): "after the workers ended",
+    ("passes.py", "run"): "_Adoption, run in the worker's turn (worker.call)",
+    ("passes.py", "_apply"): "_Adoption, run in the worker's turn (worker.call)",
+}
+
+
+def service_fields(directory: Path) -> frozenset[str]:
+    """The fields of store.Service, read from its class body."""
+    tree = ast.parse((directory / "store.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Service":
+            return frozenset(
+                n.target.id
+                for n in node.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            )
+    return frozenset()
+
+
+def _targets(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.Assign):
+        found = list(node.targets)
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        found = [node.target]
+    else:
+        return []
+    flat: list[ast.expr] = []
+    while found:
+        target = found.pop()
+        if isinstance(target, ast.Tuple | ast.List):
+            found += target.elts
+        else:
+            flat.append(target)
+    return flat
+
+
+def record_writers(directory: Path) -> list[str]:
+    """file:line function field, for each write of a service's record outside its worker."""
+    fields = service_fields(directory)
+    sites: dict[tuple[str, int, str], str] = {}  # the innermost function wins (walked last)
+    for path in sorted(directory.glob("*.py")):
+        if path.name in WORKER_MODULES:
+            continue
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                for target in _targets(node):
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and target.attr in fields
+                        and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                    ):
+                        sites[(path.name, node.lineno, target.attr)] = function.name
+    return [f"{f}:{line} {name} .{attr}" for (f, line, attr), name in sorted(sites.items())]
+
+
+def _writer_key(site: str) -> tuple[str, str]:
+    where, function, _ = site.split(" ")
+    return where.split(":")[0], function
+
+
 def seams(root: Path) -> None:
     """The figures of issue #23."""
     parent = root.parent
@@ -254,6 +331,15 @@ def seams(root: Path) -> None:
     print(f"private aiodocker calls: {len(private)}")
     for site in private:
         print(f"  {site}")
+    writers = record_writers(root)
+    explained = [w for w in writers if _writer_key(w) in OUTSIDE_THE_TURN]
+    others = [w for w in writers if _writer_key(w) not in OUTSIDE_THE_TURN]
+    print(f"writers of a service's record outside worker.py/accounting.py: {len(writers)}")
+    for site in explained:
+        print(f"  {site}: {OUTSIDE_THE_TURN[_writer_key(site)]}")
+    print(f"  from another task (outside the worker's turn): {len(others)}")
+    for site in others:
+        print(f"    {site}")
     labels = label_copies(root)
     print(f"ownership label references outside dockertypes.py: {len(labels)}")
     for site in labels:

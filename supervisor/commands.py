@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from supervisor import restarts
 from supervisor.dockertypes import EngineError
 from supervisor.reconcile import StackError
 from supervisor.restarts import Step
@@ -70,8 +69,7 @@ class Commands:
         server = self.workers.get("server")
         if server is not None and server.service.container_id is not None:
             # The manager follows once the server is healthy again.
-            self.sup.manager_after_server = True
-            server.request(Step.RESTART, "secrets rotated")
+            await server.ask(Step.RESTART, "secrets rotated", then=self._manager_follows)
         return {
             "ok": True,
             "message": f"rotated {', '.join(names)}; restarting server, then manager",
@@ -82,13 +80,8 @@ class Commands:
         worker = self.workers.get(role)
         if worker is None:
             return {"ok": False, "error": f"unknown service {role!r}; use server or manager"}
-        service = worker.service
-        service.restart = restarts.reset(service.restart)
-        if service.container_id is None:
-            self.sup.request_pass()
-        else:
-            info = await self.sup.engine.inspect(service.container_id)
-            running = info is not None and info.state.running
-            worker.request(Step.RESTART if running else Step.START, "operator")
-        self.sup.save()
+        await worker.call(worker.restart_for_operator)  # in its turn, as every change
         return {"ok": True, "message": f"{role}: state cleared, restarting"}
+
+    def _manager_follows(self) -> None:
+        self.sup.manager_after_server = True

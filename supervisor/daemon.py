@@ -57,11 +57,16 @@ class Daemon:
         self.sup = Supervision(
             settings, engine, notifier, StateStore(state_path(settings)), self.log, clock
         )
-        self.workers = {
-            role: ServiceWorker(self.sup, service) for role, service in self.sup.services.items()
-        }
+        self.workers: dict[str, ServiceWorker] = {}
         self.passes = StackPasses(self.sup, self.workers)
-        self.events = EventFeed(self.sup, self.dispatch, lambda: self.passes.request(True))
+        for role, service in self.sup.services.items():
+            self.workers[role] = ServiceWorker(
+                self.sup,
+                service,
+                request_pass=self.passes.request,
+                follow_server=self.passes.follow_server,
+            )
+        self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
         self.commands = Commands(self.sup, self.workers)
         self.dashboard = Dashboard(self.sup, self.workers)
         self.force = anyio.Event()

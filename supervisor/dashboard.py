@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from supervisor import hyos, stopmarks
+from supervisor import hyos
 from supervisor.dockertypes import EngineError
 from supervisor.guard import AnswerHook, serve_guard
 from supervisor.guard_rules import Allow
@@ -117,22 +117,27 @@ class Dashboard:
             )
             return
 
-    def on_allowed(self, allowed: Allow) -> AnswerHook | None:
+    async def on_allowed(self, allowed: Allow) -> AnswerHook | None:
         """The dashboard stops or restarts the server through the guard: that exit is
         asked for, so it must not count as a crash or be undone by a restart. The mark is
         made before the request is forwarded (the exit's event may be handled before
         Docker's answer arrives) and withdrawn when Docker answers without stopping
         anything (304: it was not running; an error); a start clears it
-        (supervisor.stopmarks)."""
+        (supervisor.stopmarks).
+
+        The server's worker makes the mark, in its turn, and the guard waits for it
+        before it forwards (`worker.call`): the mark is in the record before the exit can
+        happen, and a stop asked for during a step of ours waits for that step to end
+        (it then stops the run the step started, and that run's exit is the one marked).
+        The withdrawal is queued to the worker: it follows the mark in the inbox."""
         self._check_manager_config_soon()
-        server = self.sup.services.get("server")
-        if allowed.rule not in DASHBOARD_STOPS or server is None:
-            return None
+        server = self.workers.get("server")
         container_id = allowed.container_id
-        if container_id is None or container_id != server.container_id:
+        if allowed.rule not in DASHBOARD_STOPS or server is None or container_id is None:
             return None
-        at = self.sup.clock()
-        server.stop_requested = stopmarks.mark(server.stop_requested, container_id, at)
+        at = await server.call(partial(server.mark_stop, container_id))
+        if at is None:
+            return None  # not the server's current container
         what = DASHBOARD_STOPS[allowed.rule]
         log = self.sup.log.bind(service="server", container_id=container_id[:12])
 
@@ -140,7 +145,7 @@ class Dashboard:
             if 200 <= status < 300:
                 log.info(f"the dashboard asked for a server {what}")
                 return
-            server.stop_requested = stopmarks.withdraw(server.stop_requested, container_id, at)
+            server.submit(partial(server.withdraw_stop, container_id, at))
             log.info(
                 f"the dashboard's {what} stopped nothing; its mark is withdrawn",
                 extra={"status": status},

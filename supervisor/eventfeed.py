@@ -20,11 +20,13 @@ class EventFeed:
         self,
         sup: Supervision,
         dispatch: Callable[[EngineEvent], None],
-        on_reconnect: Callable[[], None],
+        request_pass: Callable[[bool], None],
     ) -> None:
+        """`request_pass(startup)` asks for a stack pass: after a reconnect, one that
+        starts what the engine's absence stopped."""
         self.sup = sup
         self.dispatch = dispatch
-        self.on_reconnect = on_reconnect
+        self.request_pass = request_pass
         self.last_event_nano = 0
 
     def filters(self) -> dict[str, list[str]]:
@@ -49,7 +51,7 @@ class EventFeed:
                         # Whatever the engine did while we were away: look, don't guess;
                         # and a start that waits to try again tries now.
                         self.sup.announce_engine_back()
-                        self.on_reconnect()
+                        self.request_pass(True)
                     async for event in stream:
                         since = self._take(event, since)
             except EngineError as err:
@@ -72,7 +74,7 @@ class EventFeed:
             self.dispatch(event)
         except Exception as err:
             self.sup.unexpected("handling an event", err, action=event.action)
-            self.sup.request_pass()
+            self.request_pass(False)
         return f"{nano // 10**9}.{nano % 10**9:09d}" if nano else since
 
     async def _await_engine(self) -> None:

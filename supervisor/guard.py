@@ -53,8 +53,9 @@ ContainerResolver = Callable[[str], Awaitable[rules.Resolution | None]]
 ExecResolver = Callable[[str], Awaitable[ExecInfo | None]]
 # Told Docker's status of the answer to the request it was returned for.
 AnswerHook = Callable[[int], None]
-# Told of every allowed request before it is forwarded; may ask to hear Docker's answer.
-AllowedHook = Callable[[rules.Allow], AnswerHook | None]
+# Told of every allowed request before it is forwarded (which waits for it); may ask to
+# hear Docker's answer.
+AllowedHook = Callable[[rules.Allow], Awaitable[AnswerHook | None]]
 
 CHUNK = 256 * 1024  # streamed responses: large reads, fewer wake-ups per MB
 PARSE_CHUNK = 16 * 1024  # while parsing a request: small reads bound the memory held
@@ -258,7 +259,7 @@ class Guard:
             await client.send(error_response(decision.status, decision.message))
             return
         assert request is not None
-        answered = self.on_allowed(decision) if self.on_allowed is not None else None
+        answered = await self.on_allowed(decision) if self.on_allowed is not None else None
         try:
             upstream = await anyio.connect_unix(self.upstream_path)
         except OSError as exc:

@@ -9,6 +9,7 @@ restarted, once that server is healthy (or held)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -31,17 +32,21 @@ class _Pass:
 
 
 class StackPasses:
-    def __init__(self, sup: Supervision, workers: dict[str, ServiceWorker]) -> None:
+    def __init__(self, sup: Supervision, workers: Mapping[str, ServiceWorker]) -> None:
+        """`workers` may be filled after this (the workers take `request` and
+        `follow_server` at their construction); it is complete before anything runs."""
         self.sup = sup
         self.workers = workers
         self._wanted = anyio.Event()
         self._startup_wanted = False
-        sup.request_pass = self.request
-        sup.follow_server = self.follow_server
 
     def request(self, startup: bool = False) -> None:
         self._startup_wanted |= startup
         self._wanted.set()
+
+    def wanted(self) -> bool:
+        """A pass was asked for and has not begun yet."""
+        return self._wanted.is_set()
 
     async def run(self) -> None:
         """Passes on request, and every reconcile_interval_s regardless."""

@@ -43,10 +43,6 @@ class Supervision:
     reconciles: int = 0  # completed stack passes: proof, for `status` and tests, that we looked
     # The prepare step and the stack's shape are changed by one pass or rotation at a time.
     prepare_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    # Set by the stack passes: ask for another pass (the world changed behind our back),
-    # and have the manager follow the server we restarted, now healthy.
-    request_pass: Callable[[], None] = lambda: None
-    follow_server: Callable[[], None] = lambda: None
 
     # Set (and replaced) whenever the event stream reconnects: the engine is back.
     engine_back: anyio.Event = field(default_factory=anyio.Event)

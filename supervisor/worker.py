@@ -1,20 +1,26 @@
-"""One service's worker: the only code that changes that service's containers while the
-daemon runs.
+"""One service's worker: the only code that changes that service's record
+(`store.Service`) and its containers while the daemon runs.
 
-Engine events, stack passes and control commands only put work in its inbox; the worker
-takes one item at a time, then reconciles level-triggered: the state machine's pending
-step (`restarts.Pending`) is carried out once due, and the worker sleeps until the next
-one is (`requeue_after`). Because one worker does everything for its service in order,
-nothing else needs to know whether a restart is in flight.
+Engine events, stack passes, control commands, the dashboard's guard and the worker's own
+helper tasks (the login follower, the FinishedAt stamp) only put work in its inbox; the
+worker takes one item at a time (its *turn*), then reconciles level-triggered: the state
+machine's pending step (`restarts.Pending`) is carried out once due, and the worker sleeps
+until the next one is (`requeue_after`). Because one worker does everything for its
+service in order, nothing else needs to know whether a restart is in flight.
+
+The inbox (`supervisor.inbox`) holds at most INBOX_BOUND items; wake-ups coalesce. An
+event or a submitted job that finds it full is not queued: the worker warns once and, on
+its next turn, asks for a stack pass, which reads the world fresh (an exit it missed is
+accounted from the container's inspect, as any exit no event told of). An awaited `call`
+waits for room.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -23,62 +29,68 @@ from anyio.abc import TaskGroup, TaskStatus
 from supervisor import hyos, restarts, stopmarks
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerInfo, ContainerState, EngineError, EngineEvent
+from supervisor.inbox import Call, Inbox, Job
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Pending, Step
 from supervisor.store import Service
 from supervisor.supervision import Supervision
 
-Job = Callable[[], Awaitable[Any]]
+Item = EngineEvent | Call | Job | None  # None: only look (a timer, a wake-up)
 
-
-@dataclass(eq=False)
-class _Call:
-    """A job whose caller waits for its outcome (a stack pass adopting its plan)."""
-
-    job: Job
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: Any = None
-    error: BaseException | None = None
-
-
-Item = EngineEvent | _Call | Job | None  # None: only look (a timer, a wake-up)
+# Items waiting in one worker's inbox, at most. A worker takes an event in well under a
+# millisecond and Docker sends a handful per run of a container, so only a worker stuck
+# in a step for a long time (a stop's grace period, an engine that is away) comes near.
+INBOX_BOUND = 1024
 
 
 class ServiceWorker:
-    def __init__(self, sup: Supervision, service: Service) -> None:
+    def __init__(
+        self,
+        sup: Supervision,
+        service: Service,
+        *,
+        request_pass: Callable[[], None],
+        follow_server: Callable[[], None],
+    ) -> None:
+        """`request_pass` asks for a stack pass (the world changed behind our back);
+        `follow_server` has the manager follow the server we restarted, now healthy."""
         self.sup = sup
         self.service = service
         self.role = service.role
         self.log: BoundLogger = sup.log.bind(service=service.role)
-        self._send, self._inbox = anyio.create_memory_object_stream[Item](math.inf)
+        self.request_pass = request_pass
+        self.follow_server = follow_server
+        self.inbox = Inbox[EngineEvent | Job](INBOX_BOUND, self._overflowing)
         # Bumped whenever a step of ours creates, removes or starts containers: a stack
         # pass planned before that is stale for this service.
         self.generation = 0
         self._helpers: TaskGroup | None = None
-        self.login = LoginWatch(sup, service)
+        self.login = LoginWatch(sup, service, self)
         self.accounting = ExitAccounting(sup, service)
 
     # --- the inbox ------------------------------------------------------------------------
 
     def observe(self, event: EngineEvent) -> None:
-        self._send.send_nowait(event)
+        self.inbox.put(event)
 
     def submit(self, job: Job) -> None:
         """Run `job` in this worker, in turn, without waiting for it."""
-        self._send.send_nowait(job)
+        self.inbox.put(job)
 
     def wake(self) -> None:
-        self._send.send_nowait(None)
+        """Look (reconcile) soon; coalesced with any look that follows anyway."""
+        self.inbox.wake()
 
     async def call(self, job: Job) -> Any:
         """Run `job` in this worker, in turn, and return (or raise) its outcome."""
-        call = _Call(job)
-        self._send.send_nowait(call)
-        await call.done.wait()
-        if call.error is not None:
-            raise call.error
-        return call.result
+        return await self.inbox.call(job)
+
+    def _overflowing(self) -> None:
+        self.log.warning(
+            "the worker's inbox is full; looking at the whole stack once it catches up",
+            extra={"bound": INBOX_BOUND},
+        )
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -88,14 +100,15 @@ class ServiceWorker:
             task_status.started()
             requeue_after: float | None = None
             while True:
-                item: Item = None
-                with anyio.move_on_after(math.inf if requeue_after is None else requeue_after):
-                    item = await self._inbox.receive()
-                await self._take(item)
+                item = await self.inbox.next(requeue_after)
+                if self.inbox.take_lost():
+                    self.request_pass()
+                with self.inbox.taking():
+                    await self._take(item)
                 requeue_after = await self._reconcile_contained()
 
     async def _take(self, item: Item) -> None:
-        if isinstance(item, _Call):
+        if isinstance(item, Call):
             try:
                 item.result = await item.job()
             except Exception as err:  # the caller decides what it means
@@ -109,18 +122,18 @@ class ServiceWorker:
             except EngineError as err:
                 # One failed call must not cost the worker: look again, later.
                 self.log.warning(f"{what} failed", extra={"error": str(err)})
-                self.sup.request_pass()
+                self.request_pass()
             except Exception as err:
                 fields = {"action": item.action} if isinstance(item, EngineEvent) else {}
                 self.sup.unexpected(what, err, service=self.role, **fields)
-                self.sup.request_pass()
+                self.request_pass()
 
     async def _reconcile_contained(self) -> float | None:
         try:
             return await self.reconcile()
         except Exception as err:  # an EngineError inside a step is handled by _acting
             self.sup.unexpected("a restart", err, service=self.role)
-            self.sup.request_pass()
+            self.request_pass()
             return None
 
     async def reconcile(self) -> float | None:
@@ -143,7 +156,7 @@ class ServiceWorker:
         if container_id is None and pending.step is not Step.RECREATE:
             # Removed meanwhile: a stack pass creates it again.
             self.sup.save()
-            self.sup.request_pass()
+            self.request_pass()
             return
         async with self._acting(pending.step.value):
             if pending.step is Step.RESTART:
@@ -206,12 +219,56 @@ class ServiceWorker:
             )
 
     def request(self, step: Step, reason: str) -> None:
-        """A step asked for from outside (operator, rotation, the manager following)."""
+        """A step asked for (operator, rotation, the manager following). Only in this
+        worker's turn: from anywhere else, `await worker.ask(step, reason)`."""
         self.service.restart = restarts.request(
             self.service.restart, step, self.sup.clock(), reason
         )
         self.sup.save()
         self.wake()
+
+    async def ask(self, step: Step, reason: str, then: Callable[[], None] | None = None) -> None:
+        """Ask for a step from outside this worker: recorded in its turn (`then` too, a
+        stack-wide fact that must hold once the step is pending)."""
+
+        async def asked() -> None:
+            if then is not None:
+                then()
+            self.request(step, reason)
+
+        await self.call(asked)
+
+    async def restart_for_operator(self) -> None:
+        """The operator's `restart`: the state cleared (a crash loop or a login held
+        ends), then the container restarted, or started if it is not running, or created
+        by a stack pass if it is gone. (Runs in this worker's turn: commands.Commands.)"""
+        service = self.service
+        service.restart = restarts.reset(service.restart)
+        if service.container_id is None:
+            self.request_pass()
+        else:
+            info = await self.sup.engine.inspect(service.container_id)
+            running = info is not None and info.state.running
+            self.request(Step.RESTART if running else Step.START, "operator")
+        self.sup.save()
+
+    async def mark_stop(self, container_id: str) -> float | None:
+        """The dashboard is about to stop (or restart) `container_id` through the guard:
+        mark that run's exit as asked for, now, and return the mark's moment; None (no
+        mark) if the container is not this service's current one. Awaited by the guard
+        (`worker.call`) before it forwards the request: the mark is in place before the
+        exit can happen, and never beside one of our steps. (dashboard.Dashboard)"""
+        service = self.service
+        if container_id != service.container_id:
+            return None
+        at = self.sup.clock()
+        service.stop_requested = stopmarks.mark(service.stop_requested, container_id, at)
+        return at
+
+    async def withdraw_stop(self, container_id: str, at: float) -> None:
+        """The stop marked at `at` was answered without stopping anything."""
+        service = self.service
+        service.stop_requested = stopmarks.withdraw(service.stop_requested, container_id, at)
 
     # --- events ---------------------------------------------------------------------------
 
@@ -239,7 +296,7 @@ class ServiceWorker:
             service.restart = restarts.on_healthy(service.restart, now)
             log.info("healthy")
             if self.role == "server" and self.sup.manager_after_server:
-                self.sup.follow_server()
+                self.follow_server()
         elif action == "health_status: unhealthy":
             service.health = "unhealthy"
             await self.accounting.on_unhealthy(log)
@@ -253,7 +310,7 @@ class ServiceWorker:
             service.health = None
             if not self.sup.stopping:
                 log.warning("container removed behind our back; recreating")
-                self.sup.request_pass()
+                self.request_pass()
         self.sup.save()
 
     async def _on_die(self, event: EngineEvent, log: BoundLogger) -> None:
@@ -273,21 +330,57 @@ class ServiceWorker:
         exited = ContainerInfo(id=event.container_id, name=event.name, state=state)
         await self.accounting.on_exit(exited, log)
         if self._helpers is not None:
-            self._helpers.start_soon(self._stamp_finished_at, event)
+            self._helpers.start_soon(self._read_finished_at, event)
 
-    async def _stamp_finished_at(self, event: EngineEvent) -> None:
-        """The engine's FinishedAt from now on: a stack pass compares against it."""
+    async def _read_finished_at(self, event: EngineEvent) -> None:
+        """(A helper task: the inspect waits for the engine's exit cleanup, which must
+        not hold up the worker.) The engine's FinishedAt, stamped in the worker's turn."""
         try:
             info = await self.sup.engine.inspect(event.container_id)
         except EngineError:
             return
-        if info is not None and self.service.last_finished_at == event.time:
-            self.service.last_finished_at = info.state.finished_at
+        if info is not None:
+            self.submit(partial(self._stamp_finished_at, event.time, info.state.finished_at))
+
+    async def _stamp_finished_at(
+        self, event_time: datetime | None, finished_at: datetime | None
+    ) -> None:
+        """The engine's FinishedAt from now on: a stack pass compares against it."""
+        if self.service.last_finished_at == event_time:
+            self.service.last_finished_at = finished_at
 
     def watch_login(self, container_id: str) -> None:
         """Follow the server's login while it runs (one follower per run)."""
-        if self.role == "server" and self._helpers is not None:
-            self.login.watch(self._helpers, container_id)
+        if self.role != "server" or self._helpers is None:
+            return
+        run = (container_id, self.service.restart.started_at)
+        if self.service.login_watch != run:
+            self.service.login_watch = run
+            self.login.follow(self._helpers, container_id, run)
+
+    async def login_read(self, container_id: str, login: hyos.Login | None) -> None:
+        """The follower read HyOS's auth.json of `container_id`: take it in (once per
+        change) and tell the operator what they must do."""
+        service = self.service
+        if login == service.login or service.container_id != container_id:
+            return
+        before, service.login = service.login, login
+        log = self.sup.log.bind(service=service.role, container_id=container_id[:12])
+        if login is not None and login.waiting:
+            # Once per code: the URL and code are what an operator needs, nothing else.
+            log.warning(
+                "the Hytale login waits for approval: open the URL and enter the code "
+                "(or run `hyos-supervisor auth`)",
+                extra={"url": login.url, "code": login.code},
+            )
+        elif login is not None and before is not None and before.waiting:
+            log.info("the Hytale login ended", extra={"login": login.status})
+        self.sup.save()
+
+    async def login_followed(self, run: tuple[str, float | None]) -> None:
+        """The follower of `run` ended: the next start of that container watches again."""
+        if self.service.login_watch == run:
+            self.service.login_watch = None
 
 
 def _name(job: Job) -> str:

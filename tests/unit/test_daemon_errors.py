@@ -26,8 +26,10 @@ def make_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         engine = FakeEngine()
         engine.queue_events(*(events or []))
         daemon = Daemon(settings, engine, Notifier(environ={}))
-        passes: list[bool] = []
-        daemon.sup.request_pass = lambda: passes.append(False)
+        passes: list[bool] = []  # each asked-for stack pass: whether a startup pass
+        for worker in daemon.workers.values():
+            worker.request_pass = lambda: passes.append(False)
+        daemon.events.request_pass = passes.append
         daemon.pass_requests = passes  # type: ignore[attr-defined]
         return daemon
 

@@ -42,7 +42,10 @@ def dashboard_with_manager(tmp_path: Path, state: ContainerState) -> tuple[Dashb
         bind(logging.getLogger("test"), stack="hyos"),
         FakeClock(),
     )
-    workers = {role: ServiceWorker(sup, service) for role, service in sup.services.items()}
+    workers = {
+        role: ServiceWorker(sup, service, request_pass=lambda: None, follow_server=lambda: None)
+        for role, service in sup.services.items()
+    }
     return Dashboard(sup, workers), engine
 
 

@@ -1,18 +1,23 @@
-"""The daemon's side of the dashboard's stops: the guard's hook marks the run it ends and
-hears Docker's answer; the worker consumes or clears the mark (supervisor.stopmarks)."""
+"""The daemon's side of the dashboard's stops: the guard's hook has the server's worker mark
+the run it ends (in its turn, before the guard forwards) and hears Docker's answer; the
+worker consumes or clears the mark (supervisor.stopmarks). The fake engine and the fake
+clock stand in for Docker and time; the worker runs its own loop."""
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
+import anyio
 import pytest
 
+from entrypoint.contract import LABEL_ROLE
 from supervisor.dashboard import Dashboard
-from supervisor.dockertypes import EngineEvent
-from supervisor.guard_rules import Allow
+from supervisor.dockertypes import ContainerState, EngineEvent, ownership_labels
+from supervisor.guard import Guard
+from supervisor.guard_rules import Allow, Resolution
+from supervisor.guard_rules import Policy as GuardPolicy
 from supervisor.logs import bind
 from supervisor.notify import Notifier
 from supervisor.restarts import Step
@@ -20,42 +25,35 @@ from supervisor.settings import load_settings
 from supervisor.store import StateStore
 from supervisor.supervision import Supervision
 from supervisor.worker import ServiceWorker
+from tests.fakeclock import FakeClock
+from tests.fakeengine import FakeEngine
+
+pytestmark = pytest.mark.anyio
 
 CID = "c" * 64
 
 
-class Clock:
-    now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Engine:
-    async def start(self, container_id: str) -> None:
-        pass
-
-    async def stop(self, container_id: str, timeout: int) -> None:
-        pass
-
-
 @pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Dashboard, ServiceWorker]:
-    for name in list(os.environ):
-        if name.startswith("HYOS_"):
-            monkeypatch.delenv(name, raising=False)
-    settings_ = load_settings(state_dir=str(tmp_path))
+async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Dashboard, ServiceWorker]]:
+    """A dashboard and the server's worker, running, its container `CID` running."""
+    engine = FakeEngine()
+    engine.add_container("t-server", container_id=CID, state=ContainerState("running", True))
     sup = Supervision(
-        settings_,
-        Engine(),  # type: ignore[arg-type]
+        load_settings(state_dir=str(tmp_path)),
+        engine,
         Notifier(environ={}),
         StateStore(tmp_path / "state.json"),
         bind(logging.getLogger("test"), stack="t"),
-        Clock(),
+        FakeClock(),
     )
-    worker = ServiceWorker(sup, sup.services["server"])
+    worker = ServiceWorker(
+        sup, sup.services["server"], request_pass=lambda: None, follow_server=lambda: None
+    )
     worker.service.container_id = CID
-    return Dashboard(sup, {"server": worker}), worker
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        yield Dashboard(sup, {"server": worker}), worker
+        tg.cancel_scope.cancel()
 
 
 def _event(action: str, at: float, exit_code: int | None = None) -> EngineEvent:
@@ -66,8 +64,22 @@ def _allowed(rule: str) -> Allow:
     return Allow(rule, f"/containers/{CID}/{rule.split('-')[1]}", container_id=CID)
 
 
+async def _settled(worker: ServiceWorker) -> None:
+    """Everything queued before now has been taken (the inbox is first in, first out)."""
+
+    async def nothing() -> None:
+        pass
+
+    with anyio.fail_after(5):
+        await worker.call(nothing)
+
+
+async def _handled(worker: ServiceWorker, event: EngineEvent) -> None:
+    worker.observe(event)
+    await _settled(worker)
+
+
 @pytest.mark.parametrize(("rule", "answer"), [("container-stop", 304), ("container-restart", 204)])
-@pytest.mark.anyio
 async def test_a_dashboard_stop_that_stopped_nothing_leaves_no_mark(
     daemon: tuple[Dashboard, ServiceWorker], rule: str, answer: int
 ) -> None:
@@ -75,27 +87,118 @@ async def test_a_dashboard_stop_that_stopped_nothing_leaves_no_mark(
     starts it), then a start, then `docker kill`: the kill is a crash, restarted. On
     c7d2e34 the mark swallowed it ("stopped by the supervisor (exit 137)", decision none)."""
     dashboard, worker = daemon
-    clock: Any = worker.sup.clock
-    await worker._on_event(_event("start", clock.now - 5))
-    answered = dashboard.on_allowed(_allowed("container-stop"))  # the server is running
-    clock.now += 1
-    await worker._on_event(_event("die", clock.now, 0))
-    if answered is not None:  # c7d2e34's hook heard no answer
-        answered(204)
+    clock: FakeClock = worker.sup.clock  # type: ignore[assignment]
+    await _handled(worker, _event("start", clock.now - 5))
+    answered = await dashboard.on_allowed(_allowed("container-stop"))  # the server is running
+    assert answered is not None
+    clock.advance(1)
+    await _handled(worker, _event("die", clock.now, 0))
+    answered(204)
     assert worker.service.restart.pending is None  # asked for: not restarted
-    clock.now += 1
-    answered = dashboard.on_allowed(_allowed(rule))  # the server is stopped now
-    if answered is not None:
-        answered(answer)
-    clock.now += 1
-    await worker._on_event(_event("start", clock.now))
-    clock.now += 1
-    await worker._on_event(_event("die", clock.now, 137))
+    clock.advance(1)
+    answered = await dashboard.on_allowed(_allowed(rule))  # the server is stopped now
+    assert answered is not None
+    answered(answer)
+    clock.advance(1)
+    await _handled(worker, _event("start", clock.now))
+    clock.advance(1)
+    await _handled(worker, _event("die", clock.now, 137))
     assert not worker.service.stop_requested
     pending = worker.service.restart.pending
     assert pending is not None and pending.step is Step.START, worker.service.restart
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+async def test_the_mark_is_made_in_the_workers_turn_before_the_hook_returns(
+    daemon: tuple[Dashboard, ServiceWorker],
+) -> None:
+    """The guard forwards only once its hook returns: by then the server's worker has put
+    the mark in the record. While the worker is busy (a step of ours), the hook waits for
+    its turn and nothing is written meanwhile."""
+    dashboard, worker = daemon
+    busy, release = anyio.Event(), anyio.Event()
+
+    async def a_step_of_ours() -> None:
+        busy.set()
+        await release.wait()
+
+    worker.submit(a_step_of_ours)
+    with anyio.fail_after(5):
+        await busy.wait()
+    returned: list[bool] = []
+
+    async def guard_hook() -> None:
+        returned.append(await dashboard.on_allowed(_allowed("container-stop")) is not None)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(guard_hook)
+        await anyio.wait_all_tasks_blocked()
+        assert returned == [] and not worker.service.stop_requested  # waits its turn
+        release.set()
+    assert returned == [True]
+    assert list(worker.service.stop_requested) == [CID]
+
+
+async def test_a_stop_of_another_container_is_not_marked(
+    daemon: tuple[Dashboard, ServiceWorker],
+) -> None:
+    dashboard, worker = daemon
+    worker.service.container_id = "d" * 64  # the server was recreated meanwhile
+    assert await dashboard.on_allowed(_allowed("container-stop")) is None
+    assert not worker.service.stop_requested
+
+
+async def test_a_refused_stop_is_withdrawn_in_the_workers_turn(
+    daemon: tuple[Dashboard, ServiceWorker],
+) -> None:
+    """Docker's error: the hook queues the withdrawal; the worker takes it after the mark,
+    and the run's next exit is a crash again."""
+    dashboard, worker = daemon
+    answered = await dashboard.on_allowed(_allowed("container-restart"))
+    assert answered is not None and CID in worker.service.stop_requested
+    answered(500)
+    await _settled(worker)
+    assert not worker.service.stop_requested
+
+
+async def test_through_the_guard_the_mark_is_in_place_when_docker_hears_the_stop(
+    daemon: tuple[Dashboard, ServiceWorker], tmp_path: Path
+) -> None:
+    """End to end through the guard's shell: a fake Docker records, at the moment the
+    forwarded stop reaches it, whether the server's record holds the mark."""
+    dashboard, worker = daemon
+    upstream_path, guard_path = tmp_path / "docker.sock", tmp_path / "guard.sock"
+    marked_when_forwarded: list[bool] = []
+
+    async def docker(conn: anyio.abc.SocketStream) -> None:
+        async with conn:
+            marked_when_forwarded.append(CID in worker.service.stop_requested)
+            await conn.receive()
+            await conn.send(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    async def resolve(ref: str) -> Resolution | None:
+        labels = {**ownership_labels("t"), LABEL_ROLE: "server"}
+        return Resolution(CID, labels) if ref in (CID, CID[:12]) else None
+
+    async def no_exec(ref: str) -> None:
+        return None
+
+    guard = Guard(GuardPolicy("t"), str(upstream_path), resolve, no_exec, dashboard.on_allowed)
+    upstream = await anyio.create_unix_listener(upstream_path)
+    listener = await anyio.create_unix_listener(guard_path)
+    async with upstream, listener, anyio.create_task_group() as tg:
+        tg.start_soon(upstream.serve, docker)
+        tg.start_soon(listener.serve, guard.handle)
+        with anyio.fail_after(10):
+            async with await anyio.connect_unix(guard_path) as client:
+                await client.send(
+                    f"POST /v1.41/containers/{CID}/stop?t=30 HTTP/1.1\r\nHost: docker\r\n"
+                    "Content-Length: 0\r\n\r\n".encode()
+                )
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    answer += await client.receive()
+        tg.cancel_scope.cancel()
+    assert answer.startswith(b"HTTP/1.1 204"), answer
+    assert marked_when_forwarded == [True]
+    await _settled(worker)
+    assert list(worker.service.stop_requested) == [CID]  # 204: the mark stays for the exit

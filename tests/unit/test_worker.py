@@ -49,7 +49,9 @@ def worker(tmp_path: Path, engine: FakeEngine, clock: FakeClock) -> ServiceWorke
         bind(logging.getLogger("test"), stack="t"),
         clock,
     )
-    worker = ServiceWorker(sup, sup.services["server"])
+    worker = ServiceWorker(
+        sup, sup.services["server"], request_pass=lambda: None, follow_server=lambda: None
+    )
     worker.service.container_id = "c1"
     return worker
 
@@ -98,7 +100,7 @@ async def test_a_removed_container_asks_for_a_stack_pass_instead(
     worker: ServiceWorker, engine: FakeEngine
 ) -> None:
     passes: list[bool] = []
-    worker.sup.request_pass = lambda: passes.append(True)
+    worker.request_pass = lambda: passes.append(True)
     worker.request(Step.START, "operator")
     worker.service.container_id = None
     assert await worker.reconcile() is None
