@@ -65,7 +65,7 @@ class Dashboard:
             settings.docker_host.removeprefix("unix://"),
             GuardPolicy(
                 settings.stack,
-                settings.server.stop_timeout,
+                settings.stop_timeout("server"),
                 exec_gid=settings.server.user.gid,
             ),
             settings.manager.user.gid,
