@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import anyio
 
 from supervisor import restarts
-from supervisor.dockertypes import EngineError
+from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.plan import ServicePlan
 from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step
@@ -152,7 +152,8 @@ class _Adoption:
             if info is None:
                 return False
             if not startup:
-                await worker.accounting.on_exit(info, worker.log.bind(container_id=keep.id[:12]))
+                exited = ContainerExit.of_info(info)
+                await worker.accounting.on_exit(exited, worker.log.bind(container_id=keep.id[:12]))
                 return service.restart.status is ServiceStatus.STOPPED
             service.last_finished_at = info.state.finished_at
             if service.restart.pending is not None or service.restart.status in HELD:

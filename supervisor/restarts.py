@@ -39,6 +39,7 @@ __all__ = [
     "STATE_VERSION",
     "Action",
     "Decision",
+    "ExitJudgement",
     "ExitKind",
     "Pending",
     "RestartPolicy",
@@ -50,6 +51,7 @@ __all__ = [
     "classify_exit",
     "describe_exit",
     "issue",
+    "judge_exit",
     "login_retry_message",
     "needs_auth_message",
     "on_exit",
@@ -152,16 +154,73 @@ def describe_exit(
     explained: ServerExit | None = None,
 ) -> str:
     """A one-line human reason for an exit, for the ``reason`` field of exit log lines."""
-    kind = classify_exit(role, exit_code, oom_killed, stop_requested, explained)
-    if kind is ExitKind.CLEAN and stop_requested:
+    return judge_exit(role, exit_code, oom_killed, stop_requested, explained).reason
+
+
+def _signal_name(exit_code: int) -> str | None:
+    """The signal a shell-style exit status > 128 names (137: SIGKILL), if one we name."""
+    return _SIGNAL_NAMES.get(exit_code - 128) if exit_code > 128 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitJudgement:
+    """One exit, judged once: what the exit accounting counts, the restart decision
+    takes, the `exited` log line says and `status` shows all read this value."""
+
+    kind: ExitKind
+    exit_code: int
+    oom_killed: bool
+    asked: bool  # a stop of ours or the dashboard's (a marked stop, or the daemon stopping)
+    explained: ServerExit | None  # what HyOS's /data/.state files added to the code
+    reason: str  # one line for people
+
+    @property
+    def signal(self) -> str | None:
+        """The signal the status names (143: SIGTERM); None for a plain exit status."""
+        return _signal_name(self.exit_code)
+
+    @property
+    def failure(self) -> bool:
+        """Counts toward the crash-loop budget: a crash, an OOM kill, an unasked kill."""
+        return self.kind in _FAILURES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "oom_killed": self.oom_killed,
+            "asked": self.asked,
+            "explained": None if self.explained is None else self.explained.value,
+            "reason": self.reason,
+        }
+
+
+def judge_exit(
+    role: str,
+    exit_code: int,
+    oom_killed: bool,
+    asked: bool,
+    explained: ServerExit | None = None,
+) -> ExitJudgement:
+    """Classify one exit (classify_exit) and explain it in one line, once."""
+    kind = classify_exit(role, exit_code, oom_killed, asked, explained)
+    return ExitJudgement(
+        kind, exit_code, oom_killed, asked, explained, _reason(kind, role, exit_code, asked)
+    )
+
+
+def _reason(kind: ExitKind, role: str, exit_code: int, asked: bool) -> str:
+    if kind is ExitKind.CLEAN and asked:
         return f"stopped by the supervisor (exit {exit_code})"
     if kind is ExitKind.OOM:
         return f"killed by the out-of-memory killer (exit {exit_code}); raise the memory limit"
     detail: str | None = None
+    signal = _signal_name(exit_code)
     if role == SERVER_ROLE and exit_code in HYTALE_EXIT_REASONS:
         detail = HYTALE_EXIT_REASONS[exit_code]
-    elif exit_code > 128 and exit_code - 128 in _SIGNAL_NAMES:
-        detail = f"killed by {_SIGNAL_NAMES[exit_code - 128]}"
+    elif signal is not None:
+        detail = f"killed by {signal}"
         if kind is ExitKind.SIGNALLED:
             detail += " that the supervisor did not send"
     elif exit_code == 0:

@@ -33,6 +33,7 @@ class Service:
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
     login_watch: tuple[str, float | None] | None = None  # (container, start) being followed
+    last_exit: restarts.ExitJudgement | None = None  # the last exit, as judged (accounting)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +160,7 @@ def live_view(
             "crash_loop": s.restart.status is ServiceStatus.CRASH_LOOP,
             "needs_auth": status is ServiceStatus.NEEDS_AUTH,
             "last_reason": s.restart.last_reason,
+            "last_exit": None if s.last_exit is None else s.last_exit.to_json(),
         }
     return {
         "stack": stack,

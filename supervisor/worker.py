@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from supervisor import hyos, restarts, stopmarks
 from supervisor.accounting import ExitAccounting
-from supervisor.dockertypes import ContainerInfo, ContainerState, EngineError, EngineEvent
+from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Pending, Step
@@ -259,18 +259,15 @@ class ServiceWorker:
     async def _on_die(self, event: EngineEvent, log: BoundLogger) -> None:
         """Decide from the event itself: an inspect right after `die` waits for the
         engine's exit cleanup (~100 ms here), which would delay every restart. The event
-        carries the exit code, and `oom` comes before `die`."""
+        carries the exit code, and `oom` comes before `die`; the event's time stands in for
+        FinishedAt until the engine's own stamp is read."""
         oom, self.service.oom_seen = self.service.oom_seen, False
-        if event.exit_code is None:
+        exited = ContainerExit.of_event(event, oom)
+        if exited is None:
             info = await self.sup.engine.inspect(event.container_id)
             if info is not None:
-                await self.accounting.on_exit(info, log)
+                await self.accounting.on_exit(ContainerExit.of_info(info), log)
             return
-        # The event's time stands in for FinishedAt until the engine's own stamp is read.
-        state = ContainerState(
-            status="exited", exit_code=event.exit_code, oom_killed=oom, finished_at=event.time
-        )
-        exited = ContainerInfo(id=event.container_id, name=event.name, state=state)
         await self.accounting.on_exit(exited, log)
         if self._helpers is not None:
             self._helpers.start_soon(self._stamp_finished_at, event)
