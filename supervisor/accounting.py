@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from supervisor import hyos, restarts, stopmarks
+from supervisor import hyos, restarts, stopmarks, totals
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
@@ -31,14 +31,16 @@ class ExitAccounting:
         service.health = None
         judged = await self.judge(exited)
         service.last_exit = judged
+        before = service.restart
         service.restart, decision = restarts.on_exit(
-            service.restart,
+            before,
             judged.kind,
             self.sup.clock(),
             self.sup.policy,
             reason=judged.reason,
             container=exited.name,
         )
+        service.totals = totals.after_exit(service.totals, judged, before, service.restart)
         # Persist the decision before logging or acting on it: a kill -9 can come at any
         # moment (fsync under load takes tens of ms), and the next daemon must resume it.
         self.sup.save()
@@ -113,13 +115,17 @@ class ExitAccounting:
         if info is None:
             return
         started = info.state.started_at
+        before = self.service.restart
         self.service.restart, decision = restarts.on_unhealthy(
-            self.service.restart,
+            before,
             self.sup.clock(),
             started.timestamp() if started is not None else 0.0,
             info.health_start_period_s,
             self.sup.stopping,
             self.sup.policy,
+        )
+        self.service.totals = totals.after_unhealthy(
+            self.service.totals, decision, before, self.service.restart
         )
         self.sup.save()  # the decision first (see on_exit)
         log.warning(

@@ -71,7 +71,7 @@ class Commands:
         if server is not None and server.service.container_id is not None:
             # The manager follows once the server is healthy again.
             self.sup.manager_after_server = True
-            server.request(Step.RESTART, "secrets rotated")
+            server.request(Step.RESTART, "secrets rotated", cause="rotation")
         return {
             "ok": True,
             "message": f"rotated {', '.join(names)}; restarting server, then manager",
@@ -89,6 +89,6 @@ class Commands:
         else:
             info = await self.sup.engine.inspect(service.container_id)
             running = info is not None and info.state.running
-            worker.request(Step.RESTART if running else Step.START, "operator")
+            worker.request(Step.RESTART if running else Step.START, "operator", cause="operator")
         self.sup.save()
         return {"ok": True, "message": f"{role}: state cleared, restarting"}

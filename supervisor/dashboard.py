@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from supervisor import hyos, stopmarks
+from supervisor import hyos, stopmarks, totals
 from supervisor.dockertypes import EngineError
 from supervisor.guard import AnswerHook, serve_guard
 from supervisor.guard_rules import Allow
@@ -113,7 +113,9 @@ class Dashboard:
                 extra={"service": "manager", "container_id": info.id[:12]},
             )
             self.workers["manager"].request(
-                Step.RESTART, "the guard's socket was bound anew; the manager holds the old one"
+                Step.RESTART,
+                "the guard's socket was bound anew; the manager holds the old one",
+                cause="guard_socket",
             )
             return
 
@@ -139,6 +141,9 @@ class Dashboard:
         def answered(status: int) -> None:
             if 200 <= status < 300:
                 log.info(f"the dashboard asked for a server {what}")
+                worker = self.workers.get("server")
+                if worker is not None:
+                    worker.submit(self.count_dashboard_stop)
                 return
             server.stop_requested = stopmarks.withdraw(server.stop_requested, container_id, at)
             log.info(
@@ -147,6 +152,13 @@ class Dashboard:
             )
 
         return answered
+
+    async def count_dashboard_stop(self) -> None:
+        """A stop the dashboard asked for was carried out: its total grows (in the server's
+        worker, the one writer of its record)."""
+        server = self.workers["server"].service
+        server.totals = totals.after_dashboard_stop(server.totals)
+        self.sup.save()
 
     def _check_manager_config_soon(self) -> None:
         now = self.sup.clock()
@@ -183,4 +195,6 @@ class Dashboard:
                 extra={"service": "manager", "error": str(err)},
             )
             return
-        manager.request(Step.RESTART, "the dashboard's settings overrode the wiring")
+        manager.request(
+            Step.RESTART, "the dashboard's settings overrode the wiring", cause="dashboard_settings"
+        )

@@ -109,7 +109,7 @@ class StackPasses:
             return
         info = await sup.engine.inspect(manager.service.container_id)
         if info is None or not info.state.running:
-            manager.request(Step.START, "server restarted")
+            manager.request(Step.START, "server restarted", cause="server_restarted")
             return
         server = sup.services.get("server")
         server_info = (
@@ -123,7 +123,7 @@ class StackPasses:
         # talks to that server (a stale observation may have flagged it twice).
         if server_started and manager_started and manager_started >= server_started:
             return
-        manager.request(Step.RESTART, "server restarted")
+        manager.request(Step.RESTART, "server restarted", cause="server_restarted")
 
 
 @dataclass

@@ -345,6 +345,9 @@ class Pending:
     due_at: float  # wall clock
     reason: str = ""
     backoff_s: float = 0.0  # how long it was put off when decided (for the logs)
+    # Why, in a word from a closed set (the totals count restarts by it): an exit's kind,
+    # "unhealthy", or what asked for it ("operator", "rotation", ...); "" in old state files.
+    cause: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -352,6 +355,7 @@ class Pending:
             "due_at": self.due_at,
             "reason": self.reason,
             "backoff_s": self.backoff_s,
+            "cause": self.cause,
         }
 
     @classmethod
@@ -369,7 +373,10 @@ class Pending:
             raise ValueError("pending reason must be a string")
         due_at = _required_number(data.get("due_at"), "pending.due_at")
         backoff = _number(data.get("backoff_s", 0.0), "pending.backoff_s") or 0.0
-        return cls(step, due_at, reason, backoff)
+        cause = data.get("cause", "")
+        if not isinstance(cause, str):
+            raise ValueError("pending cause must be a string")
+        return cls(step, due_at, reason, backoff, cause)
 
 
 # The step each deciding action leaves pending (RESTART after an unhealthy check stops
@@ -527,18 +534,23 @@ def on_exit(
     """React to a container exit (``die`` event). ``reason`` is describe_exit()'s text.
     What the decision leaves to do later is the new state's ``pending`` step."""
     new, decision = _decide_exit(state, kind, now, policy, reason=reason, container=container)
-    return _with_pending(new, decision, now), decision
+    return _with_pending(new, decision, now, kind.value), decision
 
 
 def _with_pending(
-    state: ServiceRestartState, decision: Decision, now: float, step: Step | None = None
+    state: ServiceRestartState,
+    decision: Decision,
+    now: float,
+    cause: str,
+    step: Step | None = None,
 ) -> ServiceRestartState:
     """Hold the decision's step as pending; a hold (crash loop, needs_auth) drops any;
     no decision keeps what was pending (the exit of our own stop mid-restart)."""
     step = step or _STEP_OF.get(decision.action)
     if step is not None:
         backoff = decision.backoff_s
-        return replace(state, pending=Pending(step, now + backoff, decision.reason, backoff))
+        pending = Pending(step, now + backoff, decision.reason, backoff, cause)
+        return replace(state, pending=pending)
     if decision.action is Action.NONE:
         return state
     return replace(state, pending=None)
@@ -633,7 +645,7 @@ def on_unhealthy(
         return state, _NOTHING  # still starting: the engine's own retries are not ours to cut
     new, decision = _record_failure(state, now, policy, "unhealthy", delay=False)
     return _with_pending(
-        replace(new, unhealthy_handled=True), decision, now, Step.RESTART
+        replace(new, unhealthy_handled=True), decision, now, "unhealthy", Step.RESTART
     ), decision
 
 
@@ -655,10 +667,13 @@ def reset(state: ServiceRestartState) -> ServiceRestartState:
     )
 
 
-def request(state: ServiceRestartState, step: Step, now: float, reason: str) -> ServiceRestartState:
+def request(
+    state: ServiceRestartState, step: Step, now: float, reason: str, cause: str = "requested"
+) -> ServiceRestartState:
     """A step asked for from outside the exit/health flow (the operator's restart, a
-    secret rotation, the manager following a restarted server): due now."""
-    return replace(state, pending=Pending(step, now, reason))
+    secret rotation, the manager following a restarted server): due now. `cause` is the
+    word the totals count it by (Pending.cause)."""
+    return replace(state, pending=Pending(step, now, reason, cause=cause))
 
 
 def issue(state: ServiceRestartState) -> ServiceRestartState:

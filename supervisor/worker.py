@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import hyos, restarts, stopmarks
+from supervisor import hyos, restarts, stopmarks, totals
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.loginwatch import LoginWatch
@@ -146,6 +146,7 @@ class ServiceWorker:
             self.sup.request_pass()
             return
         async with self._acting(pending.step.value):
+            service.totals = totals.after_issue(service.totals, pending)
             if pending.step is Step.RESTART:
                 assert container_id is not None
                 service.stop_requested = stopmarks.mark(
@@ -205,10 +206,11 @@ class ServiceWorker:
                 extra={"error": str(err)},
             )
 
-    def request(self, step: Step, reason: str) -> None:
-        """A step asked for from outside (operator, rotation, the manager following)."""
+    def request(self, step: Step, reason: str, cause: str = "requested") -> None:
+        """A step asked for from outside (operator, rotation, the manager following);
+        `cause` is the word the totals count it by."""
         self.service.restart = restarts.request(
-            self.service.restart, step, self.sup.clock(), reason
+            self.service.restart, step, self.sup.clock(), reason, cause
         )
         self.sup.save()
         self.wake()
