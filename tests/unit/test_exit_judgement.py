@@ -6,6 +6,8 @@ engine and the fake clock; no Docker."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -163,3 +165,20 @@ async def test_the_update_button_is_judged_from_hyos_state_once(
     )
     pending = worker.service.restart.pending
     assert pending is not None and pending.step is Step.INSTALL_UPDATE
+
+
+def test_the_code_judges_exits_and_reads_grace_periods_in_one_place() -> None:
+    """scripts/code_shape.py's figures for issue 23's item 4, held: one judge_exit call
+    outside restarts.py, no engine value built from an event, one grace-period reader."""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(root / "scripts" / "code_shape.py"), str(root / "supervisor")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    judged = lines.index("exit judgements or engine values built outside their modules: 1")
+    assert lines[judged + 1].strip().startswith("accounting.py:")
+    grace = lines.index("grace period reads: 2")
+    assert all(line.strip().startswith("settings.py:") for line in lines[grace + 1 : grace + 3])
