@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor import restarts, totals
+from supervisor import cli, restarts, totals
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
 from supervisor.guard_rules import Allow
@@ -305,3 +305,24 @@ def test_an_operator_restart_without_a_daemon_keeps_the_totals_and_counts(tmp_pa
     StateStore(path).load(services, LOG)
     assert services["server"].totals == Totals({"crash": 2, "operator": 1}, crashes=2)
     assert services["server"].restart == restarts.ServiceRestartState()  # a clean slate
+
+
+@pytest.mark.anyio
+async def test_status_json_shows_the_totals_beside_the_backoff_count(
+    tmp_path: Path, engine: FakeEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    sup = supervision(tmp_path, engine, clock)
+    server = sup.services["server"]
+    server.totals = Totals({"crash": 4, "unhealthy": 1}, crashes=4, unhealthy_restarts=1)
+    server.restart = restarts.ServiceRestartState(status=ServiceStatus.RUNNING, restart_count=0)
+    view = live_view("t", sup.services, clock.now, stopping=False, heartbeat_age_s=0, reconciles=3)
+    monkeypatch.setattr(cli, "_daemon_view", lambda settings: view)
+    args = cli._parser().parse_args(["status", "--json"])
+    assert await cli._status(args, sup.settings, engine) == cli.EX_OK
+    shown = json.loads(capsys.readouterr().out)
+    [row] = [r for r in shown["services"] if r["service"] == "server"]
+    assert row["restart_count"] == 0  # the backoff count: it started over
+    assert row["supervisor"]["totals"]["restarts"] == {"crash": 4, "unhealthy": 1}
+    assert row["supervisor"]["totals"]["restarts_total"] == 5
+    assert row["supervisor"]["totals"]["crashes"] == 4
