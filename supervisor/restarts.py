@@ -195,6 +195,29 @@ class ExitJudgement:
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_json(cls, data: Any) -> ExitJudgement | None:
+        """Inverse of to_json (None: no exit judged yet). Raises ValueError on anything
+        malformed."""
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise ValueError("last_exit must be an object or null")
+        try:
+            kind = ExitKind(data["kind"])
+            explained = None if data.get("explained") is None else ServerExit(data["explained"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad last_exit: {exc}") from exc
+        code, oom, asked = data.get("exit_code"), data.get("oom_killed"), data.get("asked")
+        reason = data.get("reason", "")
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ValueError("last_exit.exit_code must be an int")
+        if not isinstance(oom, bool) or not isinstance(asked, bool):
+            raise ValueError("last_exit.oom_killed and last_exit.asked must be bools")
+        if not isinstance(reason, str):
+            raise ValueError("last_exit.reason must be a string")
+        return cls(kind, code, oom, asked, explained, reason)
+
 
 def judge_exit(
     role: str,

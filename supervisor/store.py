@@ -43,6 +43,7 @@ class Service:
             "container_id": self.container_id,
             "last_finished_at": _rfc3339(self.last_finished_at),
             "totals": self.totals.to_json(),
+            "last_exit": None if self.last_exit is None else self.last_exit.to_json(),
         }
 
 
@@ -98,6 +99,12 @@ class StateStore:
                 continue
             service.container_id = saved.get("container_id")
             service.last_finished_at = parse_time(saved.get("last_finished_at"))
+            try:
+                service.last_exit = restarts.ExitJudgement.from_json(saved.get("last_exit"))
+            except ValueError as err:
+                log.warning(
+                    "ignoring unreadable saved state", extra={"service": role, "error": str(err)}
+                )
             service.restart = _resume_legacy_due(service.restart, saved.get("restart_due"))
         return bool(data.get("manager_after_server"))
 

@@ -5,6 +5,7 @@ engine and the fake clock; no Docker."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from supervisor.logs import bind
 from supervisor.notify import Notifier
 from supervisor.restarts import ExitKind, Step
 from supervisor.settings import load_settings
-from supervisor.store import StateStore, live_view
+from supervisor.store import Service, StateStore, live_view
 from supervisor.supervision import Supervision
 from supervisor.worker import ServiceWorker
 from tests.fakeclock import FakeClock
@@ -182,3 +183,36 @@ def test_the_code_judges_exits_and_reads_grace_periods_in_one_place() -> None:
     assert lines[judged + 1].strip().startswith("accounting.py:")
     grace = lines.index("grace period reads: 2")
     assert all(line.strip().startswith("settings.py:") for line in lines[grace + 1 : grace + 3])
+
+
+def test_a_judgement_round_trips_and_refuses_what_is_malformed() -> None:
+    for judged in (
+        restarts.judge_exit("server", 137, True, False),
+        restarts.judge_exit("server", 1, False, False, ServerExit.LOGIN_ENDED),
+    ):
+        assert restarts.ExitJudgement.from_json(json.loads(json.dumps(judged.to_json()))) == judged
+    assert restarts.ExitJudgement.from_json(None) is None
+    good = restarts.judge_exit("manager", 1, False, False).to_json()
+    bad: object
+    for bad in ([], {**good, "kind": "?"}, {**good, "exit_code": "1"}, {**good, "asked": None},
+                {**good, "explained": "?"}, {**good, "reason": 3}):  # fmt: skip
+        with pytest.raises(ValueError):
+            restarts.ExitJudgement.from_json(bad)
+
+
+async def test_the_last_exit_outlives_the_daemon_and_old_files_have_none(
+    worker: ServiceWorker, clock: FakeClock, tmp_path: Path
+) -> None:
+    await run_then_die(worker, clock, 3)
+    judged = worker.service.last_exit
+    assert judged is not None and judged.kind is ExitKind.CRASH
+    loaded = {"server": Service("server"), "manager": Service("manager")}
+    StateStore(tmp_path / "state.json").load(loaded, worker.log)
+    assert loaded["server"].last_exit == judged
+    data = json.loads((tmp_path / "state.json").read_text())
+    del data["services"]["server"]["last_exit"]  # as the previous release wrote it
+    (tmp_path / "state.json").write_text(json.dumps(data))
+    older = {"server": Service("server")}
+    StateStore(tmp_path / "state.json").load(older, worker.log)
+    assert older["server"].last_exit is None
+    assert older["server"].restart == worker.service.restart
