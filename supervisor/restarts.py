@@ -13,8 +13,8 @@ Flow the daemon follows for one service::
     on_started  -> RUNNING
     on_healthy  -> records healthy_since (uptime that later resets the backoff)
     judge_exit  -> ExitJudgement: the one reading of an exit (kind, code, signal, reason)
-    on_exit     -> Decision (from the judgement's kind): RESTART after backoff_s | RECREATE | STOP_CRASH_LOOP
-                   | NEEDS_AUTH | NONE
+    on_exit     -> Decision, from the judgement's kind: RESTART after backoff_s
+                   | RECREATE | STOP_CRASH_LOOP | NEEDS_AUTH | NONE
     on_unhealthy-> Decision: RESTART (immediately) | STOP_CRASH_LOOP | NONE
     reset       -> operator's ``hyos-supervisor restart <service>``
     request     -> a step asked for from outside (operator, rotation, the dashboard)
