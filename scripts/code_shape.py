@@ -320,6 +320,55 @@ def _writer_key(site: str) -> tuple[str, str]:
     return where.split(":")[0], function
 
 
+# Who judges an exit: the judgement (restarts) and the engine's values (dockertypes) may.
+# (hyos.explain_exit only reads HyOS's state files: one of the judgement's inputs.)
+EXIT_JUDGES = {"classify_exit", "describe_exit", "judge_exit"}
+ENGINE_VALUES = {"ContainerInfo", "ContainerState"}
+
+
+def exit_judgements(directory: Path) -> list[str]:
+    """Calls that judge an exit, or build the engine's container values, outside the
+    modules that own them (restarts.judge_exit; dockertypes and engine)."""
+    sites = []
+    for path in sorted(directory.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            judging = name in EXIT_JUDGES and path.name != "restarts.py"
+            building = name in ENGINE_VALUES and path.name not in ("dockertypes.py", "engine.py")
+            if judging or building:
+                sites.append(f"{path.name}:{node.lineno} {name}")
+    return sites
+
+
+def grace_period_reads(directory: Path) -> list[str]:
+    """Where a grace period is read: a service's `stop_timeout` field (the desired spec's
+    copy, made from it, aside), a `stop_timeout` helper, or a literal default for one."""
+    sites = []
+    for path in sorted(directory.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("stop_timeout"):
+                sites.append(f"{path.name}:{node.lineno} def {node.name}")
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr == "stop_timeout"
+                and id(node) not in called
+                and not (isinstance(node.value, ast.Name) and node.value.id == "spec")
+            ):
+                sites.append(f"{path.name}:{node.lineno} .stop_timeout")
+            elif isinstance(node, ast.Call) and any(
+                isinstance(a, ast.Constant) and a.value == "--min-stop-timeout" for a in node.args
+            ):
+                default = next((k.value for k in node.keywords if k.arg == "default"), None)
+                if isinstance(default, ast.Constant):
+                    sites.append(f"{path.name}:{node.lineno} --min-stop-timeout={default.value}")
+    return sites
+
+
 def seams(root: Path) -> None:
     """The figures of issue #23."""
     parent = root.parent
@@ -340,6 +389,14 @@ def seams(root: Path) -> None:
     print(f"  from another task (outside the worker's turn): {len(others)}")
     for site in others:
         print(f"    {site}")
+    judges = exit_judgements(root)
+    print(f"exit judgements or engine values built outside their modules: {len(judges)}")
+    for site in judges:
+        print(f"  {site}")
+    grace = grace_period_reads(root)
+    print(f"grace period reads: {len(grace)}")
+    for site in grace:
+        print(f"  {site}")
     labels = label_copies(root)
     print(f"ownership label references outside dockertypes.py: {len(labels)}")
     for site in labels:

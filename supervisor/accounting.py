@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from supervisor import hyos, restarts, stopmarks
-from supervisor.dockertypes import ContainerInfo, EngineError
+from supervisor import hyos, restarts, stopmarks, totals
+from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
 from supervisor.store import Service
@@ -22,44 +22,54 @@ class ExitAccounting:
         self.role = service.role
         self.log: BoundLogger = sup.log.bind(service=service.role)
 
-    async def on_exit(self, info: ContainerInfo, log: BoundLogger) -> None:
+    async def on_exit(self, exited: ContainerExit, log: BoundLogger) -> None:
         """Account one exit (once) and decide; the decision's step is left pending."""
         service = self.service
-        if info.state.finished_at == service.last_finished_at:
+        if exited.finished_at == service.last_finished_at:
             return  # this exit is already accounted for
-        service.last_finished_at = info.state.finished_at
+        service.last_finished_at = exited.finished_at
         service.health = None
-        exit_code, oom = info.state.exit_code, info.state.oom_killed
-        service.stop_requested, requested = stopmarks.on_exit(
-            service.stop_requested, info.id, stopmarks.moment(info.state.finished_at)
-        )
-        asked = requested or self.sup.stopping
-        explained = None if asked or oom else await self._explain_exit(info.id, exit_code)
-        kind = restarts.classify_exit(self.role, exit_code, oom, asked, explained)
-        reason = restarts.describe_exit(self.role, exit_code, oom, asked, explained)
+        judged = await self.judge(exited)
+        service.last_exit = judged
+        before = service.restart
         service.restart, decision = restarts.on_exit(
-            service.restart,
-            kind,
+            before,
+            judged.kind,
             self.sup.clock(),
             self.sup.policy,
-            reason=reason,
-            container=info.name,
+            reason=judged.reason,
+            container=exited.name,
         )
+        service.totals = totals.after_exit(service.totals, judged, before, service.restart)
         # Persist the decision before logging or acting on it: a kill -9 can come at any
         # moment (fsync under load takes tens of ms), and the next daemon must resume it.
         self.sup.save()
         fields = {
-            "exit_code": exit_code,
-            "oom_killed": oom,
+            "exit_code": judged.exit_code,
+            "oom_killed": judged.oom_killed,
             "restart_count": service.restart.restart_count,
             "backoff_s": decision.backoff_s,
-            "reason": reason,
+            "reason": judged.reason,
             "decision": decision.action.value,
+            "exit_kind": judged.kind.value,
+            "signal": judged.signal,
         }
-        level = logging.INFO if kind is ExitKind.CLEAN else logging.WARNING
+        level = logging.INFO if judged.kind is ExitKind.CLEAN else logging.WARNING
         log.log(level, "exited", extra=fields)
         if not self.sup.stopping:
             await self._announce(decision, log)
+
+    async def judge(self, exited: ContainerExit) -> restarts.ExitJudgement:
+        """The one judgement of this exit: its code, signal and OOM kill, whether it was
+        asked for (consuming the stop's mark), and what HyOS's state files say of it."""
+        service = self.service
+        service.stop_requested, requested = stopmarks.on_exit(
+            service.stop_requested, exited.container_id, stopmarks.moment(exited.finished_at)
+        )
+        asked = requested or self.sup.stopping
+        code, oom = exited.exit_code, exited.oom_killed
+        explained = None if asked or oom else await self._explain_exit(exited.container_id, code)
+        return restarts.judge_exit(self.role, code, oom, asked, explained)
 
     async def _explain_exit(self, container_id: str, exit_code: int) -> hyos.ServerExit | None:
         """What HyOS's state files say about a server exit whose code alone is ambiguous
@@ -105,13 +115,17 @@ class ExitAccounting:
         if info is None:
             return
         started = info.state.started_at
+        before = self.service.restart
         self.service.restart, decision = restarts.on_unhealthy(
-            self.service.restart,
+            before,
             self.sup.clock(),
             started.timestamp() if started is not None else 0.0,
             info.health_start_period_s,
             self.sup.stopping,
             self.sup.policy,
+        )
+        self.service.totals = totals.after_unhealthy(
+            self.service.totals, decision, before, self.service.restart
         )
         self.sup.save()  # the decision first (see on_exit)
         log.warning(

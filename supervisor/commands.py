@@ -69,7 +69,9 @@ class Commands:
         server = self.workers.get("server")
         if server is not None and server.service.container_id is not None:
             # The manager follows once the server is healthy again.
-            await server.ask(Step.RESTART, "secrets rotated", then=self._manager_follows)
+            await server.ask(
+                Step.RESTART, "secrets rotated", then=self._manager_follows, cause="rotation"
+            )
         return {
             "ok": True,
             "message": f"rotated {', '.join(names)}; restarting server, then manager",

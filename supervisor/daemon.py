@@ -153,7 +153,7 @@ class Daemon:
                 service.stop_requested, container.id, sup.clock()
             )
             log = self.log.bind(service=service.role, container_id=container.id[:12])
-            log.info("stopping", extra={"stop_timeout": sup.ops.stop_timeout(service.role)})
+            log.info("stopping", extra={"stop_timeout": sup.settings.stop_timeout(service.role)})
             async with anyio.create_task_group() as race:
                 race.start_soon(self._kill_when_forced, container.id, log)
                 await sup.ops.stop(service.role, container.id)

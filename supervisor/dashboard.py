@@ -65,7 +65,7 @@ class Dashboard:
             settings.docker_host.removeprefix("unix://"),
             GuardPolicy(
                 settings.stack,
-                settings.server.stop_timeout,
+                settings.stop_timeout("server"),
                 exec_gid=settings.server.user.gid,
             ),
             settings.manager.user.gid,
@@ -113,7 +113,9 @@ class Dashboard:
                 extra={"service": "manager", "container_id": info.id[:12]},
             )
             self.workers["manager"].request(
-                Step.RESTART, "the guard's socket was bound anew; the manager holds the old one"
+                Step.RESTART,
+                "the guard's socket was bound anew; the manager holds the old one",
+                cause="guard_socket",
             )
             return
 
@@ -144,6 +146,7 @@ class Dashboard:
         def answered(status: int) -> None:
             if 200 <= status < 300:
                 log.info(f"the dashboard asked for a server {what}")
+                server.submit(server.count_dashboard_stop)
                 return
             server.submit(partial(server.withdraw_stop, container_id, at))
             log.info(
@@ -188,4 +191,6 @@ class Dashboard:
                 extra={"service": "manager", "error": str(err)},
             )
             return
-        manager.request(Step.RESTART, "the dashboard's settings overrode the wiring")
+        manager.request(
+            Step.RESTART, "the dashboard's settings overrode the wiring", cause="dashboard_settings"
+        )

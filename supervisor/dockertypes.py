@@ -124,6 +124,32 @@ class EngineEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerExit:
+    """One container's exit, as the engine told it: its `die` event (quick: an inspect
+    right after `die` waits for the engine's exit cleanup) or an inspect of the stopped
+    container (an exit nobody saw the event of)."""
+
+    container_id: str
+    name: str
+    exit_code: int
+    oom_killed: bool
+    finished_at: datetime | None  # the event's time stands in until FinishedAt is read
+
+    @classmethod
+    def of_event(cls, event: EngineEvent, oom_killed: bool) -> ContainerExit | None:
+        """A `die` event's exit (`oom` comes before `die`, so the caller knows of one);
+        None when the engine gave no exit code."""
+        if event.exit_code is None:
+            return None
+        return cls(event.container_id, event.name, event.exit_code, oom_killed, event.time)
+
+    @classmethod
+    def of_info(cls, info: ContainerInfo) -> ContainerExit:
+        state = info.state
+        return cls(info.id, info.name, state.exit_code, state.oom_killed, state.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
 class VolumeInfo:
     name: str
     mountpoint: str

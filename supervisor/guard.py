@@ -46,6 +46,7 @@ from supervisor.dockertypes import EngineError, ExecInfo
 from supervisor.engine import Engine
 from supervisor.logs import quiet_cancelled_wakeups
 from supervisor.ports import EnginePort
+from supervisor.settings import SERVER_STOP_TIMEOUT_S
 
 log = logging.getLogger("supervisor.guard")
 
@@ -676,7 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream", default="/var/run/docker.sock", help="the real Docker socket")
     p.add_argument("--stack", required=True, help="stack name (io.hyos.stack label)")
     p.add_argument("--gid", type=int, default=os.getgid(), help="group owning the socket")
-    p.add_argument("--min-stop-timeout", type=int, default=60, help="server grace period (s)")
+    p.add_argument(
+        "--min-stop-timeout",
+        type=int,
+        default=SERVER_STOP_TIMEOUT_S,
+        help="server grace period (s)",
+    )
     p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
     p.add_argument("--exec-gid", type=int, default=568, help="group of an exec given a bare uid")
     p.add_argument("--log-level", default="INFO")

@@ -62,9 +62,6 @@ class Operations:
         # when the engine is back (its event stream reconnected), not up to 30 s later.
         self.nap = nap
 
-    def stop_timeout(self, role: str) -> int:
-        return self.settings.services()[role].stop_timeout
-
     async def start(self, role: str, container_id: str) -> str:
         """Start; returns the id that was started (a replacement when the engine can no
         longer start the old one). Gives up only when the container is gone."""
@@ -101,7 +98,7 @@ class Operations:
 
     async def stop(self, role: str, container_id: str) -> None:
         """A graceful stop with the service's grace period (the server saves the world)."""
-        await self.engine.stop(container_id, self.stop_timeout(role))
+        await self.engine.stop(container_id, self.settings.stop_timeout(role))
 
     async def restart(self, role: str, container_id: str, *, running: bool = True) -> str:
         """Stop (when running), then start; returns the id that was started."""

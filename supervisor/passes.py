@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio
 
 from supervisor import restarts
-from supervisor.dockertypes import EngineError
+from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.plan import ServicePlan
 from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step
@@ -114,7 +114,7 @@ class StackPasses:
             return
         info = await sup.engine.inspect(manager.service.container_id)
         if info is None or not info.state.running:
-            manager.request(Step.START, "server restarted")
+            manager.request(Step.START, "server restarted", cause="server_restarted")
             return
         server = sup.services.get("server")
         server_info = (
@@ -128,7 +128,7 @@ class StackPasses:
         # talks to that server (a stale observation may have flagged it twice).
         if server_started and manager_started and manager_started >= server_started:
             return
-        manager.request(Step.RESTART, "server restarted")
+        manager.request(Step.RESTART, "server restarted", cause="server_restarted")
 
 
 @dataclass
@@ -157,7 +157,8 @@ class _Adoption:
             if info is None:
                 return False
             if not startup:
-                await worker.accounting.on_exit(info, worker.log.bind(container_id=keep.id[:12]))
+                exited = ContainerExit.of_info(info)
+                await worker.accounting.on_exit(exited, worker.log.bind(container_id=keep.id[:12]))
                 return service.restart.status is ServiceStatus.STOPPED
             service.last_finished_at = info.state.finished_at
             if service.restart.pending is not None or service.restart.status in HELD:

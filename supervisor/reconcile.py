@@ -228,14 +228,9 @@ async def bring_up(engine: EnginePort, settings: Settings, wait: bool, timeout: 
     return report
 
 
-def _stop_timeout(settings: Settings, role: str) -> int:
-    service = settings.services().get(role)
-    return service.stop_timeout if service else 10
-
-
 async def remove_container(engine: EnginePort, observed: Observed, settings: Settings) -> None:
     if observed.running:
-        await engine.stop(observed.id, _stop_timeout(settings, observed.role))
+        await engine.stop(observed.id, settings.stop_timeout(observed.role))
     await engine.remove(observed.id)
 
 

@@ -12,8 +12,9 @@ Flow the daemon follows for one service::
 
     on_started  -> RUNNING
     on_healthy  -> records healthy_since (uptime that later resets the backoff)
-    on_exit     -> Decision: RESTART after backoff_s | RECREATE | STOP_CRASH_LOOP
-                   | NEEDS_AUTH | NONE
+    judge_exit  -> ExitJudgement: the one reading of an exit (kind, code, signal, reason)
+    on_exit     -> Decision, from the judgement's kind: RESTART after backoff_s
+                   | RECREATE | STOP_CRASH_LOOP | NEEDS_AUTH | NONE
     on_unhealthy-> Decision: RESTART (immediately) | STOP_CRASH_LOOP | NONE
     reset       -> operator's ``hyos-supervisor restart <service>``
     request     -> a step asked for from outside (operator, rotation, the dashboard)
@@ -39,6 +40,7 @@ __all__ = [
     "STATE_VERSION",
     "Action",
     "Decision",
+    "ExitJudgement",
     "ExitKind",
     "Pending",
     "RestartPolicy",
@@ -50,6 +52,7 @@ __all__ = [
     "classify_exit",
     "describe_exit",
     "issue",
+    "judge_exit",
     "login_retry_message",
     "needs_auth_message",
     "on_exit",
@@ -152,16 +155,96 @@ def describe_exit(
     explained: ServerExit | None = None,
 ) -> str:
     """A one-line human reason for an exit, for the ``reason`` field of exit log lines."""
-    kind = classify_exit(role, exit_code, oom_killed, stop_requested, explained)
-    if kind is ExitKind.CLEAN and stop_requested:
+    return judge_exit(role, exit_code, oom_killed, stop_requested, explained).reason
+
+
+def _signal_name(exit_code: int) -> str | None:
+    """The signal a shell-style exit status > 128 names (137: SIGKILL), if one we name."""
+    return _SIGNAL_NAMES.get(exit_code - 128) if exit_code > 128 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitJudgement:
+    """One exit, judged once: what the exit accounting counts, the restart decision
+    takes, the `exited` log line says and `status` shows all read this value."""
+
+    kind: ExitKind
+    exit_code: int
+    oom_killed: bool
+    asked: bool  # a stop of ours or the dashboard's (a marked stop, or the daemon stopping)
+    explained: ServerExit | None  # what HyOS's /data/.state files added to the code
+    reason: str  # one line for people
+
+    @property
+    def signal(self) -> str | None:
+        """The signal the status names (143: SIGTERM); None for a plain exit status."""
+        return _signal_name(self.exit_code)
+
+    @property
+    def failure(self) -> bool:
+        """Counts toward the crash-loop budget: a crash, an OOM kill, an unasked kill."""
+        return self.kind in _FAILURES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "oom_killed": self.oom_killed,
+            "asked": self.asked,
+            "explained": None if self.explained is None else self.explained.value,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ExitJudgement | None:
+        """Inverse of to_json (None: no exit judged yet). Raises ValueError on anything
+        malformed."""
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise ValueError("last_exit must be an object or null")
+        try:
+            kind = ExitKind(data["kind"])
+            explained = None if data.get("explained") is None else ServerExit(data["explained"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad last_exit: {exc}") from exc
+        code, oom, asked = data.get("exit_code"), data.get("oom_killed"), data.get("asked")
+        reason = data.get("reason", "")
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ValueError("last_exit.exit_code must be an int")
+        if not isinstance(oom, bool) or not isinstance(asked, bool):
+            raise ValueError("last_exit.oom_killed and last_exit.asked must be bools")
+        if not isinstance(reason, str):
+            raise ValueError("last_exit.reason must be a string")
+        return cls(kind, code, oom, asked, explained, reason)
+
+
+def judge_exit(
+    role: str,
+    exit_code: int,
+    oom_killed: bool,
+    asked: bool,
+    explained: ServerExit | None = None,
+) -> ExitJudgement:
+    """Classify one exit (classify_exit) and explain it in one line, once."""
+    kind = classify_exit(role, exit_code, oom_killed, asked, explained)
+    return ExitJudgement(
+        kind, exit_code, oom_killed, asked, explained, _reason(kind, role, exit_code, asked)
+    )
+
+
+def _reason(kind: ExitKind, role: str, exit_code: int, asked: bool) -> str:
+    if kind is ExitKind.CLEAN and asked:
         return f"stopped by the supervisor (exit {exit_code})"
     if kind is ExitKind.OOM:
         return f"killed by the out-of-memory killer (exit {exit_code}); raise the memory limit"
     detail: str | None = None
+    signal = _signal_name(exit_code)
     if role == SERVER_ROLE and exit_code in HYTALE_EXIT_REASONS:
         detail = HYTALE_EXIT_REASONS[exit_code]
-    elif exit_code > 128 and exit_code - 128 in _SIGNAL_NAMES:
-        detail = f"killed by {_SIGNAL_NAMES[exit_code - 128]}"
+    elif signal is not None:
+        detail = f"killed by {signal}"
         if kind is ExitKind.SIGNALLED:
             detail += " that the supervisor did not send"
     elif exit_code == 0:
@@ -286,6 +369,9 @@ class Pending:
     due_at: float  # wall clock
     reason: str = ""
     backoff_s: float = 0.0  # how long it was put off when decided (for the logs)
+    # Why, in a word from a closed set (the totals count restarts by it): an exit's kind,
+    # "unhealthy", or what asked for it ("operator", "rotation", ...); "" in old state files.
+    cause: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -293,6 +379,7 @@ class Pending:
             "due_at": self.due_at,
             "reason": self.reason,
             "backoff_s": self.backoff_s,
+            "cause": self.cause,
         }
 
     @classmethod
@@ -310,7 +397,10 @@ class Pending:
             raise ValueError("pending reason must be a string")
         due_at = _required_number(data.get("due_at"), "pending.due_at")
         backoff = _number(data.get("backoff_s", 0.0), "pending.backoff_s") or 0.0
-        return cls(step, due_at, reason, backoff)
+        cause = data.get("cause", "")
+        if not isinstance(cause, str):
+            raise ValueError("pending cause must be a string")
+        return cls(step, due_at, reason, backoff, cause)
 
 
 # The step each deciding action leaves pending (RESTART after an unhealthy check stops
@@ -468,18 +558,23 @@ def on_exit(
     """React to a container exit (``die`` event). ``reason`` is describe_exit()'s text.
     What the decision leaves to do later is the new state's ``pending`` step."""
     new, decision = _decide_exit(state, kind, now, policy, reason=reason, container=container)
-    return _with_pending(new, decision, now), decision
+    return _with_pending(new, decision, now, kind.value), decision
 
 
 def _with_pending(
-    state: ServiceRestartState, decision: Decision, now: float, step: Step | None = None
+    state: ServiceRestartState,
+    decision: Decision,
+    now: float,
+    cause: str,
+    step: Step | None = None,
 ) -> ServiceRestartState:
     """Hold the decision's step as pending; a hold (crash loop, needs_auth) drops any;
     no decision keeps what was pending (the exit of our own stop mid-restart)."""
     step = step or _STEP_OF.get(decision.action)
     if step is not None:
         backoff = decision.backoff_s
-        return replace(state, pending=Pending(step, now + backoff, decision.reason, backoff))
+        pending = Pending(step, now + backoff, decision.reason, backoff, cause)
+        return replace(state, pending=pending)
     if decision.action is Action.NONE:
         return state
     return replace(state, pending=None)
@@ -574,7 +669,7 @@ def on_unhealthy(
         return state, _NOTHING  # still starting: the engine's own retries are not ours to cut
     new, decision = _record_failure(state, now, policy, "unhealthy", delay=False)
     return _with_pending(
-        replace(new, unhealthy_handled=True), decision, now, Step.RESTART
+        replace(new, unhealthy_handled=True), decision, now, "unhealthy", Step.RESTART
     ), decision
 
 
@@ -596,10 +691,13 @@ def reset(state: ServiceRestartState) -> ServiceRestartState:
     )
 
 
-def request(state: ServiceRestartState, step: Step, now: float, reason: str) -> ServiceRestartState:
+def request(
+    state: ServiceRestartState, step: Step, now: float, reason: str, cause: str = "requested"
+) -> ServiceRestartState:
     """A step asked for from outside the exit/health flow (the operator's restart, a
-    secret rotation, the manager following a restarted server): due now."""
-    return replace(state, pending=Pending(step, now, reason))
+    secret rotation, the manager following a restarted server): due now. `cause` is the
+    word the totals count it by (Pending.cause)."""
+    return replace(state, pending=Pending(step, now, reason, cause=cause))
 
 
 def issue(state: ServiceRestartState) -> ServiceRestartState:

@@ -340,6 +340,11 @@ def image_warning(image: str) -> str | None:
     return None
 
 
+# The grace periods (s) a service and the server get unless configured (Settings.stop_timeout).
+DEFAULT_STOP_TIMEOUT_S = 10
+SERVER_STOP_TIMEOUT_S = 60
+
+
 class HealthcheckOverride(BaseModel):
     """Replaces the image's HEALTHCHECK timing (the test command stays the image's)."""
 
@@ -383,7 +388,7 @@ class ServiceSettings(BaseModel):
     # native libraries into /tmp and maps them; CIS and Pod Security do not require noexec).
     tmpfs_exec: bool = False
     env: EnvTable = Field(default_factory=dict)
-    stop_timeout: int = Field(default=10, ge=0, le=3600)
+    stop_timeout: int = Field(default=DEFAULT_STOP_TIMEOUT_S, ge=0, le=3600)
     ports: Annotated[list[PortSpec], BeforeValidator(_ports)] = Field(default_factory=list)
     host_ip: str = "127.0.0.1"
     healthcheck: HealthcheckOverride | None = None
@@ -466,7 +471,7 @@ class ServerSettings(ServiceSettings):
     # Netty's QUIC transport and zstd-jni load native libraries from java.io.tmpdir (/tmp).
     tmpfs_exec: bool = True
     # The world save on SIGTERM needs time.
-    stop_timeout: int = Field(default=60, ge=0, le=3600)
+    stop_timeout: int = Field(default=SERVER_STOP_TIMEOUT_S, ge=0, le=3600)
     # The game must be reachable; the API port 30381 stays unpublished.
     ports: Annotated[list[PortSpec], BeforeValidator(_ports)] = Field(
         default_factory=lambda: [PortSpec.parse("5520:5520/udp")]
@@ -768,6 +773,15 @@ class Settings(BaseSettings):
     def services(self) -> dict[str, ServiceSettings]:
         """In start order: the manager depends on the server."""
         return {"server": self.server, "manager": self.manager}
+
+    def stop_timeout(self, role: str) -> int:
+        """The grace period (s) between SIGTERM and SIGKILL for `role`'s containers, read
+        here and nowhere else: the create request's StopTimeout, every stop the supervisor
+        sends, the least the guard lets the dashboard ask for, Kubernetes'
+        terminationGracePeriodSeconds. A container of no configured service (a prepare
+        step's) gets a service's default."""
+        service = self.services().get(role)
+        return service.stop_timeout if service is not None else DEFAULT_STOP_TIMEOUT_S
 
     def warnings(self) -> list[str]:
         found = []

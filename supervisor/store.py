@@ -10,12 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor import hyos, restarts
+from supervisor import hyos, restarts, totals
 from supervisor.dockertypes import parse_time
 from supervisor.logs import BoundLogger
 from supervisor.restarts import ServiceRestartState, ServiceStatus
 from supervisor.settings import Settings
 from supervisor.statefile import default_state_dir, read_json, write_json_atomic
+from supervisor.totals import Totals
 
 
 @dataclass
@@ -33,12 +34,16 @@ class Service:
     oom_seen: bool = False  # an `oom` event arrived; the next `die` is an OOM kill
     login: hyos.Login | None = None  # HyOS's auth.json as last read (server only)
     login_watch: tuple[str, float | None] | None = None  # (container, start) being followed
+    last_exit: restarts.ExitJudgement | None = None  # the last exit, as judged (accounting)
+    totals: Totals = field(default_factory=Totals)  # they only grow (supervisor.totals)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "restart": self.restart.to_json(),
             "container_id": self.container_id,
             "last_finished_at": _rfc3339(self.last_finished_at),
+            "totals": self.totals.to_json(),
+            "last_exit": None if self.last_exit is None else self.last_exit.to_json(),
         }
 
 
@@ -77,6 +82,15 @@ class StateStore:
             if service is None:
                 continue
             try:
+                # Before the rest: the totals outlive accounting that cannot be read.
+                service.totals = Totals.from_json(saved.get("totals"))
+            except ValueError as err:
+                log.warning(
+                    "ignoring unreadable saved totals", extra={"service": role, "error": str(err)}
+                )
+            if "restart" not in saved and "totals" in saved:
+                continue  # only totals: the operator restarted it without a daemon (forget)
+            try:
                 service.restart = ServiceRestartState.from_json(saved.get("restart") or {})
             except ValueError as err:
                 log.warning(
@@ -85,6 +99,12 @@ class StateStore:
                 continue
             service.container_id = saved.get("container_id")
             service.last_finished_at = parse_time(saved.get("last_finished_at"))
+            try:
+                service.last_exit = restarts.ExitJudgement.from_json(saved.get("last_exit"))
+            except ValueError as err:
+                log.warning(
+                    "ignoring unreadable saved state", extra={"service": role, "error": str(err)}
+                )
             service.restart = _resume_legacy_due(service.restart, saved.get("restart_due"))
         return bool(data.get("manager_after_server"))
 
@@ -101,10 +121,19 @@ class StateStore:
         )
 
     def forget(self, role: str) -> None:
-        """Drop a service's saved accounting (an operator restart without a daemon)."""
+        """Drop a service's saved accounting (an operator restart without a daemon): its
+        totals stay, and count that restart."""
         data = read_json(self.path)
         if data and role in (data.get("services") or {}):
-            del data["services"][role]
+            saved = data["services"][role]
+            try:
+                kept = Totals.from_json(saved.get("totals"))
+            except (AttributeError, ValueError):
+                kept = Totals()
+            counted = totals.after_issue(
+                kept, restarts.Pending(restarts.Step.RESTART, 0.0, cause="operator")
+            )
+            data["services"][role] = {"totals": counted.to_json()}
             write_json_atomic(self.path, data)
 
 
@@ -113,7 +142,7 @@ def _resume_legacy_due(state: ServiceRestartState, due: Any) -> ServiceRestartSt
     beside it: a daemon upgraded mid-backoff still restarts the service then."""
     waiting = state.status in (ServiceStatus.BACKOFF, ServiceStatus.NEEDS_AUTH)
     if isinstance(due, int | float) and state.pending is None and waiting:
-        return restarts.request(state, restarts.Step.START, float(due), "resumed")
+        return restarts.request(state, restarts.Step.START, float(due), "resumed", "resumed")
     return state
 
 
@@ -159,6 +188,8 @@ def live_view(
             "crash_loop": s.restart.status is ServiceStatus.CRASH_LOOP,
             "needs_auth": status is ServiceStatus.NEEDS_AUTH,
             "last_reason": s.restart.last_reason,
+            "last_exit": None if s.last_exit is None else s.last_exit.to_json(),
+            "totals": s.totals.to_json(),
         }
     return {
         "stack": stack,

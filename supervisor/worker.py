@@ -26,9 +26,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import hyos, restarts, stopmarks
+from supervisor import hyos, restarts, stopmarks, totals
 from supervisor.accounting import ExitAccounting
-from supervisor.dockertypes import ContainerInfo, ContainerState, EngineError, EngineEvent
+from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.inbox import Call, Inbox, Job
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
@@ -159,6 +159,7 @@ class ServiceWorker:
             self.request_pass()
             return
         async with self._acting(pending.step.value):
+            service.totals = totals.after_issue(service.totals, pending)
             if pending.step is Step.RESTART:
                 assert container_id is not None
                 service.stop_requested = stopmarks.mark(
@@ -218,23 +219,30 @@ class ServiceWorker:
                 extra={"error": str(err)},
             )
 
-    def request(self, step: Step, reason: str) -> None:
-        """A step asked for (operator, rotation, the manager following). Only in this
-        worker's turn: from anywhere else, `await worker.ask(step, reason)`."""
+    def request(self, step: Step, reason: str, cause: str = "requested") -> None:
+        """A step asked for (operator, rotation, the manager following); `cause` is the
+        word the totals count it by. Only in this worker's turn: from anywhere else,
+        `await worker.ask(step, reason)`."""
         self.service.restart = restarts.request(
-            self.service.restart, step, self.sup.clock(), reason
+            self.service.restart, step, self.sup.clock(), reason, cause
         )
         self.sup.save()
         self.wake()
 
-    async def ask(self, step: Step, reason: str, then: Callable[[], None] | None = None) -> None:
+    async def ask(
+        self,
+        step: Step,
+        reason: str,
+        then: Callable[[], None] | None = None,
+        cause: str = "requested",
+    ) -> None:
         """Ask for a step from outside this worker: recorded in its turn (`then` too, a
         stack-wide fact that must hold once the step is pending)."""
 
         async def asked() -> None:
             if then is not None:
                 then()
-            self.request(step, reason)
+            self.request(step, reason, cause)
 
         await self.call(asked)
 
@@ -249,7 +257,12 @@ class ServiceWorker:
         else:
             info = await self.sup.engine.inspect(service.container_id)
             running = info is not None and info.state.running
-            self.request(Step.RESTART if running else Step.START, "operator")
+            self.request(Step.RESTART if running else Step.START, "operator", cause="operator")
+        self.sup.save()
+
+    async def count_dashboard_stop(self) -> None:
+        """A stop the dashboard asked for was carried out: its total grows."""
+        self.service.totals = totals.after_dashboard_stop(self.service.totals)
         self.sup.save()
 
     async def mark_stop(self, container_id: str) -> float | None:
@@ -316,18 +329,15 @@ class ServiceWorker:
     async def _on_die(self, event: EngineEvent, log: BoundLogger) -> None:
         """Decide from the event itself: an inspect right after `die` waits for the
         engine's exit cleanup (~100 ms here), which would delay every restart. The event
-        carries the exit code, and `oom` comes before `die`."""
+        carries the exit code, and `oom` comes before `die`; the event's time stands in for
+        FinishedAt until the engine's own stamp is read."""
         oom, self.service.oom_seen = self.service.oom_seen, False
-        if event.exit_code is None:
+        exited = ContainerExit.of_event(event, oom)
+        if exited is None:
             info = await self.sup.engine.inspect(event.container_id)
             if info is not None:
-                await self.accounting.on_exit(info, log)
+                await self.accounting.on_exit(ContainerExit.of_info(info), log)
             return
-        # The event's time stands in for FinishedAt until the engine's own stamp is read.
-        state = ContainerState(
-            status="exited", exit_code=event.exit_code, oom_killed=oom, finished_at=event.time
-        )
-        exited = ContainerInfo(id=event.container_id, name=event.name, state=state)
         await self.accounting.on_exit(exited, log)
         if self._helpers is not None:
             self._helpers.start_soon(self._read_finished_at, event)

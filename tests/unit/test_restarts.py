@@ -569,7 +569,7 @@ def test_an_exit_leaves_its_step_pending_until_due(
     kind: ExitKind, step: Step, delay: float
 ) -> None:
     state, decision = on_exit(running(), kind, T0 + 5, POLICY, reason="why")
-    assert state.pending == Pending(step, T0 + 5 + delay, decision.reason, delay)
+    assert state.pending == Pending(step, T0 + 5 + delay, decision.reason, delay, kind.value)
     assert decision.backoff_s == delay
 
 
@@ -601,7 +601,7 @@ def test_unhealthy_leaves_a_restart_due_now_and_no_second_one() -> None:
     state = running()
     state, decision = on_unhealthy(state, T0 + 100, T0, 10.0, False, POLICY)
     assert decision.action is Action.RESTART
-    assert state.pending == Pending(Step.RESTART, T0 + 100, "unhealthy", 0.0)
+    assert state.pending == Pending(Step.RESTART, T0 + 100, "unhealthy", 0.0, "unhealthy")
     again, second = on_unhealthy(replace_unhandled(state), T0 + 101, T0, 10.0, False, POLICY)
     assert second.action is Action.NONE  # a step is already pending: it is busy
     assert again == replace_unhandled(state)
@@ -618,7 +618,9 @@ def test_issue_start_request_reset_and_cancel_clear_or_set_the_pending_step() ->
     assert reset(crashed).pending is None
     assert cancel_pending(crashed).pending is None
     asked = request(ServiceRestartState(), Step.RESTART, T0, "operator")
-    assert asked.pending == Pending(Step.RESTART, T0, "operator")
+    assert asked.pending == Pending(Step.RESTART, T0, "operator", cause="requested")
+    told = request(ServiceRestartState(), Step.RESTART, T0, "operator", "operator")
+    assert told.pending == Pending(Step.RESTART, T0, "operator", cause="operator")
     assert asked.status is ServiceStatus.STOPPED  # asking changes no status
 
 

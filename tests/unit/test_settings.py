@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from supervisor.settings import (
     DEFAULT_DOCKER_SOCKET,
+    DEFAULT_STOP_TIMEOUT_S,
     EX_CONFIG,
+    SERVER_STOP_TIMEOUT_S,
     ConfigError,
     PortBinding,
     PortSpec,
@@ -23,6 +25,7 @@ from supervisor.settings import (
     parse_size,
     validate_image,
 )
+from supervisor.stack import desired_services
 
 PINNED = "registry.example/hyos/server:1.2.3"
 
@@ -893,3 +896,20 @@ def test_sizes_users_and_ports_are_typed_values_parsed_once(tmp_path: Path) -> N
 def test_a_bad_port_is_named_by_its_setting_not_its_index() -> None:
     line = only_problem(problems(server={"ports": ["5520:5520/udp", "1:2/sctp"]}), "server.ports")
     assert "'1:2/sctp' is not a port mapping" in line
+
+
+def test_the_grace_period_is_read_one_way() -> None:
+    """Settings.stop_timeout is the one reader: the specs' StopTimeout (and so
+    Kubernetes' grace period), every stop and the guard's least stop timeout read it; a
+    container of no service (a prepare step's) gets a service's default."""
+    default = load_settings()
+    assert default.stop_timeout("server") == SERVER_STOP_TIMEOUT_S == 60
+    assert default.stop_timeout("manager") == DEFAULT_STOP_TIMEOUT_S == 10
+    assert default.stop_timeout("prepare") == DEFAULT_STOP_TIMEOUT_S  # no such service
+    tuned = load_settings(server={"stop_timeout": 90}, manager={"stop_timeout": 3})
+    assert (tuned.stop_timeout("server"), tuned.stop_timeout("manager")) == (90, 3)
+    specs = desired_services(tuned)
+    assert {role: spec.stop_timeout for role, spec in specs.items()} == {
+        "server": 90,
+        "manager": 3,
+    }

@@ -65,11 +65,11 @@ def test_a_file_from_before_pending_steps_resumes_its_restart(tmp_path: Path) ->
     )
     loaded = services()
     StateStore(path).load(loaded, LOG)
-    assert loaded["server"].restart.pending == Pending(Step.START, 99.0, "resumed")
+    assert loaded["server"].restart.pending == Pending(Step.START, 99.0, "resumed", cause="resumed")
     assert loaded["manager"].restart.pending is None  # nothing was pending for a stopped one
 
 
-def test_forget_drops_one_service_and_keeps_the_other(tmp_path: Path) -> None:
+def test_forget_drops_one_services_accounting_and_keeps_the_other(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "s.json")
     saved = services()
     saved["manager"].container_id = "m"
@@ -78,7 +78,10 @@ def test_forget_drops_one_service_and_keeps_the_other(tmp_path: Path) -> None:
     loaded = services()
     store.load(loaded, LOG)
     assert loaded["manager"].container_id == "m"
-    assert json.loads((tmp_path / "s.json").read_text())["services"].keys() == {"manager"}
+    assert loaded["server"].restart == ServiceRestartState()
+    kept = json.loads((tmp_path / "s.json").read_text())["services"]
+    assert kept["server"].keys() == {"totals"}  # its totals stay (supervisor.totals)
+    assert kept["manager"]["container_id"] == "m"
 
 
 def test_an_unreadable_record_is_skipped_with_a_warning(
