@@ -4,9 +4,8 @@ destroy events; names always go to the engine."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import pytest
@@ -15,6 +14,7 @@ from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor.dockertypes import ContainerInfo, EngineEvent, ExecInfo
 from supervisor.guard import EXEC_CACHE_SIZE, EngineResolver, ResolutionCache
 from supervisor.guard_rules import Resolution
+from tests.fakeengine import FakeEngine
 
 pytestmark = pytest.mark.anyio
 STACK = "s"
@@ -23,57 +23,65 @@ OTHER = "b" * 64
 LABELS = {LABEL_MANAGED: "true", LABEL_STACK: STACK, LABEL_ROLE: "server"}
 
 
-class StubEngine:
+class LookupCountingEngine(FakeEngine):
+    """The shared fake engine, counting the lookups the guard makes (ids and names) and
+    saying when the guard's destroy-event stream is open."""
+
     def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.containers = {
-            SERVER: ContainerInfo(SERVER, "srv", labels=LABELS),
-            "srv": ContainerInfo(SERVER, "srv", labels=LABELS),
-            OTHER: ContainerInfo(OTHER, "other"),
-        }
-        self.execs = {"e" * 64: ExecInfo("e" * 64, SERVER, "", False)}
-        self.send, self.receive = anyio.create_memory_object_stream[EngineEvent](10)
+        super().__init__()
+        self.add_container("srv", container_id=SERVER, labels=LABELS)
+        self.add_container("other", container_id=OTHER)
+        self.execs["e" * 64] = ExecInfo("e" * 64, SERVER, "", False)
+        self.lookups: list[str] = []
         self.opened = anyio.Event()
 
     async def inspect(self, ref: str, attempts: int | None = None) -> ContainerInfo | None:
-        self.calls.append(ref)
-        return self.containers.get(ref)
+        self.lookups.append(ref)
+        return await super().inspect(ref, attempts)
 
     async def inspect_exec(self, exec_id: str, attempts: int | None = None) -> ExecInfo | None:
-        self.calls.append(exec_id)
-        return self.execs.get(exec_id)
+        self.lookups.append(exec_id)
+        return await super().inspect_exec(exec_id, attempts)
 
     @asynccontextmanager
-    async def events(self, filters: Any) -> AsyncIterator[AsyncIterator[EngineEvent]]:
+    async def events(
+        self, filters: Mapping[str, list[str]], since: str | None = None
+    ) -> AsyncIterator[AsyncIterator[EngineEvent]]:
         assert filters["event"] == ["destroy"] and filters["label"] == [f"{LABEL_STACK}={STACK}"]
-        self.opened.set()
-        yield self.receive
+        async with super().events(filters, since) as stream:
+            self.opened.set()
+            yield stream
+
+
+def destroyed(container_id: str) -> EngineEvent:
+    return EngineEvent("destroy", container_id, labels={LABEL_STACK: STACK})
 
 
 async def test_full_ids_are_remembered_until_destroyed_names_never() -> None:
-    engine = StubEngine()
-    resolver = EngineResolver(engine, ResolutionCache(STACK))  # type: ignore[arg-type]
+    engine = LookupCountingEngine()
+    resolver = EngineResolver(engine, ResolutionCache(STACK))
     # Not yet hearing destroy events: nothing is remembered.
     await resolver.container(SERVER)
     await resolver.container(SERVER)
-    assert engine.calls == [SERVER, SERVER]
+    assert engine.lookups == [SERVER, SERVER]
     async with anyio.create_task_group() as tg:
         tg.start_soon(resolver.watch_destroys, STACK)
         await engine.opened.wait()
-        engine.calls.clear()
+        engine.lookups.clear()
         for _ in range(3):
-            assert (await resolver.container(SERVER)).id == SERVER  # type: ignore[union-attr]
-            assert (await resolver.container("srv")).id == SERVER  # type: ignore[union-attr]
+            for ref in (SERVER, "srv"):
+                found = await resolver.container(ref)
+                assert found is not None and found.id == SERVER
             await resolver.container(OTHER)  # not the stack's server: not remembered
             await resolver.exec("e" * 64)
-        assert engine.calls == [SERVER, "srv", OTHER, "e" * 64] + ["srv", OTHER] * 2
+        assert engine.lookups == [SERVER, "srv", OTHER, "e" * 64] + ["srv", OTHER] * 2
         # Destroyed: forgotten, with its execs.
-        await engine.send.send(EngineEvent("destroy", SERVER))
+        engine.emit(destroyed(SERVER))
         await anyio.wait_all_tasks_blocked()
-        engine.calls.clear()
+        engine.lookups.clear()
         await resolver.container(SERVER)
         await resolver.exec("e" * 64)
-        assert engine.calls == [SERVER, "e" * 64]
+        assert engine.lookups == [SERVER, "e" * 64]
         tg.cancel_scope.cancel()
     assert not resolver.cache.live and resolver.cache.containers == {}
 
