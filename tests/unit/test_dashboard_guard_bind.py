@@ -5,7 +5,6 @@ dashboard.Dashboard.restart_manager_started_before). The fake engine stands in f
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,15 +13,9 @@ import pytest
 from entrypoint.contract import LABEL_MANAGED, LABEL_ROLE, LABEL_STACK
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import ContainerState
-from supervisor.logs import bind
-from supervisor.notify import Notifier
 from supervisor.restarts import Step
-from supervisor.settings import load_settings
-from supervisor.store import StateStore
-from supervisor.supervision import Supervision
-from supervisor.worker import ServiceWorker
-from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
+from tests.unitkit import fake_supervision, lone_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -33,19 +26,8 @@ def dashboard_with_manager(tmp_path: Path, state: ContainerState) -> tuple[Dashb
     engine = FakeEngine()
     labels = {LABEL_MANAGED: "true", LABEL_STACK: "hyos", LABEL_ROLE: "manager"}
     engine.add_container("hyos-manager", container_id="m1", labels=labels, state=state)
-    settings = load_settings(state_dir=str(tmp_path))
-    sup = Supervision(
-        settings,
-        engine,
-        Notifier(environ={}),
-        StateStore(tmp_path / "state.json"),
-        bind(logging.getLogger("test"), stack="hyos"),
-        FakeClock(),
-    )
-    workers = {
-        role: ServiceWorker(sup, service, request_pass=lambda: None, follow_server=lambda: None)
-        for role, service in sup.services.items()
-    }
+    sup = fake_supervision(tmp_path, engine, stack="hyos")
+    workers = {role: lone_worker(sup, role) for role in sup.services}
     return Dashboard(sup, workers), engine
 
 

@@ -5,7 +5,6 @@ clock stand in for Docker and time; the worker runs its own loop."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,15 +17,11 @@ from supervisor.dockertypes import ContainerState, EngineEvent, ownership_labels
 from supervisor.guard import Guard
 from supervisor.guard_rules import Allow, Resolution
 from supervisor.guard_rules import Policy as GuardPolicy
-from supervisor.logs import bind
-from supervisor.notify import Notifier
 from supervisor.restarts import Step
-from supervisor.settings import load_settings
-from supervisor.store import StateStore
-from supervisor.supervision import Supervision
 from supervisor.worker import ServiceWorker
 from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
+from tests.unitkit import fake_supervision, lone_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -38,18 +33,8 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Dashboard, ServiceWorker
     """A dashboard and the server's worker, running, its container `CID` running."""
     engine = FakeEngine()
     engine.add_container("t-server", container_id=CID, state=ContainerState("running", True))
-    sup = Supervision(
-        load_settings(state_dir=str(tmp_path)),
-        engine,
-        Notifier(environ={}),
-        StateStore(tmp_path / "state.json"),
-        bind(logging.getLogger("test"), stack="t"),
-        FakeClock(),
-    )
-    worker = ServiceWorker(
-        sup, sup.services["server"], request_pass=lambda: None, follow_server=lambda: None
-    )
-    worker.service.container_id = CID
+    sup = fake_supervision(tmp_path, engine)
+    worker = lone_worker(sup, container_id=CID)
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
         yield Dashboard(sup, {"server": worker}), worker

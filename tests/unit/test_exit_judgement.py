@@ -17,15 +17,12 @@ import pytest
 from supervisor import hyos, restarts
 from supervisor.dockertypes import ContainerExit, ContainerInfo, ContainerState, EngineEvent
 from supervisor.hyos import ServerExit
-from supervisor.logs import bind
-from supervisor.notify import Notifier
 from supervisor.restarts import ExitKind, Step
-from supervisor.settings import load_settings
 from supervisor.store import Service, StateStore, live_view
-from supervisor.supervision import Supervision
 from supervisor.worker import ServiceWorker
 from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
+from tests.unitkit import fake_supervision, lone_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -46,18 +43,8 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def worker(tmp_path: Path, engine: FakeEngine, clock: FakeClock) -> ServiceWorker:
-    sup = Supervision(
-        load_settings(state_dir=str(tmp_path)),
-        engine,
-        Notifier(environ={}),
-        StateStore(tmp_path / "state.json"),
-        bind(logging.getLogger("test.exits"), stack="t"),
-        clock,
-    )
-    worker = ServiceWorker(
-        sup, sup.services["server"], request_pass=lambda: None, follow_server=lambda: None
-    )
-    worker.service.container_id = CID
+    sup = fake_supervision(tmp_path, engine, clock)
+    worker = lone_worker(sup, container_id=CID)
     return worker
 
 

@@ -17,15 +17,13 @@ from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
 from supervisor.guard_rules import Allow
 from supervisor.logs import bind
-from supervisor.notify import Notifier
 from supervisor.restarts import Action, Decision, ExitKind, ServiceStatus, Step
-from supervisor.settings import load_settings
 from supervisor.store import Service, StateStore, live_view
-from supervisor.supervision import Supervision
 from supervisor.totals import Totals
 from supervisor.worker import ServiceWorker
 from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
+from tests.unitkit import fake_supervision, lone_worker
 
 CID = "c1"
 LOG = bind(logging.getLogger("test.totals"), stack="t")
@@ -46,24 +44,10 @@ def engine() -> FakeEngine:
     return engine
 
 
-def supervision(tmp_path: Path, engine: FakeEngine, clock: FakeClock) -> Supervision:
-    return Supervision(
-        load_settings(state_dir=str(tmp_path)),
-        engine,
-        Notifier(environ={}),
-        StateStore(tmp_path / "state.json"),
-        LOG,
-        clock,
-    )
-
-
 @pytest.fixture
 def worker(tmp_path: Path, engine: FakeEngine, clock: FakeClock) -> ServiceWorker:
-    sup = supervision(tmp_path, engine, clock)
-    worker = ServiceWorker(
-        sup, sup.services["server"], request_pass=lambda: None, follow_server=lambda: None
-    )
-    worker.service.container_id = CID
+    sup = fake_supervision(tmp_path, engine, clock)
+    worker = lone_worker(sup, container_id=CID)
     return worker
 
 
@@ -314,7 +298,7 @@ async def test_status_json_shows_the_totals_beside_the_backoff_count(
     tmp_path: Path, engine: FakeEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    sup = supervision(tmp_path, engine, clock)
+    sup = fake_supervision(tmp_path, engine, clock)
     server = sup.services["server"]
     server.totals = Totals({"crash": 4, "unhealthy": 1}, crashes=4, unhealthy_restarts=1)
     server.restart = restarts.ServiceRestartState(status=ServiceStatus.RUNNING, restart_count=0)

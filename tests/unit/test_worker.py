@@ -4,7 +4,6 @@ engine records the calls (tests/fakeengine.py); a fake wall clock stands in for 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import anyio
@@ -12,16 +11,12 @@ import pytest
 
 from supervisor import restarts
 from supervisor.dockertypes import EngineError
-from supervisor.logs import bind
-from supervisor.notify import Notifier
 from supervisor.ops import Operations
 from supervisor.restarts import ExitKind, ServiceStatus, Step
-from supervisor.settings import load_settings
-from supervisor.store import StateStore
-from supervisor.supervision import Supervision
 from supervisor.worker import ServiceWorker
 from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
+from tests.unitkit import fake_supervision, lone_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -40,20 +35,7 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def worker(tmp_path: Path, engine: FakeEngine, clock: FakeClock) -> ServiceWorker:
-    settings = load_settings(state_dir=str(tmp_path))
-    sup = Supervision(
-        settings,
-        engine,
-        Notifier(environ={}),
-        StateStore(tmp_path / "state.json"),
-        bind(logging.getLogger("test"), stack="t"),
-        clock,
-    )
-    worker = ServiceWorker(
-        sup, sup.services["server"], request_pass=lambda: None, follow_server=lambda: None
-    )
-    worker.service.container_id = "c1"
-    return worker
+    return lone_worker(fake_supervision(tmp_path, engine, clock), container_id="c1")
 
 
 async def test_a_backoff_start_waits_until_due_then_runs_once(

@@ -17,15 +17,10 @@ import pytest
 from supervisor import hyos, restarts
 from supervisor.commands import Commands
 from supervisor.dockertypes import ContainerState, EngineEvent
-from supervisor.logs import bind
-from supervisor.notify import Notifier
 from supervisor.restarts import ServiceRestartState, ServiceStatus, Step
-from supervisor.settings import load_settings
-from supervisor.store import StateStore
-from supervisor.supervision import Supervision
 from supervisor.worker import INBOX_BOUND, ServiceWorker
-from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
+from tests.unitkit import fake_supervision, lone_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -45,23 +40,15 @@ def stack(tmp_path: Path) -> Stack:
     """The server's worker (not running yet), its container running."""
     engine = FakeEngine()
     engine.add_container("t-server", container_id=CID, state=ContainerState("running", True))
-    sup = Supervision(
-        load_settings(state_dir=str(tmp_path)),
-        engine,
-        Notifier(environ={}),
-        StateStore(tmp_path / "state.json"),
-        bind(logging.getLogger("test"), stack="t"),
-        FakeClock(),
-    )
+    sup = fake_supervision(tmp_path, engine)
     passes: list[bool] = []
     followed: list[bool] = []
-    worker = ServiceWorker(
+    worker = lone_worker(
         sup,
-        sup.services["server"],
+        container_id=CID,
         request_pass=lambda: passes.append(True),
         follow_server=lambda: followed.append(True),
     )
-    worker.service.container_id = CID
     return Stack(engine, worker, passes, followed)
 
 
