@@ -199,6 +199,9 @@ class ServiceWorker:
         except EngineError as err:
             self.log.error(f"{what} failed", extra={"error": str(err)})
         finally:
+            # Again at the end: a stack pass that planned while the step ran saw the world
+            # mid-step (a container being replaced), and adopting it would undo the step.
+            self.generation += 1
             self.service.busy = False
             self.sup.save()
 

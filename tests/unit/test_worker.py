@@ -124,3 +124,22 @@ async def test_a_refused_start_waits_through_the_daemons_nap(
     assert await ops.start("server", "c1") == "c1"
     assert engine.calls == [("start", "c1")] * 3
     assert naps == [0.5, 1.0]
+
+
+async def test_a_plan_made_while_a_step_runs_is_stale_once_it_ended(
+    worker: ServiceWorker, engine: FakeEngine
+) -> None:
+    """A stack pass planned mid-step (seen in CI: while a start replaced a container the
+    engine could no longer start) must not be adopted after it: it would put the replaced
+    container's id back into the record. The pass compares generations."""
+    seen_mid_step: list[int] = []
+    start = engine.start
+
+    async def start_and_look(container_id: str) -> None:
+        seen_mid_step.append(worker.generation)  # what a pass planning now would record
+        await start(container_id)
+
+    engine.start = start_and_look  # type: ignore[method-assign]
+    worker.request(Step.START, "operator")
+    await worker.reconcile()
+    assert seen_mid_step and worker.generation != seen_mid_step[0]
