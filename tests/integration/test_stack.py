@@ -187,5 +187,9 @@ def test_restart_without_a_daemon_starts_it_and_forgets_its_saved_state(stack: S
     assert "server restarted (no daemon running)" in result.stdout
     assert inspect(server)["State"]["Running"] is True
     kept = json.loads(state.read_text())["services"]
-    assert set(kept) == {"manager"}  # the operator cleared the server's crash loop only
+    # The operator cleared the server's crash loop only; its totals stay and count the
+    # restart (supervisor.totals).
+    assert kept["manager"] == saved
+    assert set(kept["server"]) == {"totals"}
+    assert kept["server"]["totals"]["restarts"] == {"operator": 1}
     assert state.stat().st_mode & 0o777 == 0o600
