@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from supervisor.dockertypes import EngineEvent
 from supervisor.logs import bind
 from supervisor.notify import Notifier
 from supervisor.settings import load_settings
@@ -46,3 +47,20 @@ def lone_worker(
     if container_id is not None:
         worker.service.container_id = container_id
     return worker
+
+
+SERVER_ID = "c1"
+
+
+def engine_with_server(container_id: str = SERVER_ID) -> FakeEngine:
+    """A fake engine holding the stack's server container (created, not started)."""
+    engine = FakeEngine()
+    engine.add_container("t-server", container_id=container_id)
+    return engine
+
+
+def server_event(
+    action: str, at: float, exit_code: int | None = None, container_id: str = SERVER_ID
+) -> EngineEvent:
+    """An engine event of the server's container at epoch second `at`."""
+    return EngineEvent(action, container_id, int(at * 1e9), name="t-server", exit_code=exit_code)

@@ -22,7 +22,7 @@ from supervisor.store import Service, StateStore, live_view
 from supervisor.worker import ServiceWorker
 from tests.fakeclock import FakeClock
 from tests.fakeengine import FakeEngine
-from tests.unitkit import fake_supervision, lone_worker
+from tests.unitkit import engine_with_server, fake_supervision, lone_worker, server_event
 
 pytestmark = pytest.mark.anyio
 
@@ -36,20 +36,15 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def engine() -> FakeEngine:
-    engine = FakeEngine()
-    engine.add_container("t-server", container_id=CID)
-    return engine
+    return engine_with_server(CID)
 
 
 @pytest.fixture
 def worker(tmp_path: Path, engine: FakeEngine, clock: FakeClock) -> ServiceWorker:
-    sup = fake_supervision(tmp_path, engine, clock)
-    worker = lone_worker(sup, container_id=CID)
-    return worker
+    return lone_worker(fake_supervision(tmp_path, engine, clock), container_id=CID)
 
 
-def event(action: str, at: float, exit_code: int | None = None) -> EngineEvent:
-    return EngineEvent(action, CID, int(at * 1e9), name="t-server", exit_code=exit_code)
+event = server_event
 
 
 async def run_then_die(
