@@ -17,6 +17,7 @@ import pytest
 
 from supervisor import control
 from tests.harness import REPO, Daemon, DaemonExited, docker, inspect, poll
+from tests.enginelock import EngineLock, once_per_run
 from tests.harness import restart_dockerd as harness_restart_dockerd
 from tests.standin import remove_stack_objects, standin_env
 
@@ -29,13 +30,45 @@ def proc_status(container: str) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_shared() -> Iterator[EngineLock]:
+    """This session uses the engine: a test that restarts it waits until the session ends
+    (tests.enginelock)."""
+    lock = EngineLock()
+    lock.share()
+    yield lock
+    lock.close()
+
+
+@pytest.fixture(autouse=True)
+def engine_alone(request: pytest.FixtureRequest, engine_shared: EngineLock) -> Iterator[None]:
+    """An `engine_restart` test has the engine to itself: no other session's containers on
+    it while it restarts dockerd. (Autouse: set up before the test's stack and daemon.)"""
+    if request.node.get_closest_marker("engine_restart") is None:
+        yield
+        return
+    with engine_shared.alone():
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`engine_restart` tests last: dispatched when the other workers' queues are nearly
+    empty, they wait the least for the engine to themselves."""
+    items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)
+
+
+def build_test_images() -> None:
+    subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
+    # The supervisor's own image doubles as the prepare helper (hyos-supervisor:<version>).
+    subprocess.run(["sh", str(REPO / "scripts/build-helper-image.sh")], check=True, timeout=600)
+
+
 @pytest.fixture(scope="session")
 def test_images() -> None:
     if shutil.which("docker") is None or docker("version", check=False).returncode != 0:
         pytest.fail("integration tests need a running Docker engine (bash .ci/run starts one)")
-    subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
-    # The supervisor's own image doubles as the prepare helper (hyos-supervisor:<version>).
-    subprocess.run(["sh", str(REPO / "scripts/build-helper-image.sh")], check=True, timeout=600)
+    # Every xdist worker asks; the first builds, the others wait and reuse its images.
+    once_per_run("test-images", build_test_images)
 
 
 @dataclass
