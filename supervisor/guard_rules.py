@@ -46,6 +46,7 @@ from supervisor.dockertypes import (  # the engine parses exec inspects into Exe
     ExecInfo,
     owned_by,
 )
+from supervisor.roles import Role
 
 MAX_HEAD: Final = 64 * 1024
 # Every body the guard accepts is a small JSON object (exec create is the largest).
@@ -685,7 +686,7 @@ def _rule_of(method: str, seg: tuple[str, ...]) -> str | None:
 
 def in_stack(resolution: Resolution, stack: str) -> bool:
     labels = resolution.labels
-    return owned_by(labels, stack) and labels.get(LABEL_ROLE) == "server"
+    return owned_by(labels, stack) and labels.get(LABEL_ROLE) == Role.SERVER
 
 
 def finish_container(need: NeedContainer, res: Resolution | None, policy: Policy) -> Decision:

@@ -26,13 +26,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import hyos, restarts, stopmarks, totals
+from supervisor import hyos, restarts, roles, stopmarks, totals
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.inbox import Call, Inbox, Job
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Pending, Step
+from supervisor.roles import Role
 from supervisor.store import Service
 from supervisor.supervision import Supervision
 
@@ -178,7 +179,7 @@ class ServiceWorker:
             # turn behind the step, and a health from before it must not linger meanwhile.
             service.health = "starting" if service.health is not None else None
             self._log_issued(pending, started)
-            if self.role == "server" and self.sup.settings.restart.restart_manager_with_server:
+            if self.role == Role.SERVER and self.sup.settings.restart.restart_manager_with_server:
                 self.sup.manager_after_server = True
 
     def _log_issued(self, pending: Pending, started: str) -> None:
@@ -311,7 +312,7 @@ class ServiceWorker:
             service.health = "healthy"
             service.restart = restarts.on_healthy(service.restart, now)
             log.info("healthy")
-            if self.role == "server" and self.sup.manager_after_server:
+            if self.role == Role.SERVER and self.sup.manager_after_server:
                 self.follow_server()
         elif action == "health_status: unhealthy":
             service.health = "unhealthy"
@@ -364,7 +365,7 @@ class ServiceWorker:
 
     def watch_login(self, container_id: str) -> None:
         """Follow the server's login while it runs (one follower per run)."""
-        if self.role != "server" or self._helpers is None:
+        if not roles.is_game(self.role) or self._helpers is None:
             return
         run = (container_id, self.service.restart.started_at)
         if self.service.login_watch != run:
