@@ -62,7 +62,7 @@ EXCLUDED = {"engine.py", "dockertypes.py", "guard.py", "guard_rules.py"}
 PURE = frozenset(
     {
         "policy", "guard_rules", "plan", "restarts", "dockertypes", "ports", "stack", "hyos",
-        "secretspec", "capabilities", "kubernetes", "podsecurity", "hostpaths",
+        "secretspec", "capabilities", "kubernetes", "podsecurity", "hostpaths", "roles",
     }
 )  # fmt: skip
 IO_LIBRARIES = frozenset(

@@ -19,7 +19,11 @@ from supervisor.failures import explain
 from supervisor.logs import bind, error_line, setup_logging
 from supervisor.ops import Operations
 from supervisor.ports import EnginePort
-from supervisor.reconcile import (
+from supervisor.roles import Role
+from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from supervisor.store import StateStore, state_dir_for, state_path
+from supervisor.terminal import exec_command
+from supervisor.updown import (
     ROTATIONS,
     NotReady,
     StackError,
@@ -28,10 +32,6 @@ from supervisor.reconcile import (
     stack_status,
     take_down,
 )
-from supervisor.roles import Role
-from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
-from supervisor.store import StateStore, state_dir_for, state_path
-from supervisor.terminal import exec_command
 
 log = logging.getLogger("supervisor.cli")
 

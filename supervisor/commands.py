@@ -9,10 +9,10 @@ from typing import Any
 
 from supervisor import roles
 from supervisor.dockertypes import EngineError
-from supervisor.reconcile import StackError
 from supervisor.restarts import Step
 from supervisor.roles import Role
 from supervisor.supervision import Supervision
+from supervisor.updown import StackError
 from supervisor.worker import ServiceWorker
 
 Request = dict[str, Any]

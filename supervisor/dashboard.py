@@ -17,11 +17,11 @@ from supervisor.dockertypes import EngineError
 from supervisor.guard import AnswerHook, serve_guard
 from supervisor.guard_rules import Allow
 from supervisor.guard_rules import Policy as GuardPolicy
-from supervisor.reconcile import StackError, run_prepare
 from supervisor.restarts import Step
 from supervisor.roles import Role
 from supervisor.stack import GUARD_SOCKET_NAME
 from supervisor.supervision import Supervision
+from supervisor.updown import StackError, run_prepare
 from supervisor.worker import ServiceWorker
 
 # The guard's rules whose allowed requests stop the server on the dashboard's behalf.

@@ -1,5 +1,5 @@
-"""Stack passes: the safety net under the workers. At startup, every
-`reconcile_interval_s`, after the event stream reconnects and whenever a worker saw the
+"""Stack passes, what the settings, the CLI and the logs call a *reconcile*: the safety
+net under the workers. At startup, every `reconcile_interval_s`, after the event stream reconnects and whenever a worker saw the
 world change behind its back, one pass converges the stack on the settings (network,
 volume, prepare step, containers) and hands each service's plan to its worker, server
 first: adopting what runs, accounting exits nobody saw, starting what should run.
@@ -17,10 +17,10 @@ import anyio
 from supervisor import restarts, roles
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.plan import ServicePlan
-from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step
 from supervisor.roles import Role
 from supervisor.supervision import HELD, Supervision, patiently
+from supervisor.updown import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.worker import ServiceWorker
 
 ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)

@@ -3,9 +3,10 @@
 
 Engine events, stack passes, control commands, the dashboard's guard and the worker's own
 helper tasks (the login follower, the FinishedAt stamp) only put work in its inbox; the
-worker takes one item at a time (its *turn*), then reconciles level-triggered: the state
-machine's pending step (`restarts.Pending`) is carried out once due, and the worker sleeps
-until the next one is (`requeue_after`). Because one worker does everything for its
+worker takes one item at a time (its *turn*), then looks at its due step, level-triggered:
+the state machine's pending step (`restarts.Pending`) is carried out once due, and the
+worker sleeps until the next one is (`requeue_after`). (A *reconcile* is the stack pass's
+word: passes.py.) Because one worker does everything for its
 service in order, nothing else needs to know whether a restart is in flight.
 
 The inbox (`supervisor.inbox`) holds at most INBOX_BOUND items; wake-ups coalesce. An
@@ -80,7 +81,7 @@ class ServiceWorker:
         self.inbox.put(job)
 
     def wake(self) -> None:
-        """Look (reconcile) soon; coalesced with any look that follows anyway."""
+        """Look at the due step soon; coalesced with any look that follows anyway."""
         self.inbox.wake()
 
     async def call(self, job: Job) -> Any:
@@ -106,7 +107,7 @@ class ServiceWorker:
                     self.request_pass()
                 with self.inbox.taking():
                     await self._take(item)
-                requeue_after = await self._reconcile_contained()
+                requeue_after = await self._step_if_due_contained()
 
     async def _take(self, item: Item) -> None:
         if isinstance(item, Call):
@@ -129,15 +130,15 @@ class ServiceWorker:
                 self.sup.unexpected(what, err, service=self.role, **fields)
                 self.request_pass()
 
-    async def _reconcile_contained(self) -> float | None:
+    async def _step_if_due_contained(self) -> float | None:
         try:
-            return await self.reconcile()
+            return await self.step_if_due()
         except Exception as err:  # an EngineError inside a step is handled by _acting
             self.sup.unexpected("a restart", err, service=self.role)
             self.request_pass()
             return None
 
-    async def reconcile(self) -> float | None:
+    async def step_if_due(self) -> float | None:
         """Carry out the pending step once due; returns the seconds until it is."""
         pending = self.service.restart.pending
         if pending is None or self.sup.stopping:

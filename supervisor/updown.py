@@ -1,4 +1,5 @@
-"""The shell behind `up`, `down` and `status`: runs plans against the engine."""
+"""The shell behind `up`, `down` and `status`: runs plans against the engine. A stack
+pass (passes.py: a *reconcile*) converges through `plan_and_ensure` and `apply_service`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from supervisor.stack import (
     stack_labels,
 )
 
+# The logger keeps the module's former name: it is the `logger` field of these lines, which
+# operators' log filters may match.
 log = logging.getLogger("supervisor.reconcile")
 
 
