@@ -288,7 +288,9 @@ class Guard:
         if isinstance(length, rules.Deny):
             return length, _Request(head, b"", b"")
         try:
-            decision = await self._decide_head(head)
+            decision = await rules.decide_head(
+                head, self.policy, self.resolve_container, self.resolve_exec
+            )
         except (OSError, EngineError) as exc:
             log.warning("guard cannot resolve: %s", exc)
             denied = rules.Deny("upstream", f"guard: upstream unavailable: {exc}", 502)
@@ -307,17 +309,6 @@ class Guard:
                 return short, _Request(head, b"", b"")
         request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
         return rules.accept_body(decision, request.body, head, self.policy), request
-
-    async def _decide_head(self, head: rules.Head) -> rules.Decision:
-        first = rules.classify(head.method, head.target, self.policy)
-        if isinstance(first, rules.NeedContainer):
-            res = await self.resolve_container(first.ref)
-            return rules.finish_container(first, res, self.policy)
-        if isinstance(first, rules.NeedExec):
-            info = await self.resolve_exec(first.exec_id)
-            res = await self.resolve_container(info.container_id) if info else None
-            return rules.finish_exec(first, info, res, self.policy)
-        return first
 
 
 async def _read_head(
