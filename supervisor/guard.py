@@ -663,6 +663,8 @@ async def _run_until_signal(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The guard alone, in a process of its own (the daemon serves it in its own process):
+    what bench/bench_guard.py measures and test_guard_shell runs under a low fd limit."""
     p = argparse.ArgumentParser(prog="python -m supervisor.guard", description=__doc__)
     p.add_argument("--socket", required=True, help="path of the filtered socket to serve")
     p.add_argument("--upstream", default="/var/run/docker.sock", help="the real Docker socket")

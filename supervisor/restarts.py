@@ -334,6 +334,12 @@ class ServiceStatus(StrEnum):
 
 
 class Action(StrEnum):
+    """A decision's verdict on an exit or a failed health check: what becomes of the
+    service and what the operator is told. Not a container operation: the operation a
+    verdict leaves pending is a `Step` (`_STEP_OF`), and some leave none (NONE,
+    STOP_CRASH_LOOP, NEEDS_AUTH). RESTART means the service runs again, which after an
+    exit is Step.START (there is nothing left to stop)."""
+
     NONE = "none"
     RESTART = "restart"  # start the container again after backoff_s
     RECREATE = "recreate"  # remove and create again (pull first if configured)
@@ -355,7 +361,9 @@ _NOTHING = Decision(Action.NONE)
 
 
 class Step(StrEnum):
-    """What a pending decision does when it is due."""
+    """The container operation a pending decision carries out when due (the worker's
+    `_carry_out`); persisted in the state file as `pending.step`. Also asked for directly
+    (the operator, a rotation, the manager following the server), with no `Action`."""
 
     START = "start"  # start the exited container again
     RESTART = "restart"  # stop it (as ours), then start it
