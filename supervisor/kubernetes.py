@@ -129,10 +129,13 @@ def pod_security_context(rules: policy.Hardening) -> Obj:
 def _probes(role: str, override: HealthcheckOverride | None) -> Obj:
     """Docker's health check as exec probes: startup covers the start period, then
     liveness restarts after `retries` failures (as the supervisor does on unhealthy) and
-    readiness takes the pod out of its Services meanwhile."""
-    image = IMAGE_HEALTHCHECKS[role]
+    readiness takes the pod out of its Services meanwhile. An image with no health check
+    we know of, and no override, gets no probes (on Docker it has none either)."""
+    image = IMAGE_HEALTHCHECKS.get(role)
     check = override or image
-    command = list(check.test or image.test or [])
+    if check is None:
+        return {}
+    command = list(check.test or (image.test if image else None) or [])
     period, timeout = _seconds(check.interval), _seconds(check.timeout)
     started = math.ceil(check.start_period / check.interval) if check.start_period else 0
 

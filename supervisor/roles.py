@@ -37,8 +37,8 @@ class Profile:
     kind: Kind
     # Services start in ascending order and stop in the reverse (jobs: 0, unused).
     start_order: int = 0
-    # Started only once the server is healthy (or held), and restarted after a server
-    # the daemon restarted.
+    # Started (by `up` and by a stack pass) only once the server is healthy or held.
+    # (Following a server the daemon restarted is the manager's alone: passes.py.)
     waits_for_server: bool = False
     # The secrets (secretspec names) its container reads, as X_FILE.
     secrets: tuple[str, ...] = ()
