@@ -1,5 +1,5 @@
-"""Stack passes: the safety net under the workers. At startup, every
-`reconcile_interval_s`, after the event stream reconnects and whenever a worker saw the
+"""Stack passes, what the settings, the CLI and the logs call a *reconcile*: the safety
+net under the workers. At startup, every `reconcile_interval_s`, after the event stream reconnects and whenever a worker saw the
 world change behind its back, one pass converges the stack on the settings (network,
 volume, prepare step, containers) and hands each service's plan to its worker, server
 first: adopting what runs, accounting exits nobody saw, starting what should run.
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import anyio
 
-from supervisor import restarts
+from supervisor import restarts, roles
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.plan import ServicePlan
-from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step
+from supervisor.roles import Role
 from supervisor.supervision import HELD, Supervision, patiently
+from supervisor.updown import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.worker import ServiceWorker
 
 ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)
@@ -91,32 +92,32 @@ class StackPasses:
         left_stopped: set[str] = set()
         for plan in converged.plans:
             worker = self.workers[plan.role]
-            adopt = _Adoption(self, worker, plan, planned, report, "server" in left_stopped)
+            adopt = _Adoption(self, worker, plan, planned, report, Role.SERVER in left_stopped)
             if await worker.call(adopt.run):
                 left_stopped.add(plan.role)
         if sup.manager_after_server and sup.server_ready_or_held():
-            await self.workers["manager"].call(self.follow_server_now)
+            await self.workers[Role.MANAGER].call(self.follow_server_now)
         for change in report.changes:
             sup.log.info(change)
         sup.save()
 
     def follow_server(self) -> None:
         """The server we restarted is healthy: the manager follows (in its own worker)."""
-        manager = self.workers.get("manager")
+        manager = self.workers.get(Role.MANAGER)
         if manager is not None:
             manager.submit(self.follow_server_now)
 
     async def follow_server_now(self) -> None:
         sup = self.sup
         sup.manager_after_server = False
-        manager = self.workers.get("manager")
+        manager = self.workers.get(Role.MANAGER)
         if manager is None or manager.service.container_id is None:
             return
         info = await sup.engine.inspect(manager.service.container_id)
         if info is None or not info.state.running:
             manager.request(Step.START, "server restarted", cause="server_restarted")
             return
-        server = sup.services.get("server")
+        server = sup.services.get(Role.SERVER)
         server_info = (
             await sup.engine.inspect(server.container_id)
             if server is not None and server.container_id
@@ -171,7 +172,7 @@ class _Adoption:
         service, keep = worker.service, plan.keep
         start = service.restart.status not in HELD
         server_ready = sup.server_ready_or_held() or self.server_left_stopped
-        if plan.role == "manager" and plan.start and not server_ready:
+        if roles.waits_for_server(plan.role) and plan.start and not server_ready:
             # Only a manager about to start waits for the server; flagging a running
             # one would restart the dashboard under its user.
             start = False

@@ -43,6 +43,7 @@ from pydantic_settings import (
 
 from supervisor import __version__, capabilities, hostpaths
 from supervisor.restarts import RestartPolicy
+from supervisor.roles import SERVICES, Role
 from supervisor.secretspec import BY_NAME, SECRETS
 
 _POLICY = RestartPolicy()  # the restart defaults, stated once
@@ -368,7 +369,7 @@ class HealthcheckOverride(BaseModel):
 class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: ClassVar[str] = ""
+    role: ClassVar[Role]
 
     image: str
     # Declared before `user` so the uid check can see it.
@@ -404,10 +405,12 @@ class ServiceSettings(BaseModel):
     @field_validator("user")
     @classmethod
     def _user(cls, value: UserSpec, info: ValidationInfo) -> UserSpec:
-        if value.uid == 0 and not (cls.role == "server" and info.data.get("allow_root")):
+        # Only the game may run as root (HyOS's entrypoint drops to 568 itself), and only
+        # when the operator says so.
+        if value.uid == 0 and not (cls.role is Role.SERVER and info.data.get("allow_root")):
             fix = (
                 "or set allow_root = true"
-                if cls.role == "server"
+                if cls.role is Role.SERVER
                 else "the manager never runs as root"
             )
             raise ValueError(f"uid 0 (root) is refused; use a non-root uid such as 568:568 ({fix})")
@@ -459,7 +462,7 @@ class ServiceSettings(BaseModel):
 
 
 class ServerSettings(ServiceSettings):
-    role: ClassVar[str] = "server"
+    role: ClassVar[Role] = Role.SERVER
 
     image: str = DEFAULT_SERVER_IMAGE
     # Hytale needs at least 4 GB; HyOS sizes the JVM heap at 75 % of the limit.
@@ -480,7 +483,7 @@ class ServerSettings(ServiceSettings):
 
 
 class ManagerSettings(ServiceSettings):
-    role: ClassVar[str] = "manager"
+    role: ClassVar[Role] = Role.MANAGER
 
     image: str = DEFAULT_MANAGER_IMAGE
     # A ceiling, not a reservation: idle it uses ~100 MiB, but HyOS's world upload (up to
@@ -771,8 +774,8 @@ class Settings(BaseSettings):
         return found
 
     def services(self) -> dict[str, ServiceSettings]:
-        """In start order: the manager depends on the server."""
-        return {"server": self.server, "manager": self.manager}
+        """Each service's section (its field is named after its role), in start order."""
+        return {role.value: getattr(self, role.value) for role in SERVICES}
 
     def stop_timeout(self, role: str) -> int:
         """The grace period (s) between SIGTERM and SIGKILL for `role`'s containers, read
