@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from supervisor import control
-from tests.harness import REPO, Daemon, DaemonExited, docker, inspect, poll
 from tests.enginelock import EngineLock, once_per_run
+from tests.harness import REPO, Daemon, DaemonExited, docker, inspect, poll
 from tests.harness import restart_dockerd as harness_restart_dockerd
 from tests.standin import remove_stack_objects, standin_env
 

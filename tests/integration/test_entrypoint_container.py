@@ -36,6 +36,7 @@ def docker(
 def helper_image() -> str:
     if shutil.which("docker") is None or docker("version").returncode != 0:
         pytest.skip("no Docker engine answering")
+
     def build() -> None:
         for script in ("build-python-base.sh", "build-helper-image.sh"):
             out = subprocess.run(
