@@ -30,6 +30,9 @@ ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.
 class _Pass:
     startup: bool  # start exited containers (a fresh daemon, or the engine was away)
     generations: dict[str, int]  # each worker's, when planned: a step since makes it stale
+    # Each worker's count of events, when planned: an event since is newer than the plan's
+    # listing (a `health_status` the listing predates is not repeated by the engine).
+    events_seen: dict[str, int]
 
 
 class StackPasses:
@@ -80,7 +83,11 @@ class StackPasses:
         At startup (and after an engine outage) stopped containers are started again;
         later, an exit we missed is accounted like any other exit."""
         sup = self.sup
-        planned = _Pass(startup, {role: w.generation for role, w in self.workers.items()})
+        planned = _Pass(
+            startup,
+            generations={role: w.generation for role, w in self.workers.items()},
+            events_seen={role: w.events_seen for role, w in self.workers.items()},
+        )
         report = UpReport()
         async with sup.prepare_lock:
             converged = await plan_and_ensure(
@@ -183,13 +190,21 @@ class _Adoption:
         service.container_id = container_id
         if keep is None or keep.id != container_id or not keep.running:
             return
-        service.health = keep.health
+        # The worker heard from the engine since the listing: its own view is newer, and
+        # it has reacted to it (seen in CI: a `healthy` taken between the listing and this
+        # adoption was overwritten with the listing's `starting`, and the manager waited
+        # for a healthy event the engine never sends twice).
+        heard_since = worker.events_seen != self.planned.events_seen[plan.role]
+        if not heard_since:
+            service.health = keep.health
         worker.watch_login(container_id)
         now = sup.clock()
         if service.restart.status in ADOPT_AS_STARTED:
             # Also a restart or recreate that a killed daemon issued but never saw
             # start: the container runs, so the service does.
             service.restart = restarts.on_started(service.restart, now)
+        if heard_since:
+            return
         if keep.health == "healthy" and service.restart.healthy_since is None:
             service.restart = restarts.on_healthy(service.restart, now)
         if keep.health == "unhealthy" and not self.planned.startup:

@@ -67,6 +67,9 @@ class ServiceWorker:
         # Bumped whenever a step of ours creates, removes or starts containers: a stack
         # pass planned before that is stale for this service.
         self.generation = 0
+        # Events handed to this worker (counted as they arrive, not as they are taken): a
+        # stack pass planned before one must not overwrite what it says (passes._Adoption).
+        self.events_seen = 0
         self._helpers: TaskGroup | None = None
         self.login = LoginWatch(sup, service, self)
         self.accounting = ExitAccounting(sup, service)
@@ -74,6 +77,7 @@ class ServiceWorker:
     # --- the inbox ------------------------------------------------------------------------
 
     def observe(self, event: EngineEvent) -> None:
+        self.events_seen += 1
         self.inbox.put(event)
 
     def submit(self, job: Job) -> None:
