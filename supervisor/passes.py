@@ -190,21 +190,20 @@ class _Adoption:
         service.container_id = container_id
         if keep is None or keep.id != container_id or not keep.running:
             return
-        # The worker heard from the engine since the listing: its own view is newer, and
-        # it has reacted to it (seen in CI: a `healthy` taken between the listing and this
-        # adoption was overwritten with the listing's `starting`, and the manager waited
-        # for a healthy event the engine never sends twice).
-        heard_since = worker.events_seen != self.planned.events_seen[plan.role]
-        if not heard_since:
-            service.health = keep.health
+        if worker.events_seen != self.planned.events_seen[plan.role]:
+            # The worker heard from the engine since the listing: its view is newer, and
+            # it has reacted to it. Seen in CI: a `healthy` taken between the listing and
+            # this adoption was overwritten with the listing's `starting` (the manager
+            # waited for a healthy event the engine never sends twice), and a dashboard
+            # Stop's exit taken before it was undone (the stopped server shown running).
+            return
+        service.health = keep.health
         worker.watch_login(container_id)
         now = sup.clock()
         if service.restart.status in ADOPT_AS_STARTED:
             # Also a restart or recreate that a killed daemon issued but never saw
             # start: the container runs, so the service does.
             service.restart = restarts.on_started(service.restart, now)
-        if heard_since:
-            return
         if keep.health == "healthy" and service.restart.healthy_since is None:
             service.restart = restarts.on_healthy(service.restart, now)
         if keep.health == "unhealthy" and not self.planned.startup:

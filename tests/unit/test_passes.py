@@ -11,6 +11,7 @@ import pytest
 from supervisor.daemon import Daemon
 from supervisor.dockertypes import EngineEvent, Observed
 from supervisor.notify import Notifier
+from supervisor.restarts import ServiceStatus
 from supervisor.roles import Role
 from supervisor.settings import load_settings
 from tests.fakeengine import FakeEngine
@@ -66,3 +67,44 @@ async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_tha
     assert second.sup.services[Role.SERVER].health == "healthy"
     assert manager.info().state.running
     assert not second.sup.manager_after_server
+
+
+async def test_an_exit_heard_after_the_listing_is_not_undone_by_it(tmp_path: Path) -> None:
+    """Seen in CI (HyOS's manager, a 1 s pass interval): the dashboard's Stop ended the
+    server between a pass's listing and its adoption of the server; the adoption took the
+    listing's `running` and recorded the stopped server as started."""
+    engine = FakeEngine()
+    daemon = daemon_on(engine, tmp_path)
+    listed = engine.list_stack
+    exit_after_listing = False
+
+    async def list_then_exit(stack: str) -> list[Observed]:
+        found = await listed(stack)
+        if exit_after_listing:
+            engine.exit(server.id, 0)
+            daemon.dispatch(
+                EngineEvent(
+                    "die",
+                    server.id,
+                    2_000_000_000_000_000_000,
+                    name=server.name,
+                    labels={**server.labels, "exitCode": "0"},
+                    exit_code=0,
+                )
+            )
+        return found
+
+    engine.list_stack = list_then_exit  # type: ignore[method-assign]
+    async with anyio.create_task_group() as work:
+        for worker in daemon.workers.values():
+            await work.start(worker.run)
+        await daemon.passes.once(startup=True)
+        (server,) = [c for c in engine.containers.values() if c.name.endswith("-server")]
+        exit_after_listing = True
+        with anyio.fail_after(5):
+            await daemon.passes.once(startup=False)
+        work.cancel_scope.cancel()
+    record = daemon.sup.services[Role.SERVER]
+    assert not server.info().state.running
+    assert record.restart.status is not ServiceStatus.RUNNING, record.restart
+    assert record.health is None
