@@ -175,6 +175,20 @@ SecretFileSetting = Annotated[
 ]
 
 
+# A Unix socket's path holds at most 107 bytes (sun_path is 108, with its NUL): a longer
+# one fails at bind, deep inside the daemon, with an error that names no setting.
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def _fits_a_socket(path: Path, what: str) -> None:
+    size = len(os.fsencode(path))
+    if size > UNIX_SOCKET_PATH_MAX:
+        raise ValueError(
+            f"the {what} socket {str(path)!r} would be {size} bytes, over the "
+            f"{UNIX_SOCKET_PATH_MAX} a Unix socket path holds; choose a shorter directory"
+        )
+
+
 class ConfigError(Exception):
     """Invalid settings: one line per problem, each naming the field."""
 
@@ -683,6 +697,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is not a valid Docker name; use letters, digits, '_', '.' or '-'"
             )
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            # The control socket (supervisor.control.SOCKET_NAME) lives here.
+            _fits_a_socket(value / f"{info.data.get('stack', '')}.control.sock", "control")
+        return value
+
+    @field_validator("guard_dir")
+    @classmethod
+    def _guard_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        # The guard's socket (supervisor.stack.GUARD_SOCKET_NAME) lives in <dir>/<stack>/.
+        _fits_a_socket(value / str(info.data.get("stack", "")) / "docker.sock", "guard's")
         return value
 
     @field_validator("docker_host")

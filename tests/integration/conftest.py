@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -148,10 +149,14 @@ def base_env(stack: str, state_dir: Path | None = None) -> dict[str, str]:
 
 
 @pytest.fixture
-def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
+def stack(test_images: None) -> Iterator[Stack]:
     name = f"t{uuid.uuid4().hex[:10]}"
-    yield Stack(name, base_env(name, tmp_path / "state"))
+    # A short directory, not tmp_path: the guard's and the control socket's paths must fit
+    # the 107 bytes of a Unix socket path, and xdist's tmp_path is deeper.
+    state = Path(tempfile.mkdtemp(prefix="hs-"))
+    yield Stack(name, base_env(name, state / "state"))
     remove_stack_objects(name)
+    shutil.rmtree(state, ignore_errors=True)
 
 
 # --- the supervisor daemon as a subprocess ---------------------------------------------
