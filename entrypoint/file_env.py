@@ -52,10 +52,13 @@ unset HYOS_FILE_ENV
 stop_wait=${HYOS_STOP_WAIT:-}
 unset HYOS_STOP_WAIT
 stopping=
-trap 'stopping=1; kill -TERM "$child" 2>/dev/null || :' TERM
-trap 'stopping=1; kill -INT "$child" 2>/dev/null || :' INT
+child=
+# A signal before `child` is set (a stop right at the start) is passed on just after.
+trap 'stopping=TERM; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || :' TERM
+trap 'stopping=INT; [ -z "$child" ] || kill -INT "$child" 2>/dev/null || :' INT
 "$@" &
 child=$!
+[ -z "$stopping" ] || kill -"$stopping" "$child" 2>/dev/null || :
 while :; do
     status=0
     wait "$child" || status=$?

@@ -279,15 +279,28 @@ class DaemonFactory:
             daemon.stop(signal.SIGTERM, timeout=30)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report on the item, for fixtures that explain a failure at teardown."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def daemon(stack: Stack, tmp_path: Path) -> Iterator[DaemonFactory]:
+def daemon(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DaemonFactory]:
     """`daemon(**env)` starts `hyos-supervisor run` for the stack and waits until both
     services are healthy; teardown sends SIGTERM (SIGKILL after 30 s), then the stack
-    fixture removes every object of the stack."""
+    fixture removes every object of the stack. A failed test gets each daemon's last log
+    lines (captured output of the teardown): a flake must explain itself."""
     factory = DaemonFactory(stack, tmp_path)
     try:
         yield factory
     finally:
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            for index, started in enumerate(factory.started):
+                print(f"--- daemon {index}: its last log lines ---\n{started.log_tail(80)}")
         factory.close()
 
 

@@ -278,7 +278,13 @@ def test_the_documented_cleanup_after_down_removes_containers_and_network_keeps_
     cleanup = project.compose("run", "--rm", "supervisor", "hyos-supervisor", "down")
     assert cleanup.returncode == 0, cleanup.stderr
     assert f"stack {project.stack} is down" in cleanup.stdout, cleanup.stdout
-    assert docker("ps", "-aq", "--filter", f"label=io.hyos.stack={project.stack}").stdout == ""
+    leftover = docker("ps", "-aq", "--filter", f"label=io.hyos.stack={project.stack}").stdout
+    # Seen once under a loaded machine, unexplained: a container of the stack after `down`.
+    # What it is, so the next time explains itself.
+    assert leftover == "", [
+        {k: info[k] for k in ("Name", "Created", "State")} | {"Labels": info["Config"]["Labels"]}
+        for info in (inspect(c) for c in leftover.split())
+    ]
     assert docker("network", "inspect", network, check=False).returncode != 0
     assert docker("volume", "inspect", f"{project.stack}-data", check=False).returncode == 0
     # `run --rm` leaves no supervisor container behind either.

@@ -25,14 +25,13 @@ def _need(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
-def test_a_guard_directory_the_engine_cannot_see_is_one_line_and_exit_1(
-    stack: Stack, tmp_path: Path
-) -> None:
+def test_a_guard_directory_the_engine_cannot_see_is_one_line_and_exit_1(stack: Stack) -> None:
     """The engine resolves bind sources on its own host. A supervisor whose guard
     directory the engine cannot see (here: a tmpfs in the supervisor's own mount
     namespace, as in a container without the bind mount) fails its first reconcile."""
     _need(os.geteuid() == 0 and shutil.which("unshare") is not None, "needs root and unshare")
-    hidden = tmp_path / "hidden"
+    # Beside the stack's short state dir: the guard's socket path must fit a Unix socket's.
+    hidden = Path(stack.env["HYOS_STATE_DIR"]).parent / "hidden"
     hidden.mkdir()
     guard = hidden / "guard"
     command = [
