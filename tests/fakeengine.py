@@ -7,13 +7,14 @@ volumes, files inside containers, and the event stream. What it records: every c
 that changes something, as `(verb, id or name)` in `calls`. What a test can steer:
 `refuse(verb, error, times)` makes the next calls of a verb fail, `set_health` and
 `exit` change a container and emit the events the engine would, `emit` sends any event,
-and `queue_events` holds events for the next subscriber (as `since=` would replay them).
+`queue_events` holds events for the next subscriber (as `since=` would replay them), and
+`after_listing` runs just after a listing is taken (the world moving on meanwhile).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -124,6 +125,8 @@ class FakeEngine:
         self._ids = itertools.count(1)
         self._nanos = itertools.count(1_714_557_600 * 10**9, 10**6)
         self._waiters: list[anyio.Event] = []  # wait_ready's, woken by every change
+        # Steering: runs after each listing is taken, before list_stack returns it.
+        self.after_listing: Callable[[], None] | None = None
 
     # --- steering ---------------------------------------------------------------------
 
@@ -181,7 +184,7 @@ class FakeEngine:
 
     async def list_stack(self, stack: str) -> list[Observed]:
         self._refused("list_stack")
-        return [
+        listing = [
             Observed(
                 id=c.id,
                 name=c.name,
@@ -194,6 +197,9 @@ class FakeEngine:
             for c in self.containers.values()
             if owned_by(c.labels, stack)
         ]
+        if self.after_listing is not None:
+            self.after_listing()  # the world moves on while the caller holds the listing
+        return listing
 
     async def inspect(self, ref: str, attempts: int | None = None) -> ContainerInfo | None:
         self._refused("inspect")

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from supervisor.daemon import Daemon
-from supervisor.dockertypes import EngineEvent, Observed
+from supervisor.dockertypes import EngineEvent
 from supervisor.notify import Notifier
 from supervisor.restarts import ServiceStatus
 from supervisor.roles import Role
@@ -45,19 +45,16 @@ async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_tha
     # A new daemon: its listing sees the server `starting`; the server turns healthy just
     # after, and its worker hears of it before the pass adopts the server.
     second = daemon_on(engine, tmp_path)
-    listed = engine.list_stack
 
-    async def list_then_turn_healthy(stack: str) -> list[Observed]:
-        found = await listed(stack)
+    def turn_healthy() -> None:
         engine.set_health(server.id, "healthy")
         second.dispatch(
             EngineEvent(
                 "health_status: healthy", server.id, 1, name=server.name, labels=server.labels
             )
         )
-        return found
 
-    engine.list_stack = list_then_turn_healthy  # type: ignore[method-assign]
+    engine.after_listing = turn_healthy
     async with anyio.create_task_group() as work:
         for worker in second.workers.values():
             await work.start(worker.run)
@@ -75,32 +72,26 @@ async def test_an_exit_heard_after_the_listing_is_not_undone_by_it(tmp_path: Pat
     listing's `running` and recorded the stopped server as started."""
     engine = FakeEngine()
     daemon = daemon_on(engine, tmp_path)
-    listed = engine.list_stack
-    exit_after_listing = False
 
-    async def list_then_exit(stack: str) -> list[Observed]:
-        found = await listed(stack)
-        if exit_after_listing:
-            engine.exit(server.id, 0)
-            daemon.dispatch(
-                EngineEvent(
-                    "die",
-                    server.id,
-                    2_000_000_000_000_000_000,
-                    name=server.name,
-                    labels={**server.labels, "exitCode": "0"},
-                    exit_code=0,
-                )
+    def exit_cleanly() -> None:
+        engine.exit(server.id, 0)
+        daemon.dispatch(
+            EngineEvent(
+                "die",
+                server.id,
+                2_000_000_000_000_000_000,
+                name=server.name,
+                labels={**server.labels, "exitCode": "0"},
+                exit_code=0,
             )
-        return found
+        )
 
-    engine.list_stack = list_then_exit  # type: ignore[method-assign]
     async with anyio.create_task_group() as work:
         for worker in daemon.workers.values():
             await work.start(worker.run)
         await daemon.passes.once(startup=True)
         (server,) = [c for c in engine.containers.values() if c.name.endswith("-server")]
-        exit_after_listing = True
+        engine.after_listing = exit_cleanly
         with anyio.fail_after(5):
             await daemon.passes.once(startup=False)
         work.cancel_scope.cancel()
