@@ -28,8 +28,8 @@ from tests.harness import REPO, docker, inspect
 from tests.integration.conftest import base_env
 from tests.standin import remove_stack_objects
 
-# One xdist worker runs the whole module: its module-scoped fixtures are built once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("compose")]
+# One xdist worker runs the whole module (tests/conftest.py WHOLE_MODULES).
+pytestmark = pytest.mark.integration
 
 IMAGE = "hyos-supervisor:dev"
 HYOS_UID = 568
@@ -281,10 +281,14 @@ def test_the_documented_cleanup_after_down_removes_containers_and_network_keeps_
     leftover = docker("ps", "-aq", "--filter", f"label=io.hyos.stack={project.stack}").stdout
     # Seen once under a loaded machine, unexplained: a container of the stack after `down`.
     # What it is, so the next time explains itself.
-    assert leftover == "", [
-        {k: info[k] for k in ("Name", "Created", "State")} | {"Labels": info["Config"]["Labels"]}
-        for info in (inspect(c) for c in leftover.split())
-    ]
+    assert leftover == "", (
+        cleanup.stdout,
+        cleanup.stderr,
+        [
+            {k: info[k] for k in ("Name", "Created")} | {"Cmd": info["Config"]["Cmd"]}
+            for info in (inspect(c) for c in leftover.split())
+        ],
+    )
     assert docker("network", "inspect", network, check=False).returncode != 0
     assert docker("volume", "inspect", f"{project.stack}-data", check=False).returncode == 0
     # `run --rm` leaves no supervisor container behind either.

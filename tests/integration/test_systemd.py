@@ -31,8 +31,8 @@ from tests.harness import REPO, poll
 from tests.integration.conftest import docker
 from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
 
-# One xdist worker runs the whole module: its module-scoped fixtures are built once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("systemd")]
+# One xdist worker runs the whole module (tests/conftest.py WHOLE_MODULES).
+pytestmark = pytest.mark.integration
 
 UNIT = "hyos-supervisor.service"
 GUARD_ROOT = Path("/run/hyos-supervisor")  # the unit's RuntimeDirectory, shared with the host
