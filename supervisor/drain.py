@@ -258,6 +258,8 @@ def parse_duration(text: str | float) -> float:
         raise ValueError("expected a duration such as 15m, 30s or 1h")
     if isinstance(text, int | float):
         seconds = float(text)
+    elif text.strip().startswith("-"):
+        raise ValueError(f"{text!r} is negative; use a duration of 0 or more, e.g. 15m")
     else:
         match = _DURATION.match(text.strip().lower())
         if not text.strip() or not match:
