@@ -80,7 +80,7 @@ class Drainer:
                 assert decision.offset is not None
                 text = drain.message(self.policy, state, now)
                 if await self._broadcast(text):
-                    self.log.info("drain warning", extra={"message": text})
+                    self.log.info("drain warning", extra={"text": text})
                 state = drain.warned(state, decision.offset)
             elif kind is Kind.MISSED:
                 assert decision.offset is not None

@@ -61,10 +61,13 @@ def run(policy: DrainPolicy, api: FakeApi, clock: FakeClock) -> tuple[Kind, list
     return anyio.run(main), saved
 
 
-def test_two_players_warned_in_order_then_saved_and_acted_after_they_leave() -> None:
+def test_two_players_warned_in_order_then_saved_and_acted_after_they_leave(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = FakeClock()
     api = FakeApi(clock, leaves=[250.0, 333.0])
-    kind, saved = run(DrainPolicy(), api, clock)
+    with caplog.at_level(logging.INFO, "test.drain"):  # each step's fields are loggable
+        kind, saved = run(DrainPolicy(), api, clock)
     assert kind is Kind.ACT
     broadcasts = [(t, m) for t, w, m in api.calls if w == "broadcast"]
     assert broadcasts == [
