@@ -2,7 +2,10 @@
 imports from this package: labels, in-container paths, the prepare step's argv (one
 builder here, one parser: the entrypoint's own) and what it prints.
 
-Pure; no I/O. The prepare step runs, as root in the helper image::
+Its own code is pure. It also re-exports two helpers that do I/O, so the supervisor
+writes files and makes secrets exactly as the prepare step does: `replace_atomically`
+(writes a file) and `generate_secret` (reads the OS's randomness). The prepare step
+runs, as root in the helper image::
 
     python3 -m entrypoint prepare --user UID:GID [--machine-id FILE] [--file-env-shim FILE]
         [--secrets DIR [--secret NAME]... [--forget NAME]... [--rotate NAME]...

@@ -23,6 +23,11 @@
   the HYOS_* environment clearing loops in the unit tests (conftest.py's one fixture
   aside; tests/standin.py builds a subprocess's environment, not the test's);
 - (#23) import cycles and imports of private names between entrypoint's modules;
+- (#23) role literals: string constants that are a role's name (ROLE_WORDS) in
+  supervisor/*.py outside the role module (roles.py), and the files they are in: the
+  files that spell a role out, which a new role would have to be checked against. The
+  settings' field names (`settings.server`) are attributes, not constants, and user-facing
+  sentences are longer than a role's name, so neither is counted;
 - (#23) writers of a service's record outside its worker: assignments to a field of
   store.Service (``service.restart = restarts.reset(...)``, ``server.stop_requested = ...``,
   tuple targets included) on any object but ``self``, in supervisor/*.py except worker.py
@@ -57,7 +62,7 @@ EXCLUDED = {"engine.py", "dockertypes.py", "guard.py", "guard_rules.py"}
 PURE = frozenset(
     {
         "policy", "guard_rules", "plan", "restarts", "dockertypes", "ports", "stack", "hyos",
-        "secretspec", "capabilities", "kubernetes", "podsecurity", "hostpaths",
+        "secretspec", "capabilities", "kubernetes", "podsecurity", "hostpaths", "roles",
     }
 )  # fmt: skip
 IO_LIBRARIES = frozenset(
@@ -251,6 +256,22 @@ def private_imports(directory: Path) -> list[str]:
     return found
 
 
+ROLE_WORDS = frozenset({"server", "manager", "prepare"})
+ROLE_MODULE = "roles.py"
+
+
+def role_literals(directory: Path) -> list[str]:
+    """file:line 'word' for each role name written as a string outside roles.py."""
+    sites = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name == ROLE_MODULE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in ROLE_WORDS:
+                sites.append((path.name, node.lineno, node.value))
+    return [f"{f}:{line} {word!r}" for f, line, word in sorted(sites)]
+
+
 WORKER_MODULES = frozenset({"worker.py", "accounting.py"})
 # (file, function) -> why its writes are not another task's. Functions, not lines: a new
 # writer in any other function counts.
@@ -397,6 +418,12 @@ def seams(root: Path) -> None:
     print(f"grace period reads: {len(grace)}")
     for site in grace:
         print(f"  {site}")
+    literals = role_literals(root)
+    files = sorted({site.split(":")[0] for site in literals})
+    print(f"role literals outside {ROLE_MODULE}: {len(literals)} in {len(files)} files")
+    for file in files:
+        lines = [site.split(":", 1)[1] for site in literals if site.startswith(f"{file}:")]
+        print(f"  {file}: {len(lines)} ({', '.join(line.split()[0] for line in lines)})")
     labels = label_copies(root)
     print(f"ownership label references outside dockertypes.py: {len(labels)}")
     for site in labels:

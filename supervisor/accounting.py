@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from supervisor import hyos, restarts, stopmarks, totals
+from supervisor import hyos, restarts, roles, stopmarks, totals
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
@@ -75,7 +75,7 @@ class ExitAccounting:
         """What HyOS's state files say about a server exit whose code alone is ambiguous
         (1: Java crashed, or the login ran out; 143: a stray SIGTERM, or the update
         button). Read through the engine from the stopped container's volume."""
-        if self.role != "server" or exit_code not in (1, 143):
+        if not roles.is_game(self.role) or exit_code not in (1, 143):
             return None
         try:
             if exit_code == 1:

@@ -12,14 +12,18 @@ from typing import Any
 
 import anyio
 
-from supervisor import __version__, control, hyos, policy
+from supervisor import __version__, control, hyos, policy, roles
 from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.engine import Engine
 from supervisor.failures import explain
 from supervisor.logs import bind, error_line, setup_logging
 from supervisor.ops import Operations
 from supervisor.ports import EnginePort
-from supervisor.reconcile import (
+from supervisor.roles import Role
+from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
+from supervisor.store import StateStore, state_dir_for, state_path
+from supervisor.terminal import exec_command
+from supervisor.updown import (
     ROTATIONS,
     NotReady,
     StackError,
@@ -28,9 +32,6 @@ from supervisor.reconcile import (
     stack_status,
     take_down,
 )
-from supervisor.settings import EX_CONFIG, ConfigError, Settings, load_settings
-from supervisor.store import StateStore, state_dir_for, state_path
-from supervisor.terminal import exec_command
 
 log = logging.getLogger("supervisor.cli")
 
@@ -112,7 +113,7 @@ def _stack_verbs(verb: Verb) -> None:
 
 def _service_verbs(verb: Verb) -> None:
     restart = verb("restart", "restart a service and clear its crash_loop or needs_auth state")
-    restart.add_argument("service", choices=("server", "manager"))
+    restart.add_argument("service", choices=roles.NAMES)
 
     verb("health", "exit 0 when the running daemon's loop makes progress")
 
@@ -129,7 +130,7 @@ def _service_verbs(verb: Verb) -> None:
                       help="give up waiting after S seconds (default: as long as HyOS waits)")  # fmt: skip
 
     exec_ = verb("exec", "run a command in a service's container as its service user")
-    exec_.add_argument("service", choices=("server", "manager"))
+    exec_.add_argument("service", choices=roles.NAMES)
     exec_.add_argument("--tty", "-t", action="store_true",
                        help="a terminal (interactive when stdin is one)")  # fmt: skip
     exec_.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
@@ -157,7 +158,7 @@ def _output_verbs(verb: Verb) -> None:
                         "(written 0600); otherwise the manifests reference a Secret you create")  # fmt: skip
 
     logs = verb("logs", "print a service's container logs")
-    logs.add_argument("service", choices=("server", "manager"))
+    logs.add_argument("service", choices=roles.NAMES)
     logs.add_argument("--tail", type=int, default=100, metavar="N")
 
 
@@ -225,9 +226,9 @@ async def _login(
     """HyOS's login state: the daemon's (event-driven) view, else auth.json read through
     the engine from the server container (never by mounting the volume)."""
     if view is not None:
-        found = (view.get("services", {}).get("server") or {}).get("login")
+        found = (view.get("services", {}).get(Role.SERVER) or {}).get("login")
         return hyos.Login(found["status"], found["url"], found["code"]) if found else None
-    servers = [o for o in await engine.list_stack(settings.stack) if o.role == "server"]
+    servers = [o for o in await engine.list_stack(settings.stack) if o.role == Role.SERVER]
     if not servers:
         return None
     return hyos.parse_login(await engine.read_file(servers[0].id, hyos.AUTH_FILE))
@@ -241,7 +242,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         row["supervisor"] = supervised
         if supervised:
             row["restart_count"] = supervised["restart_count"]
-        if row["service"] == "server":
+        if row["service"] == Role.SERVER:
             login = await _login(settings, engine, view)
             row["auth"] = login.to_json() if login is not None else None
     if args.json:

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from supervisor import roles
 from supervisor.dockertypes import EngineError
-from supervisor.reconcile import StackError
 from supervisor.restarts import Step
+from supervisor.roles import Role
 from supervisor.supervision import Supervision
+from supervisor.updown import StackError
 from supervisor.worker import ServiceWorker
 
 Request = dict[str, Any]
@@ -66,7 +68,7 @@ class Commands:
             except (StackError, EngineError) as err:
                 return {"ok": False, "error": str(err)}
         self.sup.log.info("secrets rotated", extra={"names": list(names)})
-        server = self.workers.get("server")
+        server = self.workers.get(Role.SERVER)
         if server is not None and server.service.container_id is not None:
             # The manager follows once the server is healthy again.
             await server.ask(
@@ -81,7 +83,7 @@ class Commands:
         role = str(request.get("service"))
         worker = self.workers.get(role)
         if worker is None:
-            return {"ok": False, "error": f"unknown service {role!r}; use server or manager"}
+            return {"ok": False, "error": f"unknown service {role!r}; use {roles.spoken()}"}
         await worker.call(worker.restart_for_operator)  # in its turn, as every change
         return {"ok": True, "message": f"{role}: state cleared, restarting"}
 

@@ -32,12 +32,12 @@ from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
 from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
 from supervisor.ports import EnginePort
-from supervisor.reconcile import guard_dir_for
 from supervisor.restarts import ServiceStatus
 from supervisor.settings import Settings
 from supervisor.statefile import ensure_dir
 from supervisor.store import Service, StateStore, state_dir_for, state_path, status_line
 from supervisor.supervision import Supervision
+from supervisor.updown import guard_dir_for
 from supervisor.worker import ServiceWorker
 
 logger = logging.getLogger("supervisor.daemon")

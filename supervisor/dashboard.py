@@ -17,10 +17,11 @@ from supervisor.dockertypes import EngineError
 from supervisor.guard import AnswerHook, serve_guard
 from supervisor.guard_rules import Allow
 from supervisor.guard_rules import Policy as GuardPolicy
-from supervisor.reconcile import StackError, run_prepare
 from supervisor.restarts import Step
+from supervisor.roles import Role
 from supervisor.stack import GUARD_SOCKET_NAME
 from supervisor.supervision import Supervision
+from supervisor.updown import StackError, run_prepare
 from supervisor.worker import ServiceWorker
 
 # The guard's rules whose allowed requests stop the server on the dashboard's behalf.
@@ -65,7 +66,7 @@ class Dashboard:
             settings.docker_host.removeprefix("unix://"),
             GuardPolicy(
                 settings.stack,
-                settings.stop_timeout("server"),
+                settings.stop_timeout(Role.SERVER),
                 exec_gid=settings.server.user.gid,
             ),
             settings.manager.user.gid,
@@ -88,7 +89,7 @@ class Dashboard:
             delay = min(delay * 2, GUARD_RETRY_S[1])
 
     def on_guard_bound(self, bound_at: datetime) -> None:
-        manager = self.workers.get("manager")
+        manager = self.workers.get(Role.MANAGER)
         if manager is not None:
             manager.submit(partial(self.restart_manager_started_before, bound_at))
 
@@ -102,7 +103,7 @@ class Dashboard:
             return
         observed = await self.sup.engine.list_stack(self.sup.settings.stack)
         for container in observed:
-            if container.role != "manager":
+            if container.role != Role.MANAGER:
                 continue
             info = await self.sup.engine.inspect(container.id)
             started = None if info is None else info.state.started_at
@@ -110,9 +111,9 @@ class Dashboard:
                 continue
             self.sup.log.info(
                 "the manager holds the guard's previous socket; restarting it",
-                extra={"service": "manager", "container_id": info.id[:12]},
+                extra={"service": Role.MANAGER, "container_id": info.id[:12]},
             )
-            self.workers["manager"].request(
+            self.workers[Role.MANAGER].request(
                 Step.RESTART,
                 "the guard's socket was bound anew; the manager holds the old one",
                 cause="guard_socket",
@@ -133,7 +134,7 @@ class Dashboard:
         (it then stops the run the step started, and that run's exit is the one marked).
         The withdrawal is queued to the worker: it follows the mark in the inbox."""
         self._check_manager_config_soon()
-        server = self.workers.get("server")
+        server = self.workers.get(Role.SERVER)
         container_id = allowed.container_id
         if allowed.rule not in DASHBOARD_STOPS or server is None or container_id is None:
             return None
@@ -141,7 +142,7 @@ class Dashboard:
         if at is None:
             return None  # not the server's current container
         what = DASHBOARD_STOPS[allowed.rule]
-        log = self.sup.log.bind(service="server", container_id=container_id[:12])
+        log = self.sup.log.bind(service=Role.SERVER, container_id=container_id[:12])
 
         def answered(status: int) -> None:
             if 200 <= status < 300:
@@ -158,7 +159,7 @@ class Dashboard:
 
     def _check_manager_config_soon(self) -> None:
         now = self.sup.clock()
-        manager = self.workers.get("manager")
+        manager = self.workers.get(Role.MANAGER)
         if manager is not None and now >= self._manager_config_due:
             self._manager_config_due = now + MANAGER_CONFIG_CHECK_S
             manager.submit(self.repair_manager_config)
@@ -169,7 +170,7 @@ class Dashboard:
         file wins from then on: the dashboard loses the server. The prepare step removes
         those keys; the manager restarts to forget what it cached. (Runs in the manager's
         worker, so never beside one of its steps.)"""
-        manager = self.workers["manager"]
+        manager = self.workers[Role.MANAGER]
         container_id = manager.service.container_id
         if container_id is None or self.sup.stopping:
             return
@@ -181,14 +182,14 @@ class Dashboard:
             self.sup.log.warning(
                 "the dashboard saved settings over the supervisor's wiring; removing them "
                 "and restarting the manager",
-                extra={"service": "manager", "keys": list(keys)},
+                extra={"service": Role.MANAGER, "keys": list(keys)},
             )
             async with self.sup.prepare_lock:
                 await run_prepare(self.sup.engine, self.sup.settings)
         except (EngineError, StackError) as err:
             self.sup.log.warning(
                 "cannot check the dashboard's settings file",
-                extra={"service": "manager", "error": str(err)},
+                extra={"service": Role.MANAGER, "error": str(err)},
             )
             return
         manager.request(

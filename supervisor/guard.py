@@ -288,7 +288,9 @@ class Guard:
         if isinstance(length, rules.Deny):
             return length, _Request(head, b"", b"")
         try:
-            decision = await self._decide_head(head)
+            decision = await rules.decide_head(
+                head, self.policy, self.resolve_container, self.resolve_exec
+            )
         except (OSError, EngineError) as exc:
             log.warning("guard cannot resolve: %s", exc)
             denied = rules.Deny("upstream", f"guard: upstream unavailable: {exc}", 502)
@@ -307,17 +309,6 @@ class Guard:
                 return short, _Request(head, b"", b"")
         request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
         return rules.accept_body(decision, request.body, head, self.policy), request
-
-    async def _decide_head(self, head: rules.Head) -> rules.Decision:
-        first = rules.classify(head.method, head.target, self.policy)
-        if isinstance(first, rules.NeedContainer):
-            res = await self.resolve_container(first.ref)
-            return rules.finish_container(first, res, self.policy)
-        if isinstance(first, rules.NeedExec):
-            info = await self.resolve_exec(first.exec_id)
-            res = await self.resolve_container(info.container_id) if info else None
-            return rules.finish_exec(first, info, res, self.policy)
-        return first
 
 
 async def _read_head(
@@ -672,6 +663,8 @@ async def _run_until_signal(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The guard alone, in a process of its own (the daemon serves it in its own process):
+    what bench/bench_guard.py measures and test_guard_shell runs under a low fd limit."""
     p = argparse.ArgumentParser(prog="python -m supervisor.guard", description=__doc__)
     p.add_argument("--socket", required=True, help="path of the filtered socket to serve")
     p.add_argument("--upstream", default="/var/run/docker.sock", help="the real Docker socket")

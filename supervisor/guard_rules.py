@@ -1,10 +1,11 @@
 """Pure rules of the Docker API guard: parse a request, decide allow or deny.
 
-No I/O here. The shell (`supervisor.guard`) reads a request head, calls `parse_head`
-and `classify` (the head alone decides most requests, before any body is read), resolves
-the container or exec named in the path when asked to (a `NeedContainer` / `NeedExec`
-answer), calls `finish_container` / `finish_exec`, and only then reads the body and
-calls `accept_body`, which returns the exact bytes to forward.
+No I/O here. The shell (`supervisor.guard`) reads a request head, calls `parse_head`,
+then `decide_head` with its lookups: `classify` (the head alone decides most requests,
+before any body is read), the container or exec named in the path resolved when it asks
+(a `NeedContainer` / `NeedExec` answer), then `finish_container` / `finish_exec`. Only
+then does it read the body and call `accept_body`, which returns the exact bytes to
+forward. The tests drive the same `decide_head` and `accept_body`.
 
 Design choices, all in the direction of "deny when unsure":
 - The allowlist is matched on a strictly validated path: only `[A-Za-z0-9._-]` in
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
@@ -46,6 +47,7 @@ from supervisor.dockertypes import (  # the engine parses exec inspects into Exe
     ExecInfo,
     owned_by,
 )
+from supervisor.roles import Role
 
 MAX_HEAD: Final = 64 * 1024
 # Every body the guard accepts is a small JSON object (exec create is the largest).
@@ -685,7 +687,7 @@ def _rule_of(method: str, seg: tuple[str, ...]) -> str | None:
 
 def in_stack(resolution: Resolution, stack: str) -> bool:
     labels = resolution.labels
-    return owned_by(labels, stack) and labels.get(LABEL_ROLE) == "server"
+    return owned_by(labels, stack) and labels.get(LABEL_ROLE) == Role.SERVER
 
 
 def finish_container(need: NeedContainer, res: Resolution | None, policy: Policy) -> Decision:
@@ -720,23 +722,22 @@ def finish_exec(
     return Allow(need.rule, target, hijack=need.hijack, container_id=res.id)
 
 
-def decide(
-    method: str,
-    raw_target: str,
-    body: bytes,
+async def decide_head(
+    head: Head,
     policy: Policy,
-    containers: Callable[[str], Resolution | None] = lambda _ref: None,
-    execs: Callable[[str], ExecInfo | None] = lambda _id: None,
-    head: Head | None = None,
+    containers: Callable[[str], Awaitable[Resolution | None]],
+    execs: Callable[[str], Awaitable[ExecInfo | None]],
 ) -> Decision:
-    """Every step with synchronous lookups, in the shell's order: for tests and fuzzing."""
-    first = classify(method, raw_target, policy)
+    """The decision on a request head, the one path the guard and the tests take:
+    classify, then the lookups the endpoint needs, then the check of what they found.
+    The lookups are the caller's (the guard: the engine's inspects, cached; the tests:
+    tables), so this awaits only them and stays pure. An allowed head still has its
+    body checked (`accept_body`) once the guard has read it."""
+    first = classify(head.method, head.target, policy)
     if isinstance(first, NeedContainer):
-        first = finish_container(first, containers(first.ref), policy)
-    elif isinstance(first, NeedExec):
-        info = execs(first.exec_id)
-        res = containers(info.container_id) if info is not None else None
-        first = finish_exec(first, info, res, policy)
-    if isinstance(first, Deny):
-        return first
-    return accept_body(first, body, head or Head(method, raw_target), policy)
+        return finish_container(first, await containers(first.ref), policy)
+    if isinstance(first, NeedExec):
+        info = await execs(first.exec_id)
+        res = await containers(info.container_id) if info is not None else None
+        return finish_exec(first, info, res, policy)
+    return first

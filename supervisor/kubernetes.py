@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from entrypoint.contract import SHIM
-from supervisor import policy, secretspec
+from supervisor import policy, roles, secretspec
+from supervisor.roles import Role
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 from supervisor.stack import (
     DEFAULT_API_PORT,
@@ -35,11 +36,11 @@ MACHINE_ID_KEY = "machine-id"
 # HyOS's own HEALTHCHECKs (server/Dockerfile, manager/Dockerfile): Docker reads them from the
 # image, Kubernetes cannot; a `healthcheck` setting overrides them as on Docker.
 IMAGE_HEALTHCHECKS: dict[str, HealthcheckOverride] = {
-    "server": HealthcheckOverride(
+    Role.SERVER: HealthcheckOverride(
         test=["/bin/sh", "-c", "/opt/scripts/healthcheck.sh || exit 1"],
         interval=30, timeout=10, start_period=180, retries=3,
     ),
-    "manager": HealthcheckOverride(
+    Role.MANAGER: HealthcheckOverride(
         test=["/bin/sh", "-c",
               "wget --no-verbose --tries=1 --spider http://127.0.0.1:3000/api/health || exit 1"],
         interval=30, timeout=10, start_period=60, retries=3,
@@ -128,10 +129,13 @@ def pod_security_context(rules: policy.Hardening) -> Obj:
 def _probes(role: str, override: HealthcheckOverride | None) -> Obj:
     """Docker's health check as exec probes: startup covers the start period, then
     liveness restarts after `retries` failures (as the supervisor does on unhealthy) and
-    readiness takes the pod out of its Services meanwhile."""
-    image = IMAGE_HEALTHCHECKS[role]
+    readiness takes the pod out of its Services meanwhile. An image with no health check
+    we know of, and no override, gets no probes (on Docker it has none either)."""
+    image = IMAGE_HEALTHCHECKS.get(role)
     check = override or image
-    command = list(check.test or image.test or [])
+    if check is None:
+        return {}
+    command = list(check.test or (image.test if image else None) or [])
     period, timeout = _seconds(check.interval), _seconds(check.timeout)
     started = math.ceil(check.start_period / check.interval) if check.start_period else 0
 
@@ -184,10 +188,9 @@ class _Builder:
         self.base = base_name(settings.stack)
         self.namespace = namespace_of(settings, namespace)
         self.supplied = frozenset(settings.supplied_secrets())
-        commands = {
-            "server": (tuple(self.k8s.server_command), ()),
-            "manager": (tuple(self.k8s.manager_command), ()),
-        }
+        # Kubernetes cannot read an image's own command: each service's is a setting
+        # named after its role (`kubernetes.<role>_command`).
+        commands = {role: (tuple(getattr(self.k8s, f"{role}_command")), ()) for role in roles.NAMES}
         # No guard, no host machine-id file: those are Docker's; the rest is shared.
         self.specs = desired_services(
             settings, Runtime(system_volume="launcher", image_commands=commands)
@@ -256,10 +259,10 @@ class _Builder:
 
     def _env(self, role: str, spec: ServiceSpec) -> list[Obj]:
         env = dict(spec.env)
-        if role == "manager":
+        if roles.PROFILES[Role(role)].dashboard:
             # The server by its Service's name; no Docker API here, so no DOCKER_HOST.
-            env["HYTALE_CONTAINER_NAME"] = self.name("server")
-            env["HYTALE_SERVER_HOST"] = self.name("server")
+            env["HYTALE_CONTAINER_NAME"] = self.name(Role.SERVER)
+            env["HYTALE_SERVER_HOST"] = self.name(Role.SERVER)
             env.pop("HYTALE_GAME_PORT", None)
             game = self._game_player_port()
             if game is not None:
@@ -269,7 +272,7 @@ class _Builder:
     def _game_player_port(self) -> int | None:
         if self.k8s.game_service_type == "NodePort":
             return self.k8s.game_node_port
-        ports = [p for p in _service_ports(self.specs["server"].ports, self.api_port)
+        ports = [p for p in _service_ports(self.specs[Role.SERVER].ports, self.api_port)
                  if p["targetPort"] == self.game_port and p["protocol"] == "UDP"]  # fmt: skip
         return int(ports[0]["port"]) if ports else None
 
@@ -291,7 +294,7 @@ class _Builder:
             mounts.append({"name": "launcher", "mountPath": SYSTEM_MOUNT, "readOnly": True})
             volumes.append({"name": "launcher", "configMap": {
                 "name": self.name("launcher"), "defaultMode": _MODE_SHIM}})  # fmt: skip
-        if role == "server":
+        if roles.PROFILES[Role(role)].stable_machine_id:
             mounts.append({"name": "machine-id", "mountPath": MACHINE_ID_PATH,
                            "subPath": MACHINE_ID_KEY, "readOnly": True})  # fmt: skip
             volumes.append({"name": "machine-id", "configMap": {
@@ -308,7 +311,7 @@ class _Builder:
             "image": spec.image,
             "imagePullPolicy": _PULL_POLICY[self.settings.pull],
             "env": self._env(role, spec),
-            "ports": _container_ports(spec, self.api_port if role == "server" else None),
+            "ports": _container_ports(spec, self.api_port if roles.is_game(role) else None),
             # Requests = limits: Guaranteed QoS, so the JVM's heap (sized from the limit) is
             # never the first thing the node evicts.
             "resources": {"requests": dict(resources), "limits": dict(resources)},
@@ -337,70 +340,82 @@ class _Builder:
             claim["storageClassName"] = self.k8s.storage_class
         return claim
 
-    def server(self) -> Obj:
-        template = self._pod("server", None)
+    def workload(self, role: str) -> Obj | None:
+        """The role's controller object, by its profile's Kubernetes kind."""
+        profile = roles.profile(role)
+        kind = profile.kubernetes_kind if profile is not None else None
+        if kind == "StatefulSet":
+            return self.stateful_set(role)
+        if kind == "Deployment":
+            return self.deployment(role)
+        return None
+
+    def stateful_set(self, role: str) -> Obj:
+        """The world's keeper: one pod, its data a claim of its own that outlives it."""
+        template = self._pod(role, None)
         # No "data" volume in the template: the controller adds it from volumeClaimTemplates.
         return {
             "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": self.meta(self.name("server"), "server"),
+            "metadata": self.meta(self.name(role), role),
             "spec": {
-                "serviceName": self.name("server"),
+                "serviceName": self.name(role),
                 "replicas": 1,
-                "selector": {"matchLabels": self.selector("server")},
+                "selector": {"matchLabels": self.selector(role)},
                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain",
                                                          "whenScaled": "Retain"},
                 "template": template,
                 "volumeClaimTemplates": [{
-                    "metadata": {"name": "data", "labels": self.labels("server")},
+                    "metadata": {"name": "data", "labels": self.labels(role)},
                     "spec": self._claim_spec(self.k8s.storage_size),
                 }],
             },
         }  # fmt: skip
 
-    def manager_claim(self) -> Obj:
+    def claim(self, role: str) -> Obj:
+        """A Deployment's data claim (`kubernetes.<role>_storage_size`)."""
         return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": self.meta(self.name("manager-data"), "manager"),
-                "spec": self._claim_spec(self.k8s.manager_storage_size)}  # fmt: skip
+                "metadata": self.meta(self.name(f"{role}-data"), role),
+                "spec": self._claim_spec(getattr(self.k8s, f"{role}_storage_size"))}  # fmt: skip
 
-    def manager(self) -> Obj:
+    def deployment(self, role: str) -> Obj:
         claim = {"name": "data",
-                 "persistentVolumeClaim": {"claimName": self.name("manager-data")}}  # fmt: skip
+                 "persistentVolumeClaim": {"claimName": self.name(f"{role}-data")}}  # fmt: skip
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": self.meta(self.name("manager"), "manager"),
+            "metadata": self.meta(self.name(role), role),
             "spec": {
                 "replicas": 1,
                 # Its volume is ReadWriteOncePod: the old pod must be gone first.
                 "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": self.selector("manager")},
-                "template": self._pod("manager", claim),
+                "selector": {"matchLabels": self.selector(role)},
+                "template": self._pod(role, claim),
             },
         }  # fmt: skip
 
     def services(self) -> list[Obj]:
         found: list[Obj] = []
-        game = _service_ports(self.specs["server"].ports, self.api_port)
+        game = _service_ports(self.specs[Role.SERVER].ports, self.api_port)
         if game:
             if self.k8s.game_service_type == "NodePort" and self.k8s.game_node_port:
                 game[0]["nodePort"] = self.k8s.game_node_port
             found.append({
-                "apiVersion": "v1", "kind": "Service", "metadata": self.meta(self.name("game"), "server"),
-                "spec": {"type": self.k8s.game_service_type, "selector": self.selector("server"),
+                "apiVersion": "v1", "kind": "Service", "metadata": self.meta(self.name("game"), Role.SERVER),
+                "spec": {"type": self.k8s.game_service_type, "selector": self.selector(Role.SERVER),
                          "externalTrafficPolicy": "Local", "ports": game},
             })  # fmt: skip
         # Headless: the StatefulSet's governing Service and the manager's way to the API.
         found.append({
-            "apiVersion": "v1", "kind": "Service", "metadata": self.meta(self.name("server"), "server"),
-            "spec": {"clusterIP": "None", "selector": self.selector("server"),
+            "apiVersion": "v1", "kind": "Service", "metadata": self.meta(self.name(Role.SERVER), Role.SERVER),
+            "spec": {"clusterIP": "None", "selector": self.selector(Role.SERVER),
                      "ports": [{"name": "api", "port": self.api_port, "targetPort": self.api_port,
                                 "protocol": "TCP"}]},
         })  # fmt: skip
-        dashboard = _service_ports(self.specs["manager"].ports, None)
+        dashboard = _service_ports(self.specs[Role.MANAGER].ports, None)
         if dashboard:
             found.append({
                 "apiVersion": "v1", "kind": "Service",
-                "metadata": self.meta(self.name("dashboard"), "manager"),
-                "spec": {"type": "ClusterIP", "selector": self.selector("manager"), "ports": dashboard},
+                "metadata": self.meta(self.name("dashboard"), Role.MANAGER),
+                "spec": {"type": "ClusterIP", "selector": self.selector(Role.MANAGER), "ports": dashboard},
             })  # fmt: skip
         return found
 
@@ -414,21 +429,21 @@ class _Builder:
         def open_ports(ports: list[Obj]) -> list[Obj]:
             return [{"protocol": p["protocol"], "port": p["targetPort"]} for p in ports]
 
-        game = open_ports(_service_ports(self.specs["server"].ports, self.api_port))
+        game = open_ports(_service_ports(self.specs[Role.SERVER].ports, self.api_port))
         server_ingress: list[Obj] = [{"ports": game}] if game else []
         # The API: from the manager's pods only.
         server_ingress.append(
             {
-                "from": [{"podSelector": {"matchLabels": self.selector("manager")}}],
+                "from": [{"podSelector": {"matchLabels": self.selector(Role.MANAGER)}}],
                 "ports": [{"protocol": "TCP", "port": self.api_port}],
             }
         )
-        dashboard = open_ports(_service_ports(self.specs["manager"].ports, None))
+        dashboard = open_ports(_service_ports(self.specs[Role.MANAGER].ports, None))
         return [
             # Nothing reaches a pod of the stack unless a policy below lets it.
             policy_object("default-deny", {}, []),
-            policy_object("server", {"matchLabels": self.selector("server")}, server_ingress),
-            policy_object("manager", {"matchLabels": self.selector("manager")},
+            policy_object(Role.SERVER, {"matchLabels": self.selector(Role.SERVER)}, server_ingress),
+            policy_object(Role.MANAGER, {"matchLabels": self.selector(Role.MANAGER)},
                           [{"ports": dashboard}] if dashboard else []),
         ]  # fmt: skip
 
@@ -444,12 +459,12 @@ def render(
     objects = [build.namespace_object(), *build.config_maps()]
     if secret_values is not None:
         objects.append(build.secret(secret_values))
+    deployed = [r for r in roles.NAMES if roles.PROFILES[Role(r)].kubernetes_kind == "Deployment"]
     objects += [
-        build.manager_claim(),
+        *(build.claim(role) for role in deployed),
         *build.services(),
         *build.network_policies(),
-        build.server(),
-        build.manager(),
+        *(w for w in (build.workload(role) for role in roles.NAMES) if w is not None),
     ]
     return objects
 
@@ -459,7 +474,7 @@ def needed_secrets(settings: Settings) -> list[secretspec.SecretSpec]:
     if not settings.prepare:
         return []
     supplied = frozenset(settings.supplied_secrets())
-    names = {s.name for role in ("server", "manager") for s in secretspec.for_role(role, supplied)}
+    names = {s.name for role in roles.NAMES for s in secretspec.for_role(role, supplied)}
     return [spec for spec in secretspec.SECRETS if spec.name in names]
 
 

@@ -24,9 +24,9 @@ from tenacity import (
 from supervisor.dockertypes import EngineError, NotFound
 from supervisor.logs import BoundLogger
 from supervisor.ports import EnginePort
-from supervisor.reconcile import await_ready, desired_stack, run_prepare
 from supervisor.settings import Settings
 from supervisor.stack import Runtime
+from supervisor.updown import await_ready, desired_stack, run_prepare
 
 # The longest wait between two tries of a refused start (bench/bench_dockerd_restart.py).
 START_RETRY_CAP_S = 5.0

@@ -1,5 +1,5 @@
-"""Stack passes: the safety net under the workers. At startup, every
-`reconcile_interval_s`, after the event stream reconnects and whenever a worker saw the
+"""Stack passes, what the settings, the CLI and the logs call a *reconcile*: the safety
+net under the workers. At startup, every `reconcile_interval_s`, after the event stream reconnects and whenever a worker saw the
 world change behind its back, one pass converges the stack on the settings (network,
 volume, prepare step, containers) and hands each service's plan to its worker, server
 first: adopting what runs, accounting exits nobody saw, starting what should run.
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import anyio
 
-from supervisor import restarts
+from supervisor import restarts, roles
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.plan import ServicePlan
-from supervisor.reconcile import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.restarts import ServiceStatus, Step
+from supervisor.roles import Role
 from supervisor.supervision import HELD, Supervision, patiently
+from supervisor.updown import StackError, UpReport, apply_service, plan_and_ensure
 from supervisor.worker import ServiceWorker
 
 ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.UPDATING)
@@ -29,6 +30,9 @@ ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.
 class _Pass:
     startup: bool  # start exited containers (a fresh daemon, or the engine was away)
     generations: dict[str, int]  # each worker's, when planned: a step since makes it stale
+    # Each worker's count of events, when planned: an event since is newer than the plan's
+    # listing (a `health_status` the listing predates is not repeated by the engine).
+    events_seen: dict[str, int]
 
 
 class StackPasses:
@@ -79,7 +83,11 @@ class StackPasses:
         At startup (and after an engine outage) stopped containers are started again;
         later, an exit we missed is accounted like any other exit."""
         sup = self.sup
-        planned = _Pass(startup, {role: w.generation for role, w in self.workers.items()})
+        planned = _Pass(
+            startup,
+            generations={role: w.generation for role, w in self.workers.items()},
+            events_seen={role: w.events_seen for role, w in self.workers.items()},
+        )
         report = UpReport()
         async with sup.prepare_lock:
             converged = await plan_and_ensure(
@@ -91,32 +99,32 @@ class StackPasses:
         left_stopped: set[str] = set()
         for plan in converged.plans:
             worker = self.workers[plan.role]
-            adopt = _Adoption(self, worker, plan, planned, report, "server" in left_stopped)
+            adopt = _Adoption(self, worker, plan, planned, report, Role.SERVER in left_stopped)
             if await worker.call(adopt.run):
                 left_stopped.add(plan.role)
         if sup.manager_after_server and sup.server_ready_or_held():
-            await self.workers["manager"].call(self.follow_server_now)
+            await self.workers[Role.MANAGER].call(self.follow_server_now)
         for change in report.changes:
             sup.log.info(change)
         sup.save()
 
     def follow_server(self) -> None:
         """The server we restarted is healthy: the manager follows (in its own worker)."""
-        manager = self.workers.get("manager")
+        manager = self.workers.get(Role.MANAGER)
         if manager is not None:
             manager.submit(self.follow_server_now)
 
     async def follow_server_now(self) -> None:
         sup = self.sup
         sup.manager_after_server = False
-        manager = self.workers.get("manager")
+        manager = self.workers.get(Role.MANAGER)
         if manager is None or manager.service.container_id is None:
             return
         info = await sup.engine.inspect(manager.service.container_id)
         if info is None or not info.state.running:
             manager.request(Step.START, "server restarted", cause="server_restarted")
             return
-        server = sup.services.get("server")
+        server = sup.services.get(Role.SERVER)
         server_info = (
             await sup.engine.inspect(server.container_id)
             if server is not None and server.container_id
@@ -171,7 +179,7 @@ class _Adoption:
         service, keep = worker.service, plan.keep
         start = service.restart.status not in HELD
         server_ready = sup.server_ready_or_held() or self.server_left_stopped
-        if plan.role == "manager" and plan.start and not server_ready:
+        if roles.waits_for_server(plan.role) and plan.start and not server_ready:
             # Only a manager about to start waits for the server; flagging a running
             # one would restart the dashboard under its user.
             start = False
@@ -181,6 +189,13 @@ class _Adoption:
             service.health = None
         service.container_id = container_id
         if keep is None or keep.id != container_id or not keep.running:
+            return
+        if worker.events_seen != self.planned.events_seen[plan.role]:
+            # The worker heard from the engine since the listing: its view is newer, and
+            # it has reacted to it. Seen in CI: a `healthy` taken between the listing and
+            # this adoption was overwritten with the listing's `starting` (the manager
+            # waited for a healthy event the engine never sends twice), and a dashboard
+            # Stop's exit taken before it was undone (the stopped server shown running).
             return
         service.health = keep.health
         worker.watch_login(container_id)

@@ -24,6 +24,7 @@ from entrypoint.contract import (
 )
 from supervisor import capabilities, hostpaths
 from supervisor.dockertypes import ContainerHardening, owned_by, ownership_labels
+from supervisor.roles import Role
 from supervisor.stack import FILE_ENV_SHIM_NAME, SECRETS_DIR, Mount, ServiceSpec
 
 if TYPE_CHECKING:
@@ -507,7 +508,7 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
         "Cmd": args,
         # The one container that must be root: it fixes ownership, then exits.
         "User": "0:0",
-        "Labels": {**ownership_labels(spec.stack), LABEL_ROLE: "prepare"},
+        "Labels": {**ownership_labels(spec.stack), LABEL_ROLE: Role.PREPARE.value},
         "HostConfig": {
             "NetworkMode": "none",
             "ReadonlyRootfs": True,

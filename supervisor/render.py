@@ -37,6 +37,8 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _str)
+# A str subclass (a roles.Role) is written as the string it is.
+_Dumper.add_multi_representer(str, _str)
 
 
 def to_yaml(obj: Mapping[str, Any]) -> str:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from supervisor import roles
 from supervisor.hyos import ServerExit
 
 __all__ = [
@@ -80,9 +81,7 @@ class ExitKind(StrEnum):
 # Exit kinds that count toward the crash-loop budget (unhealthy restarts count too).
 _FAILURES = frozenset({ExitKind.CRASH, ExitKind.OOM, ExitKind.SIGNALLED})
 
-SERVER_ROLE = "server"
-
-# Hytale's documented exit codes; they mean something only for the server role.
+# Hytale's documented exit codes; they mean something only for the game's role.
 HYTALE_EXIT_REASONS: Mapping[int, str] = {
     0: "shutdown",
     1: "crash",
@@ -133,11 +132,12 @@ def classify_exit(
         return ExitKind.OOM
     if exit_code == 0:
         return ExitKind.CLEAN
-    if role == SERVER_ROLE and explained is ServerExit.LOGIN_ENDED:
+    game = roles.is_game(role)
+    if game and explained is ServerExit.LOGIN_ENDED:
         return ExitKind.LOGIN_ENDED
-    if role == SERVER_ROLE and explained is ServerExit.UPDATE:
+    if game and explained is ServerExit.UPDATE:
         return ExitKind.UPDATE_BUTTON
-    if role == SERVER_ROLE:
+    if game:
         if exit_code == 8:
             return ExitKind.UPDATE
         if exit_code == 2:
@@ -241,7 +241,7 @@ def _reason(kind: ExitKind, role: str, exit_code: int, asked: bool) -> str:
         return f"killed by the out-of-memory killer (exit {exit_code}); raise the memory limit"
     detail: str | None = None
     signal = _signal_name(exit_code)
-    if role == SERVER_ROLE and exit_code in HYTALE_EXIT_REASONS:
+    if roles.is_game(role) and exit_code in HYTALE_EXIT_REASONS:
         detail = HYTALE_EXIT_REASONS[exit_code]
     elif signal is not None:
         detail = f"killed by {signal}"
@@ -334,6 +334,12 @@ class ServiceStatus(StrEnum):
 
 
 class Action(StrEnum):
+    """A decision's verdict on an exit or a failed health check: what becomes of the
+    service and what the operator is told. Not a container operation: the operation a
+    verdict leaves pending is a `Step` (`_STEP_OF`), and some leave none (NONE,
+    STOP_CRASH_LOOP, NEEDS_AUTH). RESTART means the service runs again, which after an
+    exit is Step.START (there is nothing left to stop)."""
+
     NONE = "none"
     RESTART = "restart"  # start the container again after backoff_s
     RECREATE = "recreate"  # remove and create again (pull first if configured)
@@ -355,7 +361,9 @@ _NOTHING = Decision(Action.NONE)
 
 
 class Step(StrEnum):
-    """What a pending decision does when it is due."""
+    """The container operation a pending decision carries out when due (the worker's
+    `_carry_out`); persisted in the state file as `pending.step`. Also asked for directly
+    (the operator, a rotation, the manager following the server), with no `Action`."""
 
     START = "start"  # start the exited container again
     RESTART = "restart"  # stop it (as ours), then start it

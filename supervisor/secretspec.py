@@ -1,9 +1,12 @@
-"""Pure: the stack's secrets, stated once: which workload reads which, how it is named,
-whether the supervisor generates it, and what a value supplied by an operator must meet."""
+"""Pure: the stack's secrets, stated once: how each is named, whether the supervisor
+generates it, and what a value supplied by an operator must meet. Which workload reads
+which is its role's profile (`roles.Profile.secrets`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from supervisor.roles import profile
 
 SECRETS_DIR = "/data/.hyos/secrets"
 # Defaults that ship in examples and tutorials: as good as no secret at all.
@@ -17,7 +20,6 @@ KNOWN_WEAK = frozenset(
 class SecretSpec:
     name: str  # the setting, the file in SECRETS_DIR, the prepare step's name
     env: str  # the plain variable HyOS's images read (the launcher exports it)
-    roles: tuple[str, ...]  # which workloads get it
     generated: bool  # made by the supervisor when missing; else only an operator supplies it
     min_length: int  # of a supplied value
     guessable: bool  # a supplied value must not be a known default
@@ -51,19 +53,15 @@ class SecretSpec:
 
 SECRETS: tuple[SecretSpec, ...] = (
     # An identifier, not a secret: HyOS's own default `hyos-manager` is fine.
-    SecretSpec("api_client_id", "API_CLIENT_ID", ("server", "manager"), True, 1, False),
-    SecretSpec("api_client_secret", "API_CLIENT_SECRET", ("server", "manager"), True, 16, True),
+    SecretSpec("api_client_id", "API_CLIENT_ID", True, 1, False),
+    SecretSpec("api_client_secret", "API_CLIENT_SECRET", True, 16, True),
     # iron-session refuses a password shorter than 32 characters.
-    SecretSpec("session_secret", "SESSION_SECRET", ("manager",), True, 32, True),
+    SecretSpec("session_secret", "SESSION_SECRET", True, 32, True),
     # Hytale's game-session tokens (HyOS's lib/auth.sh skips the login when both are set).
-    SecretSpec(
-        "hytale_session_token", "HYTALE_SERVER_SESSION_TOKEN", ("server",), False, 16, False
-    ),
-    SecretSpec(
-        "hytale_identity_token", "HYTALE_SERVER_IDENTITY_TOKEN", ("server",), False, 16, False
-    ),
+    SecretSpec("hytale_session_token", "HYTALE_SERVER_SESSION_TOKEN", False, 16, False),
+    SecretSpec("hytale_identity_token", "HYTALE_SERVER_IDENTITY_TOKEN", False, 16, False),
     # The join password players type: a person's choice, any length.
-    SecretSpec("server_password", "SERVER_PASSWORD", ("server",), False, 1, False),
+    SecretSpec("server_password", "SERVER_PASSWORD", False, 1, False),
 )
 BY_NAME = {spec.name: spec for spec in SECRETS}
 GENERATED = tuple(spec.name for spec in SECRETS if spec.generated)
@@ -73,6 +71,8 @@ OPTIONAL = tuple(spec.name for spec in SECRETS if not spec.generated)
 def for_role(role: str, supplied: frozenset[str] | set[str]) -> tuple[SecretSpec, ...]:
     """The secrets a workload gets: every generated one of its role, and the optional
     ones an operator supplied."""
+    found = profile(role)
+    reads = found.secrets if found is not None else ()
     return tuple(
-        spec for spec in SECRETS if role in spec.roles and (spec.generated or spec.name in supplied)
+        spec for spec in SECRETS if spec.name in reads and (spec.generated or spec.name in supplied)
     )

@@ -44,6 +44,7 @@ from pydantic_settings import (
 from supervisor import __version__, capabilities, hostpaths
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
 from supervisor.restarts import RestartPolicy
+from supervisor.roles import SERVICES, Role
 from supervisor.secretspec import BY_NAME, SECRETS
 
 _POLICY = RestartPolicy()  # the restart defaults, stated once
@@ -173,6 +174,20 @@ SecretFileSetting = Annotated[
     BeforeValidator(_read_secret_file),
     PlainSerializer(lambda file: None if file is None else str(file.path), return_type=str | None),
 ]
+
+
+# A Unix socket's path holds at most 107 bytes (sun_path is 108, with its NUL): a longer
+# one fails at bind, deep inside the daemon, with an error that names no setting.
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def _fits_a_socket(path: Path, what: str) -> None:
+    size = len(os.fsencode(path))
+    if size > UNIX_SOCKET_PATH_MAX:
+        raise ValueError(
+            f"the {what} socket {str(path)!r} would be {size} bytes, over the "
+            f"{UNIX_SOCKET_PATH_MAX} a Unix socket path holds; choose a shorter directory"
+        )
 
 
 class ConfigError(Exception):
@@ -369,7 +384,7 @@ class HealthcheckOverride(BaseModel):
 class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: ClassVar[str] = ""
+    role: ClassVar[Role]
 
     image: str
     # Declared before `user` so the uid check can see it.
@@ -405,10 +420,12 @@ class ServiceSettings(BaseModel):
     @field_validator("user")
     @classmethod
     def _user(cls, value: UserSpec, info: ValidationInfo) -> UserSpec:
-        if value.uid == 0 and not (cls.role == "server" and info.data.get("allow_root")):
+        # Only the game may run as root (HyOS's entrypoint drops to 568 itself), and only
+        # when the operator says so.
+        if value.uid == 0 and not (cls.role is Role.SERVER and info.data.get("allow_root")):
             fix = (
                 "or set allow_root = true"
-                if cls.role == "server"
+                if cls.role is Role.SERVER
                 else "the manager never runs as root"
             )
             raise ValueError(f"uid 0 (root) is refused; use a non-root uid such as 568:568 ({fix})")
@@ -460,7 +477,7 @@ class ServiceSettings(BaseModel):
 
 
 class ServerSettings(ServiceSettings):
-    role: ClassVar[str] = "server"
+    role: ClassVar[Role] = Role.SERVER
 
     image: str = DEFAULT_SERVER_IMAGE
     # Hytale needs at least 4 GB; HyOS sizes the JVM heap at 75 % of the limit.
@@ -481,7 +498,7 @@ class ServerSettings(ServiceSettings):
 
 
 class ManagerSettings(ServiceSettings):
-    role: ClassVar[str] = "manager"
+    role: ClassVar[Role] = Role.MANAGER
 
     image: str = DEFAULT_MANAGER_IMAGE
     # A ceiling, not a reservation: idle it uses ~100 MiB, but HyOS's world upload (up to
@@ -686,6 +703,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            # The control socket (supervisor.control.SOCKET_NAME) lives here.
+            _fits_a_socket(value / f"{info.data.get('stack', '')}.control.sock", "control")
+        return value
+
+    @field_validator("guard_dir")
+    @classmethod
+    def _guard_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        # The guard's socket (supervisor.stack.GUARD_SOCKET_NAME) lives in <dir>/<stack>/.
+        _fits_a_socket(value / str(info.data.get("stack", "")) / "docker.sock", "guard's")
+        return value
+
     @field_validator("docker_host")
     @classmethod
     def _docker_host(cls, value: str) -> str:
@@ -775,8 +807,8 @@ class Settings(BaseSettings):
         return found
 
     def services(self) -> dict[str, ServiceSettings]:
-        """In start order: the manager depends on the server."""
-        return {"server": self.server, "manager": self.manager}
+        """Each service's section (its field is named after its role), in start order."""
+        return {role.value: getattr(self, role.value) for role in SERVICES}
 
     def stop_timeout(self, role: str) -> int:
         """The grace period (s) between SIGTERM and SIGKILL for `role`'s containers, read

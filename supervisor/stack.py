@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from entrypoint.contract import LABEL_ROLE
 from supervisor import secretspec
 from supervisor.dockertypes import ownership_labels
+from supervisor.roles import PROFILES, Role
 from supervisor.settings import HealthcheckOverride, PortBinding, Settings
 
 
@@ -134,10 +135,11 @@ def _extra_mounts_and_env(
 ) -> tuple[tuple[Mount, ...], tuple[tuple[str, str], ...]]:
     mounts: list[Mount] = []
     env: list[tuple[str, str]] = []
+    profile = PROFILES[Role(role)]
     if settings.prepare:
         supplied = frozenset(settings.supplied_secrets())
         env += secret_env(role, supplied)
-        if role == "server":
+        if profile.game:
             # Keep the REST API plugin's bcrypt hash in step with a rotated secret.
             env.append(("API_REGENERATE_CONFIG", "true"))
         if _uses_shim(role, settings, runtime) and runtime.system_volume:
@@ -145,13 +147,13 @@ def _extra_mounts_and_env(
             if settings.services()[role].secret_delivery == "shim":
                 specs = secretspec.for_role(role, supplied)
                 env.append(("HYOS_FILE_ENV", " ".join(spec.env for spec in specs)))
-            if role == "server":
+            if profile.game:
                 # HyOS finds Java this way too (healthcheck.sh, auto-update.sh).
                 env.append(("HYOS_STOP_WAIT", SERVER_MAIN_PROCESS))
-    if role == "server" and runtime.machine_id_source:
+    if profile.stable_machine_id and runtime.machine_id_source:
         # Hytale derives its auth-persistence key from the machine-id: keep it stable.
         mounts.append(Mount("bind", runtime.machine_id_source, "/etc/machine-id", read_only=True))
-    if role == "manager":
+    if profile.dashboard:
         env += manager_wiring(settings)
         if runtime.guard_socket:
             # The manager reaches Docker only through the guard, never the real socket.
@@ -168,8 +170,8 @@ def manager_wiring(settings: Settings) -> list[tuple[str, str]]:
     api_port = server.env.get("API_PORT", str(DEFAULT_API_PORT))
     game = server.env.get("SERVER_PORT", str(GAME_PORT))
     wiring = [
-        ("HYTALE_CONTAINER_NAME", settings.container_name("server")),
-        ("HYTALE_SERVER_HOST", settings.container_name("server")),
+        ("HYTALE_CONTAINER_NAME", settings.container_name(Role.SERVER)),
+        ("HYTALE_SERVER_HOST", settings.container_name(Role.SERVER)),
         ("HYTALE_SERVER_PORT", api_port),
         ("HYTALE_STATE_DIR", STATE_DIR),
     ]

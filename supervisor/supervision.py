@@ -18,6 +18,7 @@ from supervisor.notify import Heartbeat, Notifier
 from supervisor.ops import Operations
 from supervisor.ports import EnginePort
 from supervisor.restarts import RestartPolicy, ServiceStatus
+from supervisor.roles import Role
 from supervisor.settings import Settings
 from supervisor.stack import Runtime
 from supervisor.store import Service, StateStore, live_view, status_line
@@ -88,7 +89,7 @@ class Supervision:
         )
 
     def server_ready_or_held(self) -> bool:
-        server = self.services.get("server")
+        server = self.services.get(Role.SERVER)
         return server is None or server.health == "healthy" or server.restart.status in HELD
 
     def unexpected(self, what: str, err: BaseException, **fields: Any) -> None:

@@ -3,9 +3,10 @@
 
 Engine events, stack passes, control commands, the dashboard's guard and the worker's own
 helper tasks (the login follower, the FinishedAt stamp) only put work in its inbox; the
-worker takes one item at a time (its *turn*), then reconciles level-triggered: the state
-machine's pending step (`restarts.Pending`) is carried out once due, and the worker sleeps
-until the next one is (`requeue_after`). Because one worker does everything for its
+worker takes one item at a time (its *turn*), then looks at its due step, level-triggered:
+the state machine's pending step (`restarts.Pending`) is carried out once due, and the
+worker sleeps until the next one is (`requeue_after`). (A *reconcile* is the stack pass's
+word: passes.py.) Because one worker does everything for its
 service in order, nothing else needs to know whether a restart is in flight.
 
 The inbox (`supervisor.inbox`) holds at most INBOX_BOUND items; wake-ups coalesce. An
@@ -26,13 +27,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import hyos, restarts, stopmarks, totals
+from supervisor import hyos, restarts, roles, stopmarks, totals
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.inbox import Call, Inbox, Job
 from supervisor.loginwatch import LoginWatch
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Pending, Step
+from supervisor.roles import Role
 from supervisor.store import Service
 from supervisor.supervision import Supervision
 
@@ -65,6 +67,9 @@ class ServiceWorker:
         # Bumped whenever a step of ours creates, removes or starts containers: a stack
         # pass planned before that is stale for this service.
         self.generation = 0
+        # Events handed to this worker (counted as they arrive, not as they are taken): a
+        # stack pass planned before one must not overwrite what it says (passes._Adoption).
+        self.events_seen = 0
         self._helpers: TaskGroup | None = None
         self.login = LoginWatch(sup, service, self)
         self.accounting = ExitAccounting(sup, service)
@@ -72,6 +77,7 @@ class ServiceWorker:
     # --- the inbox ------------------------------------------------------------------------
 
     def observe(self, event: EngineEvent) -> None:
+        self.events_seen += 1
         self.inbox.put(event)
 
     def submit(self, job: Job) -> None:
@@ -79,7 +85,7 @@ class ServiceWorker:
         self.inbox.put(job)
 
     def wake(self) -> None:
-        """Look (reconcile) soon; coalesced with any look that follows anyway."""
+        """Look at the due step soon; coalesced with any look that follows anyway."""
         self.inbox.wake()
 
     async def call(self, job: Job) -> Any:
@@ -105,7 +111,7 @@ class ServiceWorker:
                     self.request_pass()
                 with self.inbox.taking():
                     await self._take(item)
-                requeue_after = await self._reconcile_contained()
+                requeue_after = await self._step_if_due_contained()
 
     async def _take(self, item: Item) -> None:
         if isinstance(item, Call):
@@ -128,15 +134,15 @@ class ServiceWorker:
                 self.sup.unexpected(what, err, service=self.role, **fields)
                 self.request_pass()
 
-    async def _reconcile_contained(self) -> float | None:
+    async def _step_if_due_contained(self) -> float | None:
         try:
-            return await self.reconcile()
+            return await self.step_if_due()
         except Exception as err:  # an EngineError inside a step is handled by _acting
             self.sup.unexpected("a restart", err, service=self.role)
             self.request_pass()
             return None
 
-    async def reconcile(self) -> float | None:
+    async def step_if_due(self) -> float | None:
         """Carry out the pending step once due; returns the seconds until it is."""
         pending = self.service.restart.pending
         if pending is None or self.sup.stopping:
@@ -178,7 +184,7 @@ class ServiceWorker:
             # turn behind the step, and a health from before it must not linger meanwhile.
             service.health = "starting" if service.health is not None else None
             self._log_issued(pending, started)
-            if self.role == "server" and self.sup.settings.restart.restart_manager_with_server:
+            if self.role == Role.SERVER and self.sup.settings.restart.restart_manager_with_server:
                 self.sup.manager_after_server = True
 
     def _log_issued(self, pending: Pending, started: str) -> None:
@@ -311,7 +317,7 @@ class ServiceWorker:
             service.health = "healthy"
             service.restart = restarts.on_healthy(service.restart, now)
             log.info("healthy")
-            if self.role == "server" and self.sup.manager_after_server:
+            if self.role == Role.SERVER and self.sup.manager_after_server:
                 self.follow_server()
         elif action == "health_status: unhealthy":
             service.health = "unhealthy"
@@ -364,7 +370,7 @@ class ServiceWorker:
 
     def watch_login(self, container_id: str) -> None:
         """Follow the server's login while it runs (one follower per run)."""
-        if self.role != "server" or self._helpers is None:
+        if not roles.is_game(self.role) or self._helpers is None:
             return
         run = (container_id, self.service.restart.started_at)
         if self.service.login_watch != run:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from supervisor import control
+from tests.enginelock import EngineLock, once_per_run
 from tests.harness import REPO, Daemon, DaemonExited, docker, inspect, poll
 from tests.harness import restart_dockerd as harness_restart_dockerd
 from tests.standin import remove_stack_objects, standin_env
@@ -29,13 +31,45 @@ def proc_status(container: str) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_shared() -> Iterator[EngineLock]:
+    """This session uses the engine: a test that restarts it waits until the session ends
+    (tests.enginelock)."""
+    lock = EngineLock()
+    lock.share()
+    yield lock
+    lock.close()
+
+
+@pytest.fixture(autouse=True)
+def engine_alone(request: pytest.FixtureRequest, engine_shared: EngineLock) -> Iterator[None]:
+    """An `engine_restart` test has the engine to itself: no other session's containers on
+    it while it restarts dockerd. (Autouse: set up before the test's stack and daemon.)"""
+    if request.node.get_closest_marker("engine_restart") is None:
+        yield
+        return
+    with engine_shared.alone():
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`engine_restart` tests last: dispatched when the other workers' queues are nearly
+    empty, they wait the least for the engine to themselves."""
+    items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)
+
+
+def build_test_images() -> None:
+    subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
+    # The supervisor's own image doubles as the prepare helper (hyos-supervisor:<version>).
+    subprocess.run(["sh", str(REPO / "scripts/build-helper-image.sh")], check=True, timeout=600)
+
+
 @pytest.fixture(scope="session")
 def test_images() -> None:
     if shutil.which("docker") is None or docker("version", check=False).returncode != 0:
         pytest.fail("integration tests need a running Docker engine (bash .ci/run starts one)")
-    subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
-    # The supervisor's own image doubles as the prepare helper (hyos-supervisor:<version>).
-    subprocess.run(["sh", str(REPO / "scripts/build-helper-image.sh")], check=True, timeout=600)
+    # Every xdist worker asks; the first builds, the others wait and reuse its images.
+    once_per_run("test-images", build_test_images)
 
 
 @dataclass
@@ -115,10 +149,14 @@ def base_env(stack: str, state_dir: Path | None = None) -> dict[str, str]:
 
 
 @pytest.fixture
-def stack(test_images: None, tmp_path: Path) -> Iterator[Stack]:
+def stack(test_images: None) -> Iterator[Stack]:
     name = f"t{uuid.uuid4().hex[:10]}"
-    yield Stack(name, base_env(name, tmp_path / "state"))
+    # A short directory, not tmp_path: the guard's and the control socket's paths must fit
+    # the 107 bytes of a Unix socket path, and xdist's tmp_path is deeper.
+    state = Path(tempfile.mkdtemp(prefix="hs-"))
+    yield Stack(name, base_env(name, state / "state"))
     remove_stack_objects(name)
+    shutil.rmtree(state, ignore_errors=True)
 
 
 # --- the supervisor daemon as a subprocess ---------------------------------------------

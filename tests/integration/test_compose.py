@@ -23,11 +23,13 @@ from typing import Any
 
 import pytest
 
+from tests.enginelock import once_per_run
 from tests.harness import REPO, docker, inspect
 from tests.integration.conftest import base_env
 from tests.standin import remove_stack_objects
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs the whole module: its module-scoped fixtures are built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("compose")]
 
 IMAGE = "hyos-supervisor:dev"
 HYOS_UID = 568
@@ -113,11 +115,14 @@ class ComposeProject:
 
 @pytest.fixture(scope="module")
 def supervisor_image() -> str:
-    out = subprocess.run(
-        [str(REPO / "scripts/build-image.sh")],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "IMAGE": IMAGE},
-    )  # fmt: skip
-    assert out.returncode == 0, f"build-image.sh failed: {out.stderr[-2000:]}"
+    def build() -> None:
+        out = subprocess.run(
+            [str(REPO / "scripts/build-image.sh")],
+            capture_output=True, text=True, timeout=900, env={**os.environ, "IMAGE": IMAGE},
+        )  # fmt: skip
+        assert out.returncode == 0, f"build-image.sh failed: {out.stderr[-2000:]}"
+
+    once_per_run("supervisor-image-dev", build)
     return IMAGE
 
 

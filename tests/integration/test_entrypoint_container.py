@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.enginelock import once_per_run
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,19 +36,23 @@ def docker(
 def helper_image() -> str:
     if shutil.which("docker") is None or docker("version").returncode != 0:
         pytest.skip("no Docker engine answering")
-    for script in ("build-python-base.sh", "build-helper-image.sh"):
-        out = subprocess.run(
-            [str(REPO / "scripts" / script)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={
-                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "BASE_IMAGE": BASE_IMAGE,
-                "IMAGE": BASE_IMAGE if "base" in script else IMAGE,
-            },
-        )
-        assert out.returncode == 0, f"{script} failed: {out.stderr[-2000:]}"
+
+    def build() -> None:
+        for script in ("build-python-base.sh", "build-helper-image.sh"):
+            out = subprocess.run(
+                [str(REPO / "scripts" / script)],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env={
+                    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "BASE_IMAGE": BASE_IMAGE,
+                    "IMAGE": BASE_IMAGE if "base" in script else IMAGE,
+                },
+            )
+            assert out.returncode == 0, f"{script} failed: {out.stderr[-2000:]}"
+
+    once_per_run("entrypoint-images", build)  # every xdist worker asks; one builds
     return IMAGE
 
 

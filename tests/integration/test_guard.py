@@ -24,7 +24,8 @@ from supervisor.guard import serve_guard
 from supervisor.guard_rules import Policy
 from tests.standin import SERVER_IMAGE
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs the whole module: its module-scoped fixtures are built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("guard")]
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 UPSTREAM = "/var/run/docker.sock"

@@ -31,7 +31,8 @@ from tests.harness import REPO, poll
 from tests.integration.conftest import docker
 from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs the whole module: its module-scoped fixtures are built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("systemd")]
 
 UNIT = "hyos-supervisor.service"
 GUARD_ROOT = Path("/run/hyos-supervisor")  # the unit's RuntimeDirectory, shared with the host

@@ -27,7 +27,8 @@ from supervisor.stack import desired_services
 from tests.harness import poll
 from tests.upstream.dashboard import MANAGER_IMAGE, SESSION_COOKIE, Reply
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs the whole module: its module-scoped fixtures are built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("upstream_manager_image")]
 
 IMAGE = MANAGER_IMAGE
 BUILD = "bash tests/upstream/build-manager.sh"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.failures import explain
-from supervisor.reconcile import StackError
 from supervisor.settings import load_settings
+from supervisor.updown import StackError
 
 BIND = 'invalid mount config for type "bind": bind source path does not exist: {}'
 

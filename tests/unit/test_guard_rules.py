@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -51,8 +53,44 @@ EXECS = {
 POLICY = r.Policy(STACK, min_stop_timeout=60, max_api_minor=41)
 
 
+T = TypeVar("T")
+
+
+def _at_once(step: Coroutine[Any, Any, T]) -> T:
+    """A coroutine whose awaits never suspend (table lookups), run to its result."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise AssertionError("a lookup suspended")
+
+
+def decide_with(
+    method: str,
+    target: str,
+    body: bytes,
+    policy: r.Policy,
+    containers: Callable[[str], r.Resolution | None] = lambda _ref: None,
+    execs: Callable[[str], ExecInfo | None] = lambda _id: None,
+    head: r.Head | None = None,
+) -> r.Decision:
+    """What the guard decides, by its own path: `decide_head` with these tables as its
+    lookups, then `accept_body` for an allowed head (the guard reads the body between)."""
+
+    async def container(ref: str) -> r.Resolution | None:
+        return containers(ref)
+
+    async def exec_info(exec_id: str) -> ExecInfo | None:
+        return execs(exec_id)
+
+    head = head or r.Head(method, target)
+    first = _at_once(r.decide_head(head, policy, container, exec_info))
+    return first if isinstance(first, r.Deny) else r.accept_body(first, body, head, policy)
+
+
 def decide(method: str, target: str, body: bytes = b"", head: r.Head | None = None) -> r.Decision:
-    return r.decide(method, target, body, POLICY, CONTAINERS.get, EXECS.get, head)
+    return decide_with(method, target, body, POLICY, CONTAINERS.get, EXECS.get, head)
 
 
 def rule_of(method: str, target: str, body: bytes = b"") -> str:
@@ -641,7 +679,7 @@ def test_a_bare_uid_is_pinned_to_the_service_gid_never_group_0(user: str, forwar
 def test_an_exec_is_started_only_with_a_pinned_numeric_user(user: str, allowed: bool) -> None:
     """An exec created past the guard (bare uid, name) is never started through it."""
     execs = {EXEC_OK: ExecInfo(EXEC_OK, SERVER_ID, user, False)}
-    d = r.decide("POST", f"/exec/{EXEC_OK}/start", b"{}", POLICY, CONTAINERS.get, execs.get)
+    d = decide_with("POST", f"/exec/{EXEC_OK}/start", b"{}", POLICY, CONTAINERS.get, execs.get)
     assert isinstance(d, r.Allow) is allowed, d
     if not allowed:
         assert isinstance(d, r.Deny) and d.rule == "exec-user"
@@ -649,7 +687,7 @@ def test_an_exec_is_started_only_with_a_pinned_numeric_user(user: str, allowed: 
 
 def test_the_exec_gid_comes_from_the_policy() -> None:
     policy = r.Policy(STACK, 60, 41, exec_gid=1000)
-    d = r.decide("POST", "/containers/srv/exec", b'{"Cmd":["id"],"User":"7"}', policy, CONTAINERS.get)  # fmt: skip
+    d = decide_with("POST", "/containers/srv/exec", b'{"Cmd":["id"],"User":"7"}', policy, CONTAINERS.get)  # fmt: skip
     assert isinstance(d, r.Allow) and json.loads(d.body)["User"] == "7:1000"
 
 

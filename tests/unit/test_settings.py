@@ -913,3 +913,33 @@ def test_the_grace_period_is_read_one_way() -> None:
         "server": 90,
         "manager": 3,
     }
+
+
+# --- socket paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "env", "socket"),
+    [("guard_dir", "HYOS_GUARD_DIR", "docker.sock"), ("state_dir", "HYOS_STATE_DIR", "control")],
+)
+def test_a_socket_path_over_the_unix_limit_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, socket: str
+) -> None:
+    """Seen in the tests under pytest-xdist (deeper temp dirs): the daemon failed at bind
+    with "internal error: OSError('AF_UNIX path too long'); this is a bug"."""
+    monkeypatch.setenv(env, "/tmp/" + "d" * 90)
+    line = only_problem(problems(), field)
+    assert socket in line and "107" in line and f"(env {env})" in line
+    monkeypatch.setenv(env, "/tmp/" + "d" * 40)
+    assert load_settings().stack == "hyos"  # short enough: accepted
+
+
+def test_cli_refuses_a_too_long_guard_dir_with_exit_78(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from supervisor.cli import main
+
+    monkeypatch.setenv("HYOS_GUARD_DIR", "/tmp/" + "g" * 120)
+    assert main(["status"]) == EX_CONFIG
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "guard_dir" in err[0], err

@@ -61,7 +61,7 @@ async def crash(worker: ServiceWorker, clock: FakeClock, code: int = 1) -> resta
     pending = worker.service.restart.pending
     if pending is not None:
         clock.advance(pending.due_at - clock.now)
-        assert await worker.reconcile() is None
+        assert await worker.step_if_due() is None
     return pending
 
 
@@ -146,7 +146,7 @@ async def test_crashes_an_unhealthy_restart_and_a_crash_loop_are_counted_for_goo
     clock.advance(60)
     engine.calls.clear()
     await worker._on_event(event("health_status: unhealthy", clock.now))
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     assert engine.calls == [("stop", CID), ("start", CID)]
     assert service.totals.unhealthy_restarts == 1
     assert service.totals.restarts == {"crash": 3, "unhealthy": 1}
@@ -165,7 +165,7 @@ async def test_crashes_an_unhealthy_restart_and_a_crash_loop_are_counted_for_goo
     # The operator's restart clears the state machine, not the totals.
     service.restart = restarts.reset(service.restart)
     worker.request(Step.START, "operator", cause="operator")
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     assert service.restart.restart_count == 0
     assert service.totals.restarts == {"crash": 5, "unhealthy": 1, "operator": 1}
     assert service.totals.crash_loops == 1
@@ -187,7 +187,7 @@ async def test_a_stop_of_ours_or_the_update_button_is_no_crash(
 ) -> None:
     await started(worker, engine, clock)
     worker.request(Step.RESTART, "secrets rotated", cause="rotation")
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     clock.advance(1)
     await worker._on_event(event("die", clock.now, 143))  # the stop it sent
     assert worker.service.last_exit is not None

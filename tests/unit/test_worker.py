@@ -45,15 +45,15 @@ async def test_a_backoff_start_waits_until_due_then_runs_once(
     worker.service.restart, decision = restarts.on_exit(
         state, ExitKind.CRASH, clock.now, worker.sup.policy
     )
-    assert await worker.reconcile() == pytest.approx(decision.backoff_s)
+    assert await worker.step_if_due() == pytest.approx(decision.backoff_s)
     clock.advance(decision.backoff_s / 2)
-    assert await worker.reconcile() == pytest.approx(decision.backoff_s / 2)
+    assert await worker.step_if_due() == pytest.approx(decision.backoff_s / 2)
     assert engine.calls == []  # not before it is due
     clock.advance(decision.backoff_s / 2)
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     assert engine.calls == [("start", "c1")]
     assert worker.service.restart.pending is None
-    assert await worker.reconcile() is None  # carried out once
+    assert await worker.step_if_due() is None  # carried out once
     assert engine.calls == [("start", "c1")]
     assert not worker.service.busy
 
@@ -62,7 +62,7 @@ async def test_a_restart_step_stops_as_ours_then_starts(
     worker: ServiceWorker, engine: FakeEngine
 ) -> None:
     worker.request(Step.RESTART, "operator")
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     assert engine.calls == [("stop", "c1"), ("start", "c1")]
     assert "c1" in worker.service.stop_requested  # its exit will not count as a crash
     assert worker.sup.manager_after_server  # the manager follows a restarted server
@@ -73,7 +73,7 @@ async def test_nothing_is_carried_out_while_stopping(
 ) -> None:
     worker.request(Step.START, "operator")
     worker.sup.stopping = True
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     assert engine.calls == []
     assert worker.service.restart.pending is not None  # shutdown cancels it
 
@@ -85,7 +85,7 @@ async def test_a_removed_container_asks_for_a_stack_pass_instead(
     worker.request_pass = lambda: passes.append(True)
     worker.request(Step.START, "operator")
     worker.service.container_id = None
-    assert await worker.reconcile() is None
+    assert await worker.step_if_due() is None
     assert engine.calls == []
     assert passes == [True]
     assert worker.service.restart.pending is None
@@ -141,5 +141,5 @@ async def test_a_plan_made_while_a_step_runs_is_stale_once_it_ended(
 
     engine.start = start_and_look  # type: ignore[method-assign]
     worker.request(Step.START, "operator")
-    await worker.reconcile()
+    await worker.step_if_due()
     assert seen_mid_step and worker.generation != seen_mid_step[0]

@@ -1,4 +1,5 @@
-"""The shell behind `up`, `down` and `status`: runs plans against the engine."""
+"""The shell behind `up`, `down` and `status`: runs plans against the engine. A stack
+pass (passes.py: a *reconcile*) converges through `plan_and_ensure` and `apply_service`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any
 import anyio
 
 from entrypoint.contract import parse_events
-from supervisor import policy, secretspec
+from supervisor import policy, roles, secretspec
 from supervisor.dockertypes import ContainerState, EngineError, Observed, owned_by
 from supervisor.guard import ensure_socket_file
 from supervisor.plan import Desired, ServicePlan, plan_stack, strays
 from supervisor.ports import EnginePort
+from supervisor.roles import Role
 from supervisor.settings import Settings
 from supervisor.stack import (
     GUARD_SOCKET_NAME,
@@ -26,6 +28,8 @@ from supervisor.stack import (
     stack_labels,
 )
 
+# The logger keeps the module's former name: it is the `logger` field of these lines, which
+# operators' log filters may match.
 log = logging.getLogger("supervisor.reconcile")
 
 
@@ -187,7 +191,7 @@ async def run_prepare(engine: EnginePort, settings: Settings, rotate: tuple[str,
         secrets_on_stdin=bool(supplied),
         log_max_size=settings.log_max_size,
     )
-    name = f"{settings.stack}-prepare"
+    name = settings.container_name(Role.PREPARE)
     leftover = await engine.inspect(name)
     if leftover is not None:
         if not owned_by(leftover.labels, settings.stack):
@@ -222,8 +226,9 @@ async def bring_up(engine: EnginePort, settings: Settings, wait: bool, timeout: 
         container_id = report.container_ids[plan.role]
         if index > 0 and plan.start:
             await start_service(engine, plan.role, container_id, report)
-        # The manager needs a healthy server; with --wait the last service is awaited too.
-        if plan.role != "manager" or wait:
+        # A service that waits for the server is itself awaited only with --wait (the
+        # others: the services after them need them healthy).
+        if not roles.waits_for_server(plan.role) or wait:
             await await_ready(engine, plan.role, container_id, timeout)
     return report
 

@@ -1,0 +1,110 @@
+"""A stack pass adopts what runs from its listing; what a worker heard from the engine after
+that listing is newer and wins. Fake engine, no Docker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from supervisor.daemon import Daemon
+from supervisor.dockertypes import EngineEvent, Observed
+from supervisor.notify import Notifier
+from supervisor.restarts import ServiceStatus
+from supervisor.roles import Role
+from supervisor.settings import load_settings
+from tests.fakeengine import FakeEngine
+
+pytestmark = pytest.mark.anyio
+
+
+def daemon_on(engine: FakeEngine, tmp_path: Path) -> Daemon:
+    return Daemon(load_settings(state_dir=str(tmp_path)), engine, Notifier(environ={}))
+
+
+async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_that_pass(
+    tmp_path: Path,
+) -> None:
+    """Seen in CI (a daemon killed mid-pass, then a new one): the server turned healthy
+    between the new daemon's listing and its adoption of the server. The adoption put the
+    listing's `starting` over the worker's `healthy`, the manager waited for a healthy
+    event that the engine never sends twice, and stayed stopped until the next periodic
+    pass (60 s by default)."""
+    engine = FakeEngine(healthy_on_start=False)
+    first = daemon_on(engine, tmp_path)
+    async with anyio.create_task_group() as work:
+        for worker in first.workers.values():
+            await work.start(worker.run)
+        await first.passes.once(startup=True)
+        work.cancel_scope.cancel()
+    (server,) = [c for c in engine.containers.values() if c.name.endswith("-server")]
+    (manager,) = [c for c in engine.containers.values() if c.name.endswith("-manager")]
+    assert server.info().state.running and not manager.info().state.running
+
+    # A new daemon: its listing sees the server `starting`; the server turns healthy just
+    # after, and its worker hears of it before the pass adopts the server.
+    second = daemon_on(engine, tmp_path)
+    listed = engine.list_stack
+
+    async def list_then_turn_healthy(stack: str) -> list[Observed]:
+        found = await listed(stack)
+        engine.set_health(server.id, "healthy")
+        second.dispatch(
+            EngineEvent(
+                "health_status: healthy", server.id, 1, name=server.name, labels=server.labels
+            )
+        )
+        return found
+
+    engine.list_stack = list_then_turn_healthy  # type: ignore[method-assign]
+    async with anyio.create_task_group() as work:
+        for worker in second.workers.values():
+            await work.start(worker.run)
+        with anyio.fail_after(5):
+            await second.passes.once(startup=True)
+        work.cancel_scope.cancel()
+    assert second.sup.services[Role.SERVER].health == "healthy"
+    assert manager.info().state.running
+    assert not second.sup.manager_after_server
+
+
+async def test_an_exit_heard_after_the_listing_is_not_undone_by_it(tmp_path: Path) -> None:
+    """Seen in CI (HyOS's manager, a 1 s pass interval): the dashboard's Stop ended the
+    server between a pass's listing and its adoption of the server; the adoption took the
+    listing's `running` and recorded the stopped server as started."""
+    engine = FakeEngine()
+    daemon = daemon_on(engine, tmp_path)
+    listed = engine.list_stack
+    exit_after_listing = False
+
+    async def list_then_exit(stack: str) -> list[Observed]:
+        found = await listed(stack)
+        if exit_after_listing:
+            engine.exit(server.id, 0)
+            daemon.dispatch(
+                EngineEvent(
+                    "die",
+                    server.id,
+                    2_000_000_000_000_000_000,
+                    name=server.name,
+                    labels={**server.labels, "exitCode": "0"},
+                    exit_code=0,
+                )
+            )
+        return found
+
+    engine.list_stack = list_then_exit  # type: ignore[method-assign]
+    async with anyio.create_task_group() as work:
+        for worker in daemon.workers.values():
+            await work.start(worker.run)
+        await daemon.passes.once(startup=True)
+        (server,) = [c for c in engine.containers.values() if c.name.endswith("-server")]
+        exit_after_listing = True
+        with anyio.fail_after(5):
+            await daemon.passes.once(startup=False)
+        work.cancel_scope.cancel()
+    record = daemon.sup.services[Role.SERVER]
+    assert not server.info().state.running
+    assert record.restart.status is not ServiceStatus.RUNNING, record.restart
+    assert record.health is None
