@@ -26,6 +26,7 @@ from supervisor import control, restarts, stopmarks
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
+from supervisor.drains import Drains
 from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
@@ -33,6 +34,7 @@ from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
 from supervisor.ports import EnginePort
 from supervisor.restarts import ServiceStatus
+from supervisor.roles import Role
 from supervisor.settings import Settings
 from supervisor.statefile import ensure_dir
 from supervisor.store import Service, StateStore, state_dir_for, state_path, status_line
@@ -59,15 +61,17 @@ class Daemon:
         )
         self.workers: dict[str, ServiceWorker] = {}
         self.passes = StackPasses(self.sup, self.workers)
+        self.drains = Drains(self.sup, self.workers)
         for role, service in self.sup.services.items():
             self.workers[role] = ServiceWorker(
                 self.sup,
                 service,
                 request_pass=self.passes.request,
                 follow_server=self.passes.follow_server,
+                went_down=self.drains.server_exited if role == Role.SERVER else lambda: None,
             )
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
-        self.commands = Commands(self.sup, self.workers)
+        self.commands = Commands(self.sup, self.workers, self.drains)
         self.dashboard = Dashboard(self.sup, self.workers)
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
@@ -94,6 +98,8 @@ class Daemon:
                         # that exists when it starts (stack.GUARD_SOCKET_TARGET).
                         await work.start(self.dashboard.serve_guard, guard_dir)
                     await self.passes.once(startup=True)
+                    # After the first pass: a resumed drain sees the adopted server.
+                    await work.start(self.drains.run)
                     # Bound before READY: a `status` right after READY finds it answering.
                     await work.start(control.serve, self.socket_path, self.commands.answer)
                     sup.notifier.ready()
@@ -136,9 +142,11 @@ class Daemon:
             for service in sup.services.values():
                 service.restart = restarts.cancel_pending(service.restart)
             if not sup.settings.stop_on_exit:
+                # A pending drain stays in the state file: the next daemon resumes it.
                 self.log.info("leaving the stack running (stop_on_exit = false)")
                 sup.save()
                 return
+            self.drains.forget_for_shutdown()
             # Reverse start order: the manager first, then the server with its grace period.
             for role in reversed(list(sup.services)):
                 await self._stop_for_shutdown(sup.services[role])

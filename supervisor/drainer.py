@@ -8,7 +8,9 @@ starts and when it ends, not at every poll. The state is handed to `persist` aft
 step, so a daemon that restarts resumes the drain where it was (or cancels it).
 
 Waiting is interruptible: `cancel()` ends the drain at once, with a broadcast that it was
-cancelled when players were warned.
+cancelled when players were warned; `hurry()` acts at once (an operator's `--now` joining
+a pending drain); `poll_now()` asks for the count at once instead of at the next poll
+(the server stopped: a crash is restarted at once, and nobody is on a stopped server).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Drainer:
         policy: DrainPolicy,
         api: DrainApi,
         clock: Callable[[], float],
-        log: logging.Logger,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger],
         persist: Callable[[DrainState], None] = lambda state: None,
         wait: Callable[[float, anyio.Event], Awaitable[None]] | None = None,
     ) -> None:
@@ -52,11 +54,24 @@ class Drainer:
         self.persist = persist
         self._wait = wait or _wait_or_cancel
         self._cancel = anyio.Event()
+        self._wake = anyio.Event()  # set by cancel, hurry and poll_now: look again now
+        self._hurry = False
+        self._poll_now = False
         self._failing: str | None = None  # the API failure being reported, once
         self.state: DrainState | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Act now (save, then the action), whatever the players."""
+        self._hurry = True
+        self._wake.set()
+
+    def poll_now(self) -> None:
+        self._poll_now = True
+        self._wake.set()
 
     async def run(self, state: DrainState) -> Kind:
         """Until the drain ends: ACT (saved, ready to stop), SKIP or CANCELLED."""
@@ -69,9 +84,21 @@ class Drainer:
             if self._cancel.is_set() and not state.cancelled:
                 state = drain.cancel(state)
             now = self.clock()
+            if self._hurry and not state.cancelled:
+                await self._finish(Kind.ACT, state, "asked to act now")
+                self.state = state
+                return Kind.ACT
+            if self._poll_now and not state.cancelled:
+                self._poll_now = False
+                state = await self._poll(state, now)
+                self.state = state
+                self.persist(state)
+                continue
             decision = drain.decide(self.policy, state, now)
             if decision.at > now:
-                await self._wait(decision.at - now, self._cancel)
+                if self._wake.is_set():
+                    self._wake = anyio.Event()
+                await self._wait(decision.at - now, self._wake)
                 continue
             kind = decision.kind
             if kind is Kind.POLL:
