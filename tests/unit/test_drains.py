@@ -121,7 +121,7 @@ async def test_a_restart_with_two_players_warns_saves_and_restarts_after_they_le
 ) -> None:
     async with rig(tmp_path, leaves=[120.0, 200.0]) as r:
         reply = await r.commands().answer({"command": "restart", "service": "server"})
-        await r.until(lambda: r.drains.pending is None and len(r.steps()) == 2)
+        await r.until(lambda: r.drains.last is not None and len(r.steps()) == 2)
         assert r.said("broadcast") == [(0, "broadcast", WARNING_15)]
         assert r.api.calls[-1] == (200, "save", "")  # the first poll that finds it empty
         assert r.steps() == [("stop", CID), ("start", CID)]  # after the save: the worker's
@@ -284,7 +284,7 @@ async def test_a_scheduled_window_restarts_through_the_drain(tmp_path: Path) -> 
     clock = FakeClock()
     schedule = {"restart": "daily 04:30"}
     async with rig(tmp_path, [], sleep=_one_window(clock), clock=clock, schedule=schedule) as r:
-        await r.until(lambda: len(r.steps()) == 2)
+        await r.until(lambda: len(r.steps()) == 2 and r.drains.last is not None)
         assert r.drains.last is not None and r.drains.last["action"] == "scheduled"
         assert r.drains.view()["next_window"].endswith("04:30:00+00:00")
 
