@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import time
@@ -202,40 +203,46 @@ async def _up(args: argparse.Namespace, settings: Settings, engine: EnginePort) 
     return EX_OK
 
 
-async def _drained_for_down(settings: Settings) -> bool:
-    """A running daemon drains the server first (supervisor/drains.py); True once it may
-    stop. No daemon: nothing to drain (as before)."""
+async def _drained_for_down(settings: Settings, now: bool) -> bool | None:
+    """A running daemon drains the server first (supervisor/drains.py; `now`: at once),
+    then holds (restarts nothing) while the stack is removed: True once it holds, False
+    when the drain ended without acting, None when no daemon answers (nothing to drain)."""
     path = _socket_path(settings)
     try:
-        reply = control.request(path, {"command": "drain", "action": "stop"}, timeout=15)
+        request = {"command": "drain", "action": "stop", "now": now}
+        reply = control.request(path, request, timeout=15)
     except control.DaemonNotRunning:
-        return True
+        return None
     if not reply.get("ok"):
         error_line(f"hyos-supervisor: down: {reply.get('error')}")
         return False
-    if not reply.get("pending"):
-        return True
-    print(reply.get("message"), flush=True)
+    if reply.get("pending"):
+        print(reply.get("message"), flush=True)
     while True:
-        await anyio.sleep(1)
         view = control.live_view(path)
         if view is None:
-            return True  # the daemon went away (and stopped the stack, or left it)
+            return None  # the daemon went away (and stopped the stack, or left it)
         if view.get("drain") is None:
             outcome = (view.get("last_drain") or {}).get("outcome")
             if outcome == "act":
                 return True
             error_line(f"hyos-supervisor: down: the drain ended ({outcome}); nothing stopped")
             return False
+        await anyio.sleep(1)
 
 
 async def _down(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
-    if not args.now and not await _drained_for_down(settings):
+    held = await _drained_for_down(settings, args.now)
+    if held is False:
         return EX_FAILED
     changes = await take_down(engine, settings, volumes=args.volumes)
     for change in changes:
         print(change)
     print(f"stack {settings.stack} is down" + ("" if changes else " (nothing to do)"))
+    if held:
+        with contextlib.suppress(control.DaemonNotRunning, OSError, ValueError):
+            control.request(_socket_path(settings), {"command": "end"}, timeout=15)
+            print("the supervisor daemon ends (it held the stack for down)")
     return EX_OK
 
 

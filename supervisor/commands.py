@@ -22,11 +22,17 @@ Reply = dict[str, Any]
 
 class Commands:
     def __init__(
-        self, sup: Supervision, workers: Mapping[str, ServiceWorker], drains: Drains
+        self,
+        sup: Supervision,
+        workers: Mapping[str, ServiceWorker],
+        drains: Drains,
+        end: Callable[[], bool] = lambda: False,
     ) -> None:
+        """`end` ends the daemon once `down` removed the stack it held for."""
         self.sup = sup
         self.workers = workers
         self.drains = drains
+        self.end = end
         self.handlers: dict[str, Callable[[Request], Awaitable[Reply]]] = {
             "status": self.status,
             "health": self.health,
@@ -34,6 +40,7 @@ class Commands:
             "restart": self.restart,
             "drain": self.drain,
             "cancel": self.cancel,
+            "end": self.end_after_down,
         }
 
     async def answer(self, request: Request) -> Reply:
@@ -94,3 +101,8 @@ class Commands:
 
     async def cancel(self, _: Request) -> Reply:
         return await self.drains.cancel()
+
+    async def end_after_down(self, _: Request) -> Reply:
+        if not self.end():
+            return {"ok": False, "error": "the daemon is not held for `down`"}
+        return {"ok": True, "message": "the supervisor daemon ends"}

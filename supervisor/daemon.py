@@ -61,7 +61,7 @@ class Daemon:
         )
         self.workers: dict[str, ServiceWorker] = {}
         self.passes = StackPasses(self.sup, self.workers)
-        self.drains = Drains(self.sup, self.workers)
+        self.drains = Drains(self.sup, self.workers, hold=self.hold_for_down)
         for role, service in self.sup.services.items():
             self.workers[role] = ServiceWorker(
                 self.sup,
@@ -71,10 +71,11 @@ class Daemon:
                 went_down=self.drains.server_exited if role == Role.SERVER else lambda: None,
             )
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
-        self.commands = Commands(self.sup, self.workers, self.drains)
+        self.commands = Commands(self.sup, self.workers, self.drains, end=self.end_after_down)
         self.dashboard = Dashboard(self.sup, self.workers)
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
+        self._shutting_down = False
 
     def dispatch(self, event: EngineEvent) -> None:
         """An event concerns one service: it goes to that service's worker."""
@@ -85,6 +86,7 @@ class Daemon:
     async def run(self) -> int:
         sup = self.sup
         sup.load()
+        self.drains.load()
         async with anyio.create_task_group() as root:
             root.start_soon(self._signals)
             with self._work_scope:
@@ -117,16 +119,34 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
             async for signum in received:
                 name = signal.Signals(signum).name
-                if not self.sup.stopping:
-                    self.sup.stopping = True
-                    self.sup.notifier.stopping()
-                    self.log.info("shutting down", extra={"signal": name})
-                    self._work_scope.cancel()
+                if not self._shutting_down:
+                    self._shut_down(signal=name)
                 elif signum == signal.SIGINT:
                     self.log.warning("second SIGINT: forcing the stop")
                     self.force.set()
                 else:
                     self.log.info("already stopping; the server keeps its grace period")
+
+    def _shut_down(self, **why: str) -> None:
+        self._shutting_down = True
+        self.sup.stopping = True
+        self.sup.notifier.stopping()
+        self.log.info("shutting down", extra=why)
+        self._work_scope.cancel()
+
+    def hold_for_down(self) -> None:
+        """`down`'s drain acted: nothing is restarted, recreated or reconciled from now
+        on (the CLI stops and removes the stack), until `end_after_down`."""
+        self.sup.stopping = True
+        self.log.info("holding for down: supervising nothing while the stack is removed")
+
+    def end_after_down(self) -> bool:
+        """The CLI's `down` is done: the daemon ends as on SIGTERM (exit 0). Only while
+        held for it; False otherwise."""
+        if not self.sup.stopping or self._shutting_down:
+            return False
+        self._shut_down(reason="down")
+        return True
 
     async def _pulse(self, interval: float) -> None:
         """Proves the loop is alive to the watchdog even when no event arrives."""

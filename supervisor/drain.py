@@ -64,6 +64,7 @@ __all__ = [
     "polled",
     "postponed",
     "render",
+    "shifted",
     "start",
     "validate_template",
     "warned",
@@ -167,6 +168,17 @@ def start(action: str, now: float, policy: DrainPolicy) -> DrainState:
 
 def polled(state: DrainState, now: float, players: int) -> DrainState:
     return replace(state, last_poll=now, players=max(0, players))
+
+
+def shifted(state: DrainState, seconds: float) -> DrainState:
+    """The whole drain later by `seconds`: the shell's first status call took that long,
+    and a warning due at the start (an offset of `max_wait`) must not count as passed."""
+    return replace(
+        state,
+        started=state.started + seconds,
+        deadline=state.deadline + seconds,
+        last_poll=None if state.last_poll is None else state.last_poll + seconds,
+    )
 
 
 def poll_failed(state: DrainState, now: float) -> DrainState:

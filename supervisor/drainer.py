@@ -124,6 +124,13 @@ class Drainer:
             self.persist(state)
 
     async def _poll(self, state: DrainState, now: float) -> DrainState:
+        """One status call; the first one's duration (a token, the credentials) moves
+        the whole drain later (`drain.shifted`): the drain starts when it knows."""
+        if state.last_poll is None:
+            return drain.shifted(await self._count(state, now), self.clock() - now)
+        return await self._count(state, now)
+
+    async def _count(self, state: DrainState, now: float) -> DrainState:
         try:
             status = await self.api.status()
         except ApiError as err:

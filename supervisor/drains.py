@@ -177,6 +177,7 @@ class Drains:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         wait: Callable[[float, anyio.Event], Awaitable[None]] | None = None,
         api: DrainApi | None = None,
+        hold: Callable[[], None] = lambda: None,
     ) -> None:
         """`sleep` (until a schedule window), `wait` (the drainer's) and `api` are the
         tests'; by default the real clock's and the server's REST API through the engine."""
@@ -185,6 +186,7 @@ class Drains:
         self.log = sup.log.bind(component="drain")
         self._sleep = sleep
         self._wait = wait
+        self._hold = hold  # `down`'s drain acted: the daemon stands aside (daemon.py)
         self.service = sup.services.get(Role.SERVER)
         service = self.service
         transport = ExecTransport(
@@ -198,14 +200,23 @@ class Drains:
         self.next_window: float | None = None
         self._group: TaskGroup | None = None
         self._run: _Run | None = None
+        self._saved: Any = None  # load's find, for run
 
     # --- the daemon's side ----------------------------------------------------------------
 
+    def load(self) -> None:
+        """The drain a previous daemon left, kept (the first stack pass saves the state
+        file before `run` resumes it). With the services' records: Supervision.load."""
+        self._saved = self.sup.store.saved_drain()
+        resumed = Pending.from_json(self._saved) if self._saved is not None else None
+        self.sup.drain_record = None if resumed is None else resumed.to_json()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Resume a drain a previous daemon left, then follow the schedule, until cancelled."""
+        """Resume a drain a previous daemon left (`load`), then follow the schedule,
+        until cancelled."""
         async with anyio.create_task_group() as group:
             self._group = group
-            saved = self.sup.store.saved_drain()
+            saved, self._saved = self._saved, None
             resumed = Pending.from_json(saved) if saved is not None else None
             if resumed is not None:
                 self.log.info(
@@ -397,6 +408,7 @@ class Drains:
             await server.ask(Step.RESTART, "scheduled restart", cause="schedule")
             self.log.info("scheduled restart issued")
             return {"ok": True, "message": f"{Role.SERVER}: restarting (scheduled)"}
+        self._hold()
         return {"ok": True, "message": f"drained: the {Role.SERVER} saved the world"}
 
     async def _rotate(self, names: tuple[str, ...], server: ServiceWorker) -> Reply:

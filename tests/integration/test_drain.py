@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import (
+    REPO,
     DaemonFactory,
     DaemonProc,
     Stack,
@@ -25,7 +27,7 @@ from tests.integration.conftest import (
     started_at,
     wait_for,
 )
-from tests.integration.test_hyos_server import replica_image
+from tests.integration.test_hyos_server import replica_image, volume_file
 from tests.upstream.replica import injected_tokens, replica_env
 
 __all__ = ["replica_image"]  # the module's skip when the image is missing
@@ -186,3 +188,75 @@ def test_the_api_failing_waits_until_the_deadline(daemon: DaemonFactory, hyos: S
     wait_for(lambda: running_since(hyos) != before, 40, "the restart at the deadline")
     assert time.monotonic() - asked >= 9
     assert len(d.events("drain cannot count players; waiting until the deadline")) == 1
+
+
+def test_down_waits_for_the_drain_then_stops(daemon: DaemonFactory, hyos: Stack) -> None:
+    hyos.env.update(HYOS_DRAIN__WARN_AT="30s")  # a warning at once
+    d = daemon(timeout=90)
+    players(hyos, ["Ann"])
+    command = [sys.executable, "-m", "supervisor", "--log-format", "json", "down"]
+    with subprocess.Popen(
+        command, env=hyos.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as down:
+        wait_for(lambda: (status(hyos)["drain"] or {}).get("action") == "stop", 20, "the drain")
+        time.sleep(2)
+        assert down.poll() is None  # waits while Ann plays
+        players(hyos, [])
+        out, err = down.communicate(timeout=60)
+    assert down.returncode == 0, out + err
+    assert "draining" in out and "removed server" in out, out
+    said = [
+        json.loads(line)
+        for line in (volume_file(hyos, ".test/api-journal.jsonl") or "").splitlines()
+    ]
+    assert [e["path"] for e in said][-1] == "/server/save"
+    warned = [e["body"]["message"] for e in said if e["path"] == "/admin/broadcast"]
+    assert warned == ["The server will stop in 30 seconds. Your progress will be saved."]
+    assert "the supervisor daemon ends" in out
+    assert d.proc.wait(30) == 0  # it held the stack for down, then ended
+
+
+@pytest.mark.parametrize("stop_on_exit", ["false", "true"])
+def test_a_daemon_restart_resumes_the_drain_or_cancels_it_with_the_stack(
+    daemon: DaemonFactory, hyos: Stack, stop_on_exit: str
+) -> None:
+    hyos.env.update(HYOS_STOP_ON_EXIT=stop_on_exit, HYOS_DRAIN__MAX_WAIT="60s")
+    first, before = _start(daemon, hyos, ["Ann"])
+    assert "draining" in hyos.run("restart", "server").stdout
+    deadline = status(hyos)["drain"]["deadline"]
+    assert first.stop() == 0
+    second = daemon(timeout=90)
+    if stop_on_exit == "false":
+        second.wait_log("drain resumed", action="restart")
+        assert status(hyos)["drain"]["deadline"] == deadline
+        assert running_since(hyos) == before
+        players(hyos, [])
+        wait_for(lambda: running_since(hyos) != before, 30, "the resumed drain's restart")
+    else:
+        assert status(hyos)["drain"] is None and not second.events("drain resumed")
+        assert first.events("drain cancelled: the daemon stops the stack")
+
+
+def test_a_schedule_window_skips_while_players_stay_then_restarts_an_empty_server(
+    daemon: DaemonFactory, hyos: Stack
+) -> None:
+    hyos.env.update(
+        HYOS_SCHEDULE__RESTART="* * * * *",
+        HYOS_SCHEDULE__ONLY_IF_EMPTY="true",
+        HYOS_DRAIN__MAX_WAIT="5s",
+        HYOS_DRAIN__WARN_AT="5s",
+    )
+    hyos.up()  # Ann is on before the daemon's first window
+    players(hyos, ["Ann"])
+    before = running_since(hyos)
+    d = daemon(timeout=90)
+    assert "schedule: next restart window" in hyos.run("status").stdout
+    assert status(hyos)["next_window"]
+    wait_for(lambda: (status(hyos)["last_drain"] or {}).get("outcome") == "skip", 75, "a skip")
+    assert running_since(hyos) == before
+    assert broadcasts(hyos) == [
+        "The server will restart in 5 seconds. Your progress will be saved."
+    ]
+    players(hyos, [])
+    wait_for(lambda: running_since(hyos) != before, 75, "the next window's restart")
+    assert d.events("scheduled restart issued")

@@ -118,3 +118,23 @@ def test_cancel_broadcasts_that_it_was_cancelled() -> None:
     assert anyio.run(main) is Kind.CANCELLED
     assert api.calls[-1][1:] == ("broadcast", CANCELLED_MESSAGE.format(action="restart"))
     assert "save" not in [w for _, w, _ in api.calls]
+
+
+def test_a_slow_first_status_call_does_not_cost_the_first_warning() -> None:
+    """The first call fetches the credentials and a token (seconds through the engine):
+    the drain starts when it knows, so the warning due at the start is still given."""
+    clock = FakeClock()
+
+    class SlowFirst(FakeApi):
+        async def status(self) -> ServerStatus:
+            if not self.calls:
+                clock.advance(3)
+            return await super().status()
+
+    api = SlowFirst(clock, leaves=[100.0])
+    kind, saved = run(DrainPolicy(), api, clock)
+    assert kind is Kind.ACT
+    assert [c for c in api.calls if c[1] == "broadcast"] == [
+        (3, "broadcast", "The server will restart in 15 minutes. Your progress will be saved.")
+    ]
+    assert saved[0].deadline == T0 + 3 + 900

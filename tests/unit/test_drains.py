@@ -109,6 +109,7 @@ async def rig(
     worker.went_down = drains.server_exited
     made = Rig(clock, engine, sup, worker, api, drains, frozen)
     holder.append(made)
+    drains.load()
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
         await tg.start(drains.run)
@@ -319,3 +320,26 @@ async def test_a_request_of_each_kind_round_trips_the_state_file() -> None:
         request = DrainRequest(what, ("api",) if what is Disruption.ROTATE else ())
         assert DrainRequest.from_json(request.to_json()) == request
     assert Pending.from_json({"request": {"what": "nope"}, "state": {}}) is None
+
+
+async def test_a_saved_drain_outlives_the_state_files_writes_before_it_resumes(
+    tmp_path: Path,
+) -> None:
+    """The next daemon's first stack pass saves the state file before the drains run."""
+    async with rig(tmp_path, leaves=[10_000.0], frozen=True) as r:
+        await r.commands().answer({"command": "restart", "service": "server"})
+        kept = r.sup.store.saved_drain()
+        r.sup.stopping = True  # (the rig's end cancels the drain, as a shutdown does)
+    engine = FakeEngine()
+    sup = Supervision(
+        load_settings(state_dir=str(tmp_path)),
+        engine,
+        Notifier(environ={}),
+        StateStore(tmp_path / "state.json"),
+        bind(logging.getLogger("test"), stack="t"),
+        FakeClock(),
+    )
+    sup.load()
+    Drains(sup, {}).load()
+    sup.save()  # what the first stack pass does
+    assert sup.store.saved_drain() == kept
