@@ -56,7 +56,7 @@ Reply = dict[str, Any]
 
 # How long a control request waits for its drain to settle (act, or wait for players):
 # inside the control socket's 10 s per request.
-SETTLE_S = 7.0
+SETTLE_S = 9.0
 
 
 class Disruption(StrEnum):
