@@ -101,6 +101,7 @@ class Drainer:
                 await self._wait(decision.at - now, self._wake)
                 continue
             kind = decision.kind
+            first = state.last_poll is None
             if kind is Kind.POLL:
                 state = await self._poll(state, now)
             elif kind is Kind.WARN:
@@ -120,17 +121,15 @@ class Drainer:
                 await self._finish(kind, state, decision.reason)
                 self.state = state
                 return kind
-            self.state = state
             self.persist(state)
+            if first:
+                # The first count took seconds (the credentials, a token, the state file's
+                # fsync): the drain starts when it knows, so the warning due at its start
+                # is not dropped as passed (drain.WARN_SLACK_S).
+                state = drain.shifted(state, self.clock() - now)
+            self.state = state
 
     async def _poll(self, state: DrainState, now: float) -> DrainState:
-        """One status call; the first one's duration (a token, the credentials) moves
-        the whole drain later (`drain.shifted`): the drain starts when it knows."""
-        if state.last_poll is None:
-            return drain.shifted(await self._count(state, now), self.clock() - now)
-        return await self._count(state, now)
-
-    async def _count(self, state: DrainState, now: float) -> DrainState:
         try:
             status = await self.api.status()
         except ApiError as err:

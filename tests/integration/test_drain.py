@@ -136,10 +136,8 @@ def test_players_who_stay_are_restarted_at_the_deadline(daemon: DaemonFactory, h
     assert "draining" in hyos.run("restart", "server").stdout
     wait_for(lambda: running_since(hyos) != before, 40, "the restart at the deadline")
     assert time.monotonic() - asked >= 11
-    assert [m.split(" in ")[1].split(".")[0] for m in broadcasts(hyos)] == [
-        "10 seconds",
-        "5 seconds",
-    ]
+    left = [int(m.split(" in ")[1].split()[0]) for m in broadcasts(hyos)]
+    assert len(left) == 2 and 9 <= left[0] <= 10 and 4 <= left[1] <= 5, left  # the time left
 
 
 def test_cancel_broadcasts_and_nothing_restarts(daemon: DaemonFactory, hyos: Stack) -> None:
@@ -187,7 +185,8 @@ def test_the_api_failing_waits_until_the_deadline(daemon: DaemonFactory, hyos: S
     assert "draining" in hyos.run("restart", "server").stdout
     wait_for(lambda: running_since(hyos) != before, 40, "the restart at the deadline")
     assert time.monotonic() - asked >= 9
-    assert len(d.events("drain cannot count players; waiting until the deadline")) == 1
+    told = d.events("drain cannot count players; waiting until the deadline")
+    assert told and len(told) == len({line["failure"] for line in told})  # once per failure
 
 
 def test_down_waits_for_the_drain_then_stops(daemon: DaemonFactory, hyos: Stack) -> None:
