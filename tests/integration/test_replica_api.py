@@ -106,13 +106,16 @@ def test_the_plugins_rate_limits(replica: Replica) -> None:
     """HyOS's defaults: /auth/token 60/min with bursts of 10, /admin/* 120/min, burst 20."""
     _serve(replica)
     body = json.dumps({"clientId": API_ID, "secret": SECRET})
+    # At once (in parallel): one after the other, a loaded machine's bcrypt checks take
+    # long enough for the bucket to refill one a second.
     loop = (
         'for i in $(seq "$1"); do curl -s -o /dev/null -w "%{http_code}\\n" -X POST '
-        '-H "Content-Type: application/json" -d "$2" http://127.0.0.1:30381/auth/token; done'
+        '-H "Content-Type: application/json" -d "$2" http://127.0.0.1:30381/auth/token & '
+        "done; wait"
     )
     codes = replica.exec("sh", "-c", loop, "-", "14", body).stdout.split()
-    assert codes[:10] == ["200"] * 10, codes
-    assert "429" in codes[10:], codes
+    assert len(codes) == 14 and codes.count("200") >= 10, codes
+    assert "429" in codes, codes
     time.sleep(2.2)  # 1 a second comes back
     codes = replica.exec("sh", "-c", loop, "-", "1", body).stdout.split()
     assert codes == ["200"], codes
