@@ -161,7 +161,8 @@ class _Gate:
             raise
 
     async def broadcast(self, message: str) -> None:
-        await self.api.broadcast(message)
+        if server_up(self.service):  # nobody on a stopped server hears it
+            await self.api.broadcast(message)
 
     async def save(self) -> None:
         if server_up(self.service):
@@ -231,10 +232,25 @@ class Drains:
             await anyio.sleep_forever()
 
     def server_exited(self) -> None:
-        """The server's container stopped (the worker's turn, any cause): a pending drain
-        looks at once; nobody is on a stopped server, so it acts."""
-        if self.drainer is not None:
-            self.drainer.poll_now()
+        """The server's container stopped or turned unhealthy (in the worker's turn): a
+        pending drain looks at once; nobody is on a stopped server, so it acts (a crash
+        is restarted at once anyway). Stopped on purpose (the dashboard's Stop, a person's
+        choice) a pending restart is cancelled instead: starting it again would undo it."""
+        drainer, pending, service = self.drainer, self.pending, self.service
+        if drainer is None or pending is None or service is None:
+            return
+        judged = service.last_exit
+        on_purpose = (
+            judged is not None
+            and judged.asked
+            and service.restart.status is ServiceStatus.STOPPED
+            and pending.request.what in (Disruption.RESTART, Disruption.SCHEDULED)
+        )
+        if on_purpose:
+            self.log.info("drain cancelled: the server was stopped on purpose")
+            drainer.cancel()
+        else:
+            drainer.poll_now()
 
     def forget_for_shutdown(self) -> None:
         """The daemon stops the stack: the pending drain is cancelled with it."""

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +344,15 @@ async def test_a_saved_drain_outlives_the_state_files_writes_before_it_resumes(
     Drains(sup, {}).load()
     sup.save()  # what the first stack pass does
     assert sup.store.saved_drain() == kept
+
+
+async def test_a_dashboard_stop_during_a_drained_restart_cancels_it(tmp_path: Path) -> None:
+    """Never drained, and never undone: the person who pressed Stop keeps it stopped."""
+    async with rig(tmp_path, leaves=[10_000.0], frozen=True) as r:
+        await r.commands().answer({"command": "restart", "service": "server"})
+        assert await r.worker.call(partial(r.worker.mark_stop, CID)) is not None
+        r.engine.exit(CID, 143)
+        r.worker.observe(server_event("die", r.clock.now, exit_code=143))
+        await r.until(lambda: r.drains.pending is None)
+        assert r.drains.last is not None and r.drains.last["outcome"] == "cancelled"
+        assert r.steps() == [] and r.worker.service.restart.status is ServiceStatus.STOPPED
