@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
+from anyio.abc import TaskGroup
 
 from entrypoint.contract import LABEL_ROLE
 from supervisor import control, restarts, stopmarks
@@ -43,6 +44,9 @@ from supervisor.updown import guard_dir_for
 from supervisor.worker import ServiceWorker
 
 logger = logging.getLogger("supervisor.daemon")
+
+# How long the daemon holds for a `down` (supervisor/drains.py) before it supervises again.
+HOLD_FOR_DOWN_S = 600.0
 
 
 class Daemon:
@@ -76,6 +80,7 @@ class Daemon:
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
         self._shutting_down = False
+        self._work: TaskGroup | None = None
 
     def dispatch(self, event: EngineEvent) -> None:
         """An event concerns one service: it goes to that service's worker."""
@@ -91,6 +96,7 @@ class Daemon:
             root.start_soon(self._signals)
             with self._work_scope:
                 async with anyio.create_task_group() as work:
+                    self._work = work
                     for worker in self.workers.values():
                         await work.start(worker.run)
                     await work.start(self.events.follow)
@@ -139,6 +145,17 @@ class Daemon:
         on (the CLI stops and removes the stack), until `end_after_down`."""
         self.sup.stopping = True
         self.log.info("holding for down: supervising nothing while the stack is removed")
+        if self._work is not None:
+            self._work.start_soon(self._release_hold_later)
+
+    async def _release_hold_later(self) -> None:
+        """A `down` that never finished (its CLI killed) must not leave the stack
+        unsupervised for good: after HOLD_FOR_DOWN_S supervision resumes."""
+        await anyio.sleep(HOLD_FOR_DOWN_S)
+        if self.sup.stopping and not self._shutting_down:
+            self.log.warning("the down that held the daemon did not finish; supervising again")
+            self.sup.stopping = False
+            self.passes.request(startup=True)
 
     def end_after_down(self) -> bool:
         """The CLI's `down` is done: the daemon ends as on SIGTERM (exit 0). Only while

@@ -219,7 +219,12 @@ class Drains:
             self._group = group
             saved, self._saved = self._saved, None
             resumed = Pending.from_json(saved) if saved is not None else None
-            if resumed is not None:
+            if resumed is not None and resumed.request.what is Disruption.STOP:
+                # The `down` that asked for it is gone with its daemon: not resumed.
+                self.log.info("drain for down dropped: the down that asked for it is gone")
+                self.sup.drain_record = None
+                self.sup.save()
+            elif resumed is not None:
                 self.log.info(
                     "drain resumed",
                     extra={"action": resumed.request.what.value, "deadline_s": self._left(resumed)},

@@ -356,3 +356,13 @@ async def test_a_dashboard_stop_during_a_drained_restart_cancels_it(tmp_path: Pa
         await r.until(lambda: r.drains.pending is None)
         assert r.drains.last is not None and r.drains.last["outcome"] == "cancelled"
         assert r.steps() == [] and r.worker.service.restart.status is ServiceStatus.STOPPED
+
+
+async def test_a_drain_for_down_is_not_resumed_by_the_next_daemon(tmp_path: Path) -> None:
+    """The `down` that asked waited on the old daemon; the next one must not hold for it."""
+    async with rig(tmp_path, leaves=[10_000.0], frozen=True) as r:
+        await r.commands().answer({"command": "drain", "action": "stop"})
+        assert r.sup.store.saved_drain()["request"]["what"] == "stop"
+        r.sup.stopping = True
+    async with rig(tmp_path, leaves=[10_000.0], frozen=True) as again:
+        assert again.drains.pending is None and again.sup.store.saved_drain() is None
