@@ -11,8 +11,9 @@ gracefully with the full `stop_timeout`, after the drain's `POST /server/save`).
 A second request while one is pending: the same action joins it (with `--now`: the
 pending drain acts at once); another action is refused with one line (cancel first).
 
-Skipped at once (no REST call): a server that is not up (not running, or starting, or
-unhealthy) has nobody on it, and a server image without curl cannot be asked.
+Skipped at once: a server that is not up (not running, or starting, or unhealthy) has
+nobody on it (no REST call), and a server that cannot be asked (an image without curl,
+no client id and secret on its volume) can never be counted or warned.
 
 A drain is kept in the state file at each step. A daemon that stops the stack on exit
 (`stop_on_exit = true`) cancels it (the stop is the disruption: nothing is left to
@@ -155,8 +156,11 @@ class _Gate:
         try:
             return await self.api.status()
         except ApiError as err:
-            if err.failure is Failure.UNREACHABLE and "no curl" in err.detail:
-                self.log.warning("the server image has no curl: the drain cannot count players")
+            if err.failure in (Failure.NO_CURL, Failure.NO_CREDENTIALS):
+                self.log.warning(
+                    "the drain cannot ask the server; acting at once",
+                    extra={"failure": err.failure.value, "error": err.detail},
+                )
                 return ServerStatus(True, 0, 0, "")
             raise
 
@@ -465,7 +469,7 @@ class Drains:
             except EngineError as err:
                 raise ApiError(Failure.UNREACHABLE, str(err)) from None
             if raw is None or not raw.strip():
-                raise ApiError(Failure.UNAUTHORIZED, f"no {name} on the server's volume")
+                raise ApiError(Failure.NO_CREDENTIALS, f"no {name} on the server's volume")
             values.append(raw.decode(errors="replace").strip())
         return values[0], values[1]
 

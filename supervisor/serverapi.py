@@ -67,7 +67,9 @@ _MAX_ANSWER = 1 << 20
 
 
 class Failure(StrEnum):
-    UNREACHABLE = "unreachable"  # no container, no curl, connection refused
+    UNREACHABLE = "unreachable"  # no container, connection refused
+    NO_CURL = "no_curl"  # the server image has no curl: it can never be asked
+    NO_CREDENTIALS = "no_credentials"  # no client id and secret to present (no prepare step)
     TIMEOUT = "timeout"
     UNAUTHORIZED = "unauthorized"  # credentials refused, or 401 after a fresh token
     RATE_LIMITED = "rate_limited"  # 429
@@ -261,7 +263,7 @@ def parse_curl_output(exit_code: int, stdout: bytes, stderr: bytes) -> HttpAnswe
     if exit_code == _CURL_TIMEOUT:
         raise ApiError(Failure.TIMEOUT, why[0])
     if exit_code in _NO_CURL:
-        raise ApiError(Failure.UNREACHABLE, "the server image has no curl")
+        raise ApiError(Failure.NO_CURL, "the server image has no curl")
     if exit_code != 0:
         raise ApiError(Failure.UNREACHABLE, why[0])
     body, mark, status = stdout.rpartition(_STATUS_MARK)

@@ -310,7 +310,7 @@ async def test_the_credentials_are_the_server_containers_secret_files(tmp_path: 
     async with rig(tmp_path, leaves=[]) as r:
         with pytest.raises(ApiError) as missing:
             await r.drains._credentials()
-        assert missing.value.failure is Failure.UNAUTHORIZED
+        assert missing.value.failure is Failure.NO_CREDENTIALS
         for name, value in (("api_client_id", b"hyos-manager\n"), ("api_client_secret", b"s3\n")):
             r.engine.files[(CID, secretspec.BY_NAME[name].path)] = value
         assert await r.drains._credentials() == ("hyos-manager", "s3")
@@ -366,3 +366,15 @@ async def test_a_drain_for_down_is_not_resumed_by_the_next_daemon(tmp_path: Path
         r.sup.stopping = True
     async with rig(tmp_path, leaves=[10_000.0], frozen=True) as again:
         assert again.drains.pending is None and again.sup.store.saved_drain() is None
+
+
+async def test_a_server_image_without_curl_is_not_waited_for(tmp_path: Path) -> None:
+    """The stand-in images have no curl: `restart server` acts at once, as before drains."""
+    async with rig(tmp_path, leaves=[]) as r:
+        r.drains.gate.api = r.drains.api  # the real client, through the fake engine's exec
+        r.engine.exec_code = 127
+        for name in ("api_client_id", "api_client_secret"):
+            r.engine.files[(CID, secretspec.BY_NAME[name].path)] = b"x" * 20
+        reply = await r.commands().answer({"command": "restart", "service": "server"})
+        assert reply == {"ok": True, "message": "server: state cleared, restarting"}
+        await r.until(lambda: len(r.steps()) == 2)

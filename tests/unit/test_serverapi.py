@@ -256,7 +256,7 @@ def test_a_token_answer_of_another_shape_is_a_bad_answer(body: bytes) -> None:
     [
         (7, b"", Failure.UNREACHABLE),  # connection refused: the plugin is not up
         (28, b"", Failure.TIMEOUT),
-        (127, b"", Failure.UNREACHABLE),  # no curl in the image
+        (127, b"", Failure.NO_CURL),  # no curl in the image
         (0, b"no mark", Failure.BAD_ANSWER),
         (0, b"\n--hyos-status:000", Failure.UNREACHABLE),
     ],
