@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import time
@@ -69,6 +70,7 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
 
 
 Verb = Callable[..., argparse.ArgumentParser]
+NOW_HELP = "skip the drain: act at once, even with players online"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +100,7 @@ def _stack_verbs(verb: Verb) -> None:
 
     down = verb("down", "stop the stack gracefully and remove its containers")
     down.add_argument("--volumes", action="store_true", help="also remove the data volume")
+    down.add_argument("--now", action="store_true", help=NOW_HELP)
 
     status = verb("status", "show each service's state and health")
     status.add_argument("--json", action="store_true")
@@ -114,6 +117,9 @@ def _stack_verbs(verb: Verb) -> None:
 def _service_verbs(verb: Verb) -> None:
     restart = verb("restart", "restart a service and clear its crash_loop or needs_auth state")
     restart.add_argument("service", choices=roles.NAMES)
+    restart.add_argument("--now", action="store_true", help=NOW_HELP)
+
+    verb("cancel", "cancel a pending drain (the players are told)")
 
     verb("health", "exit 0 when the running daemon's loop makes progress")
 
@@ -123,6 +129,7 @@ def _service_verbs(verb: Verb) -> None:
         "rotate", "write new values, then restart the server and the manager", secret_verbs
     )
     rotate.add_argument("which", choices=sorted(ROTATIONS), nargs="?", default="all")
+    rotate.add_argument("--now", action="store_true", help=NOW_HELP)
 
     auth = verb("auth", "show the Hytale login's URL and code and wait until it is done")
     auth.add_argument("--no-wait", action="store_true", help="print and return")
@@ -196,11 +203,46 @@ async def _up(args: argparse.Namespace, settings: Settings, engine: EnginePort) 
     return EX_OK
 
 
+async def _drained_for_down(settings: Settings, now: bool) -> bool | None:
+    """A running daemon drains the server first (supervisor/drains.py; `now`: at once),
+    then holds (restarts nothing) while the stack is removed: True once it holds, False
+    when the drain ended without acting, None when no daemon answers (nothing to drain)."""
+    path = _socket_path(settings)
+    try:
+        request = {"command": "drain", "action": "stop", "now": now}
+        reply = control.request(path, request, timeout=15)
+    except control.DaemonNotRunning:
+        return None
+    if not reply.get("ok"):
+        error_line(f"hyos-supervisor: down: {reply.get('error')}")
+        return False
+    if reply.get("pending"):
+        print(reply.get("message"), flush=True)
+    while True:
+        view = control.live_view(path)
+        if view is None:
+            return None  # the daemon went away (and stopped the stack, or left it)
+        if view.get("drain") is None:
+            outcome = (view.get("last_drain") or {}).get("outcome")
+            if outcome == "act":
+                return True
+            error_line(f"hyos-supervisor: down: the drain ended ({outcome}); nothing stopped")
+            return False
+        await anyio.sleep(1)
+
+
 async def _down(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
+    held = await _drained_for_down(settings, args.now)
+    if held is False:
+        return EX_FAILED
     changes = await take_down(engine, settings, volumes=args.volumes)
     for change in changes:
         print(change)
     print(f"stack {settings.stack} is down" + ("" if changes else " (nothing to do)"))
+    if held:
+        with contextlib.suppress(control.DaemonNotRunning, OSError, ValueError):
+            control.request(_socket_path(settings), {"command": "end"}, timeout=15)
+            print("the supervisor daemon ends (it held the stack for down)")
     return EX_OK
 
 
@@ -245,8 +287,11 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         if row["service"] == Role.SERVER:
             login = await _login(settings, engine, view)
             row["auth"] = login.to_json() if login is not None else None
+    drained = {key: (view or {}).get(key) for key in ("drain", "last_drain", "next_window")}
     if args.json:
-        _print_json({"stack": settings.stack, "daemon": view is not None, "services": rows})
+        _print_json(
+            {"stack": settings.stack, "daemon": view is not None, "services": rows, **drained}
+        )
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
           f"{'RESTARTS':<8} {'EXIT':<5} IMAGE")  # fmt: skip
@@ -267,9 +312,35 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         auth = row.get("auth") or {}
         if auth.get("status") == "pending" and auth.get("code"):
             print(f"          login: open {auth['url']} and enter {auth['code']}")
+    for line in _drain_lines(view or {}):
+        print(line)
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
+
+
+def _drain_lines(view: dict[str, Any]) -> list[str]:
+    """`status`'s words for the pending drain and the next schedule window."""
+    lines = []
+    pending = view.get("drain")
+    if pending:
+        players = "unknown" if pending.get("players") is None else pending["players"]
+        if pending.get("postponed"):
+            when = "postponed until the server is empty"
+        else:
+            when = f"deadline {pending['deadline']} (in {pending['deadline_in_s']} s)"
+        warning = (
+            f"; next warning {pending['next_warning']} (in {pending['next_warning_in_s']} s)"
+            if pending.get("next_warning")
+            else ""
+        )
+        lines.append(
+            f"drain: {pending['action']} of the {Role.SERVER} pending, {when}; "
+            f"players online: {players}{warning}"
+        )
+    if view.get("next_window"):
+        lines.append(f"schedule: next restart window {view['next_window']}")
+    return lines
 
 
 async def _auth(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
@@ -323,7 +394,8 @@ async def _exec(args: argparse.Namespace, settings: Settings, engine: EnginePort
 async def _restart(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     try:
         reply = control.request(
-            _socket_path(settings), {"command": "restart", "service": args.service}
+            _socket_path(settings),
+            {"command": "restart", "service": args.service, "now": args.now},
         )
     except control.DaemonNotRunning:
         reply = None
@@ -357,7 +429,9 @@ async def _secrets(args: argparse.Namespace, settings: Settings, engine: EngineP
         return EX_FAILED
     try:
         reply = control.request(
-            _socket_path(settings), {"command": "rotate", "names": list(names)}, timeout=900
+            _socket_path(settings),
+            {"command": "rotate", "names": list(names), "now": args.now},
+            timeout=900,
         )
     except control.DaemonNotRunning:
         reply = None
@@ -378,6 +452,20 @@ async def _logs(args: argparse.Namespace, settings: Settings, engine: EnginePort
     for line in await engine.logs_tail(containers[0].id, args.tail):
         print(line)
     return EX_OK
+
+
+def _cancel(settings: Settings) -> int:
+    """Cancel the daemon's pending drain (no engine needed: the daemon does it)."""
+    try:
+        reply = control.request(_socket_path(settings), {"command": "cancel"}, timeout=15)
+    except control.DaemonNotRunning:
+        error_line("hyos-supervisor: cancel: no daemon runs, so no drain is pending")
+        return EX_FAILED
+    if reply.get("ok"):
+        print(reply.get("message"))
+        return EX_OK
+    error_line(f"hyos-supervisor: cancel: {reply.get('error')}")
+    return EX_FAILED
 
 
 def _health(settings: Settings) -> int:
@@ -478,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_OK
     if args.verb == "health":
         return _health(settings)
+    if args.verb == "cancel":
+        return _cancel(settings)
     if args.verb == "render":
         from supervisor.render import render_kubernetes  # PyYAML only when rendering
 

@@ -1,6 +1,8 @@
 """The control socket's commands (`hyos-supervisor status`, `health`, `secrets rotate`,
-`restart`): one JSON request line in, one reply line out, each a handler in a table.
-Whatever goes wrong answers the client; it never ends the daemon."""
+`restart`, `cancel`, and `down`'s drain): one JSON request line in, one reply line out,
+each a handler in a table. Whatever goes wrong answers the client; it never ends the
+daemon. What disrupts the server's players goes through its drain (supervisor/drains.py)
+unless the request says `now`."""
 
 from __future__ import annotations
 
@@ -9,10 +11,9 @@ from typing import Any
 
 from supervisor import roles
 from supervisor.dockertypes import EngineError
-from supervisor.restarts import Step
+from supervisor.drains import Disruption, DrainRequest, Drains
 from supervisor.roles import Role
 from supervisor.supervision import Supervision
-from supervisor.updown import StackError
 from supervisor.worker import ServiceWorker
 
 Request = dict[str, Any]
@@ -20,14 +21,26 @@ Reply = dict[str, Any]
 
 
 class Commands:
-    def __init__(self, sup: Supervision, workers: Mapping[str, ServiceWorker]) -> None:
+    def __init__(
+        self,
+        sup: Supervision,
+        workers: Mapping[str, ServiceWorker],
+        drains: Drains,
+        end: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """`end` ends the daemon once `down` removed the stack it held for."""
         self.sup = sup
         self.workers = workers
+        self.drains = drains
+        self.end = end
         self.handlers: dict[str, Callable[[Request], Awaitable[Reply]]] = {
             "status": self.status,
             "health": self.health,
             "rotate": self.rotate,
             "restart": self.restart,
+            "drain": self.drain,
+            "cancel": self.cancel,
+            "end": self.end_after_down,
         }
 
     async def answer(self, request: Request) -> Reply:
@@ -51,7 +64,7 @@ class Commands:
         return await handler(request)
 
     async def status(self, _: Request) -> Reply:
-        return {"ok": True, **self.sup.view()}
+        return {"ok": True, **self.sup.view(), **self.drains.view()}
 
     async def health(self, _: Request) -> Reply:
         return {
@@ -61,31 +74,35 @@ class Commands:
         }
 
     async def rotate(self, request: Request) -> Reply:
+        """New values and the server restarted (the manager follows), once drained: the
+        values are written when the drain acts, so it still reaches the running API."""
         names = tuple(str(n) for n in request.get("names") or ())
-        async with self.sup.prepare_lock:
-            try:
-                await self.sup.ops.rotate(names)
-            except (StackError, EngineError) as err:
-                return {"ok": False, "error": str(err)}
-        self.sup.log.info("secrets rotated", extra={"names": list(names)})
-        server = self.workers.get(Role.SERVER)
-        if server is not None and server.service.container_id is not None:
-            # The manager follows once the server is healthy again.
-            await server.ask(
-                Step.RESTART, "secrets rotated", then=self._manager_follows, cause="rotation"
-            )
-        return {
-            "ok": True,
-            "message": f"rotated {', '.join(names)}; restarting server, then manager",
-        }
+        return await self.drains.begin(
+            DrainRequest(Disruption.ROTATE, names), now=bool(request.get("now"))
+        )
 
     async def restart(self, request: Request) -> Reply:
         role = str(request.get("service"))
         worker = self.workers.get(role)
         if worker is None:
             return {"ok": False, "error": f"unknown service {role!r}; use {roles.spoken()}"}
+        if role == Role.SERVER:
+            return await self.drains.begin(
+                DrainRequest(Disruption.RESTART), now=bool(request.get("now"))
+            )
         await worker.call(worker.restart_for_operator)  # in its turn, as every change
         return {"ok": True, "message": f"{role}: state cleared, restarting"}
 
-    def _manager_follows(self) -> None:
-        self.sup.manager_after_server = True
+    async def drain(self, request: Request) -> Reply:
+        """`down`: drained before the CLI stops the stack (it polls `status` meanwhile)."""
+        if request.get("action") != Disruption.STOP:
+            return {"ok": False, "error": "unknown drain action; use stop"}
+        return await self.drains.begin(DrainRequest(Disruption.STOP), now=bool(request.get("now")))
+
+    async def cancel(self, _: Request) -> Reply:
+        return await self.drains.cancel()
+
+    async def end_after_down(self, _: Request) -> Reply:
+        if not self.end():
+            return {"ok": False, "error": "the daemon is not held for `down`"}
+        return {"ok": True, "message": "the supervisor daemon ends"}

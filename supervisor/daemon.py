@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
+from anyio.abc import TaskGroup
 
 from entrypoint.contract import LABEL_ROLE
 from supervisor import control, restarts, stopmarks
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
+from supervisor.drains import Drains
 from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
@@ -33,6 +35,7 @@ from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
 from supervisor.ports import EnginePort
 from supervisor.restarts import ServiceStatus
+from supervisor.roles import Role
 from supervisor.settings import Settings
 from supervisor.statefile import ensure_dir
 from supervisor.store import Service, StateStore, state_dir_for, state_path, status_line
@@ -41,6 +44,9 @@ from supervisor.updown import guard_dir_for
 from supervisor.worker import ServiceWorker
 
 logger = logging.getLogger("supervisor.daemon")
+
+# How long the daemon holds for a `down` (supervisor/drains.py) before it supervises again.
+HOLD_FOR_DOWN_S = 600.0
 
 
 class Daemon:
@@ -59,18 +65,22 @@ class Daemon:
         )
         self.workers: dict[str, ServiceWorker] = {}
         self.passes = StackPasses(self.sup, self.workers)
+        self.drains = Drains(self.sup, self.workers, hold=self.hold_for_down)
         for role, service in self.sup.services.items():
             self.workers[role] = ServiceWorker(
                 self.sup,
                 service,
                 request_pass=self.passes.request,
                 follow_server=self.passes.follow_server,
+                went_down=self.drains.server_exited if role == Role.SERVER else lambda: None,
             )
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
-        self.commands = Commands(self.sup, self.workers)
+        self.commands = Commands(self.sup, self.workers, self.drains, end=self.end_after_down)
         self.dashboard = Dashboard(self.sup, self.workers)
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
+        self._shutting_down = False
+        self._work: TaskGroup | None = None
 
     def dispatch(self, event: EngineEvent) -> None:
         """An event concerns one service: it goes to that service's worker."""
@@ -81,10 +91,12 @@ class Daemon:
     async def run(self) -> int:
         sup = self.sup
         sup.load()
+        self.drains.load()
         async with anyio.create_task_group() as root:
             root.start_soon(self._signals)
             with self._work_scope:
                 async with anyio.create_task_group() as work:
+                    self._work = work
                     for worker in self.workers.values():
                         await work.start(worker.run)
                     await work.start(self.events.follow)
@@ -94,6 +106,8 @@ class Daemon:
                         # that exists when it starts (stack.GUARD_SOCKET_TARGET).
                         await work.start(self.dashboard.serve_guard, guard_dir)
                     await self.passes.once(startup=True)
+                    # After the first pass: a resumed drain sees the adopted server.
+                    await work.start(self.drains.run)
                     # Bound before READY: a `status` right after READY finds it answering.
                     await work.start(control.serve, self.socket_path, self.commands.answer)
                     sup.notifier.ready()
@@ -111,16 +125,45 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
             async for signum in received:
                 name = signal.Signals(signum).name
-                if not self.sup.stopping:
-                    self.sup.stopping = True
-                    self.sup.notifier.stopping()
-                    self.log.info("shutting down", extra={"signal": name})
-                    self._work_scope.cancel()
+                if not self._shutting_down:
+                    self._shut_down(signal=name)
                 elif signum == signal.SIGINT:
                     self.log.warning("second SIGINT: forcing the stop")
                     self.force.set()
                 else:
                     self.log.info("already stopping; the server keeps its grace period")
+
+    def _shut_down(self, **why: str) -> None:
+        self._shutting_down = True
+        self.sup.stopping = True
+        self.sup.notifier.stopping()
+        self.log.info("shutting down", extra=why)
+        self._work_scope.cancel()
+
+    def hold_for_down(self) -> None:
+        """`down`'s drain acted: nothing is restarted, recreated or reconciled from now
+        on (the CLI stops and removes the stack), until `end_after_down`."""
+        self.sup.stopping = True
+        self.log.info("holding for down: supervising nothing while the stack is removed")
+        if self._work is not None:
+            self._work.start_soon(self._release_hold_later)
+
+    async def _release_hold_later(self) -> None:
+        """A `down` that never finished (its CLI killed) must not leave the stack
+        unsupervised for good: after HOLD_FOR_DOWN_S supervision resumes."""
+        await anyio.sleep(HOLD_FOR_DOWN_S)
+        if self.sup.stopping and not self._shutting_down:
+            self.log.warning("the down that held the daemon did not finish; supervising again")
+            self.sup.stopping = False
+            self.passes.request(startup=True)
+
+    def end_after_down(self) -> bool:
+        """The CLI's `down` is done: the daemon ends as on SIGTERM (exit 0). Only while
+        held for it; False otherwise."""
+        if not self.sup.stopping or self._shutting_down:
+            return False
+        self._shut_down(reason="down")
+        return True
 
     async def _pulse(self, interval: float) -> None:
         """Proves the loop is alive to the watchdog even when no event arrives."""
@@ -136,9 +179,11 @@ class Daemon:
             for service in sup.services.values():
                 service.restart = restarts.cancel_pending(service.restart)
             if not sup.settings.stop_on_exit:
+                # A pending drain stays in the state file: the next daemon resumes it.
                 self.log.info("leaving the stack running (stop_on_exit = false)")
                 sup.save()
                 return
+            self.drains.forget_for_shutdown()
             # Reverse start order: the manager first, then the server with its grace period.
             for role in reversed(list(sup.services)):
                 await self._stop_for_shutdown(sup.services[role])

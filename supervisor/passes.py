@@ -60,6 +60,8 @@ class StackPasses:
             self.sup.heartbeat.beat()
             startup, self._startup_wanted = self._startup_wanted, False
             self._wanted = anyio.Event()
+            if self.sup.stopping:
+                continue  # held for `down` (supervisor/drains.py): the CLI removes the stack
             await self.until_done(startup)
 
     async def until_done(self, startup: bool) -> None:

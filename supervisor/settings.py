@@ -42,6 +42,7 @@ from pydantic_settings import (
 )
 
 from supervisor import __version__, capabilities, hostpaths
+from supervisor.drainsettings import DrainSettings, ScheduleSettings
 from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
 from supervisor.secretspec import BY_NAME, SECRETS
@@ -647,6 +648,9 @@ class Settings(BaseSettings):
     manager: ManagerSettings = Field(default_factory=ManagerSettings)
     restart: RestartSettings = Field(default_factory=RestartSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    # Player-aware disruption (issue 24): supervisor/drainsettings.py.
+    drain: DrainSettings = Field(default_factory=DrainSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"

@@ -108,17 +108,28 @@ class StateStore:
             service.restart = _resume_legacy_due(service.restart, saved.get("restart_due"))
         return bool(data.get("manager_after_server"))
 
-    def save(self, services: Mapping[str, Service], manager_after_server: bool, now: float) -> None:
-        """Raises OSError when the file cannot be written (the caller logs it)."""
-        write_json_atomic(
-            self.path,
-            {
-                "stack": self.path.stem,
-                "pid_saved_at": now,
-                "manager_after_server": manager_after_server,
-                "services": {role: s.to_json() for role, s in services.items()},
-            },
-        )
+    def save(
+        self,
+        services: Mapping[str, Service],
+        manager_after_server: bool,
+        now: float,
+        drain: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raises OSError when the file cannot be written (the caller logs it). `drain`:
+        the pending drain (supervisor/drains.py), kept so a new daemon resumes it."""
+        data: dict[str, Any] = {
+            "stack": self.path.stem,
+            "pid_saved_at": now,
+            "manager_after_server": manager_after_server,
+            "services": {role: s.to_json() for role, s in services.items()},
+        }
+        if drain is not None:
+            data["drain"] = dict(drain)
+        write_json_atomic(self.path, data)
+
+    def saved_drain(self) -> Any:
+        """The pending drain a previous daemon left (unchecked: drains.py reads it)."""
+        return (read_json(self.path) or {}).get("drain")
 
     def forget(self, role: str) -> None:
         """Drop a service's saved accounting (an operator restart without a daemon): its

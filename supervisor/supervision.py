@@ -40,6 +40,8 @@ class Supervision:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     stopping: bool = False
     manager_after_server: bool = False  # the server was restarted by us; the manager follows
+    # The pending drain as the state file keeps it (supervisor/drains.py writes it).
+    drain_record: dict[str, Any] | None = None
     runtime: Runtime | None = None  # what the last stack pass found (the guard's directory)
     reconciles: int = 0  # completed stack passes: proof, for `status` and tests, that we looked
     # The prepare step and the stack's shape are changed by one pass or rotation at a time.
@@ -69,7 +71,9 @@ class Supervision:
 
     def save(self) -> None:
         try:
-            self.store.save(self.services, self.manager_after_server, self.clock())
+            self.store.save(
+                self.services, self.manager_after_server, self.clock(), self.drain_record
+            )
         except OSError as err:
             self.log.error(
                 "cannot write the state file",

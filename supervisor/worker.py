@@ -54,15 +54,19 @@ class ServiceWorker:
         *,
         request_pass: Callable[[], None],
         follow_server: Callable[[], None],
+        went_down: Callable[[], None] = lambda: None,
     ) -> None:
         """`request_pass` asks for a stack pass (the world changed behind our back);
-        `follow_server` has the manager follow the server we restarted, now healthy."""
+        `follow_server` has the manager follow the server we restarted, now healthy;
+        `went_down` is told when the container exited or turned unhealthy (a pending
+        drain acts at once: supervisor/drains.py)."""
         self.sup = sup
         self.service = service
         self.role = service.role
         self.log: BoundLogger = sup.log.bind(service=service.role)
         self.request_pass = request_pass
         self.follow_server = follow_server
+        self.went_down = went_down
         self.inbox = Inbox[EngineEvent | Job](INBOX_BOUND, self._overflowing)
         # Bumped whenever a step of ours creates, removes or starts containers: a stack
         # pass planned before that is stale for this service.
@@ -322,8 +326,10 @@ class ServiceWorker:
         elif action == "health_status: unhealthy":
             service.health = "unhealthy"
             await self.accounting.on_unhealthy(log)
+            self.went_down()
         elif action == "die":
             await self._on_die(event, log)
+            self.went_down()
         elif action == "oom":
             service.oom_seen = True
             log.warning("out of memory", extra={"oom_killed": True})

@@ -151,3 +151,36 @@ def test_first_error_finds_the_cause_inside_nested_groups() -> None:
         assert daemon.first_error(only_cancelled) is only_cancelled
 
     anyio.run(check)
+
+
+def test_cancel_without_a_daemon_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYOS_STATE_DIR", str(tmp_path))
+    assert main(["cancel"]) == EX_FAILED
+    err = capsys.readouterr().err.strip().splitlines()  # (after the settings' warnings)
+    assert err[-1] == "hyos-supervisor: cancel: no daemon runs, so no drain is pending"
+    assert not any("cancel" in line for line in err[:-1])
+
+
+def test_now_is_an_option_of_each_drained_verb() -> None:
+    parser = _parser()
+    assert parser.parse_args(["restart", "server", "--now"]).now is True
+    assert parser.parse_args(["secrets", "rotate", "api", "--now"]).now is True
+    assert parser.parse_args(["down", "--now"]).now is True
+    assert parser.parse_args(["down"]).now is False
+
+
+def test_status_words_for_a_postponed_drain_and_the_next_window() -> None:
+    from supervisor.cli import _drain_lines
+
+    view = {
+        "drain": {"action": "scheduled", "postponed": True, "players": None},
+        "next_window": "2026-12-08T04:30:00+00:00",
+    }
+    assert _drain_lines(view) == [
+        "drain: scheduled of the server pending, postponed until the server is empty; "
+        "players online: unknown",
+        "schedule: next restart window 2026-12-08T04:30:00+00:00",
+    ]
+    assert _drain_lines({}) == []

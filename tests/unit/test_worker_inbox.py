@@ -17,6 +17,7 @@ import pytest
 from supervisor import hyos, restarts
 from supervisor.commands import Commands
 from supervisor.dockertypes import ContainerState, EngineEvent
+from supervisor.drains import Drains
 from supervisor.restarts import ServiceRestartState, ServiceStatus, Step
 from supervisor.worker import INBOX_BOUND, ServiceWorker
 from tests.fakeengine import FakeEngine
@@ -33,6 +34,11 @@ class Stack:
     worker: ServiceWorker
     passes: list[bool] = field(default_factory=list)
     followed: list[bool] = field(default_factory=list)
+    drains: Drains | None = None
+
+    def commands(self) -> Commands:
+        assert self.drains is not None, "the `running` fixture starts the drains"
+        return Commands(self.worker.sup, {"server": self.worker}, self.drains)
 
 
 @pytest.fixture
@@ -56,6 +62,8 @@ def stack(tmp_path: Path) -> Stack:
 async def running(stack: Stack) -> AsyncIterator[Stack]:
     async with anyio.create_task_group() as tg:
         await tg.start(stack.worker.run)
+        stack.drains = Drains(stack.worker.sup, {"server": stack.worker})
+        await tg.start(stack.drains.run)
         yield stack
         tg.cancel_scope.cancel()
 
@@ -216,7 +224,7 @@ async def test_the_operators_restart_changes_the_record_only_in_the_workers_turn
         status=ServiceStatus.CRASH_LOOP, crash_times=(1.0, 2.0, 3.0), restart_count=3
     )
     held = worker.service.restart
-    commands = Commands(worker.sup, {"server": worker})
+    commands = running.commands()
     busy = Busy()
     await busy.hold(worker)
     replies: list[dict[str, object]] = []
@@ -243,9 +251,7 @@ async def test_the_operators_restart_of_a_removed_container_asks_for_a_pass(
 ) -> None:
     worker = running.worker
     worker.service.container_id = None
-    reply = await Commands(worker.sup, {"server": worker}).answer(
-        {"command": "restart", "service": "server"}
-    )
+    reply = await running.commands().answer({"command": "restart", "service": "server"})
     assert reply["ok"] is True
     assert running.passes == [True]
     assert running.engine.calls == []
@@ -255,7 +261,7 @@ async def test_a_rotation_asks_the_server_for_a_restart_in_its_turn(running: Sta
     worker = running.worker
     busy = Busy()
     await busy.hold(worker)
-    commands = Commands(worker.sup, {"server": worker})
+    commands = running.commands()
     replies: list[dict[str, object]] = []
 
     async def rotate_one() -> None:

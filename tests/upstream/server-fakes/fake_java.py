@@ -230,7 +230,18 @@ def main(argv: list[str]) -> int:
 
     api = None
     if "com.hytale:HytaleAPI" in loaded:
-        api = hytale_api.API(Path.cwd(), status)
+
+        def stop_command() -> None:
+            reason.append("stop command")
+            stop.set()
+
+        api = hytale_api.API(
+            Path.cwd(),
+            status,
+            save=lambda: save_world(universe, "api", version, log),
+            stop=stop_command,
+            control=control_file,
+        )
         api.start()
         log("HytaleAPI|P", f"REST API listening on http://{api.address[0]}:{api.address[1]}")
 

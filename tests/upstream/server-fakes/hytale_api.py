@@ -10,9 +10,21 @@ with `secret` a bcrypt hash); missing: port 30381 on 0.0.0.0 and no clients.
                                       or HTTP Basic): 200 {access_token, token_type, expires_in}
                                       when the secret matches the client's bcrypt hash, else 401
   GET  /server/status, /server/version, /players   with a Bearer token from /auth/token, else 401
+  POST /admin/broadcast {message}     200 {success}; journalled
+  POST /server/save                   saves the world (the save marker), then 200 {success}; journalled
+  POST /admin/command {command}       200 {success, output}; journalled; `stop` stops the server
 
 Tokens are HS256 JWTs signed with a key made at each start (the real plugin: RS256 with a
 key pair it keeps), so they do not outlive a restart.
+
+Test controls, in the control directory (fake_java.control_file):
+  players              JSON list of player names (or {uuid, name, world} objects), read at each
+                       request: /players and /server/status's playerCount follow it
+  api-journal.jsonl    written here: one JSON line per admin call and save
+                       {at, method, path, body, status}, so a test reads what players saw
+Rate limits as the plugin's config.json `rateLimits` says (HyOS's lib/api.sh writes 300/min
+with bursts of 50 by default, /auth/token 60/min burst 10, /admin/* 120/min burst 20): a
+token bucket per client address and endpoint class; beyond it 429.
 """
 
 from __future__ import annotations
@@ -56,10 +68,59 @@ def load_config(server_dir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+class RateLimits:
+    """Token buckets: `burstSize` requests at once, refilled at `requestsPerMinute`."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        limits = config.get("rateLimits") or {}
+        self.default = (
+            float(limits.get("defaultRequestsPerMinute") or 300),
+            float(limits.get("burstSize") or 50),
+        )
+        self.endpoints = {
+            pattern: (float(v.get("requestsPerMinute") or 60), float(v.get("burstSize") or 10))
+            for pattern, v in (limits.get("endpoints") or {}).items()
+            if isinstance(v, dict)
+        }
+        self.buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def _class(self, path: str) -> str:
+        for pattern in self.endpoints:
+            if path == pattern or (pattern.endswith("/*") and path.startswith(pattern[:-1])):
+                return str(pattern)
+        return ""
+
+    def allow(self, client: str, path: str) -> bool:
+        key = self._class(path)
+        per_minute, burst = self.endpoints.get(key, self.default)
+        now = time.monotonic()
+        with self.lock:
+            tokens, then = self.buckets.get((client, key), (burst, now))
+            tokens = min(burst, tokens + (now - then) * per_minute / 60)
+            if tokens < 1:
+                self.buckets[(client, key)] = (tokens, now)
+                return False
+            self.buckets[(client, key)] = (tokens - 1, now)
+            return True
+
+
 class API:
-    def __init__(self, server_dir: Path, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        server_dir: Path,
+        status: Callable[[], dict[str, Any]],
+        save: Callable[[], None] = lambda: None,
+        stop: Callable[[], None] = lambda: None,
+        control: Callable[[str], Path] = lambda name: Path("/data/.test", name),
+    ) -> None:
         self.config = load_config(server_dir)
         self.status = status
+        self.save = save
+        self.stop_server = stop
+        self.control = control
+        self.limits = RateLimits(self.config)
+        self.journal_lock = threading.Lock()
         self.key = secrets.token_bytes(32)
         jwt = self.config.get("jwt") or {}
         self.ttl = int(jwt.get("tokenValiditySeconds") or 3600)
@@ -92,6 +153,30 @@ class API:
                 return {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl}
         return None
 
+    def players(self) -> list[dict[str, Any]]:
+        try:
+            raw = json.loads(self.control("players").read_text())
+        except (OSError, ValueError):
+            return []
+        found = []
+        for i, item in enumerate(raw if isinstance(raw, list) else []):
+            player = item if isinstance(item, dict) else {"name": str(item)}
+            found.append(
+                {
+                    "uuid": player.get("uuid") or f"00000000-0000-0000-0000-{i:012d}",
+                    "name": player.get("name", ""),
+                    "world": player.get("world", "default"),
+                    "position": {"x": 0, "y": 64, "z": 0},
+                    "connectedAt": int(time.time() * 1000),
+                }
+            )
+        return found
+
+    def journal(self, method: str, path: str, body: Any, status: int) -> None:
+        entry = {"at": time.time(), "method": method, "path": path, "body": body, "status": status}
+        with self.journal_lock, self.control("api-journal.jsonl").open("a") as out:
+            out.write(json.dumps(entry) + "\n")
+
 
 def _credentials(headers: Any, raw: bytes) -> tuple[str, str]:
     if "json" in (headers.get("Content-Type") or ""):
@@ -118,15 +203,27 @@ def _handler(api: API) -> type[JsonHandler]:
             scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
             return scheme.lower() == "bearer" and fakejwt.decode(token, api.key) is not None
 
+        def limited(self) -> bool:
+            if api.limits.allow(self.client_address[0], self.path):
+                return False
+            self.reply(429, {"error": "rate_limited", "message": "Too many requests"})
+            return True
+
         def do_POST(self) -> None:
             raw = self.body()
+            if self.limited():
+                return
             if self.path != "/auth/token":
-                if self.authorized():
-                    self.reply(404, {"error": "not_found"})
-                else:
+                if not self.authorized():
                     self.reply(
                         401, {"error": "unauthorized", "message": "Missing or invalid token"}
                     )
+                    return
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = None
+                self.admin(body if isinstance(body, dict) else {})
                 return
             issued = api.issue(*_credentials(self.headers, raw))
             if issued is None:
@@ -134,13 +231,34 @@ def _handler(api: API) -> type[JsonHandler]:
             else:
                 self.reply(200, issued)
 
+        def admin(self, body: dict[str, Any]) -> None:
+            answer: dict[str, Any]
+            if self.path == "/admin/broadcast" and isinstance(body.get("message"), str):
+                status, answer = 200, {"success": True}
+            elif self.path == "/server/save":
+                api.save()
+                status, answer = 200, {"success": True, "message": "World saved"}
+            elif self.path == "/admin/command" and isinstance(body.get("command"), str):
+                status, answer = 200, {"success": True, "output": f"Executed: {body['command']}"}
+            elif self.path in ("/admin/broadcast", "/admin/command"):
+                status, answer = 400, {"error": "bad_request", "message": "missing field"}
+            else:
+                self.reply(404, {"error": "not_found"})
+                return
+            api.journal("POST", self.path, body, status)
+            self.reply(status, answer)
+            if self.path == "/admin/command" and body.get("command", "").strip("/ ") == "stop":
+                api.stop_server()
+
         def do_GET(self) -> None:
+            if self.limited():
+                return
             if self.path == "/health":
                 self.reply(200, {"status": "ok"})
             elif not self.authorized():
                 self.reply(401, {"error": "unauthorized", "message": "Missing or invalid token"})
             elif self.path == "/server/status":
-                self.reply(200, api.status())
+                self.reply(200, {**api.status(), "playerCount": len(api.players())})
             elif self.path == "/server/version":
                 version = api.status().get("version", "")
                 # The plugin's shape, as HyOS's dashboard reads it (app/api/server/version).
@@ -155,7 +273,8 @@ def _handler(api: API) -> type[JsonHandler]:
                     },
                 )
             elif self.path == "/players":
-                self.reply(200, {"players": [], "count": 0})
+                players = api.players()
+                self.reply(200, {"players": players, "count": len(players)})
             else:
                 self.reply(404, {"error": "not_found"})
 
