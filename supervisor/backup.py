@@ -266,12 +266,15 @@ class Backups:
             forgotten,
         )
 
-    async def snapshots(self) -> list[SnapshotInfo]:
+    async def snapshots(self, own: bool = False) -> list[SnapshotInfo]:
+        """Every snapshot in the repository (a fresh stack restores another's), or only
+        this stack's (`--host <stack>`: what retention applies to)."""
         answer = await self.run_job(list_request())
         if not answer.ok:
             raise BackupError(f"cannot list the backups: {answer.failure()}")
         step = answer.restic("snapshots")
-        return parse_snapshots(step.data.get("json") if step else None, self.settings.stack)
+        host = self.settings.stack if own else None
+        return parse_snapshots(step.data.get("json") if step else None, host)
 
     async def listing(self) -> list[dict[str, Any]]:
         """`backup list`: restic's snapshots joined with the records of each backup."""
@@ -285,6 +288,7 @@ class Backups:
                     "short_id": snap.short_id,
                     "time": snap.time,
                     "tags": list(snap.tags),
+                    "host": snap.host,
                     "files": record.get("files"),
                     "size": record.get("bytes"),
                     "added": record.get("added"),
@@ -319,7 +323,7 @@ class Backups:
 
     async def prune(self, dry_run: bool) -> tuple[str, ...]:
         """Apply the retention plan: forget what it does not keep, then prune."""
-        snaps = await self.snapshots()
+        snaps = await self.snapshots(own=True)
         plan = retention.plan(
             [s.for_retention() for s in snaps], self.settings.backup.policy(), self._zone()
         )
