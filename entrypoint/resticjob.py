@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 RESTIC = "restic"
@@ -66,6 +68,7 @@ def walk(root: str) -> dict[str, tuple[int, int]]:
             d
             for d in dirs
             if os.lstat(os.path.join(directory, d)).st_dev == device  # noqa: PTH118
+            and not (directory == root and d == RESTORE_DIR)  # a restore's work, not the world
         ]
         for name in files:
             path = os.path.join(directory, name)  # noqa: PTH118
@@ -91,6 +94,63 @@ def snapshot_files(repository: str, snapshot: str) -> Iterator[tuple[str, int]]:
     err = proc.stderr.read()
     if proc.wait() != 0:
         raise RuntimeError(f"restic ls exited {proc.returncode}: {_tail(err).strip()}")
+
+
+# A restore works beside the world on the same volume, so every move is a rename (instant,
+# atomic per entry): the backup is staged in `incoming` while the server still runs; the
+# swap moves the world's entries to `aside` and the staged ones in; a rollback moves them
+# back. The supervisor's own `.hyos` (this stack's secrets and machine state) never moves.
+RESTORE_DIR = ".hyos-restore"
+NEVER_MOVED = frozenset({".hyos", RESTORE_DIR})
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.name not in NEVER_MOVED)
+    except FileNotFoundError:
+        return []
+
+
+def _move_all(source: Path, target: Path) -> int:
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    moved = 0
+    for entry in _entries(source):
+        destination = target / entry.name
+        if destination.is_symlink() or destination.exists():
+            raise OSError(f"{destination} exists; a previous restore was not cleaned up")
+        entry.rename(destination)
+        moved += 1
+    return moved
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.exists():
+        shutil.rmtree(path)
+
+
+def restore_op(op: str, root_text: str) -> dict[str, Any]:
+    """The restore's moves on the data volume (`root` is /data); see RESTORE_DIR."""
+    root = Path(root_text)
+    work = root / RESTORE_DIR
+    incoming = work / "incoming" / root_text.lstrip("/")  # restic keeps the full path
+    aside = work / "aside"
+    if op == "swap":
+        if not incoming.is_dir():
+            raise OSError("nothing staged to restore")
+        return {"aside": _move_all(root, aside), "restored": _move_all(incoming, root)}
+    if op == "rollback":
+        # What a failed restore put in place goes to `failed` (kept for a look), the
+        # set-aside world comes back. Safe to run again after a crash at any point.
+        failed = work / "failed"
+        _remove(failed)
+        if not aside.is_dir():
+            return {"back": 0, "failed": 0}
+        moved_out = _move_all(root, failed)
+        return {"back": _move_all(aside, root), "failed": moved_out}
+    if op in ("commit", "clean"):
+        _remove(work)
+        return {}
+    raise ValueError(op)
 
 
 def compare(
@@ -179,6 +239,11 @@ def run(request: dict[str, Any]) -> int:
                     variables["snapshot"] = str(summary["snapshot_id"])
             else:
                 event["stdout"] = text[-_TAIL:]
+        elif op in ("swap", "rollback", "commit", "clean"):
+            try:
+                event.update(restore_op(op, str(step.get("root", "/data"))), code=0)
+            except OSError as failure:
+                event.update(code=1, stderr=f"{op}: {failure}")
         else:
             event.update(code=2, stderr=f"unknown step {op!r}")
         event["seconds"] = round(time.monotonic() - began, 3)

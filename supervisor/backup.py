@@ -91,7 +91,7 @@ class Backups:
         self.engine = engine
         self.settings = settings
         self.clock = clock
-        self._api = api or self._default_api
+        self.api_for = api or self._default_api
 
     # --- the helper ----------------------------------------------------------------
 
@@ -160,7 +160,7 @@ class Backups:
 
     # --- the server ----------------------------------------------------------------
 
-    async def _server(self) -> Observed | None:
+    async def server(self) -> Observed | None:
         found = [
             o for o in await self.engine.list_stack(self.settings.stack) if o.role == Role.SERVER
         ]
@@ -189,7 +189,7 @@ class Backups:
             return "stopped", True
         try:
             with anyio.fail_after(120):
-                await self._api(server.id).save()
+                await self.api_for(server.id).save()
         except ApiError as err:
             log.warning(
                 "backup: the server did not save its world; the snapshot is marked unquiesced",
@@ -206,7 +206,7 @@ class Backups:
     async def create(self, tag: str | None = None, prune: bool = True) -> Created:
         settings = self.settings
         began = time.monotonic()
-        server = await self._server()
+        server = await self.server()
         tags = [f"mode:{settings.backup.mode}"] + ([tag] if tag else [])
         restart: str | None = None
         if settings.backup.mode == "save":

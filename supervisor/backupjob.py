@@ -38,12 +38,15 @@ __all__ = [
     "JobAnswer",
     "SnapshotInfo",
     "Step",
+    "commit_request",
     "create_request",
     "forget_request",
     "list_request",
     "parse_answer",
     "parse_snapshots",
-    "restore_request",
+    "rollback_request",
+    "stage_request",
+    "swap_request",
     "verify_request",
 ]
 
@@ -53,6 +56,9 @@ TAG = "hyos"
 CHECK_SUBSET = "10%"
 # Where the world is inside the helper (the data volume's mount point).
 DATA = "/data"
+# Where a restore works, on the data volume beside the world (entrypoint/resticjob.py);
+# never part of a backup.
+RESTORE_DIR = f"{DATA}/.hyos-restore"
 
 Step = dict[str, Any]
 
@@ -75,7 +81,7 @@ def request(password: str, repository: str, steps: list[Step]) -> bytes:
 
 def create_request(host: str, tags: Iterable[str], check: bool = True) -> list[Step]:
     """init when new, manifest, snapshot, compare the manifest, check a subset."""
-    args = ["backup", "--json", "--host", host, "--tag", TAG]
+    args = ["backup", "--json", "--host", host, "--tag", TAG, "--exclude", RESTORE_DIR]
     for tag in tags:
         args += ["--tag", tag]
     steps: list[Step] = [
@@ -112,9 +118,27 @@ def forget_request(ids: Iterable[str], prune: bool = True) -> list[Step]:
     return steps
 
 
-def restore_request(snapshot: str, target: str) -> list[Step]:
-    """Restore the snapshot's /data tree into `target` (a directory on the data volume)."""
-    return [_restic("restore", f"{snapshot}:{DATA}", "--target", target)]
+def stage_request(snapshot: str) -> list[Step]:
+    """Restore the snapshot beside the world (the server keeps running meanwhile)."""
+    return [
+        {"op": "clean", "root": DATA},
+        _restic("restore", snapshot, "--target", f"{RESTORE_DIR}/incoming"),
+    ]
+
+
+def swap_request() -> list[Step]:
+    """Set the world aside and put the staged one in its place (renames only)."""
+    return [{"op": "swap", "root": DATA}]
+
+
+def rollback_request() -> list[Step]:
+    """Put the set-aside world back (whatever the swap had done); safe to repeat."""
+    return [{"op": "rollback", "root": DATA}]
+
+
+def commit_request() -> list[Step]:
+    """The restore is confirmed: the set-aside world and the staging go."""
+    return [{"op": "commit", "root": DATA}]
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,9 @@ def _backup_verbs(verb: Verb) -> None:
     forget = verb("forget", "forget one backup (never a pinned one)", sub)
     forget.add_argument("id", help="a backup id or prefix")
     verb("key", "print the repository and its password (to restore elsewhere)", sub)
+    restore = verb("restore", "put a backup's world in place; rolls back unless healthy", sub)
+    restore.add_argument("id", help="a backup id or prefix, or latest")
+    restore.add_argument("--now", action="store_true", help="do not wait for the players")
 
 
 def _stack_verbs(verb: Verb) -> None:
@@ -489,10 +492,15 @@ def _backup_key(settings: Settings) -> int:
 async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
     from supervisor.backup import BackupError, Backups
     from supervisor.backupkey import BackupKeyError
+    from supervisor.restore import Restore
 
     backups = Backups(engine, settings)
     verb = args.backup_verb
     try:
+        # A restore a killed supervisor left half done is finished or rolled back first.
+        recovered = await Restore(backups).recover() if verb != "restore" else None
+        if recovered is not None:
+            print(f"an interrupted restore was {recovered}")
         if verb == "create":
             made = await backups.create(args.tag, prune=not args.no_prune)
             print(
@@ -531,6 +539,11 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
             )
         elif verb == "forget":
             print(f"forgot {(await backups.forget(args.id))[:8]}")
+        elif verb == "restore":
+            restored = await Restore(backups).run(args.id, now=args.now)
+            print(f"restored {restored.snapshot[:8]} in {restored.seconds:.1f} s (server down "
+                  f"{restored.downtime_s:.1f} s); the world before is backup "
+                  f"{restored.pinned[:8]}")  # fmt: skip
     except (BackupError, BackupKeyError) as err:
         error_line(f"hyos-supervisor: backup {verb}: {err}")
         return EX_FAILED

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -305,3 +306,123 @@ def test_the_generated_key_outlives_down_volumes_and_opens_the_repository_elsewh
     finally:
         remove_stack_objects(other_name)
         shutil.rmtree(other_state, ignore_errors=True)
+
+
+# --- restore -------------------------------------------------------------------------
+
+
+def _world_hash(stack: Stack) -> str:
+    """The world's files and contents (universe/, Server/, mods/), as one hash."""
+    script = (
+        "cd /data && find universe Server mods -type f 2>/dev/null | sort | "
+        'while read -r f; do echo "$f $(md5sum < "$f")"; done | md5sum'
+    )
+    return docker("exec", stack.container("server"), "sh", "-c", script).stdout.split()[0]
+
+
+def _healthy(stack: Stack, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = docker(
+            "inspect", "-f", "{{.State.Health.Status}}", stack.container("server"), check=False
+        )
+        if out.stdout.strip() == "healthy":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _write(stack: Stack, script: str) -> None:
+    docker("exec", stack.container("server"), "sh", "-c", script)
+
+
+def test_restore_puts_the_world_back_and_keeps_the_one_it_replaced(bstack: Stack) -> None:
+    bstack.up()
+    _world(bstack)
+    v1 = _world_hash(bstack)
+    assert bstack.run("backup", "create", "--tag", "v1", timeout=300).returncode == 0
+    v1_id = _list(bstack)[0]["short_id"]
+    _write(bstack, "echo v2 > /data/Server/version.txt; echo new > /data/universe/new-file")
+    v2 = _world_hash(bstack)
+    assert v2 != v1
+
+    began = time.monotonic()
+    done = bstack.run("backup", "restore", v1_id, "--now", timeout=600)
+    print(f"\nrestore: {time.monotonic() - began:.1f} s: {done.stdout.strip()}")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert _running(bstack) and _healthy(bstack)
+    assert _world_hash(bstack) == v1
+    rows = _list(bstack)
+    # The world it replaced is a backup of its own; its pin was released on success.
+    replaced = [r for r in rows if r["short_id"] != v1_id]
+    assert len(replaced) == 1 and "pin:pre-restore" not in replaced[0]["tags"]
+    # The set-aside copy and the staging are gone.
+    out = docker("exec", bstack.container("server"), "ls", "-a", "/data").stdout.split()
+    assert ".hyos-restore" not in out
+    # And the replaced world can be restored back.
+    back = bstack.run("backup", "restore", replaced[0]["short_id"], "--now", timeout=600)
+    assert back.returncode == 0, back.stderr
+    assert _world_hash(bstack) == v2
+
+
+def test_a_restore_that_fails_the_health_gate_rolls_back(bstack: Stack) -> None:
+    bstack.up()
+    _world(bstack)
+    # A backup whose world makes the server unhealthy.
+    _write(bstack, "mkdir -p /data/control && touch /data/control/unhealthy")
+    assert bstack.run("backup", "create", "--tag", "bad", timeout=300).returncode == 0
+    bad = _list(bstack)[0]["short_id"]
+    _write(bstack, "rm -f /data/control/unhealthy; echo good > /data/Server/version.txt")
+    assert _healthy(bstack)
+    good = _world_hash(bstack)
+
+    failed = bstack.run("backup", "restore", bad, "--now", timeout=600)
+    _one_line(failed, "the previous world is back and the server running")
+    assert _running(bstack) and _healthy(bstack)
+    assert _world_hash(bstack) == good
+    out = docker("exec", bstack.container("server"), "ls", "/data/control").stdout.split()
+    assert "unhealthy" not in out
+    assert not (Path(bstack.env["HYOS_STATE_DIR"]) / f"{bstack.name}.restore.json").exists()
+
+
+def test_a_supervisor_killed_during_a_restore_is_rolled_back_by_the_next_verb(
+    bstack: Stack,
+) -> None:
+    bstack.up()
+    _world(bstack)
+    assert bstack.run("backup", "create", timeout=300).returncode == 0
+    old = _list(bstack)[0]["short_id"]
+    _write(bstack, "echo current > /data/Server/version.txt")
+    current = _world_hash(bstack)
+    journal = Path(bstack.env["HYOS_STATE_DIR"]) / f"{bstack.name}.restore.json"
+    command = [
+        sys.executable, "-m", "supervisor", "--log-format", "json",
+        "backup", "restore", old, "--now",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env=bstack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 300
+        phase = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                phase = json.loads(journal.read_text()).get("phase")
+            except (OSError, ValueError):
+                phase = None
+            if phase in ("swapping", "started"):
+                break
+            time.sleep(0.01)
+        assert phase in ("swapping", "started"), phase
+        proc.kill()  # SIGKILL: no finally, no rollback
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The next verb finishes the job: rolls back and starts the server on its world.
+    recovered = bstack.run("backup", "list", timeout=300)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "an interrupted restore was rolled back" in recovered.stdout
+    assert _running(bstack) and _healthy(bstack)
+    assert _world_hash(bstack) == current
+    assert not journal.exists()

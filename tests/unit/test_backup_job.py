@@ -83,7 +83,8 @@ def test_a_backup_request_manifests_snapshots_compares_and_checks() -> None:
     steps = create_request("s", ["mode:save", "quiesced"])
     assert [s["op"] for s in steps] == ["init", "manifest", "restic", "compare", "restic"]
     assert steps[2]["args"] == [
-        "backup", "--json", "--host", "s", "--tag", "hyos", "--tag", "mode:save",
+        "backup", "--json", "--host", "s", "--tag", "hyos", "--exclude", "/data/.hyos-restore",
+        "--tag", "mode:save",
         "--tag", "quiesced", "/data",
     ]  # fmt: skip
     assert steps[4]["args"] == ["check", "--read-data-subset=10%"]
