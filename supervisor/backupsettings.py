@@ -241,3 +241,47 @@ def describe_age(seconds: float) -> str:
     if minutes:
         return f"{minutes}m"
     return f"{secs}s"
+
+
+def backup_status(
+    records: dict[str, Any] | None, every: BackupEvery | None, now: float, zone: tzinfo
+) -> dict[str, Any] | None:
+    """What `status` shows of the backups, from the records only (no Docker, no restic):
+    the last successful backup's age, size and verification, the last attempt's result,
+    and whether it is overdue (older than twice the interval). None: nothing to show."""
+    if not records and every is None:
+        return None
+    records = records or {}
+    last_ok = records.get("last_ok")
+    last = records.get("last")
+    when = float(last_ok["time"]) if last_ok else None
+    return {
+        "last_ok_at": when,
+        "age_s": None if when is None else max(0.0, now - when),
+        "files": last_ok.get("files") if last_ok else None,
+        "bytes": last_ok.get("bytes") if last_ok else None,
+        "verified": last_ok.get("verified") if last_ok else None,
+        "last_result": None if last is None else ("ok" if last.get("ok") else "failed"),
+        "last_error": None if last is None else last.get("error"),
+        "every": None if every is None else every.text,
+        "overdue": every is not None and overdue(when, every, now, zone),
+    }
+
+
+def status_line(view: dict[str, Any]) -> str:
+    """`backup: last ok 3h 12m ago (1234 files, 5678 bytes, verified); every 6h`."""
+    if view["last_ok_at"] is None:
+        text = "backup: none yet"
+    else:
+        verified = "verified" if view["verified"] else "NOT verified"
+        text = (
+            f"backup: last ok {describe_age(view['age_s'])} ago ({view['files']} files, "
+            f"{view['bytes']} bytes, {verified})"
+        )
+    if view["last_result"] == "failed":
+        text += f"; the last attempt failed: {view['last_error']}"
+    if view["every"]:
+        text += f"; every {view['every']}"
+    if view["overdue"]:
+        text += "; OVERDUE (older than twice its interval)"
+    return text

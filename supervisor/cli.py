@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from supervisor import __version__, control, hyos, policy, roles
+from supervisor.backupsettings import backup_status, status_line
 from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.engine import Engine
 from supervisor.failures import explain
@@ -268,8 +269,15 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         if row["service"] == Role.SERVER:
             login = await _login(settings, engine, view)
             row["auth"] = login.to_json() if login is not None else None
+    backup = _backup_view(settings)
+    if backup is not None and backup["overdue"]:
+        log.warning("the last successful backup is older than twice its interval",
+                    extra={"age_s": backup["age_s"], "every": backup["every"]})  # fmt: skip
     if args.json:
-        _print_json({"stack": settings.stack, "daemon": view is not None, "services": rows})
+        data = {"stack": settings.stack, "daemon": view is not None, "services": rows}
+        if backup is not None:
+            data["backup"] = backup
+        _print_json(data)
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
           f"{'RESTARTS':<8} {'EXIT':<5} IMAGE")  # fmt: skip
@@ -290,9 +298,22 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         auth = row.get("auth") or {}
         if auth.get("status") == "pending" and auth.get("code"):
             print(f"          login: open {auth['url']} and enter {auth['code']}")
+    if backup is not None:
+        print(status_line(backup))
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
+
+
+def _backup_view(settings: Settings) -> dict[str, Any] | None:
+    """The backups' part of `status`: read from the records, never from Docker or restic."""
+    from supervisor.backup import records_path
+    from supervisor.statefile import read_json
+
+    zone = settings.schedule.zone
+    return backup_status(
+        read_json(records_path(settings)), settings.backup.every, time.time(), zone
+    )
 
 
 async def _auth(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:

@@ -158,6 +158,11 @@ def test_create_list_verify_prune_forget_on_a_running_stack(bstack: Stack) -> No
     assert row["files"] >= 3 and row["size"] >= 1024 * 1024 and row["verified"] is True
     assert row["host"] == bstack.name
 
+    status = bstack.run("status")
+    assert "backup: last ok" in status.stdout and "verified)" in status.stdout, status.stdout
+    shown = json.loads(bstack.run("status", "--json").stdout)["backup"]
+    assert shown["files"] == row["files"] and shown["last_result"] == "ok"
+
     assert bstack.run("backup", "verify", "latest").returncode == 0
     everything = bstack.run("backup", "verify", "--all", timeout=300)
     assert everything.returncode == 0, everything.stderr

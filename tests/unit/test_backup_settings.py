@@ -178,3 +178,28 @@ def test_the_key_is_generated_once_0600_in_the_state_dir_and_the_setting_wins(
     monkeypatch.delenv("HYOS_BACKUP__PASSWORD")
     with pytest.raises(backupkey.BackupKeyError, match="unusable"):
         backupkey.password(s)
+
+
+def test_status_shows_the_last_backup_and_an_overdue_one() -> None:
+    from supervisor.backupsettings import backup_status, status_line
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC).timestamp()
+    assert backup_status(None, None, now, UTC) is None
+    every = BackupEvery.parse("6h")
+    none_yet = backup_status(None, every, now, UTC)
+    assert none_yet is not None and not none_yet["overdue"]
+    assert status_line(none_yet) == "backup: none yet; every 6h"
+    ok = {"time": now - 3 * 3600, "ok": True, "files": 12, "bytes": 3400, "verified": True}
+    fresh = backup_status({"last_ok": ok, "last": ok}, every, now, UTC)
+    assert fresh is not None and fresh["age_s"] == 3 * 3600 and not fresh["overdue"]
+    assert status_line(fresh) == (
+        "backup: last ok 3h 0m ago (12 files, 3400 bytes, verified); every 6h"
+    )
+    old = {**ok, "time": now - 13 * 3600}
+    failed = {"time": now - 60, "ok": False, "error": "init failed (exit 1): disk full"}
+    stale = backup_status({"last_ok": old, "last": failed}, every, now, UTC)
+    assert stale is not None and stale["overdue"] and stale["last_result"] == "failed"
+    assert status_line(stale).endswith(
+        "the last attempt failed: init failed (exit 1): disk full; every 6h; "
+        "OVERDUE (older than twice its interval)"
+    )
