@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from entrypoint.contract import parse_events
 from supervisor.retention import Snapshot
 
 __all__ = [
@@ -190,16 +191,7 @@ class JobAnswer:
 
 def parse_answer(code: int, stdout: str, stderr: str, steps: list[Step]) -> JobAnswer:
     results = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict) or "step" not in event:
-            continue
+    for event in parse_events(stdout, key="step"):
         index = int(event["step"])
         data = dict(event)
         if 0 <= index < len(steps) and steps[index].get("op") == "restic":

@@ -13,8 +13,12 @@ import pytest
 from supervisor import cli
 from supervisor.backupsettings import BackupEvery, Repository, describe_age, overdue
 from supervisor.retention import KeepPolicy
-from supervisor.settings import EX_CONFIG, load_settings
-from tests.unit.test_settings_forms import CountingSocket, _run_up, docker_socket
+from supervisor.settings import load_settings
+from tests.unit.test_settings_forms import (
+    CountingSocket,
+    assert_refused_in_one_line,
+    docker_socket,
+)
 
 __all__ = ["docker_socket"]
 
@@ -138,15 +142,11 @@ def test_a_bad_backup_setting_is_one_line_exit_78_and_touches_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(variable, value)
-    code, lines = _run_up(capsys)
-    assert code == EX_CONFIG, lines
-    assert len(lines) == 1, lines
-    assert f"{field}:" in lines[0] and words in lines[0], lines
-    if "unknown" not in words:
-        assert f"(env {variable})" in lines[0], lines
+    line = assert_refused_in_one_line(
+        capsys, docker_socket, field, words, None if "unknown" in words else variable
+    )
     if variable == "HYOS_BACKUP__PASSWORD":  # a refused password is not echoed
-        assert value not in lines[0], lines
-    assert docker_socket.connections == 0
+        assert value not in line
 
 
 # --- the generated key ---------------------------------------------------------------

@@ -237,6 +237,25 @@ def _run_up(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[s
     return code, [line for line in err.splitlines() if line.strip()]
 
 
+def assert_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+    docker_socket: CountingSocket,
+    field: str,
+    words: str,
+    variable: str | None,
+) -> str:
+    """`up` with the environment as set: exit 78, one line naming `field` (and `variable`,
+    the env to fix, unless None) with `words`, and no connection to Docker."""
+    code, lines = _run_up(capsys)
+    assert code == EX_CONFIG, lines
+    assert len(lines) == 1, lines
+    assert f"{field}:" in lines[0] and words in lines[0], lines
+    if variable is not None:
+        assert f"(env {variable})" in lines[0], lines
+    assert docker_socket.connections == 0
+    return lines[0]
+
+
 @pytest.mark.parametrize(("path", "kind"), COMPLEX, ids=[".".join(p) for p, _ in COMPLEX])
 def test_a_malformed_value_in_the_environment_is_one_line_and_exit_78(
     path: tuple[str, ...],
