@@ -273,3 +273,29 @@ def test_one_backup_at_a_time_and_a_missing_image_is_one_line(tmp_path: Path) ->
     missing.images = {}
     with pytest.raises(BackupError, match=r"the helper image hyos-supervisor:0\.1\.0 is missing"):
         anyio.run(lambda: Backups(missing, _settings(tmp_path)).create())
+
+
+def test_the_schedule_backs_up_when_due_and_retries_a_failure_later(tmp_path: Path) -> None:
+    import logging
+
+    from supervisor.backupschedule import RETRY_S, run_schedule
+    from tests.fakeclock import FakeClock
+
+    clock = FakeClock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    failing = (1, [{"step": 0, "op": "init", "code": 1, "stderr": "Fatal: repository locked"}])
+    listing = (0, [{"step": 0, "op": "restic", "code": 0, "json": []}])
+    engine = JobEngine([_ok_backup(), listing, failing, _ok_backup(), listing])
+    settings = _settings(tmp_path, every="1h")
+    log = logging.getLogger("test.schedule")
+    anyio.run(lambda: run_schedule(engine, settings, log, clock, sleep, rounds=3))
+    # The first at once (none yet), the second an hour after it, which fails; the retry
+    # RETRY_S after the failure.
+    assert slept == [0.0, 3600.0, RETRY_S]
+    records = json.loads((tmp_path / "s.backups.json").read_text())
+    assert records["last"]["ok"] is True
