@@ -148,7 +148,7 @@ class Restore:
                 raise RestoreError(f"the swap failed: {swapped.failure()}")
             self._phase("started")
             await self.engine.start(server.id)
-            await self._health_gate(server.id)
+            healthy_at = await self._health_gate(server.id)
         except (RestoreError, BackupError, EngineError, TimeoutError) as err:
             with anyio.CancelScope(shield=True):
                 await self._roll_back(server.id, was_running)
@@ -157,7 +157,7 @@ class Restore:
                 f"restore of {target.short_id} failed ({err}); the previous world is back"
                 + (" and the server running" if was_running else "")
             ) from None
-        downtime = self.clock() - stopped_at
+        downtime = healthy_at - stopped_at  # stopped until healthy again
         self._phase("confirmed")
         await self._commit(pinned.id)
         return Restored(target.id, pinned.id, self.clock() - began, downtime)
@@ -171,9 +171,11 @@ class Restore:
             await self._clean()
             raise RestoreError(f"the drain ended with {kind.value}; nothing was changed")
 
-    async def _health_gate(self, server_id: str) -> None:
-        """Healthy, and still healthy (and never restarted) `hold_s` later."""
+    async def _health_gate(self, server_id: str) -> float:
+        """Healthy, and still healthy (and never restarted) `hold_s` later; returns when
+        it was first healthy."""
         first = await self.engine.wait_ready(server_id, self.ready_timeout_s)
+        healthy_at = self.clock()
         await anyio.sleep(self.hold_s)
         info = await self.engine.inspect(server_id)
         if info is None or not info.state.running:
@@ -183,6 +185,7 @@ class Restore:
         health = info.state.health
         if health is not None and health.status != "healthy":
             raise RestoreError(f"the server turned {health.status} during the health gate")
+        return healthy_at
 
     async def _roll_back(self, server_id: str, was_running: bool) -> None:
         log.warning("restore: rolling back", extra={"stack": self.settings.stack})
