@@ -299,3 +299,89 @@ def test_the_schedule_backs_up_when_due_and_retries_a_failure_later(tmp_path: Pa
     assert slept == [0.0, 3600.0, RETRY_S]
     records = json.loads((tmp_path / "s.backups.json").read_text())
     assert records["last"]["ok"] is True
+
+
+# --- the restore transaction ---------------------------------------------------------
+
+
+def _listing() -> tuple[int, list[dict[str, Any]]]:
+    snap = {"id": "ab" * 32, "short_id": "abababab", "time": "2026-12-07T04:00:00Z",
+            "tags": ["hyos"], "hostname": "s", "paths": ["/data"]}  # fmt: skip
+    return 0, [{"step": 0, "op": "restic", "code": 0, "json": [snap]}]
+
+
+def _step(op: str, code: int = 0, stderr: str = "") -> tuple[int, list[dict[str, Any]]]:
+    return code, [{"step": 0, "op": op, "code": code, "stderr": stderr}]
+
+
+def _restore(
+    tmp_path: Path, answers: list[tuple[int, list[dict[str, Any]]]]
+) -> tuple[JobEngine, str, Any]:
+    from supervisor.restore import Restore
+
+    engine = JobEngine(answers)
+    server = _server(engine)
+    api = Api()
+    backups = Backups(engine, _settings(tmp_path), api=lambda _id: api)  # type: ignore[arg-type,return-value]
+    return engine, server, Restore(backups, hold_s=0)
+
+
+def test_a_failed_swap_is_rolled_back_and_the_server_started(tmp_path: Path) -> None:
+    from supervisor.restore import RestoreError
+
+    engine, server, restore = _restore(
+        tmp_path,
+        [
+            _listing(),  # find the snapshot
+            _ok_backup(),  # the pinned pre-restore backup
+            _step("restic"),  # stage
+            _step("swap", 1, "swap: /data/x exists"),
+            _step("rollback"),
+            _step("commit"),  # clean up
+        ],
+    )
+    with pytest.raises(RestoreError, match="the previous world is back and the server running"):
+        anyio.run(lambda: restore.run("abab", now=True))
+    assert [verb for verb, ref in engine.calls if ref == server] == ["stop", "start"]
+    assert engine.containers[server].state.running
+    ops = [r["steps"][0]["op"] for r in engine.requests]
+    assert ops == ["restic", "init", "clean", "swap", "rollback", "commit"]
+    assert engine.bodies[3]["HostConfig"]["Mounts"][0]["ReadOnly"] is False  # the swap writes
+    assert engine.bodies[1]["HostConfig"]["Mounts"][0]["ReadOnly"] is True  # the backup does not
+    assert "pin:pre-restore" in engine.requests[1]["steps"][2]["args"]
+    assert not (tmp_path / "s.restore.json").exists()
+
+
+def test_a_failed_rollback_leaves_the_server_stopped_and_says_where_the_world_is(
+    tmp_path: Path,
+) -> None:
+    from supervisor.restore import RestoreError
+
+    engine, server, restore = _restore(
+        tmp_path,
+        [_listing(), _ok_backup(), _step("restic"), _step("swap", 1), _step("rollback", 1)],
+    )
+    with pytest.raises(RestoreError, match="ROLLBACK FAILED"):
+        anyio.run(lambda: restore.run("abab", now=True))
+    # Never started on a half-moved world.
+    assert not engine.containers[server].state.running
+    journal = json.loads((tmp_path / "s.restore.json").read_text())
+    assert journal["phase"] == "rollback failed"
+
+
+def test_a_failed_pre_restore_backup_or_staging_changes_nothing(tmp_path: Path) -> None:
+    from supervisor.restore import RestoreError
+
+    engine, server, restore = _restore(
+        tmp_path, [_listing(), _step("init", 1, "Fatal: repository is already locked")]
+    )
+    with pytest.raises(RestoreError, match="the pre-restore backup failed, nothing was changed"):
+        anyio.run(lambda: restore.run("abab", now=True))
+    engine2, server2, restore2 = _restore(
+        tmp_path, [_listing(), _ok_backup(), _step("restic", 1, "Fatal: no space"), _step("commit")]
+    )
+    with pytest.raises(RestoreError, match="staging failed, nothing was changed"):
+        anyio.run(lambda: restore2.run("abab", now=True))
+    for eng, srv in ((engine, server), (engine2, server2)):
+        assert not [verb for verb, ref in eng.calls if ref == srv and verb == "stop"]
+    assert not (tmp_path / "s.restore.json").exists()
