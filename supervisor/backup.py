@@ -76,6 +76,7 @@ class Created:
     verified: bool
     seconds: float
     forgotten: tuple[str, ...]
+    steps: dict[str, float | None]
 
 
 class Backups:
@@ -243,6 +244,8 @@ class Backups:
             "verified": verified,
             "seconds": round(time.monotonic() - began, 3),
             "error": None if answer.ok else answer.failure(),
+            # Where the time went, per step (`backup`, `check`, `manifest`, `compare`...).
+            "steps": {str(s.data.get("verb") or s.op): s.data.get("seconds") for s in answer.steps},
         }
         if compare is not None:
             record["manifest"] = {
@@ -264,6 +267,7 @@ class Backups:
             verified,
             record["seconds"],
             forgotten,
+            record["steps"],
         )
 
     async def snapshots(self, own: bool = False) -> list[SnapshotInfo]:
