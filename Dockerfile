@@ -78,6 +78,20 @@ RUN groupadd --system --gid "${HYOS_GID}" hyos; \
     useradd --system --uid "${HYOS_UID}" --gid "${HYOS_GID}" --no-create-home \
         --home-dir /var/lib/hyos-supervisor --shell /usr/sbin/nologin hyos; \
     install -d -o "${HYOS_UID}" -g "${HYOS_GID}" -m 0700 /var/lib/hyos-supervisor
+# restic, the backup helper's engine (issue 25): the build context's build/restic/restic
+# (scripts/build-image.sh copies the host's Debian package: no network in the build), else
+# Debian's package. /repo is where a backup volume is mounted: a new volume copies its
+# owner (the workload's uid) from the image, so the unprivileged helper can write it.
+COPY pyproject.toml build/resti[c] /tmp/restic/
+# hadolint ignore=DL3008
+RUN if [ -x /tmp/restic/restic ]; then \
+        install -m 0755 /tmp/restic/restic /usr/local/bin/restic; \
+    else \
+        apt-get update; apt-get install -y --no-install-recommends restic; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    rm -rf /tmp/restic; restic version; \
+    install -d -o "${HYOS_UID}" -g "${HYOS_GID}" -m 0700 /repo
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \

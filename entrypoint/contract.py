@@ -106,8 +106,9 @@ def prepare_argv(request: PrepareRequest) -> list[str]:
     return args
 
 
-def parse_events(stdout: str) -> list[dict[str, Any]]:
-    """The JSON events from the prepare step's stdout; other lines are ignored."""
+def parse_events(stdout: str, key: str = "event") -> list[dict[str, Any]]:
+    """The JSON events (objects with `key`) from a helper's stdout: the prepare step's
+    (`event`), the backup helper's (`step`); other lines are ignored."""
     events: list[dict[str, Any]] = []
     for line in stdout.splitlines():
         line = line.strip()
@@ -117,6 +118,6 @@ def parse_events(stdout: str) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict) and "event" in obj:
+        if isinstance(obj, dict) and key in obj:
             events.append(obj)
     return events

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from supervisor import __version__, control, hyos, policy, roles
+from supervisor.backupsettings import backup_status, status_line
 from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.engine import Engine
 from supervisor.failures import explain
@@ -90,7 +91,30 @@ def _parser() -> argparse.ArgumentParser:
     _stack_verbs(verb)
     _service_verbs(verb)
     _output_verbs(verb)
+    _backup_verbs(verb)
     return parser
+
+
+def _backup_verbs(verb: Verb) -> None:
+    backup = verb("backup", "back up the world with restic, list, verify, prune, forget")
+    sub = backup.add_subparsers(dest="backup_verb", required=True, metavar="VERB")
+    create = verb("create", "save the world, snapshot it, verify it, apply retention", sub)
+    create.add_argument("--tag", metavar="T", default=None, help="an extra tag on the snapshot")
+    create.add_argument("--no-prune", action="store_true", help="keep every snapshot this time")
+    listing = verb("list", "the stack's backups, newest first", sub)
+    listing.add_argument("--json", action="store_true")
+    verify = verb("verify", "read a backup back whole (or everything with --all)", sub)
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", default=None, help="a backup id or prefix, or latest")
+    which.add_argument("--all", action="store_true", help="check --read-data of the repository")
+    prune = verb("prune", "forget what the retention settings do not keep", sub)
+    prune.add_argument("--dry-run", action="store_true", help="only show what would go")
+    forget = verb("forget", "forget one backup (never a pinned one)", sub)
+    forget.add_argument("id", help="a backup id or prefix")
+    verb("key", "print the repository and its password (to restore elsewhere)", sub)
+    restore = verb("restore", "put a backup's world in place; rolls back unless healthy", sub)
+    restore.add_argument("id", help="a backup id or prefix, or latest")
+    restore.add_argument("--now", action="store_true", help="do not wait for the players")
 
 
 def _stack_verbs(verb: Verb) -> None:
@@ -288,10 +312,15 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
             login = await _login(settings, engine, view)
             row["auth"] = login.to_json() if login is not None else None
     drained = {key: (view or {}).get(key) for key in ("drain", "last_drain", "next_window")}
+    backup = _backup_view(settings)
+    if backup is not None and backup["overdue"]:
+        log.warning("the last successful backup is older than twice its interval",
+                    extra={"age_s": backup["age_s"], "every": backup["every"]})  # fmt: skip
     if args.json:
-        _print_json(
-            {"stack": settings.stack, "daemon": view is not None, "services": rows, **drained}
-        )
+        data = {"stack": settings.stack, "daemon": view is not None, "services": rows, **drained}
+        if backup is not None:
+            data["backup"] = backup
+        _print_json(data)
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
           f"{'RESTARTS':<8} {'EXIT':<5} IMAGE")  # fmt: skip
@@ -314,6 +343,8 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
             print(f"          login: open {auth['url']} and enter {auth['code']}")
     for line in _drain_lines(view or {}):
         print(line)
+    if backup is not None:
+        print(status_line(backup))
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
@@ -341,6 +372,17 @@ def _drain_lines(view: dict[str, Any]) -> list[str]:
     if view.get("next_window"):
         lines.append(f"schedule: next restart window {view['next_window']}")
     return lines
+
+
+def _backup_view(settings: Settings) -> dict[str, Any] | None:
+    """The backups' part of `status`: read from the records, never from Docker or restic."""
+    from supervisor.backup import records_path
+    from supervisor.statefile import read_json
+
+    zone = settings.schedule.zone
+    return backup_status(
+        read_json(records_path(settings)), settings.backup.every, time.time(), zone
+    )
 
 
 async def _auth(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
@@ -536,6 +578,85 @@ async def _audit(args: argparse.Namespace, settings: Settings, engine: EnginePor
     return EX_FAILED if failed else EX_OK
 
 
+def _backup_key(settings: Settings) -> int:
+    from supervisor import backupkey
+
+    try:
+        password, source = backupkey.password(settings, create=False)
+    except backupkey.BackupKeyError as err:
+        error_line(f"hyos-supervisor: {err}")
+        return EX_FAILED
+    repo = settings.backup.repository_for(settings.stack)
+    print(f"repository: {repo.shown} ({repo.kind})")
+    print(f"password:   {password.get_secret_value()}")
+    print(f"source:     {source}")
+    print("Keep both somewhere else than this machine. To restore on another machine, set")
+    print("HYOS_BACKUP__REPOSITORY to the repository and HYOS_BACKUP__PASSWORD_FILE to a file")
+    print("holding the password, then `hyos-supervisor backup list` and `backup restore ID`.")
+    return EX_OK
+
+
+async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
+    from supervisor.backup import BackupError, Backups
+    from supervisor.backupkey import BackupKeyError
+    from supervisor.restore import Restore
+
+    backups = Backups(engine, settings)
+    verb = args.backup_verb
+    try:
+        # A restore a killed supervisor left half done is finished or rolled back first.
+        recovered = await Restore(backups).recover() if verb != "restore" else None
+        if recovered is not None:
+            print(f"an interrupted restore was {recovered}")
+        if verb == "create":
+            made = await backups.create(args.tag, prune=not args.no_prune)
+            print(
+                f"backup {made.id[:8]}: {made.files} files, {made.bytes} bytes "
+                f"({made.added} new), tags {','.join(made.tags)}, "
+                f"{'verified' if made.verified else 'NOT verified'}, {made.seconds:.1f} s"
+            )
+            if made.forgotten:
+                print(f"retention forgot {len(made.forgotten)}: "
+                      f"{' '.join(i[:8] for i in made.forgotten)}")  # fmt: skip
+        elif verb == "list":
+            rows = await backups.listing()
+            if args.json:
+                _print_json(rows)
+                return EX_OK
+            print(f"{'ID':<9} {'TIME (UTC)':<20} {'FILES':>7} {'SIZE':>12} {'VERIFIED':<9} TAGS")
+            for row in rows:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time"]))
+                verified = {True: "yes", False: "FAILED", None: "-"}[row["verified"]]
+                files = "-" if row["files"] is None else row["files"]
+                size = "-" if row["size"] is None else row["size"]
+                print(f"{row['short_id']:<9} {when:<20} {files:>7} {size:>12} {verified:<9} "
+                      f"{','.join(row['tags'])}")  # fmt: skip
+        elif verb == "verify":
+            done = await backups.verify(None if args.all else args.id)
+            print(f"verified: {done}")
+        elif verb == "prune":
+            ids = await backups.prune(dry_run=args.dry_run)
+            plan = backups.last_plan
+            for snap in plan.keep:
+                print(f"keep   {snap.id[:8]} ({', '.join(plan.reasons[snap.id])})")
+            for snap in plan.forget:
+                print(f"{'would forget' if args.dry_run else 'forgot'} {snap.id[:8]}")
+            print(
+                f"{len(plan.keep)} kept, {len(ids)} {'to forget' if args.dry_run else 'forgotten'}"
+            )
+        elif verb == "forget":
+            print(f"forgot {(await backups.forget(args.id))[:8]}")
+        elif verb == "restore":
+            restored = await Restore(backups).run(args.id, now=args.now)
+            print(f"restored {restored.snapshot[:8]} in {restored.seconds:.1f} s (server down "
+                  f"{restored.downtime_s:.1f} s); the world before is backup "
+                  f"{restored.pinned[:8]}")  # fmt: skip
+    except (BackupError, BackupKeyError) as err:
+        error_line(f"hyos-supervisor: backup {verb}: {err}")
+        return EX_FAILED
+    return EX_OK
+
+
 _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Awaitable[int]]] = {
     "up": _up,
     "down": _down,
@@ -546,6 +667,7 @@ _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Aw
     "auth": _auth,
     "exec": _exec,
     "secrets": _secrets,
+    "backup": _backup,
 }
 
 
@@ -568,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(settings)
     if args.verb == "cancel":
         return _cancel(settings)
+    if args.verb == "backup" and args.backup_verb == "key":
+        return _backup_key(settings)
     if args.verb == "render":
         from supervisor.render import render_kubernetes  # PyYAML only when rendering
 

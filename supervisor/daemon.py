@@ -113,6 +113,10 @@ class Daemon:
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)
+                    if sup.settings.backup.every is not None:
+                        from supervisor.backupschedule import run_schedule
+
+                        work.start_soon(run_schedule, sup.engine, sup.settings, self.log)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from supervisor.dockertypes import Observed
+from supervisor.roles import Role
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,9 @@ def plan_stack(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> 
 
 
 def strays(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> list[Observed]:
-    """Containers of the stack whose role is no longer desired."""
-    return [o for o in observed if o.role not in desired]
+    """Containers of the stack whose role is no longer desired. A running backup helper
+    is not one: `up` during a backup must not cut the snapshot short (it removes its own
+    leftovers, and refuses to start beside a running one)."""
+    return [
+        o for o in observed if o.role not in desired and not (o.role == Role.BACKUP and o.running)
+    ]

@@ -532,3 +532,78 @@ def build_prepare_body(spec: PrepareSpec) -> dict[str, Any]:
         # Supplied values travel over the attach stream: never in Env, Cmd or inspect.
         body.update(AttachStdin=True, OpenStdin=True, StdinOnce=True)
     return body
+
+
+# --- the one-shot backup helper (restic) -----------------------------------------------
+
+BACKUP_ENTRYPOINT = ("/opt/venv/bin/python", "-m", "entrypoint.resticjob")
+BACKUP_REPO_MOUNT = "/repo"
+BACKUP_MEMORY = 1024**3
+BACKUP_PIDS = 128
+
+
+@dataclass(frozen=True)
+class BackupJobSpec:
+    """One run of the restic helper. `data_writable` only for a restore; `repository`
+    is mounted at /repo (None: a remote repository, reached over `network`)."""
+
+    stack: str
+    image: str
+    uid: int
+    gid: int
+    data: Mount
+    repository: Mount | None
+    network: bool = False
+    data_writable: bool = False
+    log_max_size: str = "10m"
+
+
+def build_backup_body(spec: BackupJobSpec) -> dict[str, Any]:
+    """Non-root (the workload's uid, which owns the world), no capabilities, no new
+    privileges, a read-only root with a private tmpfs, the world read-only unless this is
+    a restore, memory and pids limits, no network unless the repository is remote. The
+    request (and the password in it) arrives on stdin, never in Cmd or Env."""
+    mounts = [
+        {
+            "Type": spec.data.type,
+            "Source": spec.data.source,
+            "Target": spec.data.target,
+            "ReadOnly": not spec.data_writable,
+        }
+    ]
+    if spec.repository is not None:
+        mounts.append(
+            {
+                "Type": spec.repository.type,
+                "Source": spec.repository.source,
+                "Target": spec.repository.target,
+            }
+        )
+    return {
+        "Image": spec.image,
+        "Entrypoint": list(BACKUP_ENTRYPOINT),
+        "Cmd": [],
+        "User": f"{spec.uid}:{spec.gid}",
+        "Env": ["HOME=/tmp", "TMPDIR=/tmp"],
+        "Labels": {**ownership_labels(spec.stack), LABEL_ROLE: Role.BACKUP.value},
+        "AttachStdin": True,
+        "OpenStdin": True,
+        "StdinOnce": True,
+        "HostConfig": {
+            "NetworkMode": "bridge" if spec.network else "none",
+            "ReadonlyRootfs": True,
+            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "CapDrop": ["ALL"],
+            "Privileged": False,
+            "Memory": BACKUP_MEMORY,
+            "MemorySwap": BACKUP_MEMORY,
+            "NanoCpus": 2_000_000_000,
+            "PidsLimit": BACKUP_PIDS,
+            "Tmpfs": {
+                "/tmp": f"rw,noexec,nosuid,nodev,size=64m,mode=0700,uid={spec.uid},gid={spec.gid}"
+            },
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": spec.log_max_size}},
+            "Mounts": mounts,
+        },
+    }

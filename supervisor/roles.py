@@ -5,7 +5,7 @@ spelling a role out, so a new role is a new profile here (and its settings secti
 
 A role is a *service* (long-running, supervised by a worker, restarted when it fails) or
 a *job* (a one-shot helper container that runs to completion and is removed, as the
-prepare step is; a backup helper will be one too). Job roles never get a worker, a
+prepare step and the backup helper are). Job roles never get a worker, a
 record in the state file, a CLI verb or a Kubernetes workload.
 """
 
@@ -24,6 +24,7 @@ class Role(StrEnum):
     SERVER = "server"
     MANAGER = "manager"
     PREPARE = "prepare"
+    BACKUP = "backup"
 
 
 class Kind(StrEnum):
@@ -82,6 +83,8 @@ _PROFILES = (
     ),
     # The one-shot helper that owns /data's modes, the machine-id and the secret files.
     Profile(Role.PREPARE, Kind.JOB),
+    # The one-shot restic helper (issue 25): backs up, checks, lists, restores.
+    Profile(Role.BACKUP, Kind.JOB),
 )
 PROFILES: Mapping[Role, Profile] = MappingProxyType({p.role: p for p in _PROFILES})
 # The supervised services, in start order: the settings' sections, the workers, the CLI's

@@ -76,3 +76,10 @@ def for_role(role: str, supplied: frozenset[str] | set[str]) -> tuple[SecretSpec
     return tuple(
         spec for spec in SECRETS if spec.name in reads and (spec.generated or spec.name in supplied)
     )
+
+
+# The backup repository's password (`[backup] password`, HYOS_BACKUP__PASSWORD[_FILE]): not
+# a workload's secret (no container but the backup helper reads it, on stdin), so not in
+# SECRETS; generated when unset and kept in the supervisor's state dir, which
+# `down --volumes` does not reach (supervisor/backupkey.py).
+BACKUP_PASSWORD = SecretSpec("backup_password", "RESTIC_PASSWORD", True, 16, True)

@@ -24,7 +24,6 @@ from pydantic import (
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
-    PlainSerializer,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -42,9 +41,11 @@ from pydantic_settings import (
 )
 
 from supervisor import __version__, capabilities, hostpaths
+from supervisor.backupsettings import BackupSettings
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
 from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
+from supervisor.secretfile import SecretFile, SecretFileSetting
 from supervisor.secretspec import BY_NAME, SECRETS
 
 _POLICY = RestartPolicy()  # the restart defaults, stated once
@@ -136,44 +137,6 @@ def _refuse_repeated_key(value: object) -> object:
 
 # A table of environment variables: a key set twice is refused, naming the key.
 EnvTable = Annotated[dict[str, str], BeforeValidator(_refuse_repeated_key)]
-
-
-# A secret file is read once, while settings validate; more than this is not a secret.
-_SECRET_FILE_MAX = 64 * 1024
-
-
-@dataclass(frozen=True)
-class SecretFile:
-    """An operator's `*_file` setting: where it was, and what it held (read once)."""
-
-    path: Path
-    value: SecretStr
-
-
-def _read_secret_file(value: Any) -> Any:
-    if value is None or isinstance(value, SecretFile):
-        return value
-    path = Path(value)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(_SECRET_FILE_MAX + 1)
-    except OSError as err:
-        raise ValueError(f"cannot read {path}: {err.strerror}") from None
-    if len(data) > _SECRET_FILE_MAX:
-        raise ValueError(f"{path} is larger than 64 KiB; point it at the file holding the secret")
-    try:
-        text = data.decode().strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    return SecretFile(path, SecretStr(text))
-
-
-# The path is what shows (dumps, `config`); the value never does.
-SecretFileSetting = Annotated[
-    SecretFile | None,
-    BeforeValidator(_read_secret_file),
-    PlainSerializer(lambda file: None if file is None else str(file.path), return_type=str | None),
-]
 
 
 # A Unix socket's path holds at most 107 bytes (sun_path is 108, with its NUL): a longer
@@ -651,6 +614,8 @@ class Settings(BaseSettings):
     # Player-aware disruption (issue 24): supervisor/drainsettings.py.
     drain: DrainSettings = Field(default_factory=DrainSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    # Backups (issue 25): supervisor/backupsettings.py.
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"
@@ -839,6 +804,7 @@ class Settings(BaseSettings):
         for spec in SECRETS:
             if self.secret(spec.name) is not None:
                 data[spec.name] = "**********"
+        data["backup"] = self.backup.masked()
         return data
 
 

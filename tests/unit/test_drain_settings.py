@@ -11,7 +11,12 @@ import pytest
 from supervisor.drain import DrainPolicy
 from supervisor.schedule import RestartSchedule, parse_timezone
 from supervisor.settings import EX_CONFIG, load_settings
-from tests.unit.test_settings_forms import CountingSocket, _run_up, docker_socket
+from tests.unit.test_settings_forms import (
+    CountingSocket,
+    _run_up,
+    assert_refused_in_one_line,
+    docker_socket,
+)
 
 __all__ = ["docker_socket"]  # the fixture, shared with test_settings_forms
 
@@ -91,12 +96,7 @@ def test_a_bad_drain_or_schedule_setting_is_one_line_exit_78_and_touches_nothing
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(variable, value)
-    code, lines = _run_up(capsys)
-    assert code == EX_CONFIG, lines
-    assert len(lines) == 1, lines
-    assert f"{field}:" in lines[0] and words in lines[0], lines
-    assert f"(env {variable})" in lines[0], lines
-    assert docker_socket.connections == 0
+    assert_refused_in_one_line(capsys, docker_socket, field, words, variable)
 
 
 def test_a_bad_value_in_the_toml_file_too(

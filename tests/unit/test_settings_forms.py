@@ -187,10 +187,10 @@ def test_the_table_covers_every_complex_setting() -> None:
     # The ones people set most are among them, found from the model itself.
     assert {"server.ports", "server.cap_add", "server.env", "manager.tmpfs"} <= names
     assert {"server.healthcheck", "server.healthcheck.test", "restart", "kubernetes"} <= names
-    # 21 today: server and manager (cap_add, tmpfs, env, ports, healthcheck, healthcheck.test,
+    # 22 today: server and manager (cap_add, tmpfs, env, ports, healthcheck, healthcheck.test,
     # the object itself), restart, kubernetes and its two commands, drain and its warn_at,
-    # schedule.
-    assert len(COMPLEX) == 21, sorted(names)
+    # schedule, backup.
+    assert len(COMPLEX) == 22, sorted(names)
 
 
 class CountingSocket:
@@ -235,6 +235,25 @@ def _run_up(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[s
     code = cli.main([*args, "up"])
     err = capsys.readouterr().err
     return code, [line for line in err.splitlines() if line.strip()]
+
+
+def assert_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+    docker_socket: CountingSocket,
+    field: str,
+    words: str,
+    variable: str | None,
+) -> str:
+    """`up` with the environment as set: exit 78, one line naming `field` (and `variable`,
+    the env to fix, unless None) with `words`, and no connection to Docker."""
+    code, lines = _run_up(capsys)
+    assert code == EX_CONFIG, lines
+    assert len(lines) == 1, lines
+    assert f"{field}:" in lines[0] and words in lines[0], lines
+    if variable is not None:
+        assert f"(env {variable})" in lines[0], lines
+    assert docker_socket.connections == 0
+    return lines[0]
 
 
 @pytest.mark.parametrize(("path", "kind"), COMPLEX, ids=[".".join(p) for p, _ in COMPLEX])
