@@ -30,9 +30,10 @@ ADOPT_AS_STARTED = (ServiceStatus.STOPPED, ServiceStatus.BACKOFF, ServiceStatus.
 class _Pass:
     startup: bool  # start exited containers (a fresh daemon, or the engine was away)
     generations: dict[str, int]  # each worker's, when planned: a step since makes it stale
-    # Each worker's count of events, when planned: an event since is newer than the plan's
-    # listing (a `health_status` the listing predates is not repeated by the engine).
-    events_seen: dict[str, int]
+    # Each worker's counts of events (lifecycle, health), when planned: an event since is
+    # newer than the plan's listing (a `health_status` the listing predates is not
+    # repeated by the engine).
+    heard: dict[str, tuple[int, int]]
 
 
 class StackPasses:
@@ -88,7 +89,7 @@ class StackPasses:
         planned = _Pass(
             startup,
             generations={role: w.generation for role, w in self.workers.items()},
-            events_seen={role: w.events_seen for role, w in self.workers.items()},
+            heard={role: w.heard for role, w in self.workers.items()},
         )
         report = UpReport()
         async with sup.prepare_lock:
@@ -192,21 +193,26 @@ class _Adoption:
         service.container_id = container_id
         if keep is None or keep.id != container_id or not keep.running:
             return
-        if worker.events_seen != self.planned.events_seen[plan.role]:
-            # The worker heard from the engine since the listing: its view is newer, and
-            # it has reacted to it. Seen in CI: a `healthy` taken between the listing and
-            # this adoption was overwritten with the listing's `starting` (the manager
-            # waited for a healthy event the engine never sends twice), and a dashboard
-            # Stop's exit taken before it was undone (the stopped server shown running).
+        # What the worker heard from the engine since the listing is newer, and it has
+        # reacted to it. Seen in CI: a `healthy` taken between the listing and this
+        # adoption was overwritten with the listing's `starting` (the manager waited for a
+        # healthy event the engine never sends twice), and a dashboard Stop's exit taken
+        # meanwhile was undone (the stopped server shown running). A health event alone
+        # says nothing of running: a new daemon still adopts the server as started.
+        lifecycle_then, health_then = self.planned.heard[plan.role]
+        lifecycle_now, health_now = worker.heard
+        if lifecycle_now != lifecycle_then:
             return
-        service.health = keep.health
+        heard_health = health_now != health_then
+        if not heard_health:
+            service.health = keep.health
         worker.watch_login(container_id)
         now = sup.clock()
         if service.restart.status in ADOPT_AS_STARTED:
             # Also a restart or recreate that a killed daemon issued but never saw
             # start: the container runs, so the service does.
             service.restart = restarts.on_started(service.restart, now)
-        if keep.health == "healthy" and service.restart.healthy_since is None:
+        if service.health == "healthy" and service.restart.healthy_since is None:
             service.restart = restarts.on_healthy(service.restart, now)
-        if keep.health == "unhealthy" and not self.planned.startup:
+        if keep.health == "unhealthy" and not heard_health and not self.planned.startup:
             await worker.accounting.on_unhealthy(worker.log.bind(container_id=container_id[:12]))

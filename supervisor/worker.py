@@ -71,9 +71,10 @@ class ServiceWorker:
         # Bumped whenever a step of ours creates, removes or starts containers: a stack
         # pass planned before that is stale for this service.
         self.generation = 0
-        # Events handed to this worker (counted as they arrive, not as they are taken): a
-        # stack pass planned before one must not overwrite what it says (passes._Adoption).
-        self.events_seen = 0
+        # Events handed to this worker, (lifecycle, health), counted as they arrive, not as
+        # they are taken: a stack pass planned before one must not overwrite what it says
+        # (passes._Adoption).
+        self.heard = (0, 0)
         self._helpers: TaskGroup | None = None
         self.login = LoginWatch(sup, service, self)
         self.accounting = ExitAccounting(sup, service)
@@ -81,7 +82,11 @@ class ServiceWorker:
     # --- the inbox ------------------------------------------------------------------------
 
     def observe(self, event: EngineEvent) -> None:
-        self.events_seen += 1
+        lifecycle, health = self.heard
+        if event.action.startswith("health_status"):
+            self.heard = (lifecycle, health + 1)
+        else:
+            self.heard = (lifecycle + 1, health)
         self.inbox.put(event)
 
     def submit(self, job: Job) -> None:

@@ -42,8 +42,12 @@ async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_tha
     (manager,) = [c for c in engine.containers.values() if c.name.endswith("-manager")]
     assert server.info().state.running and not manager.info().state.running
 
-    # A new daemon: its listing sees the server `starting`; the server turns healthy just
-    # after, and its worker hears of it before the pass adopts the server.
+    # A new daemon, the first one killed before it saved the server's start (CI: the
+    # record said stopped, and the healthy server stayed "stopped" in the daemon's view):
+    # its listing sees the server `starting`; the server turns healthy just after, and
+    # its worker hears of it before the pass adopts the server.
+    for saved in tmp_path.glob("*.json"):
+        saved.unlink()
     second = daemon_on(engine, tmp_path)
 
     def turn_healthy() -> None:
@@ -61,7 +65,10 @@ async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_tha
         with anyio.fail_after(5):
             await second.passes.once(startup=True)
         work.cancel_scope.cancel()
-    assert second.sup.services[Role.SERVER].health == "healthy"
+    record = second.sup.services[Role.SERVER]
+    assert record.health == "healthy"
+    assert record.restart.status is ServiceStatus.RUNNING, record.restart
+    assert record.restart.healthy_since is not None
     assert manager.info().state.running
     assert not second.sup.manager_after_server
 
