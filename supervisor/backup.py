@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from entrypoint.contract import LABEL_ROLE
 from supervisor import backupkey, policy, retention
 from supervisor.backupjob import (
     JobAnswer,
@@ -115,7 +116,7 @@ class Backups:
         location = repo.location
         if repo.kind == "volume":
             await self.engine.ensure_volume(
-                repo.location, {**ownership_labels(settings.stack), "io.hyos.role": "backup"}
+                repo.location, {**ownership_labels(settings.stack), LABEL_ROLE: Role.BACKUP.value}
             )
             mount, location = Mount("volume", repo.location, policy.BACKUP_REPO_MOUNT), "/repo"
         elif repo.kind == "path":
