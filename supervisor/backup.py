@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from entrypoint.contract import LABEL_ROLE
-from supervisor import backupkey, policy, retention
+from supervisor import backupkey, hyos, policy, retention
 from supervisor.backupjob import (
     JobAnswer,
     SnapshotInfo,
@@ -203,6 +203,15 @@ class Backups:
             return "unquiesced", False
         return "quiesced", True
 
+    async def _game_version(self, server: Observed | None) -> str | None:
+        """The installed game version (HyOS's `.version`), for the snapshot's tags."""
+        if server is None:
+            return None
+        try:
+            return hyos.game_version(await self.engine.read_file(server.id, hyos.GAME_VERSION_FILE))
+        except EngineError:
+            return None
+
     # --- the verbs -----------------------------------------------------------------
 
     async def create(self, tag: str | None = None, prune: bool = True) -> Created:
@@ -210,6 +219,10 @@ class Backups:
         began = time.monotonic()
         server = await self.server()
         tags = [f"mode:{settings.backup.mode}"] + ([tag] if tag else [])
+        # In the repository itself, so a fresh stack restoring it knows the version too.
+        version = await self._game_version(server)
+        if version is not None:
+            tags.append(f"{VERSION_TAG}{version}")
         restart: str | None = None
         if settings.backup.mode == "save":
             tags.append((await self._quiesce(server))[0])
@@ -299,7 +312,7 @@ class Backups:
                     "added": record.get("added"),
                     "verified": record.get("verified"),
                     "verified_at": record.get("verified_at"),
-                    "game_version": record.get("game_version"),
+                    "game_version": _tagged_version(snap.tags),
                     "pinned": snap.for_retention().pinned,
                 }
             )
@@ -385,6 +398,13 @@ class Backups:
                     k: record[k] for k in ("time", "files", "bytes", "added", "tags", "verified")
                 } | {"verified_at": record["time"] if record["verified"] else None}
         self._write(data)
+
+
+VERSION_TAG = "version:"
+
+
+def _tagged_version(tags: tuple[str, ...]) -> str | None:
+    return next((t[len(VERSION_TAG) :] for t in tags if t.startswith(VERSION_TAG)), None)
 
 
 def _key(snapshot_id: str) -> str:

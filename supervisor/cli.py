@@ -623,14 +623,16 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
             if args.json:
                 _print_json(rows)
                 return EX_OK
-            print(f"{'ID':<9} {'TIME (UTC)':<20} {'FILES':>7} {'SIZE':>12} {'VERIFIED':<9} TAGS")
+            print(f"{'ID':<9} {'TIME (UTC)':<20} {'FILES':>7} {'SIZE':>12} {'VERIFIED':<9} "
+                  f"{'VERSION':<16} TAGS")  # fmt: skip
             for row in rows:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time"]))
                 verified = {True: "yes", False: "FAILED", None: "-"}[row["verified"]]
                 files = "-" if row["files"] is None else row["files"]
                 size = "-" if row["size"] is None else row["size"]
+                version = row["game_version"] or "-"
                 print(f"{row['short_id']:<9} {when:<20} {files:>7} {size:>12} {verified:<9} "
-                      f"{','.join(row['tags'])}")  # fmt: skip
+                      f"{version:<16} {','.join(row['tags'])}")  # fmt: skip
         elif verb == "verify":
             done = await backups.verify(None if args.all else args.id)
             print(f"verified: {done}")

@@ -24,6 +24,8 @@ STATE_DIR = "/data/.state"
 AUTH_FILE = f"{STATE_DIR}/auth.json"
 UPDATE_FILE = f"{STATE_DIR}/update.json"
 UPDATE_ON_RESTART_FILE = f"{STATE_DIR}/.update-on-restart"
+# The installed game version, one line (lib/download.sh's VERSION_FILE).
+GAME_VERSION_FILE = "/data/.version"
 # HyOS's manager's settings; they outrank its environment (entrypoint.managerconfig).
 MANAGER_CONFIG_FILE = f"{STATE_DIR}/manager-config.json"
 
@@ -49,6 +51,13 @@ class Login:
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "url": self.url, "code": self.code}
+
+
+def game_version(raw: bytes | None) -> str | None:
+    """The version in HyOS's `.version`, or None when absent or not one printable token
+    (it ends up in a restic tag: no commas, no spaces)."""
+    text = (raw or b"").decode("utf-8", errors="replace").strip()
+    return text if re.fullmatch(r"[A-Za-z0-9._+-]{1,64}", text) else None
 
 
 def _object(raw: bytes | None) -> dict[str, Any] | None:

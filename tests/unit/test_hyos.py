@@ -107,3 +107,12 @@ def test_manager_config_overrides_name_the_keys_the_dashboard_saved_over_the_wir
     assert hyos.manager_config_overrides(b'{"telemetryEnabled": false}') == ()
     assert hyos.manager_config_overrides(None) == ()
     assert hyos.manager_config_overrides(b"not json") == ()
+
+
+def test_game_version_is_one_printable_token_or_none() -> None:
+    assert hyos.game_version(b"2026.01.15-abc123\n") == "2026.01.15-abc123"
+    assert hyos.game_version(None) is None
+    assert hyos.game_version(b"") is None
+    # A tag cannot hold a comma or a space: such a file gives no version, not a broken tag.
+    assert hyos.game_version(b"1.0, 2.0") is None
+    assert hyos.game_version(b"x" * 65) is None
