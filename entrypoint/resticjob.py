@@ -14,6 +14,16 @@ The request is one JSON line on stdin (the attach stream: never argv, Env or ins
         {"op": "compare", "snapshot": "$snapshot"}, #   the id the backup step made
     ]}
 
+A lock left by a helper that was killed (SIGKILL, OOM, a host crash) would block every
+exclusive restic command (check, prune) until restic deems it stale, and restic does that
+only for a lock of its own host whose process is gone: never for a helper that ran in
+another container. So each stack's helpers share one host name (the supervisor sets it),
+and the supervisor runs at most one helper per stack at a time (the container name is the
+mutex): when a command finds the repository locked and every lock in it carries our host
+name, those locks are a dead helper's, and they are removed and the command run once more.
+A lock of any other host is left alone (another stack or machine may be using the
+repository): the command then fails with restic's own message.
+
 The password goes to restic as a file on the container's tmpfs (0600, memory only) with
 `--password-file`. Each step prints one JSON line on stdout (`{"step", "op", "code", ...}`);
 the job stops at the first failing step and exits with its code (0: all done). Nothing
@@ -25,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +62,31 @@ def _restic(repository: str, args: list[str], capture: bool = True) -> subproces
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+LOCKED = b"repository is already locked"
+
+
+def clear_own_locks(repository: str, host: str) -> int:
+    """Remove the repository's locks when every one of them was taken by `host` (a dead
+    helper of this stack: see the module's docstring); how many were removed."""
+    listing = _restic(repository, ["list", "locks", "--no-lock"])
+    out, _ = listing.communicate()
+    ids = out.decode(errors="replace").split()
+    if listing.returncode != 0 or not ids:
+        return 0
+    for lock_id in ids:
+        cat = _restic(repository, ["cat", "lock", lock_id, "--no-lock"])
+        raw, _ = cat.communicate()
+        try:
+            owner = json.loads(raw).get("hostname") if cat.returncode == 0 else None
+        except ValueError:
+            owner = None
+        if owner != host:
+            return 0
+    unlock = _restic(repository, ["unlock", "--remove-all"])
+    unlock.communicate()
+    return len(ids) if unlock.returncode == 0 else 0
 
 
 def _tail(data: bytes) -> str:
@@ -230,6 +266,12 @@ def run(request: dict[str, Any]) -> int:
             # `discard`: read everything, keep nothing (`dump` of a snapshot, to verify it).
             proc = _restic(repository, args, capture=not step.get("discard"))
             out, err = proc.communicate()
+            if proc.returncode != 0 and LOCKED in err:
+                removed = clear_own_locks(repository, socket.gethostname())
+                if removed:
+                    event["stale_locks_removed"] = removed
+                    proc = _restic(repository, args, capture=not step.get("discard"))
+                    out, err = proc.communicate()
             event.update(code=proc.returncode, stderr=_tail(err))
             text = (out or b"").decode(errors="replace")
             if step.get("json"):

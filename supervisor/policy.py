@@ -581,6 +581,10 @@ def build_backup_body(spec: BackupJobSpec) -> dict[str, Any]:
         )
     return {
         "Image": spec.image,
+        # One host name for all of a stack's helpers, the stack's (as `--host` on its
+        # snapshots): restic's locks carry it, so the next helper knows a dead one's lock
+        # for its own (entrypoint/resticjob.py). Stack names fit a host name (63 chars).
+        "Hostname": spec.stack,
         "Entrypoint": list(BACKUP_ENTRYPOINT),
         "Cmd": [],
         "User": f"{spec.uid}:{spec.gid}",

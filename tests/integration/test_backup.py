@@ -26,9 +26,13 @@ import pytest
 from tests.enginelock import once_per_run
 from tests.harness import REPO, docker
 from tests.integration.conftest import Stack, base_env
+from tests.integration.test_hyos_server import replica_image
 from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
+from tests.upstream.replica import injected_tokens, replica_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("backup")]
+
+__all__ = ["replica_image"]  # a fixture, imported for the replica test
 
 IMAGE = "hyos-supervisor:backup"
 PASSWORD = "integration-repository-password-42"
@@ -86,7 +90,8 @@ def _world(stack: Stack, megabytes: int = 1) -> None:
         "mkdir -p /data/universe/worlds/default/chunks /data/Server /data/mods && "
         f"head -c {megabytes * 1024 * 1024} /dev/urandom > /data/universe/worlds/default/chunks/r.0.0 && "
         "echo '{\"seed\": 42}' > /data/universe/worlds/default/config.json && "
-        "echo 'v1' > /data/Server/version.txt"
+        "echo 'v1' > /data/Server/version.txt && "
+        "echo '2026.01.15-abc123' > /data/.version"
     )
     docker("exec", stack.container("server"), "sh", "-c", script)
 
@@ -157,6 +162,10 @@ def test_create_list_verify_prune_forget_on_a_running_stack(bstack: Stack) -> No
     assert {"hyos", "first", "unquiesced", "mode:save"} <= set(row["tags"])
     assert row["files"] >= 3 and row["size"] >= 1024 * 1024 and row["verified"] is True
     assert row["host"] == bstack.name
+    # The game version HyOS's `.version` names, kept as a tag in the repository itself.
+    assert row["game_version"] == "2026.01.15-abc123"
+    assert "version:2026.01.15-abc123" in row["tags"]
+    assert "2026.01.15-abc123" in bstack.run("backup", "list").stdout
 
     status = bstack.run("status")
     assert "backup: last ok" in status.stdout and "verified)" in status.stdout, status.stdout
@@ -267,6 +276,125 @@ def test_faults_end_in_one_line_and_the_server_running(bstack: Stack, repo_dir: 
     # What was there is still there and whole.
     assert bstack.run("backup", "verify", "--all", timeout=300).returncode == 0
     assert len(_list(bstack)) == 1
+
+
+def _locked(repo_dir: Path) -> bool:
+    return any(Path(repo_dir, "locks").glob("*"))
+
+
+def _poll(what: str, check: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.02)
+
+
+def test_a_helper_killed_mid_backup_leaves_no_lock_that_blocks_the_next(
+    bstack: Stack, repo_dir: Path
+) -> None:
+    """The helper container killed while restic holds its lock (what an OOM kill or a host
+    crash does): the next backup removes the dead helper's lock, verifies, prunes."""
+    bstack.up()
+    _world(bstack, megabytes=300)
+    command = [sys.executable, "-m", "supervisor", "backup", "create", "--no-prune"]
+    proc = subprocess.Popen(
+        command, env=bstack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _poll("restic lock", lambda: _locked(repo_dir))
+        docker("kill", bstack.container("backup"))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert _running(bstack)
+    assert _locked(repo_dir)  # the dead helper's lock is still there
+
+    made = bstack.run("backup", "create", timeout=300)  # prunes: an exclusive lock
+    assert made.returncode == 0, made.stderr
+    assert "verified" in made.stdout and "NOT verified" not in made.stdout, made.stdout
+    assert not _locked(repo_dir)
+    assert bstack.run("backup", "verify", "--all", timeout=300).returncode == 0
+    assert _running(bstack)
+
+
+def test_a_supervisor_killed_mid_backup_leaves_the_server_running_and_the_repository_whole(
+    bstack: Stack, repo_dir: Path
+) -> None:
+    """SIGKILL of the verb while its helper runs: the helper ends its job on its own; the
+    next backup waits for it (one line), then runs; nothing in the repository is broken."""
+    bstack.up()
+    _world(bstack, megabytes=300)
+    command = [sys.executable, "-m", "supervisor", "backup", "create", "--no-prune"]
+    proc = subprocess.Popen(
+        command, env=bstack.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _poll("restic lock", lambda: _locked(repo_dir))
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _running(bstack)
+    helper = bstack.container("backup")
+    if docker("inspect", "-f", "{{.State.Running}}", helper, check=False).stdout.strip() == "true":
+        _one_line(bstack.run("backup", "create"), "is running")
+    _poll(
+        "end of the orphaned helper",
+        lambda: (
+            docker("inspect", "-f", "{{.State.Running}}", helper, check=False).stdout.strip()
+            != "true"
+        ),
+        timeout=300,
+    )
+    made = bstack.run("backup", "create", timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert bstack.run("backup", "verify", "--all", timeout=300).returncode == 0
+    assert len(_list(bstack)) == 2  # the orphan finished its snapshot; this one made another
+    assert _running(bstack)
+
+
+def _replica_api_journal(stack: Stack) -> list[dict[str, Any]]:
+    out = docker(
+        "exec", stack.container("server"), "sh", "-c",
+        "cat /data/.test/api-journal.jsonl 2>/dev/null || true",
+    ).stdout  # fmt: skip
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_a_save_the_server_refuses_marks_the_snapshot_and_leaves_it_running(
+    bstack: Stack, replica_image: None
+) -> None:
+    """HyOS's REST plugin answering `POST /server/save` with 500 (the replica's `save-fail`
+    control): the snapshot is still taken, tagged `unquiesced`, and the server runs on;
+    with the save answered, the snapshot is `quiesced` and the save came first."""
+    bstack.env.update(replica_env(injected_tokens()))
+    bstack.up()
+    assert _healthy(bstack, 120)
+    docker("exec", "--user", "568:568", bstack.container("server"), "sh", "-c",
+           "mkdir -p /data/.test && touch /data/.test/save-fail")  # fmt: skip
+    refused = bstack.run("backup", "create", "--no-prune", timeout=300)
+    assert refused.returncode == 0, refused.stderr
+    assert "unquiesced" in refused.stdout, refused.stdout
+    saves = [e for e in _replica_api_journal(bstack) if e["path"] == "/server/save"]
+    assert [e["status"] for e in saves] == [500]
+    assert _running(bstack) and _healthy(bstack)
+
+    docker("exec", bstack.container("server"), "rm", "/data/.test/save-fail")
+    saved = bstack.run("backup", "create", "--no-prune", timeout=300)
+    assert saved.returncode == 0, saved.stderr
+    assert "quiesced" in saved.stdout and "unquiesced" not in saved.stdout, saved.stdout
+    saves = [e for e in _replica_api_journal(bstack) if e["path"] == "/server/save"]
+    assert [e["status"] for e in saves] == [500, 200]
+    rows = _list(bstack)
+    assert [("unquiesced" in r["tags"], "quiesced" in r["tags"]) for r in rows] == [
+        (False, True),
+        (True, False),
+    ]  # newest first
+    assert _running(bstack)
 
 
 def test_the_generated_key_outlives_down_volumes_and_opens_the_repository_elsewhere(

@@ -22,6 +22,8 @@ Test controls, in the control directory (fake_java.control_file):
                        request: /players and /server/status's playerCount follow it
   api-journal.jsonl    written here: one JSON line per admin call and save
                        {at, method, path, body, status}, so a test reads what players saw
+  save-fail            while it exists, POST /server/save answers 500 without saving (a
+                       world the game could not write)
 Rate limits as the plugin's config.json `rateLimits` says (HyOS's lib/api.sh writes 300/min
 with bursts of 50 by default, /auth/token 60/min burst 10, /admin/* 120/min burst 20): a
 token bucket per client address and endpoint class; beyond it 429.
@@ -235,6 +237,8 @@ def _handler(api: API) -> type[JsonHandler]:
             answer: dict[str, Any]
             if self.path == "/admin/broadcast" and isinstance(body.get("message"), str):
                 status, answer = 200, {"success": True}
+            elif self.path == "/server/save" and api.control("save-fail").exists():
+                status, answer = 500, {"error": "internal_error", "message": "Save failed"}
             elif self.path == "/server/save":
                 api.save()
                 status, answer = 200, {"success": True, "message": "World saved"}
