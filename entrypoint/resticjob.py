@@ -25,7 +25,8 @@ A lock of any other host is left alone (another stack or machine may be using th
 repository): the command then fails with restic's own message.
 
 The password goes to restic as a file on the container's tmpfs (0600, memory only) with
-`--password-file`. Each step prints one JSON line on stdout (`{"step", "op", "code", ...}`);
+`--password-file`. The backend's credentials (`"env"`: AWS_*, B2_*...) go into restic's
+environment only, never the container's. Each step prints one JSON line on stdout (`{"step", "op", "code", ...}`);
 the job stops at the first failing step and exits with its code (0: all done). Nothing
 printed ever holds the password.
 """
@@ -54,10 +55,15 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+# The request's backend credentials, for every restic this one-shot job runs.
+BACKEND_ENV: dict[str, str] = {}
+
+
 def _restic(repository: str, args: list[str], capture: bool = True) -> subprocess.Popen[bytes]:
     argv = [RESTIC, "--repo", repository, "--password-file", KEY_FILE, "--no-cache", *args]
     return subprocess.Popen(
         argv,
+        env={**os.environ, **BACKEND_ENV},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -223,6 +229,7 @@ def compare(
 
 def run(request: dict[str, Any]) -> int:
     repository = str(request["repository"])
+    BACKEND_ENV.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
     fd = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(str(request["password"]) + "\n")

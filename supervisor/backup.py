@@ -133,7 +133,9 @@ class Backups:
             log_max_size=settings.log_max_size,
         )
         await self._clear_leftover()
-        stdin = request(password.get_secret_value(), location, steps)
+        stdin = request(
+            password.get_secret_value(), location, steps, settings.backup.backend_credentials()
+        )
         try:
             code, out, err = await self.engine.run_once(
                 self.name, policy.build_backup_body(spec), stdin, timeout

@@ -73,11 +73,18 @@ def _restic(*args: str, json_out: bool = False, ok: tuple[int, ...] = ()) -> Ste
     return step
 
 
-def request(password: str, repository: str, steps: list[Step]) -> bytes:
-    """The job's stdin: one JSON line (the password travels here, nowhere else)."""
-    return (
-        json.dumps({"password": password, "repository": repository, "steps": steps}) + "\n"
-    ).encode()
+def request(
+    password: str,
+    repository: str,
+    steps: list[Step],
+    credentials: Mapping[str, str] | None = None,
+) -> bytes:
+    """The job's stdin: one JSON line (the password and the backend's credentials travel
+    here, nowhere else)."""
+    job: dict[str, Any] = {"password": password, "repository": repository, "steps": steps}
+    if credentials:
+        job["env"] = dict(credentials)
+    return (json.dumps(job) + "\n").encode()
 
 
 def create_request(host: str, tags: Iterable[str], check: bool = True) -> list[Step]:

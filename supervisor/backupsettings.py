@@ -36,6 +36,11 @@ __all__ = ["BackupEvery", "BackupSettings", "Repository"]
 REMOTE_SCHEMES = ("s3", "sftp", "rest", "b2", "azure", "gs", "swift", "rclone")
 _REMOTE = re.compile(rf"^(?P<scheme>{'|'.join(REMOTE_SCHEMES)}):(?P<rest>.+)$")
 _VOLUME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+# restic's backend credentials are environment variables; these prefixes are the backends'
+# (S3 and compatible, B2, Azure, Google Cloud Storage, OpenStack Swift, rclone, a REST
+# server). Anything else (RESTIC_PASSWORD, PATH, HOME...) is not a credential to pass.
+CREDENTIAL_PREFIXES = ("AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_", "RESTIC_REST_")
+_CREDENTIAL_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 # The least time between two scheduled backups (a duration form): a check follows each.
 MIN_EVERY_S = 300.0
 
@@ -137,6 +142,36 @@ class BackupEvery:
         return self.cron.next_window(first, zone) - first
 
 
+def _credential_problem(name: str, value: str) -> str | None:
+    if not _CREDENTIAL_NAME.match(name) or not name.startswith(CREDENTIAL_PREFIXES):
+        return (
+            f"{name!r} is not a restic backend variable; use names starting "
+            f"{', '.join(CREDENTIAL_PREFIXES)} (e.g. AWS_SECRET_ACCESS_KEY)"
+        )
+    if not value or "\n" in value or "\0" in value:
+        return f"{name} is empty or holds a line break; give its value on one line"
+    return None
+
+
+def parse_credentials_file(text: str) -> dict[str, SecretStr]:
+    """An env file (`NAME=value` lines, `#` comments, blank lines), as restic's own
+    documentation writes backend credentials."""
+    found: dict[str, SecretStr] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip().strip("'\"")
+        if not sep:
+            raise ValueError(f"line {number} is not NAME=value")
+        problem = _credential_problem(name, value)
+        if problem is not None:
+            raise ValueError(f"line {number}: {problem}")
+        found[name] = SecretStr(value)
+    return found
+
+
 def _repository(value: object) -> Repository | None:
     return None if value is None else Repository.parse(value)
 
@@ -167,6 +202,11 @@ class BackupSettings(BaseModel):
     # None (and no password_file): generated once, kept in the state dir (backupkey.py).
     password: SecretStr | None = None
     password_file: SecretFileSetting = None
+    # The repository's backend credentials (S3, B2, Azure...), as restic's environment
+    # variables; or credentials_file, an env file of NAME=value lines (it wins). Secrets:
+    # they reach restic through the helper's stdin, never its Env, argv or `config`.
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    credentials_file: SecretFileSetting = None
     # None: no scheduled backups (the verbs still work).
     every: EverySetting = None
     # save: POST /server/save, then a snapshot of the running server's world;
@@ -196,6 +236,33 @@ class BackupSettings(BaseModel):
                 raise ValueError(problem)
         return file
 
+    @field_validator("credentials")
+    @classmethod
+    def _credentials(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in value.items():
+            problem = _credential_problem(name, secret.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("credentials_file")
+    @classmethod
+    def _credentials_file(cls, file: SecretFile | None) -> SecretFile | None:
+        if file is not None:
+            try:
+                parse_credentials_file(file.value.get_secret_value())
+            except ValueError as err:
+                raise ValueError(f"{file.path}: {err}") from None
+        return file
+
+    def backend_credentials(self) -> dict[str, str]:
+        """What restic gets in its environment: the file's, else the table's."""
+        if self.credentials_file is not None:
+            chosen = parse_credentials_file(self.credentials_file.value.get_secret_value())
+        else:
+            chosen = self.credentials
+        return {name: secret.get_secret_value() for name, secret in chosen.items()}
+
     def supplied_password(self) -> SecretStr | None:
         """The operator's password: its file wins over the value; None: generated."""
         if self.password_file is not None:
@@ -218,6 +285,7 @@ class BackupSettings(BaseModel):
         data: dict[str, Any] = self.model_dump(mode="json")
         if self.password is not None:
             data["password"] = "**********"
+        data["credentials"] = {name: "**********" for name in self.credentials}
         return data
 
 

@@ -117,7 +117,12 @@ def _list(stack: Stack, **env: str) -> list[dict[str, Any]]:
     return rows
 
 
+CREDENTIAL = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+
 def test_create_list_verify_prune_forget_on_a_running_stack(bstack: Stack) -> None:
+    # Backend credentials (ignored by a local repository) must not show in the helper.
+    bstack.env["HYOS_BACKUP__CREDENTIALS"] = json.dumps({"AWS_SECRET_ACCESS_KEY": CREDENTIAL})
     bstack.up()
     _world(bstack)
     seen: dict[str, Any] = {}
@@ -154,7 +159,8 @@ def test_create_list_verify_prune_forget_on_a_running_stack(bstack: Stack) -> No
     assert host["Memory"] > 0 and host["PidsLimit"] > 0
     data = next(m for m in seen["Mounts"] if m["Destination"] == "/data")
     assert data["RW"] is False
-    assert PASSWORD not in json.dumps(seen)
+    assert PASSWORD not in json.dumps(seen) and CREDENTIAL not in json.dumps(seen)
+    assert CREDENTIAL not in made.stdout + made.stderr
 
     rows = _list(bstack)
     assert len(rows) == 1

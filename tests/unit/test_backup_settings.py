@@ -93,6 +93,52 @@ def test_the_password_is_never_shown(
     assert "from-a-file" not in capsys.readouterr().out
 
 
+def test_backend_credentials_reach_restic_only_and_are_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HYOS_BACKUP__REPOSITORY", "s3:https://s3.example/bucket")
+    monkeypatch.setenv(
+        "HYOS_BACKUP__CREDENTIALS",
+        json.dumps({"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET}),
+    )
+    s = load_settings()
+    assert s.backup.backend_credentials() == {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+    assert SECRET not in json.dumps(s.masked()) and SECRET not in repr(s)
+    assert cli.main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out and "AWS_SECRET_ACCESS_KEY" in out
+    # The env file form (as restic's documentation writes it) wins over the table.
+    env_file = tmp_path / "restic.env"
+    env_file.write_text("# B2\nexport B2_ACCOUNT_ID=0012ab\nB2_ACCOUNT_KEY='" + SECRET + "-b2'\n\n")
+    monkeypatch.setenv("HYOS_BACKUP__CREDENTIALS_FILE", str(env_file))
+    s = load_settings()
+    assert s.backup.backend_credentials() == {
+        "B2_ACCOUNT_ID": "0012ab",
+        "B2_ACCOUNT_KEY": SECRET + "-b2",
+    }
+    assert s.masked()["backup"]["credentials_file"] == str(env_file)
+    assert cli.main(["config"]) == 0
+    assert SECRET not in capsys.readouterr().out
+
+
+def test_a_bad_credentials_file_names_its_line(
+    tmp_path: Path,
+    docker_socket: CountingSocket,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env_file = tmp_path / "restic.env"
+    env_file.write_text("AWS_ACCESS_KEY_ID=x\nRESTIC_PASSWORD=" + SECRET + "\n")
+    monkeypatch.setenv("HYOS_BACKUP__CREDENTIALS_FILE", str(env_file))
+    line = assert_refused_in_one_line(
+        capsys, docker_socket, "backup.credentials_file", "line 2", "HYOS_BACKUP__CREDENTIALS_FILE"
+    )
+    assert SECRET not in line
+
+
 def test_every_next_and_overdue() -> None:
     zone = UTC
     now = datetime(2026, 12, 7, 4, 0, tzinfo=UTC).timestamp()
@@ -128,6 +174,9 @@ BAD = [
     ("HYOS_BACKUP__KEEP_DAILY", "-1", "backup.keep_daily", "greater than or equal to 0"),
     ("HYOS_BACKUP__KEEP_LAST", "many", "backup.keep_last", "valid integer"),
     ("HYOS_BACKUP__REPO", "/srv/b", "backup.repo", "unknown setting"),
+    ("HYOS_BACKUP__CREDENTIALS", '{"PATH": "/tmp"}', "backup.credentials", "restic backend"),
+    ("HYOS_BACKUP__CREDENTIALS", '{"AWS_KEY": ""}', "backup.credentials", "is empty"),
+    ("HYOS_BACKUP__CREDENTIALS_FILE", "/nonexistent/env", "backup.credentials_file", "cannot read"),
 ]
 
 

@@ -1,6 +1,8 @@
-"""A dead helper's restic lock, with the real restic (Debian's) on a local repository:
-the helper removes a lock only when every lock in the repository carries its own host
-name, then runs the locked-out command once more (entrypoint/resticjob.py)."""
+"""The helper's restic process (entrypoint/resticjob.py), with real processes: a dead
+helper's lock, with the real restic (Debian's) on a local repository (the helper removes a
+lock only when every lock in the repository carries its own host name, then runs the
+locked-out command once more), and the backend's credentials reaching restic's
+environment."""
 
 from __future__ import annotations
 
@@ -90,3 +92,38 @@ def test_a_locked_step_is_run_again_after_the_own_lock_is_removed(
     event = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert code == 0, event
     assert event["stale_locks_removed"] == 1 and event["code"] == 0
+
+
+def test_backend_credentials_reach_restics_environment_and_nothing_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stand-in restic that writes down its environment: the request's `env` is there
+    for every restic the job runs; the job's own output never holds the values."""
+    seen = tmp_path / "env.json"
+    fake = tmp_path / "restic"
+    fake.write_text(
+        "#!/usr/bin/env python3\nimport json, os\n"
+        f"open({str(seen)!r}, 'a').write(json.dumps(dict(os.environ)) + '\\n')\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(resticjob, "RESTIC", str(fake))
+    monkeypatch.setattr(resticjob, "KEY_FILE", str(tmp_path / "run.key"))
+    monkeypatch.setattr(resticjob, "BACKEND_ENV", {})
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+    code = resticjob.run(
+        {
+            "password": PASSWORD,
+            "repository": "s3:https://s3.example/bucket",
+            "env": {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": secret},
+            "steps": [
+                {"op": "restic", "args": ["snapshots"]},
+                {"op": "restic", "args": ["check"]},
+            ],
+        }
+    )
+    assert code == 0
+    envs = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(envs) == 2
+    assert all(e["AWS_SECRET_ACCESS_KEY"] == secret for e in envs)
+    assert all(e["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE" for e in envs)
+    assert secret not in capsys.readouterr().out
