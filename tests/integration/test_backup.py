@@ -285,7 +285,10 @@ def test_faults_end_in_one_line_and_the_server_running(bstack: Stack, repo_dir: 
 
 
 def _locked(repo_dir: Path) -> bool:
-    return any(Path(repo_dir, "locks").glob("*"))
+    """A lock restic has finished writing (its local backend makes the file read-only
+    then; one killed half-way is unreadable, and restic ignores it)."""
+    files = list(Path(repo_dir, "locks").glob("*"))
+    return any(f.stat().st_size > 0 and not f.stat().st_mode & 0o222 for f in files)
 
 
 def _poll(what: str, check: Any, timeout: float = 120) -> None:

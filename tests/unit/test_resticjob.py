@@ -43,6 +43,13 @@ def _locks(repo: str) -> list[str]:
     return sorted(os.listdir(Path(repo, "locks")))
 
 
+def _whole_lock(repo: str) -> bool:
+    """A lock file restic has finished writing: its local backend makes a file read-only
+    once written (one killed half-way is unreadable, and restic ignores it)."""
+    files = list(Path(repo, "locks").iterdir())
+    return any(f.stat().st_size > 0 and not f.stat().st_mode & 0o222 for f in files)
+
+
 def _dead_backup(repo: str) -> None:
     """A `restic backup --stdin` killed with SIGKILL while it holds its lock."""
     env = {**os.environ, "RESTIC_PASSWORD": PASSWORD}
@@ -52,9 +59,9 @@ def _dead_backup(repo: str) -> None:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while not _locks(repo) and time.monotonic() < deadline:
+        while not _whole_lock(repo) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _locks(repo), "restic never took its lock"
+        assert _whole_lock(repo), "restic never took its lock"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -127,3 +134,31 @@ def test_backend_credentials_reach_restics_environment_and_nothing_printed(
     assert all(e["AWS_SECRET_ACCESS_KEY"] == secret for e in envs)
     assert all(e["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE" for e in envs)
     assert secret not in capsys.readouterr().out
+
+
+def test_init_on_a_local_repository_that_exists_runs_no_restic(
+    repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each restic process pays the key derivation: the probe of a local repository is a
+    look at its config file. A directory without one is still probed (and initialised)."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "restic"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec restic "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(resticjob, "RESTIC", str(fake))
+    monkeypatch.setattr(resticjob, "KEY_FILE", str(tmp_path / "run.key"))
+    assert resticjob.run({"password": PASSWORD, "repository": repo, "steps": [{"op": "init"}]}) == 0
+    event = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert event["code"] == 0 and event["created"] is False
+    assert not calls.exists()
+    fresh = str(tmp_path / "fresh")
+    (tmp_path / "run.key").unlink()
+    assert (
+        resticjob.run({"password": PASSWORD, "repository": fresh, "steps": [{"op": "init"}]}) == 0
+    )
+    event = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert event["created"] is True and Path(fresh, "config").is_file()
+    assert [line.split()[-2:] for line in calls.read_text().splitlines()] == [
+        ["cat", "config"],
+        ["--no-cache", "init"],
+    ]
