@@ -101,7 +101,7 @@ class Alert:
             return None
         try:
             role = data.get("role")
-            facts = data.get("facts") or {}
+            facts = data.get("facts", {})
             if not isinstance(facts, dict) or not (role is None or isinstance(role, str)):
                 return None
             fields = (data["key"], data["stack"], data["title"], data["body"])

@@ -114,11 +114,26 @@ def with_key(url: str, alert: Alert) -> str:
 _quieted = threading.Lock()
 
 
+# Apprise and the HTTP stack under it (only Apprise uses requests/urllib3 here: the
+# engine's client is aiohttp). Their debug lines carry request paths: a webhook's token.
+_QUIET = ("apprise", "urllib3", "requests", "requests_oauthlib", "oauthlib")
+
+
 def _quiet_apprise() -> None:
-    """Apprise's own log lines never reach the daemon's log (they can name a webhook's
-    host or path); what went wrong is read from its result, redacted."""
+    """Apprise's and its HTTP stack's log lines never reach the daemon's log (they name a
+    webhook's host or path); what went wrong is read from Apprise's result, redacted."""
     with _quieted:
-        logging.getLogger("apprise").propagate = False
+        for name in _QUIET:
+            quiet = logging.getLogger(name)
+            if quiet.propagate:
+                quiet.addHandler(logging.NullHandler())  # (not logging.lastResort either)
+                quiet.propagate = False
+
+
+def _warm_up() -> None:
+    import apprise  # noqa: F401
+
+    _quiet_apprise()
 
 
 def deliver(url: str, alert: Alert) -> str | None:
@@ -266,6 +281,9 @@ class AlertSender:
         limiter = anyio.CapacityLimiter(SEND_THREADS)
         async with anyio.create_task_group() as sends:
             task_status.started()
+            # Apprise's import (~1 s of plugin loading) once, off the loop, before the
+            # first alert waits for it.
+            await anyio.to_thread.run_sync(_warm_up, limiter=limiter, abandon_on_cancel=True)
             while True:
                 now = self.clock()
                 if now - self._scanned_at >= SCAN_S or self._wake.is_set():
