@@ -47,6 +47,7 @@ logger = logging.getLogger("supervisor.alerts")
 
 SEND_THREADS = 4
 SCAN_S = 2.0  # how often the directory is looked at for alerts other processes added
+TIDY_S = 3600.0  # how often delivered tombstones past their 48 h are removed
 PROBE_CAP_S = 60.0  # the longest a down target waits between probes
 # Apprise's per-request socket timeouts (connect, read), explicit: a thread is held at
 # most this long by a target that does not answer.
@@ -199,6 +200,7 @@ class AlertSender:
         self.delivered = 0
         self._wake = anyio.Event()
         self._scanned_at = float("-inf")
+        self._tidied_at = float("-inf")
 
     @property
     def enabled(self) -> bool:
@@ -275,9 +277,7 @@ class AlertSender:
         if not self.enabled:
             task_status.started()
             return
-        outbox.private(self.box.path)
-        self.box.remove_stale_temp_files()
-        self.box.prune(self.clock())
+        self._tidy()
         limiter = anyio.CapacityLimiter(SEND_THREADS)
         async with anyio.create_task_group() as sends:
             task_status.started()
@@ -289,6 +289,8 @@ class AlertSender:
                 if now - self._scanned_at >= SCAN_S or self._wake.is_set():
                     self._scan(now)
                 self._drop_expired(now)
+                if now - self._tidied_at >= TIDY_S:
+                    self._tidy()
                 for entry, target in self._due(now, SEND_THREADS - len(self.inflight)):
                     self.inflight.add((entry.key, target.id))
                     sends.start_soon(self._send, entry.key, target, limiter)
@@ -296,6 +298,19 @@ class AlertSender:
                 self._wake = anyio.Event()
                 with anyio.move_on_after(wait / self.time_scale):
                     await self._wake.wait()
+
+    def _tidy(self) -> None:
+        """The directory private, a kill's temp files gone, old tombstones pruned (at
+        start, then hourly). A state dir that cannot be written is logged, not fatal:
+        supervision goes on without notifications."""
+        self._tidied_at = self.clock()
+        try:
+            outbox.private(self.box.path)
+            self.box.remove_stale_temp_files()
+            self.box.prune(self._tidied_at)
+        except OSError as err:
+            self.log.error("cannot tidy the notification outbox", extra={"error": str(err)})
+        self.known &= self.box.names()
 
     def _scan(self, now: float) -> None:
         """Read files not seen yet: this daemon's, and other processes' (the CLI's)."""
@@ -332,7 +347,10 @@ class AlertSender:
                     },
                 )
                 del self.pending[entry.key]
-                self.box.remove(entry.key)
+                try:
+                    self.box.remove(entry.key)
+                except OSError as err:
+                    self.log.error("cannot update the outbox", extra={"error": str(err)})
 
     def _due(self, now: float, room: int) -> list[tuple[Entry, _Target]]:
         """What to send now, oldest first: to a target that is up, every due alert; to a

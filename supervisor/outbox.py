@@ -126,7 +126,7 @@ class Outbox:
     def names(self) -> set[str]:
         try:
             return {p.name for p in self.path.iterdir() if p.name.endswith(_SUFFIX)}
-        except FileNotFoundError:
+        except OSError:  # missing, or not readable: nothing to send from it
             return set()
 
     def read(self, name: str) -> Entry | None:

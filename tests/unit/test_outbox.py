@@ -248,3 +248,19 @@ async def test_sending_never_holds_up_the_daemon(tmp_path: Path) -> None:
     # (Generous bounds: CI runs two test workers on two cores.)
     assert max(emits) < 0.5, max(emits)
     assert max(late) < 0.5, max(late)
+
+
+async def test_an_outbox_that_cannot_be_written_costs_the_notifications_not_the_daemon(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    sender = AlertSender("t", ["json://127.0.0.1:9/x"], tmp_path / "file" / "t.outbox")
+    async with anyio.create_task_group() as tg:
+        await tg.start(sender.run)
+        sender.emit(alert(1))  # logged, not raised
+        sender.failure("server", reason="exit 1", exit_code=1, crash_loop=False)
+        await anyio.sleep(0.2)  # the sender loops on: nothing to send, nothing raised
+        tg.cancel_scope.cancel()
+    assert "cannot write a notification to the outbox" in caplog.text
+    assert "cannot tidy the notification outbox" in caplog.text
+    assert sender.pending == {}
