@@ -202,7 +202,7 @@ def on_failure(
                 _key(stack, AlertKind.CRASH, role, now),
                 stack,
                 now,
-                f"[{stack}] {role} crashed",
+                f"[{stack}] {role} " + ("crashed" if exit_code is not None else "turned unhealthy"),
                 f"The {role} failed ({reason}); the supervisor restarts it with backoff. "
                 "Further failures are told only if it enters a crash loop.",
                 Severity.WARNING,

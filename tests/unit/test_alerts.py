@@ -226,3 +226,15 @@ def test_the_sender_keeps_episodes_across_a_restart(tmp_path: Path) -> None:
     queued = [e.alert.kind.value for e in second.box.entries()]
     assert queued == ["crash"]
     assert second.episodes["server"].crashes == 2
+
+
+def test_an_unhealthy_restart_opens_an_episode_in_its_own_words() -> None:
+    _, found = alerts.on_failure(
+        None, "s", "manager", 5.0, reason="unhealthy", exit_code=None, crash_loop=False,
+        reset_after_s=RESET,
+    )  # fmt: skip
+    assert [a.title for a in found] == ["[s] manager turned unhealthy"]
+    assert found[0].role == "manager" and found[0].facts == {
+        "reason": "unhealthy",
+        "exit_code": None,
+    }
