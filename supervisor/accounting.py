@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from supervisor import hyos, restarts, roles, stopmarks, totals
+from supervisor import alerts, hyos, restarts, roles, stopmarks, totals
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
@@ -57,6 +57,7 @@ class ExitAccounting:
         level = logging.INFO if judged.kind is ExitKind.CLEAN else logging.WARNING
         log.log(level, "exited", extra=fields)
         if not self.sup.stopping:
+            self._notify(decision, judged.exit_code)
             await self._announce(decision, log)
 
     async def judge(self, exited: ContainerExit) -> restarts.ExitJudgement:
@@ -91,6 +92,28 @@ class ExitAccounting:
                 extra={"error": str(err)},
             )
             return None
+
+    def _notify(self, decision: restarts.Decision, exit_code: int | None) -> None:
+        """The decision, told through the outbox (supervisor/alerts.py keeps it to one
+        message per crash episode)."""
+        if decision.action in (Action.RESTART, Action.STOP_CRASH_LOOP):
+            self.sup.alerts.failure(
+                self.role,
+                reason=decision.reason,
+                exit_code=exit_code,
+                crash_loop=decision.action is Action.STOP_CRASH_LOOP,
+            )
+        elif decision.action is Action.NEEDS_AUTH:
+            self.sup.alerts.emit(
+                alerts.needs_auth(
+                    self.sup.settings.stack,
+                    self.role,
+                    self.sup.clock(),
+                    url=None,
+                    code=None,
+                    reason=decision.reason,
+                )
+            )
 
     async def _announce(self, decision: restarts.Decision, log: BoundLogger) -> None:
         """What the operator must know of a decision; the step itself is pending."""
@@ -135,5 +158,6 @@ class ExitAccounting:
                 "restart_count": self.service.restart.restart_count,
             },
         )
+        self._notify(decision, None)
         if decision.action is not Action.RESTART:
             await self._announce(decision, log)

@@ -4,7 +4,8 @@ sleeps until the next backup is due, takes it (retention applied), and logs the 
 When it is due is decided by `BackupEvery.next_after` (pure): an interval counts from the
 last successful backup (kept in the records, so a restarted daemon keeps the rhythm); a
 cron line is its next window. A failed attempt is retried `RETRY_S` later, not at once.
-A backup older than twice its interval is a warning (and `status` says OVERDUE).
+A backup older than twice its interval is a warning (and `status` says OVERDUE); it and a
+failed attempt are notified too (supervisor/alerts.py: once per stale backup).
 
 Under the daemon, backups are taken in `save` mode: a `stop` backup stops the server
 behind its worker's back (the worker would take the stop for an exit and restart it),
@@ -19,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from supervisor.alerts import backup_failed, backup_stale
+from supervisor.alertsender import Alerts, NoAlerts
 from supervisor.backup import BackupError, Backups
 from supervisor.backupkey import BackupKeyError
 from supervisor.backupsettings import overdue
@@ -39,11 +42,14 @@ async def run_schedule(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     rounds: int | None = None,
+    *,
+    alerts: Alerts | None = None,
 ) -> None:
     """Until cancelled (or `rounds` attempts, for tests)."""
     every = settings.backup.every
     if every is None:
         return
+    tell = alerts or NoAlerts()
     if settings.backup.mode == "stop":
         log.warning("backup.mode = stop is not taken by `run` yet; scheduled backups save instead")
         settings = settings.model_copy(
@@ -61,6 +67,10 @@ async def run_schedule(
         await sleep(max(0.0, due - clock()))
         if overdue(last, every, clock(), zone):
             log.warning("the last successful backup is older than twice its interval")
+            if last is not None:  # (overdue says so only with one)
+                tell.emit(
+                    backup_stale(settings.stack, clock(), last_ok=float(last), every=every.text)
+                )
         attempts += 1
         try:
             await Restore(backups).recover()
@@ -68,6 +78,7 @@ async def run_schedule(
         except (BackupError, BackupKeyError, EngineError, DockerUnreachable, OSError) as err:
             failed_at = clock()
             log.error("scheduled backup failed", extra={"error": str(err)})
+            tell.emit(backup_failed(settings.stack, failed_at, error=str(err), scheduled=True))
             continue
         failed_at = None
         log.info(

@@ -313,6 +313,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
             row["auth"] = login.to_json() if login is not None else None
     drained = {key: (view or {}).get(key) for key in ("drain", "last_drain", "next_window")}
     backup = _backup_view(settings)
+    notifications = _outbox_view(settings)
     if backup is not None and backup["overdue"]:
         log.warning("the last successful backup is older than twice its interval",
                     extra={"age_s": backup["age_s"], "every": backup["every"]})  # fmt: skip
@@ -320,6 +321,8 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         data = {"stack": settings.stack, "daemon": view is not None, "services": rows, **drained}
         if backup is not None:
             data["backup"] = backup
+        if notifications is not None:
+            data["notifications"] = notifications
         _print_json(data)
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
@@ -345,6 +348,8 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         print(line)
     if backup is not None:
         print(status_line(backup))
+    if notifications is not None:
+        print(_outbox_line(notifications))
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
@@ -383,6 +388,25 @@ def _backup_view(settings: Settings) -> dict[str, Any] | None:
     return backup_status(
         read_json(records_path(settings)), settings.backup.every, time.time(), zone
     )
+
+
+def _outbox_view(settings: Settings) -> dict[str, Any] | None:
+    """The notification outbox's backlog: read from its files, never from a service."""
+    from supervisor.alertsender import outbox_view
+
+    return outbox_view(settings, time.time())
+
+
+def _outbox_line(view: dict[str, Any]) -> str:
+    """`notifications: 3 waiting (oldest 5m); last error: ...` or all delivered."""
+    from supervisor.backupsettings import describe_age
+
+    if not view["pending"]:
+        return "notifications: all delivered"
+    text = f"notifications: {view['pending']} waiting (oldest {describe_age(view['oldest_age_s'])})"
+    if view["last_error"]:
+        text += f"; last error: {view['last_error']}"
+    return text
 
 
 async def _auth(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
@@ -597,12 +621,16 @@ def _backup_key(settings: Settings) -> int:
 
 
 async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
+    from supervisor import alerts
+    from supervisor.alertsender import alerts_for
     from supervisor.backup import BackupError, Backups
     from supervisor.backupkey import BackupKeyError
     from supervisor.restore import Restore
 
     backups = Backups(engine, settings)
     verb = args.backup_verb
+    # Written to the outbox here; the daemon's sender delivers it (at once if one runs).
+    emit = alerts_for(settings, log).emit
     try:
         # A restore a killed supervisor left half done is finished or rolled back first.
         recovered = await Restore(backups).recover() if verb != "restore" else None
@@ -653,8 +681,19 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
             print(f"restored {restored.snapshot[:8]} in {restored.seconds:.1f} s (server down "
                   f"{restored.downtime_s:.1f} s); the world before is backup "
                   f"{restored.pinned[:8]}")  # fmt: skip
+            emit(
+                alerts.restore_done(
+                    settings.stack,
+                    time.time(),
+                    snapshot=restored.snapshot,
+                    pinned=restored.pinned,
+                    downtime_s=restored.downtime_s,
+                )
+            )
     except (BackupError, BackupKeyError) as err:
         error_line(f"hyos-supervisor: backup {verb}: {err}")
+        if verb == "create":
+            emit(alerts.backup_failed(settings.stack, time.time(), error=str(err), scheduled=False))
         return EX_FAILED
     return EX_OK
 

@@ -18,12 +18,14 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
 
 from entrypoint.contract import LABEL_ROLE
 from supervisor import control, restarts, stopmarks
+from supervisor.alertsender import alerts_for
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
@@ -63,6 +65,8 @@ class Daemon:
         self.sup = Supervision(
             settings, engine, notifier, StateStore(state_path(settings)), self.log, clock
         )
+        self.alerts = alerts_for(settings, self.log)
+        self.sup.alerts = self.alerts
         self.workers: dict[str, ServiceWorker] = {}
         self.passes = StackPasses(self.sup, self.workers)
         self.drains = Drains(self.sup, self.workers, hold=self.hold_for_down)
@@ -97,6 +101,8 @@ class Daemon:
             with self._work_scope:
                 async with anyio.create_task_group() as work:
                     self._work = work
+                    # First: alerts the first pass decides go out while it runs.
+                    await work.start(self.alerts.run)
                     for worker in self.workers.values():
                         await work.start(worker.run)
                     await work.start(self.events.follow)
@@ -116,7 +122,8 @@ class Daemon:
                     if sup.settings.backup.every is not None:
                         from supervisor.backupschedule import run_schedule
 
-                        work.start_soon(run_schedule, sup.engine, sup.settings, self.log)
+                        schedule = partial(run_schedule, alerts=self.alerts)
+                        work.start_soon(schedule, sup.engine, sup.settings, self.log)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)

@@ -38,7 +38,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import drain, secretspec
+from supervisor import alerts, drain, secretspec
 from supervisor.dockertypes import EngineError
 from supervisor.drain import DrainPolicy, DrainState, Kind
 from supervisor.drainer import DrainApi, Drainer
@@ -206,6 +206,7 @@ class Drains:
         self._group: TaskGroup | None = None
         self._run: _Run | None = None
         self._saved: Any = None  # load's find, for run
+        self._told: DrainState | None = None  # the drain the operator was told of (alerts)
 
     # --- the daemon's side ----------------------------------------------------------------
 
@@ -266,6 +267,7 @@ class Drains:
         if self.sup.drain_record is not None:
             self.log.info("drain cancelled: the daemon stops the stack")
             self.sup.drain_record = None
+            self._tell_cancelled("the supervisor stopped the stack")
 
     # --- the operator's side --------------------------------------------------------------
 
@@ -384,6 +386,31 @@ class Drains:
         )
         if decision.kind is not Kind.ACT:
             run.settled.set()
+        if decision.kind not in (Kind.ACT, Kind.SKIP, Kind.CANCELLED) and not state.cancelled:
+            # It waits for players: worth a message (one per drain: keyed by its start).
+            self._told = state
+            self.sup.alerts.emit(
+                alerts.drain_started(
+                    self.sup.settings.stack,
+                    self.sup.clock(),
+                    action=state.action,
+                    started=state.started,
+                    deadline=state.deadline,
+                )
+            )
+
+    def _tell_cancelled(self, by: str) -> None:
+        told, self._told = self._told, None
+        if told is not None:
+            self.sup.alerts.emit(
+                alerts.drain_cancelled(
+                    self.sup.settings.stack,
+                    self.sup.clock(),
+                    action=told.action,
+                    started=told.started,
+                    by=by,
+                )
+            )
 
     def _record(self, state: DrainState) -> None:
         if self.pending is not None:
@@ -401,6 +428,7 @@ class Drains:
                 reply = {"ok": True, "message": "skipped: players stayed past max_wait"}
             else:
                 reply = {"ok": False, "error": f"the {request.what.value} was cancelled"}
+                self._tell_cancelled("cancelled")
             outcome = kind.value
         except Exception as err:  # never the daemon's end
             self.sup.unexpected("a drain", err, action=request.what.value)
@@ -409,6 +437,7 @@ class Drains:
         # (Not on cancellation: a daemon leaving the stack running keeps it for the next.)
         self.pending = None
         self.drainer = None
+        self._told = None
         self.sup.drain_record = None
         self.sup.save()
         self.last = {"action": request.what.value, "outcome": outcome, "at": _iso(self.sup.clock())}

@@ -43,6 +43,7 @@ from pydantic_settings import (
 from supervisor import __version__, capabilities, hostpaths
 from supervisor.backupsettings import BackupSettings
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
+from supervisor.notifysettings import NotifySettings
 from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
 from supervisor.secretfile import SecretFile, SecretFileSetting
@@ -616,6 +617,8 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     # Backups (issue 25): supervisor/backupsettings.py.
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    # Notifications (issue 27): supervisor/notifysettings.py.
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"
@@ -805,6 +808,7 @@ class Settings(BaseSettings):
             if self.secret(spec.name) is not None:
                 data[spec.name] = "**********"
         data["backup"] = self.backup.masked()
+        data["notify"] = self.notify.masked()
         return data
 
 

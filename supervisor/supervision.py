@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
+from supervisor.alertsender import Alerts, NoAlerts
 from supervisor.logs import BoundLogger
 from supervisor.notify import Heartbeat, Notifier
 from supervisor.ops import Operations
@@ -38,6 +39,8 @@ class Supervision:
     policy: RestartPolicy = field(init=False)
     ops: Operations = field(init=False)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    # What the operator is notified of (supervisor/alertsender.py); the daemon sets it.
+    alerts: Alerts = field(default_factory=NoAlerts)
     stopping: bool = False
     manager_after_server: bool = False  # the server was restarted by us; the manager follows
     # The pending drain as the state file keeps it (supervisor/drains.py writes it).

@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from supervisor import hyos, restarts, roles, stopmarks, totals
+from supervisor import alerts, hyos, restarts, roles, stopmarks, totals
 from supervisor.accounting import ExitAccounting
 from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.inbox import Call, Inbox, Job
@@ -269,6 +269,8 @@ class ServiceWorker:
         ends), then the container restarted, or started if it is not running, or created
         by a stack pass if it is gone. (Runs in this worker's turn: commands.Commands.)"""
         service = self.service
+        if service.restart.status is restarts.ServiceStatus.CRASH_LOOP:
+            self.sup.alerts.left_crash_loop(self.role, by="the operator's restart")
         service.restart = restarts.reset(service.restart)
         if service.container_id is None:
             self.request_pass()
@@ -318,7 +320,10 @@ class ServiceWorker:
             service.stop_requested = stopmarks.on_start(
                 service.stop_requested, container_id, stopmarks.moment(event.time)
             )
+            held = service.restart.status is restarts.ServiceStatus.CRASH_LOOP
             service.restart = restarts.on_started(service.restart, now)
+            if held:
+                self.sup.alerts.left_crash_loop(self.role, by="its container was started")
             service.health = "starting" if service.health is not None else None
             log.info("started")
             self.watch_login(container_id)
@@ -326,6 +331,7 @@ class ServiceWorker:
             service.health = "healthy"
             service.restart = restarts.on_healthy(service.restart, now)
             log.info("healthy")
+            self.sup.alerts.healthy(self.role)
             if self.role == Role.SERVER and self.sup.manager_after_server:
                 self.follow_server()
         elif action == "health_status: unhealthy":
@@ -402,6 +408,10 @@ class ServiceWorker:
                 "the Hytale login waits for approval: open the URL and enter the code "
                 "(or run `hyos-supervisor auth`)",
                 extra={"url": login.url, "code": login.code},
+            )
+            stack, now = self.sup.settings.stack, self.sup.clock()
+            self.sup.alerts.emit(
+                alerts.needs_auth(stack, self.role, now, url=login.url, code=login.code)
             )
         elif login is not None and before is not None and before.waiting:
             log.info("the Hytale login ended", extra={"login": login.status})
