@@ -31,6 +31,7 @@ from supervisor.drains import Drains
 from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
+from supervisor.metricsserver import MetricsSource, registry_for, render, serve_metrics
 from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
 from supervisor.ports import EnginePort
@@ -77,10 +78,16 @@ class Daemon:
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
         self.commands = Commands(self.sup, self.workers, self.drains, end=self.end_after_down)
         self.dashboard = Dashboard(self.sup, self.workers)
+        self.metrics = MetricsSource(self.sup, self.drains)
+        self._registry = registry_for(self.metrics)
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
         self._shutting_down = False
         self._work: TaskGroup | None = None
+
+    def metrics_page(self) -> bytes:
+        """`/metrics`: what the daemon holds, read without awaiting anything."""
+        return render(self._registry)
 
     def dispatch(self, event: EngineEvent) -> None:
         """An event concerns one service: it goes to that service's worker."""
@@ -110,6 +117,9 @@ class Daemon:
                     await work.start(self.drains.run)
                     # Bound before READY: a `status` right after READY finds it answering.
                     await work.start(control.serve, self.socket_path, self.commands.answer)
+                    address = sup.settings.metrics.address
+                    if address is not None:
+                        await work.start(serve_metrics, *address, self.metrics_page)
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)

@@ -43,6 +43,7 @@ from pydantic_settings import (
 from supervisor import __version__, capabilities, hostpaths
 from supervisor.backupsettings import BackupSettings
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
+from supervisor.metricssettings import MetricsSettings
 from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
 from supervisor.secretfile import SecretFile, SecretFileSetting
@@ -616,6 +617,8 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     # Backups (issue 25): supervisor/backupsettings.py.
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    # `/metrics` (issue 27): supervisor/metricssettings.py.
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"

@@ -324,7 +324,11 @@ class ServiceWorker:
             self.watch_login(container_id)
         elif action == "health_status: healthy":
             service.health = "healthy"
-            service.restart = restarts.on_healthy(service.restart, now)
+            before = service.restart
+            service.restart = restarts.on_healthy(before, now)
+            if roles.is_game(self.role) and before.healthy_since is None and before.started_at:
+                # The first healthy of this run: how long the server took to be ready.
+                self.sup.tallies.server_ready.observe(now - before.started_at)
             log.info("healthy")
             if self.role == Role.SERVER and self.sup.manager_after_server:
                 self.follow_server()
