@@ -9,7 +9,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import anyio
 import pytest
@@ -36,6 +36,7 @@ from supervisor.settings import ConfigError, load_settings
 from supervisor.store import Service
 from supervisor.tallies import Histogram, PlayerCount, Tallies, UpdateResult
 from supervisor.totals import Totals
+from tests.countingengine import CountingEngine
 from tests.fakeengine import FakeEngine
 from tests.promtool import check_metrics
 
@@ -304,25 +305,6 @@ def test_the_listener_answers_only_get_metrics() -> None:
 
 
 # --- the whole daemon -------------------------------------------------------------------------
-
-
-class CountingEngine:
-    """Every call of the fake engine's methods, counted (reads included)."""
-
-    def __init__(self, inner: FakeEngine) -> None:
-        self.inner = inner
-        self.count = 0
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self.inner, name)
-        if not callable(found):
-            return found
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.count += 1
-            return found(*args, **kwargs)
-
-        return counted
 
 
 def free_port() -> int:
