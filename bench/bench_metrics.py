@@ -12,7 +12,7 @@ Three stand-in stacks, one after the other:
    execs of curl in the server container (supervisor/serverapi.py), so `docker events`
    counts them: the `exec_start: curl` events of the server during the scrapes.
 3. calls: the daemon in this process (supervisor.daemon.Daemon) with the real engine
-   behind a counter of every call (tests/countingengine.py), and the REST client's own
+   behind a counter of every call (tests/callcounter.py), and the REST client's own
    count (`ServerApi.calls`): the calls made during the scrapes, beside those made in an
    idle window as long without a scrape (the daemon's own work, for comparison).
 Goals: p95 <= 5 ms; 0 Docker and 0 REST calls per scrape; RSS on <= off + 5 MB.
@@ -39,7 +39,7 @@ from supervisor.engine import Engine
 from supervisor.notify import Notifier
 from supervisor.ports import EnginePort
 from supervisor.settings import load_settings
-from tests.countingengine import CountingEngine
+from tests.callcounter import CallCounter
 from tests.standin import standin_env
 
 
@@ -134,7 +134,7 @@ async def calls_in_process(scrapes: int, idle_s: float) -> dict[str, float]:
     try:
         settings = load_settings()
         async with Engine.connect(settings.docker_host, settings.docker_retries) as engine:
-            counted = CountingEngine(engine)
+            counted = CallCounter(engine)
             daemon = Daemon(settings, cast(EnginePort, counted), Ready(environ={}))
             rendering: list[float] = []
             cpu: list[float] = []
@@ -166,7 +166,7 @@ async def calls_in_process(scrapes: int, idle_s: float) -> dict[str, float]:
                 await anyio.to_thread.run_sync(timed_scrapes, port, scrapes)
                 scrape_window = time.monotonic() - began
                 during = (counted.count - engine_before, daemon.drains.api.calls - api_before)
-                served = daemon.metrics.scrapes
+                served = daemon.metrics.scrapes if daemon.metrics is not None else 0
                 daemon._work_scope.cancel()  # as the first SIGTERM does: the stack stops
     finally:
         remove_stack(name)

@@ -18,6 +18,8 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -31,7 +33,6 @@ from supervisor.drains import Drains
 from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
-from supervisor.metricsserver import MetricsSource, registry_for, render, serve_metrics
 from supervisor.notify import Notifier, watchdog_loop
 from supervisor.passes import StackPasses
 from supervisor.ports import EnginePort
@@ -43,6 +44,9 @@ from supervisor.store import Service, StateStore, state_dir_for, state_path, sta
 from supervisor.supervision import Supervision
 from supervisor.updown import guard_dir_for
 from supervisor.worker import ServiceWorker
+
+if TYPE_CHECKING:
+    from supervisor.metricsserver import MetricsSource
 
 logger = logging.getLogger("supervisor.daemon")
 
@@ -78,8 +82,15 @@ class Daemon:
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
         self.commands = Commands(self.sup, self.workers, self.drains, end=self.end_after_down)
         self.dashboard = Dashboard(self.sup, self.workers)
-        self.metrics = MetricsSource(self.sup, self.drains)
-        self._registry = registry_for(self.metrics)
+        self.metrics: MetricsSource | None = None
+        self._metrics_page: Callable[[], bytes] | None = None
+        if settings.metrics.address is not None:
+            # Imported only when on: a daemon without metrics carries none of it.
+            from supervisor.metricsserver import MetricsSource, registry_for, render
+
+            self.metrics = MetricsSource(self.sup, self.drains)
+            registry = registry_for(self.metrics)
+            self._metrics_page = partial(render, registry)
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
         self._shutting_down = False
@@ -87,7 +98,8 @@ class Daemon:
 
     def metrics_page(self) -> bytes:
         """`/metrics`: what the daemon holds, read without awaiting anything."""
-        return render(self._registry)
+        assert self._metrics_page is not None, "metrics are off"
+        return self._metrics_page()
 
     def dispatch(self, event: EngineEvent) -> None:
         """An event concerns one service: it goes to that service's worker."""
@@ -119,6 +131,8 @@ class Daemon:
                     await work.start(control.serve, self.socket_path, self.commands.answer)
                     address = sup.settings.metrics.address
                     if address is not None:
+                        from supervisor.metricsserver import serve_metrics
+
                         await work.start(serve_metrics, *address, self.metrics_page)
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})

@@ -36,7 +36,7 @@ from supervisor.settings import ConfigError, load_settings
 from supervisor.store import Service
 from supervisor.tallies import Histogram, PlayerCount, Tallies, UpdateResult
 from supervisor.totals import Totals
-from tests.countingengine import CountingEngine
+from tests.callcounter import CallCounter
 from tests.fakeengine import FakeEngine
 from tests.promtool import check_metrics
 
@@ -334,7 +334,7 @@ async def test_a_scrape_of_the_daemon_calls_neither_docker_nor_the_rest_api(
     settings = load_settings(
         state_dir=str(tmp_path), guard=False, metrics={"listen": f"127.0.0.1:{port}"}
     )
-    engine = CountingEngine(FakeEngine())
+    engine = CallCounter(FakeEngine())
     ready = anyio.Event()
 
     class Ready(Notifier):
@@ -352,7 +352,7 @@ async def test_a_scrape_of_the_daemon_calls_neither_docker_nor_the_rest_api(
         answers = [await scrape(port) for _ in range(20)]
         engine_after, api_after = engine.count, daemon.drains.api.calls
         daemon._work_scope.cancel()
-    assert daemon.metrics.scrapes == 20
+    assert daemon.metrics is not None and daemon.metrics.scrapes == 20
     assert (engine_after - engine_before, api_after - api_before) == (0, 0)
     head, _, text = answers[-1].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")

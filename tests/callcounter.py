@@ -1,13 +1,13 @@
-"""An engine that counts every call made through it (reads included), around any other:
-the fake engine in unit tests, the real one in bench/bench_metrics.py. Proof that a scrape
-of `/metrics` makes no Docker call."""
+"""Counts every call made through it (reads included) to what it wraps, not an engine of
+its own: the typed fake engine in unit tests, the real one in bench/bench_metrics.py.
+Proof that a scrape of `/metrics` makes no Docker call."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class CountingEngine:
+class CallCounter:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.count = 0
