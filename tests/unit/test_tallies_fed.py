@@ -42,6 +42,11 @@ async def test_the_first_healthy_of_a_run_is_its_ready_duration(tmp_path: Path) 
     clock.advance(40)
     await worker._on_event(server_event("health_status: healthy", clock.now))
     assert (ready.count, ready.total) == (2, 52.5)
+    # Healthy again after an unhealthy spell (no restart: held in crash loop) is no start.
+    await worker._on_event(server_event("health_status: unhealthy", clock.now))
+    clock.advance(10)
+    await worker._on_event(server_event("health_status: healthy", clock.now))
+    assert ready.count == 2
 
 
 async def test_only_the_servers_graceful_stops_are_timed(tmp_path: Path) -> None:
