@@ -16,6 +16,19 @@ Three stand-in stacks, one after the other:
    count (`ServerApi.calls`): the calls made during the scrapes, beside those made in an
    idle window as long without a scrape (the daemon's own work, for comparison).
 Goals: p95 <= 5 ms; 0 Docker and 0 REST calls per scrape; RSS on <= off + 5 MB.
+
+Measured here (2026-12-07, 2 CPUs shared with other test sessions, load average 5.4-9.5;
+1000 scrapes a run, four runs): the page has 48 families (42 hyos_*), 114 series, 12.3 kB.
+- calls: 0 engine calls and 0 REST calls during 1000 scrapes of the in-process daemon
+  (and 0 and 0 in an idle 5 s window); 0 curl execs in the server during the live ones.
+- the page's rendering in the daemon's loop: CPU p50 1.50-1.84 ms, p95 2.41-2.91 ms;
+  wall p50 1.65-2.05 ms, p95 7.5-10.6 ms (the run queue of a loaded machine).
+- client side, one connection a scrape: p50 2.41-8.06 ms, p95 13.3-29.8 ms (17.7 ms with
+  the daemon and the scraper at nice -10). The 5 ms p95 goal is MISSED on this machine:
+  the tail is the wait for a CPU (load 5-9 on 2), not the page's ~2 ms of CPU. Not
+  measured on an idle machine.
+- RSS settled: off 53.9 MiB, on 55.3-55.4 MiB (+1.4 to +1.5 MiB: prometheus_client is
+  imported only when metrics are on), +1.5 to +1.6 MiB after the 1000 scrapes.
 """
 
 from __future__ import annotations
@@ -82,7 +95,7 @@ def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-def off_and_on(scrapes: int, settle: float) -> dict[str, float]:
+def off_and_on(scrapes: int, settle: float, renice: int | None) -> dict[str, float]:
     figures: dict[str, float] = {}
     with supervised_stack() as daemon:
         time.sleep(settle)  # a fixed window: start-up work settles
@@ -91,6 +104,11 @@ def off_and_on(scrapes: int, settle: float) -> dict[str, float]:
     with supervised_stack({"HYOS_METRICS__LISTEN": f"127.0.0.1:{port}"}) as daemon:
         time.sleep(settle)
         figures["rss_on"] = rss_mib(daemon.proc.pid)
+        if renice is not None:
+            # The daemon and this scraper ahead of other work on a shared machine: the
+            # latency of the code, not of the machine's run queue.
+            os.setpriority(os.PRIO_PROCESS, daemon.proc.pid, renice)
+            os.setpriority(os.PRIO_PROCESS, 0, renice)
         server = f"{daemon.name}-server"
         events = Events(f"container={server}", "event=exec_start")
         try:
@@ -190,13 +208,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scrapes", type=int, default=1000)
     parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument(
+        "--renice", type=int, default=None, help="nice value for the daemon and the scraper"
+    )
     args = parser.parse_args()
     docker("version")  # the engine answers
-    live = off_and_on(args.scrapes, args.settle)
+    live = off_and_on(args.scrapes, args.settle, args.renice)
     counts = anyio.run(calls_in_process, args.scrapes, 5.0)
     print(f"page: {live['families']:.0f} families ({live['hyos_families']:.0f} hyos_*), "
           f"{live['series']:.0f} series, {live['bytes']:.0f} bytes")  # fmt: skip
-    print(f"scrape latency over {args.scrapes} scrapes (client side, one connection each): "
+    nice = "" if args.renice is None else f", daemon and scraper at nice {args.renice}"
+    print(f"scrape latency over {args.scrapes} scrapes (client side, one connection each{nice}): "
           f"p50 {live['p50_ms']:.2f} ms, p95 {live['p95_ms']:.2f} ms, "
           f"p99 {live['p99_ms']:.2f} ms, max {live['max_ms']:.2f} ms")  # fmt: skip
     print(f"REST calls (curl execs in the server) during the live scrapes: "
