@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import cast
 
 import anyio
+import anyio.abc
 import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import Metric
 
-from supervisor import metrics, totals
+from supervisor import metrics, metricsserver, totals
 from supervisor.daemon import Daemon
 from supervisor.hyos import Login
 from supervisor.metrics import BackupFacts, DrainFacts, Holdings, families
@@ -316,13 +317,13 @@ def free_port() -> int:
 
 async def scrape(port: int, path: str = "/metrics") -> bytes:
     async with await anyio.connect_tcp("127.0.0.1", port) as conn:
-        await conn.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         data = b""
         try:
+            await conn.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             while True:
                 data += await conn.receive()
-        except anyio.EndOfStream:
-            pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass  # closed unanswered (the listener's cap)
     return data
 
 
@@ -359,3 +360,43 @@ async def test_a_scrape_of_the_daemon_calls_neither_docker_nor_the_rest_api(
     assert b'hyos_service_up{service="server"} 1.0' in text
     assert b"process_resident_memory_bytes" in text
     assert metrics.FAILURE_CAUSES[0] == "crash"
+
+
+# --- the listener under abuse -------------------------------------------------------------
+
+
+async def _read_all(conn: anyio.abc.SocketStream) -> bytes:
+    data = b""
+    try:
+        while True:
+            data += await conn.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError):
+        pass
+    return data
+
+
+@pytest.mark.anyio
+async def test_the_listener_bounds_what_a_client_can_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head that never ends is dropped at the deadline, one over 8 KiB at once, and
+    connections over the cap are closed unanswered; a scrape after them is served."""
+    monkeypatch.setattr(metricsserver, "HEAD_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(metricsserver, "MAX_CONNECTIONS", 2)
+    async with anyio.create_task_group() as group:
+        port = await group.start(metricsserver.serve_metrics, "127.0.0.1", 0, lambda: b"x 1\n")
+        with anyio.fail_after(10):
+            async with await anyio.connect_tcp("127.0.0.1", port) as slow:
+                await slow.send(b"GET /metrics HTTP/1.1\r\n")  # and never the blank line
+                assert await _read_all(slow) == b""
+            async with await anyio.connect_tcp("127.0.0.1", port) as big:
+                await big.send(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20_000)
+                assert await _read_all(big) == b""
+            # The cap: connections are taken in order, so the third finds two held.
+            monkeypatch.setattr(metricsserver, "HEAD_TIMEOUT_S", 30.0)
+            idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
+            assert await scrape(port) == b""
+            for conn in idle:
+                await conn.aclose()
+            while not (answer := await scrape(port)):  # until the two are let go
+                await anyio.sleep(0.01)
+            assert answer.endswith(b"\r\n\r\nx 1\n")
+        group.cancel_scope.cancel()
