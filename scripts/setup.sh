@@ -16,6 +16,8 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 # The backup helper's engine goes into the supervisor image from the host's package
 # (scripts/build-image.sh), so a fresh machine's demo builds without a network in the build.
 command -v restic >/dev/null || need+=(restic)
+# promtool checks the metrics page and the alerting rules in deploy/prometheus/.
+command -v promtool >/dev/null || need+=(prometheus)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v unshare >/dev/null || need+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)

@@ -393,6 +393,11 @@ class Backups:
     def _record(self, record: dict[str, Any]) -> None:
         data = self.records()
         data["last"] = record
+        # Every backup's outcome, counted for good (the metrics' results by outcome).
+        found = data.get("outcomes")
+        outcomes: dict[str, Any] = found if isinstance(found, dict) else {}
+        outcome = "ok" if record["ok"] else "failed"
+        data["outcomes"] = {**outcomes, outcome: int(outcomes.get(outcome) or 0) + 1}
         if record["ok"]:
             data["last_ok"] = record
             if record["snapshot"]:

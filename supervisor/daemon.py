@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -44,6 +45,9 @@ from supervisor.store import Service, StateStore, state_dir_for, state_path, sta
 from supervisor.supervision import Supervision
 from supervisor.updown import guard_dir_for
 from supervisor.worker import ServiceWorker
+
+if TYPE_CHECKING:
+    from supervisor.metricsserver import MetricsSource
 
 logger = logging.getLogger("supervisor.daemon")
 
@@ -81,10 +85,24 @@ class Daemon:
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
         self.commands = Commands(self.sup, self.workers, self.drains, end=self.end_after_down)
         self.dashboard = Dashboard(self.sup, self.workers)
+        self.metrics: MetricsSource | None = None
+        self._metrics_page: Callable[[], bytes] | None = None
+        if settings.metrics.address is not None:
+            # Imported only when on: a daemon without metrics carries none of it.
+            from supervisor.metricsserver import MetricsSource, registry_for, render
+
+            self.metrics = MetricsSource(self.sup, self.drains)
+            registry = registry_for(self.metrics)
+            self._metrics_page = partial(render, registry)
         self.force = anyio.Event()
         self._work_scope = anyio.CancelScope()
         self._shutting_down = False
         self._work: TaskGroup | None = None
+
+    def metrics_page(self) -> bytes:
+        """`/metrics`: what the daemon holds, read without awaiting anything."""
+        assert self._metrics_page is not None, "metrics are off"
+        return self._metrics_page()
 
     def dispatch(self, event: EngineEvent) -> None:
         """An event concerns one service: it goes to that service's worker."""
@@ -116,6 +134,11 @@ class Daemon:
                     await work.start(self.drains.run)
                     # Bound before READY: a `status` right after READY finds it answering.
                     await work.start(control.serve, self.socket_path, self.commands.answer)
+                    address = sup.settings.metrics.address
+                    if address is not None:
+                        from supervisor.metricsserver import serve_metrics
+
+                        await work.start(serve_metrics, *address, self.metrics_page)
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)

@@ -73,6 +73,7 @@ class Dashboard:
             engine=self.sup.engine,  # one engine client in the process
             max_connections=settings.guard_max_connections,
             on_allowed=self.on_allowed,
+            tally=self.sup.tallies.guard,
         )
         status = _EveryBind(task_status, self.on_guard_bound)
         delay = GUARD_RETRY_S[0]

@@ -48,6 +48,7 @@ from supervisor.roles import Role
 from supervisor.serverapi import ApiError, ExecTransport, Failure, ServerApi, ServerStatus
 from supervisor.store import Service
 from supervisor.supervision import Supervision
+from supervisor.tallies import PlayerCount
 from supervisor.updown import StackError
 from supervisor.worker import ServiceWorker
 
@@ -144,17 +145,24 @@ class _Gate:
     on it: zero players, nothing to save), and a server image without curl counts as
     empty (nobody can be warned; waiting could not end before the deadline)."""
 
-    def __init__(self, api: DrainApi, service: Service | None, log: BoundLogger) -> None:
+    def __init__(
+        self,
+        api: DrainApi,
+        service: Service | None,
+        log: BoundLogger,
+        seen: Callable[[ServerStatus], None] = lambda status: None,
+    ) -> None:
         self.api = api
         self.service = service
         self.log = log
+        self.seen = seen  # the server's own answers (the metrics' player count)
 
     async def status(self) -> ServerStatus:
         if not server_up(self.service):
             self.log.info("the server is not up: nobody to wait for")
             return ServerStatus(False, 0, 0, "")
         try:
-            return await self.api.status()
+            answer = await self.api.status()
         except ApiError as err:
             if err.failure in (Failure.NO_CURL, Failure.NO_CREDENTIALS):
                 self.log.warning(
@@ -163,6 +171,8 @@ class _Gate:
                 )
                 return ServerStatus(True, 0, 0, "")
             raise
+        self.seen(answer)
+        return answer
 
     async def broadcast(self, message: str) -> None:
         if server_up(self.service):  # nobody on a stopped server hears it
@@ -198,7 +208,7 @@ class Drains:
             sup.engine, lambda: service.container_id if service is not None else None
         )
         self.api = ServerApi(transport, self._credentials, sup.clock)
-        self.gate = _Gate(api or self.api, service, self.log)
+        self.gate = _Gate(api or self.api, service, self.log, self._players_seen)
         self.pending: Pending | None = None
         self.drainer: Drainer | None = None
         self.last: dict[str, Any] | None = None  # how the last drain ended
@@ -329,6 +339,12 @@ class Drains:
 
     # --- inside -----------------------------------------------------------------------------
 
+    def _players_seen(self, status: ServerStatus) -> None:
+        """Kept for /metrics: the scrape shows the last count, never asks for one."""
+        self.sup.tallies.players = PlayerCount(
+            status.player_count, status.max_players, self.sup.clock()
+        )
+
     def _policy(self, request: DrainRequest) -> DrainPolicy:
         return self.sup.settings.drain.policy(request.only_if_empty)
 
@@ -441,6 +457,7 @@ class Drains:
         self.sup.drain_record = None
         self.sup.save()
         self.last = {"action": request.what.value, "outcome": outcome, "at": _iso(self.sup.clock())}
+        self.sup.tallies.drain_ended(outcome)
         run.reply = reply
         run.settled.set()
         run.finished.set()

@@ -33,6 +33,7 @@ import signal
 import socket
 import stat
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +48,7 @@ from supervisor.engine import Engine
 from supervisor.logs import quiet_cancelled_wakeups
 from supervisor.ports import EnginePort
 from supervisor.settings import SERVER_STOP_TIMEOUT_S
+from supervisor.tallies import GuardTally
 
 log = logging.getLogger("supervisor.guard")
 
@@ -204,6 +206,7 @@ class _Request:
     head: rules.Head
     body: bytes
     extra: bytes  # whatever the client sent after the body: never parsed upstream
+    deciding_s: float = 0.0  # the guard's own time on it before the body was read
 
 
 class Guard:
@@ -214,6 +217,7 @@ class Guard:
         resolve_container: ContainerResolver,
         resolve_exec: ExecResolver,
         on_allowed: AllowedHook | None = None,
+        tally: GuardTally | None = None,
     ) -> None:
         self.policy = policy
         self.upstream_path = upstream_path
@@ -222,6 +226,8 @@ class Guard:
         # Told of every allowed request before it is forwarded (the daemon learns which
         # stops are the dashboard's own, so it does not undo them).
         self.on_allowed = on_allowed
+        # Verdicts and the latency the guard adds, for the daemon's /metrics.
+        self.tally = tally or GuardTally()
 
     async def handle(self, client: anyio.abc.SocketStream) -> None:
         """Serve one connection; never raises (one client must not end the listener).
@@ -248,6 +254,7 @@ class Guard:
         decision, request = outcome
         method, target = (request.head.method, request.head.target) if request else ("-", "-")
         allowed = isinstance(decision, rules.Allow)
+        self.tally.decided(allowed)
         log.info(
             "%s %s %r -> %s",
             "allow" if allowed else "deny",
@@ -260,6 +267,7 @@ class Guard:
             await client.send(error_response(decision.status, decision.message))
             return
         assert request is not None
+        forwarding = time.monotonic()
         answered = await self.on_allowed(decision) if self.on_allowed is not None else None
         try:
             upstream = await anyio.connect_unix(self.upstream_path)
@@ -269,6 +277,7 @@ class Guard:
             return
         async with upstream:
             await upstream.send(rules.upstream_head(request.head, decision) + decision.body)
+            self.tally.forwarded(request.deciding_s + time.monotonic() - forwarding)
             if decision.hijack:
                 await _relay_hijack(client, upstream, request.extra)
             else:
@@ -284,6 +293,7 @@ class Guard:
         if isinstance(read, rules.Deny):
             return read, None
         head, rest = read
+        began = time.monotonic()
         length = rules.body_length(head)
         if isinstance(length, rules.Deny):
             return length, _Request(head, b"", b"")
@@ -298,6 +308,7 @@ class Guard:
         if isinstance(decision, rules.Deny):
             # Answered without reading the body, and without 100 Continue.
             return decision, _Request(head, b"", b"")
+        deciding_s = time.monotonic() - began
         if length > len(rest) and head.expects_continue:
             # We strip Expect upstream, so we owe the client its interim answer.
             await client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -307,7 +318,7 @@ class Guard:
             except anyio.EndOfStream:
                 short = rules.Deny("bad-request", "request body shorter than its length", 400)
                 return short, _Request(head, b"", b"")
-        request = _Request(head, bytes(rest[:length]), bytes(rest[length:]))
+        request = _Request(head, bytes(rest[:length]), bytes(rest[length:]), deciding_s)
         return rules.accept_body(decision, request.body, head, self.policy), request
 
 
@@ -568,6 +579,7 @@ async def _accept_forever(
                 continue
             backoff = ACCEPT_BACKOFF_S[0]
             if not gate.enter():
+                guard.tally.refused()
                 await _refuse_busy(client)
                 continue
             tg.start_soon(_serve_one, guard, gate, client)
@@ -596,6 +608,7 @@ async def serve_guard(
     engine: EnginePort | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     on_allowed: AllowedHook | None = None,
+    tally: GuardTally | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the filtered API on `socket_path` until cancelled; removes the socket after.
@@ -607,10 +620,10 @@ async def serve_guard(
     if engine is None:
         async with Engine.connect(f"unix://{upstream}", retries=1) as connected:
             await _serve(socket_path, upstream, policy, gid, connected, max_connections,
-                         on_allowed, task_status)  # fmt: skip
+                         on_allowed, tally, task_status)  # fmt: skip
     else:
         await _serve(socket_path, upstream, policy, gid, engine, max_connections,
-                     on_allowed, task_status)  # fmt: skip
+                     on_allowed, tally, task_status)  # fmt: skip
 
 
 async def _serve(
@@ -621,13 +634,14 @@ async def _serve(
     engine: EnginePort,
     max_connections: int,
     on_allowed: AllowedHook | None,
+    tally: GuardTally | None,
     task_status: anyio.abc.TaskStatus[None],
 ) -> None:
     path = Path(socket_path)
     if policy.max_api_minor is None:
         policy = replace(policy, max_api_minor=await engine.api_minor())
     resolver = EngineResolver(engine, ResolutionCache(policy.stack))
-    guard = Guard(policy, upstream, resolver.container, resolver.exec, on_allowed)
+    guard = Guard(policy, upstream, resolver.container, resolver.exec, on_allowed, tally)
     sock, ino = _bind(path, gid)
     listener = await anyio.abc.SocketListener.from_socket(sock)
     log.info(

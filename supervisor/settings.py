@@ -43,6 +43,7 @@ from pydantic_settings import (
 from supervisor import __version__, capabilities, hostpaths
 from supervisor.backupsettings import BackupSettings
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
+from supervisor.metricssettings import MetricsSettings
 from supervisor.notifysettings import NotifySettings
 from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
@@ -619,6 +620,8 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     # Notifications (issue 27): supervisor/notifysettings.py.
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    # `/metrics` (issue 27): supervisor/metricssettings.py.
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"

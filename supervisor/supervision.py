@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
+from supervisor import roles
 from supervisor.alertsender import Alerts, NoAlerts
 from supervisor.logs import BoundLogger
 from supervisor.notify import Heartbeat, Notifier
@@ -23,6 +24,7 @@ from supervisor.roles import Role
 from supervisor.settings import Settings
 from supervisor.stack import Runtime
 from supervisor.store import Service, StateStore, live_view, status_line
+from supervisor.tallies import Tallies
 
 HELD = (ServiceStatus.CRASH_LOOP, ServiceStatus.NEEDS_AUTH)
 
@@ -41,6 +43,7 @@ class Supervision:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     # What the operator is notified of (supervisor/alertsender.py); the daemon sets it.
     alerts: Alerts = field(default_factory=NoAlerts)
+    tallies: Tallies = field(default_factory=Tallies)  # what /metrics reads beyond the records
     stopping: bool = False
     manager_after_server: bool = False  # the server was restarted by us; the manager follows
     # The pending drain as the state file keeps it (supervisor/drains.py writes it).
@@ -57,7 +60,12 @@ class Supervision:
         self.services = {role: Service(role) for role in self.settings.services()}
         self.policy = self.settings.restart.policy()
         self.ops = Operations(
-            self.engine, self.settings, self.log, lambda: self.runtime, nap=self.nap
+            self.engine,
+            self.settings,
+            self.log,
+            lambda: self.runtime,
+            nap=self.nap,
+            stopped=lambda role, seconds: self.tallies.stopped(roles.is_game(role), seconds),
         )
 
     async def nap(self, seconds: float) -> None:

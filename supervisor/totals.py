@@ -12,6 +12,7 @@ operator's `restart`), so a scrape can read rates from them.
 - `crashes`: exits judged failures (a crash, an OOM kill, a kill nobody asked for);
 - `unhealthy_restarts`: restarts decided because the health check failed;
 - `crash_loops`: entries into crash_loop (from an exit or an unhealthy check);
+- `oom_kills`: exits the kernel's OOM killer caused (whatever was decided after them);
 - `dashboard_stops`: the server's stops and restarts the dashboard asked for (through
   the guard) and Docker carried out.
 
@@ -41,7 +42,7 @@ __all__ = [
     "after_unhealthy",
 ]
 
-_COUNTS = ("crashes", "unhealthy_restarts", "crash_loops", "dashboard_stops")
+_COUNTS = ("crashes", "unhealthy_restarts", "crash_loops", "dashboard_stops", "oom_kills")
 # A pending step from a state file written before causes were kept.
 UNKNOWN_CAUSE = "unknown"
 
@@ -53,6 +54,7 @@ class Totals:
     unhealthy_restarts: int = 0
     crash_loops: int = 0
     dashboard_stops: int = 0
+    oom_kills: int = 0
 
     @property
     def restarts_total(self) -> int:
@@ -105,6 +107,7 @@ def after_exit(
     return replace(
         totals,
         crashes=totals.crashes + (1 if judged.failure else 0),
+        oom_kills=totals.oom_kills + (1 if judged.oom_killed else 0),
         crash_loops=totals.crash_loops + _entered_crash_loop(before, after),
     )
 

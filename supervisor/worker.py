@@ -328,8 +328,14 @@ class ServiceWorker:
             log.info("started")
             self.watch_login(container_id)
         elif action == "health_status: healthy":
+            recovered = service.health == "unhealthy"
             service.health = "healthy"
-            service.restart = restarts.on_healthy(service.restart, now)
+            before = service.restart
+            service.restart = restarts.on_healthy(before, now)
+            first = before.healthy_since is None and not recovered
+            if roles.is_game(self.role) and first and before.started_at is not None:
+                # The first healthy of this run: how long the server took to be ready.
+                self.sup.tallies.server_ready.observe(now - before.started_at)
             log.info("healthy")
             self.sup.alerts.healthy(self.role)
             if self.role == Role.SERVER and self.sup.manager_after_server:
