@@ -39,6 +39,23 @@ async function seesRunning(page, options = {}) {
   }
 }
 
+// page.goto, again while the app's own client-side redirect (sign-out → /login → /setup)
+// aborts it: Chromium reports the page's navigation superseding ours as net::ERR_ABORTED.
+// (CI failed once that way.) Anything else, or past the step timeout, is a failure.
+async function gotoAfterRedirects(page, href) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    try {
+      await page.goto(href);
+      return;
+    } catch (err) {
+      if (!String(err.message).includes("net::ERR_ABORTED") || Date.now() > deadline) throw err;
+      console.error(`dashboard-browser: navigation to ${href} superseded at ${page.url()}; again`);
+      await page.waitForLoadState("load").catch(() => {});
+    }
+  }
+}
+
 async function main() {
   if (!url || !screenshot) throw new Error("usage: node dashboard-browser.js URL SCREENSHOT.png");
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "hyos-chromium-"));
@@ -71,7 +88,7 @@ async function main() {
     // quirk: a person reloads); load the login page afresh.
     await page.getByTitle("Sign out").click();
     await page.waitForURL(/\/(login|setup)/);
-    await page.goto(new URL("/login", url).href);
+    await gotoAfterRedirects(page, new URL("/login", url).href);
     await page.waitForURL(/\/login/);
     await page.fill("#username", user);
     await page.fill("#password", password);
