@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from entrypoint.contract import LABEL_ROLE
-from supervisor import backupkey, hyos, policy, retention
+from supervisor import backupkey, drain, hyos, policy, retention
 from supervisor.backupjob import (
     JobAnswer,
     SnapshotInfo,
@@ -39,6 +39,8 @@ from supervisor.backupjob import (
     verify_request,
 )
 from supervisor.dockertypes import EngineError, Observed, owned_by, ownership_labels
+from supervisor.drain import Kind
+from supervisor.drainer import Drainer
 from supervisor.ports import EnginePort
 from supervisor.roles import Role
 from supervisor.secretspec import BY_NAME
@@ -64,6 +66,15 @@ def records_path(settings: Settings) -> Path:
 
 
 ApiFactory = Callable[[str], ServerApi]
+# Tells the daemon supervising the stack (when one runs) that the server's coming stop is
+# asked for, before it is made: its worker must not take the exit for a crash and start
+# the server in the middle of a stopped-server backup or a restore's swap. The same mark
+# the dashboard's Stop button makes (supervisor/stopmarks.py); a later start clears it.
+StopMarker = Callable[[str], Awaitable[None]]
+
+
+async def no_daemon(container_id: str) -> None:
+    """The marker where no daemon supervises the stack: nothing to tell."""
 
 
 @dataclass
@@ -89,11 +100,25 @@ class Backups:
         settings: Settings,
         api: ApiFactory | None = None,
         clock: Callable[[], float] = time.time,
+        mark_stop: StopMarker = no_daemon,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.clock = clock
         self.api_for = api or self._default_api
+        self.mark_stop = mark_stop
+
+    async def drain(self, container_id: str, action: str) -> Kind:
+        """Players warned and waited for before `action` stops the server (the drain
+        policy's `[drain]` settings), then the world saved; ACT when it may go ahead."""
+        policy = self.settings.drain.policy()
+        drainer = Drainer(policy, self.api_for(container_id), time.time, log)
+        return await drainer.run(drain.start(action, time.time(), policy))
+
+    async def stop_server(self, container_id: str) -> None:
+        """A graceful stop (the world saved), asked for: the daemon leaves it stopped."""
+        await self.mark_stop(container_id)
+        await self.engine.stop(container_id, self.settings.stop_timeout(Role.SERVER))
 
     # --- the helper ----------------------------------------------------------------
 
@@ -216,7 +241,11 @@ class Backups:
 
     # --- the verbs -----------------------------------------------------------------
 
-    async def create(self, tag: str | None = None, prune: bool = True) -> Created:
+    async def create(
+        self, tag: str | None = None, prune: bool = True, now: bool = False
+    ) -> Created:
+        """One backup. In stop mode a running server is drained first (`now`: not),
+        stopped, and started again whatever happens."""
         settings = self.settings
         began = time.monotonic()
         server = await self.server()
@@ -230,7 +259,9 @@ class Backups:
             tags.append((await self._quiesce(server))[0])
         else:
             if server is not None and server.running:
-                await self.engine.stop(server.id, settings.stop_timeout(Role.SERVER))
+                if not now and (kind := await self.drain(server.id, "backup")) is not Kind.ACT:
+                    raise BackupError(f"the drain ended with {kind.value}; nothing was stopped")
+                await self.stop_server(server.id)
                 restart = server.id
             tags.append("stopped")
         try:

@@ -7,9 +7,9 @@ cron line is its next window. A failed attempt is retried `RETRY_S` later, not a
 A backup older than twice its interval is a warning (and `status` says OVERDUE); it and a
 failed attempt are notified too (supervisor/alerts.py: once per stale backup).
 
-Under the daemon, backups are taken in `save` mode: a `stop` backup stops the server
-behind its worker's back (the worker would take the stop for an exit and restart it),
-so until the stop goes through the worker, `mode = "stop"` is logged and taken as `save`.
+A `stop` backup drains, stops, snapshots and starts the server; the daemon passes
+`mark_stop`, which has the server's worker mark that stop as asked for first (as the
+dashboard's Stop), so the worker leaves the server stopped until the backup starts it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import anyio
 
 from supervisor.alerts import backup_failed, backup_stale
 from supervisor.alertsender import Alerts, NoAlerts
-from supervisor.backup import BackupError, Backups
+from supervisor.backup import BackupError, Backups, StopMarker, no_daemon
 from supervisor.backupkey import BackupKeyError
 from supervisor.backupsettings import overdue
 from supervisor.dockertypes import DockerUnreachable, EngineError
@@ -44,19 +44,15 @@ async def run_schedule(
     rounds: int | None = None,
     *,
     alerts: Alerts | None = None,
+    mark_stop: StopMarker = no_daemon,
 ) -> None:
     """Until cancelled (or `rounds` attempts, for tests)."""
     every = settings.backup.every
     if every is None:
         return
     tell = alerts or NoAlerts()
-    if settings.backup.mode == "stop":
-        log.warning("backup.mode = stop is not taken by `run` yet; scheduled backups save instead")
-        settings = settings.model_copy(
-            update={"backup": settings.backup.model_copy(update={"mode": "save"})}
-        )
     zone = settings.schedule.zone
-    backups = Backups(engine, settings, clock=clock)
+    backups = Backups(engine, settings, clock=clock, mark_stop=mark_stop)
     failed_at: float | None = None
     attempts = 0
     while rounds is None or attempts < rounds:

@@ -101,6 +101,9 @@ def _backup_verbs(verb: Verb) -> None:
     create = verb("create", "save the world, snapshot it, verify it, apply retention", sub)
     create.add_argument("--tag", metavar="T", default=None, help="an extra tag on the snapshot")
     create.add_argument("--no-prune", action="store_true", help="keep every snapshot this time")
+    create.add_argument(
+        "--now", action="store_true", help="mode = stop: do not wait for the players"
+    )
     listing = verb("list", "the stack's backups, newest first", sub)
     listing.add_argument("--json", action="store_true")
     verify = verb("verify", "read a backup back whole (or everything with --all)", sub)
@@ -284,6 +287,35 @@ def _daemon_view(settings: Settings) -> dict[str, Any] | None:
 
 def _socket_path(settings: Settings) -> Path:
     return state_dir_for(settings) / f"{settings.stack}.{control.SOCKET_NAME}"
+
+
+def _daemon_stop_marker(settings: Settings, by: str) -> Callable[[str], Awaitable[None]]:
+    """The `backup` verbs' StopMarker (supervisor/backup.py): a daemon supervising the
+    stack is told before the server is stopped, so it leaves it stopped; where none
+    answers, nothing is told. A daemon that answers but refuses ends the verb before
+    anything is stopped."""
+    from supervisor.backup import BackupError
+
+    async def mark(container_id: str) -> None:
+        message = {"command": "mark-stop", "service": "server", "container": container_id,
+                   "by": by}  # fmt: skip
+        try:
+            reply = await anyio.to_thread.run_sync(
+                control.request, _socket_path(settings), message, 30.0
+            )
+        except control.DaemonNotRunning:
+            return
+        except (OSError, ValueError) as err:
+            raise BackupError(
+                f"the supervisor daemon did not answer ({err}); nothing stopped"
+            ) from None
+        if not reply.get("ok"):
+            raise BackupError(
+                f"the supervisor daemon would not leave the server stopped "
+                f"({reply.get('error')}); nothing stopped"
+            )
+
+    return mark
 
 
 async def _login(
@@ -627,8 +659,9 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
     from supervisor.backupkey import BackupKeyError
     from supervisor.restore import Restore
 
-    backups = Backups(engine, settings)
     verb = args.backup_verb
+    by = f"`backup {verb}`"
+    backups = Backups(engine, settings, mark_stop=_daemon_stop_marker(settings, by))
     # Written to the outbox here; the daemon's sender delivers it (at once if one runs).
     emit = alerts_for(settings, log).emit
     try:
@@ -637,7 +670,7 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
         if recovered is not None:
             print(f"an interrupted restore was {recovered}")
         if verb == "create":
-            made = await backups.create(args.tag, prune=not args.no_prune)
+            made = await backups.create(args.tag, prune=not args.no_prune, now=args.now)
             print(
                 f"backup {made.id[:8]}: {made.files} files, {made.bytes} bytes "
                 f"({made.added} new), tags {','.join(made.tags)}, "

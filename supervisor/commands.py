@@ -7,6 +7,7 @@ unless the request says `now`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from supervisor import roles
@@ -41,6 +42,7 @@ class Commands:
             "drain": self.drain,
             "cancel": self.cancel,
             "end": self.end_after_down,
+            "mark-stop": self.mark_stop,
         }
 
     async def answer(self, request: Request) -> Reply:
@@ -98,6 +100,25 @@ class Commands:
         if request.get("action") != Disruption.STOP:
             return {"ok": False, "error": "unknown drain action; use stop"}
         return await self.drains.begin(DrainRequest(Disruption.STOP), now=bool(request.get("now")))
+
+    async def mark_stop(self, request: Request) -> Reply:
+        """A `backup` verb is about to stop the server (a stop-mode backup, a restore's
+        swap): its exit is asked for, as the dashboard's Stop is, so the worker leaves it
+        stopped until the verb starts it again (supervisor/backup.py, StopMarker)."""
+        role = str(request.get("service"))
+        worker = self.workers.get(role)
+        if worker is None:
+            return {"ok": False, "error": f"unknown service {role!r}; use {roles.spoken()}"}
+        container_id = str(request.get("container") or "")
+        at = await worker.call(partial(worker.mark_stop, container_id))
+        if at is None:
+            return {
+                "ok": False,
+                "error": f"{container_id[:12] or 'that'} is not the {role}'s current container",
+            }
+        by = str(request.get("by") or "a backup verb")
+        worker.log.info(f"{by} stops the {role}; it stays stopped until started again")
+        return {"ok": True, "at": at}
 
     async def cancel(self, _: Request) -> Reply:
         return await self.drains.cancel()

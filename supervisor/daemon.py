@@ -145,7 +145,9 @@ class Daemon:
                     if sup.settings.backup.every is not None:
                         from supervisor.backupschedule import run_schedule
 
-                        schedule = partial(run_schedule, alerts=self.alerts)
+                        schedule = partial(
+                            run_schedule, alerts=self.alerts, mark_stop=self.mark_server_stop
+                        )
                         work.start_soon(schedule, sup.engine, sup.settings, self.log)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
@@ -173,6 +175,15 @@ class Daemon:
         self.sup.notifier.stopping()
         self.log.info("shutting down", extra=why)
         self._work_scope.cancel()
+
+    async def mark_server_stop(self, container_id: str) -> None:
+        """A scheduled stop-mode backup is about to stop the server: its worker marks the
+        exit as asked for, so it leaves the server stopped until the backup starts it."""
+        from supervisor.backup import BackupError
+
+        server = self.workers[Role.SERVER]
+        if await server.call(partial(server.mark_stop, container_id)) is None:
+            raise BackupError("the server was replaced meanwhile; nothing stopped")
 
     def hold_for_down(self) -> None:
         """`down`'s drain acted: nothing is restarted, recreated or reconciled from now

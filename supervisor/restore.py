@@ -38,7 +38,6 @@ from typing import Any
 
 import anyio
 
-from supervisor import drain
 from supervisor.backup import BackupError, Backups
 from supervisor.backupjob import (
     commit_request,
@@ -49,9 +48,7 @@ from supervisor.backupjob import (
 )
 from supervisor.dockertypes import EngineError
 from supervisor.drain import Kind
-from supervisor.drainer import Drainer
 from supervisor.retention import pin_tag
-from supervisor.roles import Role
 from supervisor.statefile import ensure_dir, read_json, write_json_atomic
 from supervisor.store import state_dir_for
 
@@ -141,7 +138,7 @@ class Restore:
         stopped_at = self.clock()
         try:
             if was_running:
-                await self.engine.stop(server.id, self.settings.stop_timeout(Role.SERVER))
+                await self.backups.stop_server(server.id)
             self._phase("swapping")
             swapped = await self.backups.run_job(swap_request(), writable=True)
             if not swapped.ok:
@@ -163,10 +160,7 @@ class Restore:
         return Restored(target.id, pinned.id, self.clock() - began, downtime)
 
     async def _drain(self, server_id: str) -> None:
-        policy = self.settings.drain.policy()
-        api = self.backups.api_for(server_id)
-        drainer = Drainer(policy, api, time.time, log)
-        kind = await drainer.run(drain.start("restore", time.time(), policy))
+        kind = await self.backups.drain(server_id, "restore")
         if kind is not Kind.ACT:
             await self._clean()
             raise RestoreError(f"the drain ended with {kind.value}; nothing was changed")
@@ -192,7 +186,7 @@ class Restore:
         self._phase("rolling back")
         info = await self.engine.inspect(server_id)
         if info is not None and info.state.running:
-            await self.engine.stop(server_id, self.settings.stop_timeout(Role.SERVER))
+            await self.backups.stop_server(server_id)
         answer = await self.backups.run_job(rollback_request(), writable=True)
         if not answer.ok:
             # The world stays where it is (aside, on the volume); the server stays stopped

@@ -25,7 +25,7 @@ import pytest
 
 from tests.enginelock import once_per_run
 from tests.harness import REPO, docker
-from tests.integration.conftest import Stack, base_env
+from tests.integration.conftest import DaemonFactory, Stack, base_env
 from tests.integration.test_hyos_server import replica_image
 from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
 from tests.upstream.replica import injected_tokens, replica_env
@@ -216,12 +216,55 @@ def test_stop_mode_stops_snapshots_and_starts_the_server(bstack: Stack) -> None:
     bstack.up()
     _world(bstack)
     before = docker("inspect", "-f", "{{.State.StartedAt}}", bstack.container("server")).stdout
-    made = bstack.run("backup", "create", timeout=300, HYOS_BACKUP__MODE="stop")
+    # --now: the stand-in server has no REST API to count players with (the drain would
+    # wait its max_wait for one; test_drain.py covers the drain itself).
+    made = bstack.run("backup", "create", "--now", timeout=300, HYOS_BACKUP__MODE="stop")
     assert made.returncode == 0, made.stderr
     assert "stopped" in made.stdout and "mode:stop" in made.stdout
     assert _running(bstack)
     after = docker("inspect", "-f", "{{.State.StartedAt}}", bstack.container("server")).stdout
     assert after != before  # it was stopped and started again
+
+
+def test_under_a_running_daemon_a_stop_backup_and_a_restore_are_not_undone(
+    bstack: Stack, tmp_path: Path
+) -> None:
+    """The `backup` verbs stop the server behind the daemon's back unless they tell it:
+    its worker took the stop for a crash and started the server in the middle of the
+    snapshot, or of a restore's swap. They mark the stop with the daemon first (as the
+    dashboard's Stop does); the daemon leaves the server stopped and restarts nothing."""
+    daemons = DaemonFactory(bstack, tmp_path)
+    try:
+        daemon = daemons(timeout=90)
+        _world(bstack)
+        server = bstack.container("server")
+        made = bstack.run("backup", "create", "--now", timeout=300, HYOS_BACKUP__MODE="stop")
+        assert made.returncode == 0, made.stderr
+        assert "stopped" in made.stdout
+        daemon.wait_lines("`backup create` stops the server; it stays stopped until started again")
+        exits = daemon.wait_lines("exited", service="server")
+        assert [(e["decision"], e["exit_kind"]) for e in exits] == [("none", "clean")], exits
+        assert _running(bstack)
+        daemon.wait_healthy(90)
+
+        stamp = docker("exec", server, "cat", "/data/universe/worlds/default/config.json")
+        docker(
+            "exec", server, "sh", "-c", "echo changed > /data/universe/worlds/default/config.json"
+        )
+        restored = bstack.run("backup", "restore", "latest", "--now", timeout=600)
+        assert restored.returncode == 0, restored.stderr
+        daemon.wait_lines("`backup restore` stops the server; it stays stopped until started again")
+        after = docker("exec", server, "cat", "/data/universe/worlds/default/config.json")
+        assert after.stdout == stamp.stdout
+        daemon.wait_healthy(90)
+        exits = daemon.lines("exited", service="server")
+        assert all((e["decision"], e["exit_kind"]) == ("none", "clean") for e in exits), exits
+        assert daemon.lines("restart issued", service="server") == []
+        view = daemon.view()
+        assert view is not None
+        assert view["services"]["server"]["totals"]["crashes"] == 0, view["services"]["server"]
+    finally:
+        daemons.close()
 
 
 def test_faults_end_in_one_line_and_the_server_running(bstack: Stack, repo_dir: Path) -> None:

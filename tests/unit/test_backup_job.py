@@ -26,7 +26,7 @@ from supervisor.backupjob import (
     verify_request,
 )
 from supervisor.dockertypes import ContainerState, ownership_labels
-from supervisor.serverapi import ApiError, Failure
+from supervisor.serverapi import ApiError, Failure, ServerStatus
 from supervisor.settings import Settings, load_settings
 from supervisor.stack import Mount
 from tests.fakeengine import FakeEngine
@@ -213,14 +213,24 @@ def _server(engine: FakeEngine) -> str:
 
 
 class Api:
-    def __init__(self, failure: Failure | None = None) -> None:
+    def __init__(self, failure: Failure | None = None, players: int = 0) -> None:
         self.failure = failure
         self.saves = 0
+        self.players = players
+        self.calls: list[str] = []
 
     async def save(self) -> None:
+        self.calls.append("save")
         self.saves += 1
         if self.failure is not None:
             raise ApiError(self.failure, "as told")
+
+    async def status(self) -> ServerStatus:
+        self.calls.append("status")
+        return ServerStatus(True, self.players, 10, "s")
+
+    async def broadcast(self, message: str) -> None:
+        self.calls.append("broadcast")
 
 
 def test_save_mode_saves_first_and_an_unanswered_api_marks_the_snapshot(tmp_path: Path) -> None:
@@ -245,11 +255,47 @@ def test_stop_mode_starts_the_server_again_even_when_the_backup_fails(tmp_path: 
     server = _server(engine)
     backups = Backups(engine, _settings(tmp_path, mode="stop"))
     with pytest.raises(BackupError, match=r"init failed \(exit 1\): Fatal: disk full"):
-        anyio.run(backups.create)
+        anyio.run(lambda: backups.create(now=True))
     assert [verb for verb, ref in engine.calls if ref == server] == ["stop", "start"]
     assert engine.containers[server].state.running
     records = json.loads((tmp_path / "s.backups.json").read_text())
     assert records["last"]["ok"] is False and "last_ok" not in records
+
+
+def test_stop_mode_drains_marks_the_stop_with_the_daemon_then_stops(tmp_path: Path) -> None:
+    """The order a supervising daemon needs: the world saved by the drain, the stop marked
+    as asked for (so the daemon leaves the server stopped), then the stop, then the
+    backup, then the start."""
+    engine = JobEngine([_ok_backup()])
+    server = _server(engine)
+    api = Api()
+    order: list[str] = []
+
+    async def mark(container_id: str) -> None:
+        order.append(f"mark {container_id}")
+        order.extend(f"engine {verb}" for verb, ref in engine.calls if ref == server)
+
+    settings = _settings(tmp_path, mode="stop")
+    backups = Backups(engine, settings, api=lambda _id: api, mark_stop=mark)  # type: ignore[arg-type,return-value]
+    made = anyio.run(lambda: backups.create(prune=False))
+    assert api.calls == ["status", "save"]  # nobody online: acts at once, saved first
+    assert order == [f"mark {server}"]  # marked before anything was stopped
+    assert [verb for verb, ref in engine.calls if ref == server] == ["stop", "start"]
+    assert "stopped" in made.tags
+
+
+def test_a_daemon_that_will_not_mark_the_stop_leaves_the_server_running(tmp_path: Path) -> None:
+    engine = JobEngine([_ok_backup()])
+    server = _server(engine)
+
+    async def refuse(container_id: str) -> None:
+        raise BackupError("the supervisor daemon would not leave the server stopped")
+
+    backups = Backups(engine, _settings(tmp_path, mode="stop"), mark_stop=refuse)
+    with pytest.raises(BackupError, match="would not leave the server stopped"):
+        anyio.run(lambda: backups.create(now=True))
+    assert [verb for verb, ref in engine.calls if ref == server] == []
+    assert engine.containers[server].state.running and engine.requests == []
 
 
 def test_a_stopped_server_is_backed_up_as_stopped_and_not_started(tmp_path: Path) -> None:
