@@ -1,11 +1,16 @@
 """One service's exits and health, judged: each exit accounted once, explained from
 HyOS's state files where its code alone is ambiguous, turned into the state machine's
 decision (saved before anything is done about it) and announced to the operator. The
-step the decision leaves pending is the worker's to carry out."""
+step the decision leaves pending is the worker's to carry out. A crash or an unhealthy
+run that is acted on is handed to `report` (the worker gathers a crash report beside the
+restart: supervisor/crashes.py), with the decisions recently taken for the service."""
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from supervisor import alerts, hyos, restarts, roles, stopmarks, totals
 from supervisor.dockertypes import ContainerExit, EngineError
@@ -14,6 +19,9 @@ from supervisor.restarts import Action, ExitKind
 from supervisor.store import Service
 from supervisor.supervision import Supervision
 
+# Decisions kept for crash reports (in memory: a report shows what this daemon decided).
+RECENT_DECISIONS = 20
+
 
 class ExitAccounting:
     def __init__(self, sup: Supervision, service: Service) -> None:
@@ -21,6 +29,47 @@ class ExitAccounting:
         self.service = service
         self.role = service.role
         self.log: BoundLogger = sup.log.bind(service=service.role)
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
+        # Set by the worker: starts a crash report's gathering without waiting for it.
+        self.report: Callable[..., None] = lambda **context: None
+
+    def _decided(self, trigger: str, decision: restarts.Decision, **more: Any) -> dict[str, Any]:
+        entry = {
+            "at": self.sup.clock(),
+            "trigger": trigger,
+            "action": decision.action.value,
+            "backoff_s": decision.backoff_s,
+            "reason": decision.reason,
+            "restart_count": self.service.restart.restart_count,
+            "status": self.service.restart.status.value,
+            **more,
+        }
+        self.decisions.append(entry)
+        return entry
+
+    def _report(
+        self,
+        trigger: str,
+        container_id: str,
+        name: str,
+        died_at: float,
+        judged: dict[str, Any],
+        decided: dict[str, Any],
+    ) -> None:
+        self.report(
+            role=self.role,
+            container_id=container_id,
+            container_name=name,
+            died_at=died_at,
+            trigger=trigger,
+            judgement=judged,
+            decision={
+                **decided,
+                "restart": self.service.restart.to_json(),
+                "totals": self.service.totals.to_json(),
+            },
+            decisions=list(self.decisions),
+        )
 
     async def on_exit(self, exited: ContainerExit, log: BoundLogger) -> None:
         """Account one exit (once) and decide; the decision's step is left pending."""
@@ -56,6 +105,14 @@ class ExitAccounting:
         }
         level = logging.INFO if judged.kind is ExitKind.CLEAN else logging.WARNING
         log.log(level, "exited", extra=fields)
+        decided = self._decided(
+            "exit", decision, exit_code=judged.exit_code, kind=judged.kind.value
+        )
+        if judged.failure and not self.sup.stopping:
+            died_at = exited.finished_at.timestamp() if exited.finished_at else self.sup.clock()
+            self._report(
+                "exit", exited.container_id, exited.name, died_at, judged.to_json(), decided
+            )
         if not self.sup.stopping:
             self._notify(decision, judged.exit_code)
             await self._announce(decision, log)
@@ -158,6 +215,20 @@ class ExitAccounting:
                 "restart_count": self.service.restart.restart_count,
             },
         )
+        decided = self._decided("unhealthy", decision)
+        if decision.action is not Action.NONE:
+            health = info.state.health
+            judged = {
+                "kind": "unhealthy",
+                "exit_code": None,
+                "signal": None,
+                "oom_killed": info.state.oom_killed,
+                "reason": "health check failing"
+                + (
+                    f": {health.last_output.strip()[:500]}" if health and health.last_output else ""
+                ),
+            }
+            self._report("unhealthy", info.id, info.name, self.sup.clock(), judged, decided)
         self._notify(decision, None)
         if decision.action is not Action.RESTART:
             await self._announce(decision, log)

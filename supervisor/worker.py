@@ -44,6 +44,8 @@ Item = EngineEvent | Call | Job | None  # None: only look (a timer, a wake-up)
 # millisecond and Docker sends a handful per run of a container, so only a worker stuck
 # in a step for a long time (a stop's grace period, an engine that is away) comes near.
 INBOX_BOUND = 1024
+# After a start, the crash reports' secrets are read again this much later (crashes.py).
+SECRETS_SETTLE_S = 3.0
 
 
 class ServiceWorker:
@@ -78,6 +80,8 @@ class ServiceWorker:
         self._helpers: TaskGroup | None = None
         self.login = LoginWatch(sup, service, self)
         self.accounting = ExitAccounting(sup, service)
+        self.accounting.report = self._report_crash
+        self._stepped = anyio.Event()  # set (and replaced) whenever a step was carried out
 
     # --- the inbox ------------------------------------------------------------------------
 
@@ -159,8 +163,24 @@ class ServiceWorker:
         wait = pending.due_at - self.sup.clock()
         if wait > 0:
             return wait
-        await self._carry_out(pending)
+        try:
+            await self._carry_out(pending)
+        finally:
+            self._stepped.set()  # a crash report's helper waits for this (settled)
+            self._stepped = anyio.Event()
         return None
+
+    async def settled(self, limit: float) -> None:
+        """Until the step a decision left pending has been carried out (the restart's
+        start call returned), at most `limit` seconds; at once when none is pending or it
+        is due later than that. A crash report's helper container waits for this, so it
+        never competes with the restart for the engine; after `limit` the report's
+        completeness wins."""
+        pending = self.service.restart.pending
+        if pending is None or pending.due_at - self.sup.clock() > limit:
+            return
+        with anyio.move_on_after(limit):
+            await self._stepped.wait()
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -327,6 +347,7 @@ class ServiceWorker:
             service.health = "starting" if service.health is not None else None
             log.info("started")
             self.watch_login(container_id)
+            self._refresh_secrets_later(container_id)
         elif action == "health_status: healthy":
             recovered = service.health == "unhealthy"
             service.health = "healthy"
@@ -373,6 +394,25 @@ class ServiceWorker:
         await self.accounting.on_exit(exited, log)
         if self._helpers is not None:
             self._helpers.start_soon(self._read_finished_at, event)
+
+    def _report_crash(self, **context: Any) -> None:
+        """(A helper task: gathering a crash report, bounded by `[crashes] gather_s`,
+        must never hold up the restart the decision left pending.)"""
+        if self._helpers is not None and self.sup.settings.crashes.enabled:
+            report = partial(self.sup.crashes.report, settled=self.settled, **context)
+            self._helpers.start_soon(report)
+
+    def _refresh_secrets_later(self, container_id: str) -> None:
+        """The crash reports' secret values, read again once this run has settled (a few
+        seconds after its start, not during it: the archive reads hold the container)."""
+        if self._helpers is None or not self.sup.settings.crashes.enabled:
+            return
+
+        async def refresh() -> None:
+            await anyio.sleep(SECRETS_SETTLE_S)
+            await self.sup.crashes.refresh_secrets(container_id)
+
+        self._helpers.start_soon(refresh)
 
     async def _read_finished_at(self, event: EngineEvent) -> None:
         """(A helper task: the inspect waits for the engine's exit cleanup, which must

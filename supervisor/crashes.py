@@ -1,0 +1,374 @@
+"""Crash reports' shell (issue 27): gathers what a report holds through the engine,
+writes it into the state dir (0600 files in a 0700 directory), applies retention, and
+reads reports back for `crashes`, `crashes show` and `status`. What goes into a report,
+its redaction and what is kept are decided by supervisor/crashreport.py.
+
+A worker asks for a report after it has decided about a crash or an unhealthy run
+(supervisor/accounting.py); the report is gathered in the worker's helper task group, so
+the restart that decision left pending is never waited for. Gathering is bounded by
+`[crashes] gather_s`: whatever did not come in by then is named in the report's
+`missing`, and the report is written at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+
+from supervisor import backupkey, crashreport, gamelogs, roles, secretspec
+from supervisor.crashreport import FileTail, Summary
+from supervisor.dockertypes import EngineError
+from supervisor.hyos import STATE_DIR
+from supervisor.ports import EnginePort
+from supervisor.settings import Settings
+from supervisor.statefile import ensure_dir, write_json_atomic
+from supervisor.store import state_dir_for
+
+__all__ = ["CrashReporter", "Gathered", "list_reports", "load_report", "reports_dir"]
+
+log = logging.getLogger("supervisor.crashes")
+
+# HyOS's cached Hytale tokens (lib/auth.sh): their values are masked in every report.
+TOKENS_FILE = "/data/.auth/tokens.json"
+_SUFFIX = ".json"
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]*")
+# Of the gathering budget, what the game-log helper keeps for its run (create, start,
+# wait, logs, remove: 0.9-1.25 s on a loaded 2-CPU machine here).
+HELPER_RESERVE_S = 1.4
+
+
+def reports_dir(settings: Settings) -> Path:
+    return state_dir_for(settings) / f"{settings.stack}.crashes"
+
+
+@dataclass
+class Gathered:
+    """What came in before the deadline (None: not yet, or not at all)."""
+
+    container_log: list[str] | None = None
+    files: list[FileTail] | None = None
+    state_files: dict[str, bytes | None] = field(default_factory=dict)
+    inspect: dict[str, Any] | None = None
+    memory_peak: int | None = None
+    secrets: set[str] | None = None
+    errors: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
+
+    def missing(self) -> list[str]:
+        """The parts that failed, and those still running at the deadline."""
+        failed = {error.partition(":")[0] for error in self.errors}
+        late = [f"{what}: not read in time" for what in self.started if what not in self.done]
+        return [*self.errors, *(m for m in late if m.partition(":")[0] not in failed)]
+
+
+def _token_values(raw: bytes | None) -> set[str]:
+    """Every string of 16 characters or more in HyOS's tokens.json."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and len(value) >= 16:
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    if raw:
+        with contextlib.suppress(ValueError):
+            walk(json.loads(raw))
+    return found
+
+
+def url_secrets(url: str) -> set[str]:
+    """A notification URL and the parts of it that are credentials: its user info, and
+    each path segment and query value long enough to be a token (Apprise's Discord,
+    Telegram, ntfy and webhook URLs carry their tokens there)."""
+    found = {url}
+    try:
+        parts = urlsplit(url)
+        found.update(v for v in (parts.username, parts.password) if v)
+    except ValueError:
+        return found
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= 8)
+    found.update(value for _, value in parse_qsl(parts.query) if len(value) >= 8)
+    if len(parts.netloc.rpartition("@")[2]) >= 8 and parts.scheme not in ("http", "https"):
+        # Apprise puts ids and tokens in the host part too (discord://ID/TOKEN, tgram://BOT).
+        found.add(parts.netloc.rpartition("@")[2])
+    return found
+
+
+def given_secrets(settings: Settings) -> set[str]:
+    """Every secret value the supervisor was given in its settings (or keeps in its state
+    dir), stripped; never written anywhere."""
+    found = set(settings.supplied_secrets().values())
+    for url in settings.notify.targets():
+        found |= url_secrets(url)
+    found.update(settings.backup.backend_credentials().values())
+    try:
+        password, _ = backupkey.password(settings, create=False)
+        found.add(password.get_secret_value())
+    except backupkey.BackupKeyError:
+        pass
+    return {v.strip() for v in found if v and v.strip()}
+
+
+class CrashReporter:
+    """One stack's crash reports."""
+
+    def __init__(
+        self, engine: EnginePort, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.directory = reports_dir(settings)
+        # Every secret value seen so far (never written anywhere): a rotated-away value
+        # stays masked, and a report whose secrets could not be read in time still masks
+        # what was read before.
+        self.known_secrets: set[str] = set()
+
+    def supplied_secrets(self) -> set[str]:
+        """The values the supervisor was given or keeps itself: the settings' secrets,
+        the notification URLs (and the credentials inside them), the backup password
+        and the backup backend's credentials."""
+        return given_secrets(self.settings)
+
+    async def read_secrets(self, container_id: str) -> set[str]:
+        """The generated secrets (and HyOS's tokens), read from the volume through the
+        container, concurrently: each value the supervisor generated or was given."""
+        found: set[str] = set()
+
+        async def read(path: str, tokens: bool) -> None:
+            raw = await self.engine.read_file(container_id, path, 1 << 20)
+            if tokens:
+                found.update(_token_values(raw))
+            elif raw:
+                found.add(raw.decode("utf-8", "replace").strip())
+
+        async with anyio.create_task_group() as group:
+            for spec in secretspec.SECRETS:
+                group.start_soon(read, spec.path, False)
+            group.start_soon(read, TOKENS_FILE, True)
+        return found
+
+    async def gather(
+        self,
+        role: str,
+        container_id: str,
+        died_at: float,
+        settled: Callable[[float], Awaitable[None]] | None = None,
+    ) -> Gathered:
+        """The report's parts, concurrently, until `[crashes] gather_s` has passed. The
+        helper container starts once `settled` returns (the worker's restart issued, when
+        it is due soon), so that it never competes with the restart for the engine."""
+        got = Gathered()
+        game = roles.is_game(role)
+        lines = self.settings.crashes.lines
+
+        async def part(what: str, job: Callable[[], Awaitable[None]]) -> None:
+            got.started.append(what)
+            try:
+                await job()
+            except (EngineError, gamelogs.LogJobError, OSError, ValueError) as err:
+                got.errors.append(f"{what}: {err}")
+            got.done.add(what)
+
+        async def container_log() -> None:
+            got.container_log = await self.engine.logs_tail(container_id, lines, died_at + 1.0)
+
+        async def inspect() -> None:
+            got.inspect = await self.engine.inspect_document(container_id)
+
+        async def memory() -> None:
+            got.memory_peak = await self.engine.memory_peak(container_id)
+
+        async def files() -> None:
+            if settled is not None:
+                # Leave the helper HELPER_RESERVE_S of the budget.
+                await settled(max(0.0, self.settings.crashes.gather_s - HELPER_RESERVE_S))
+            wanted = [
+                (crashreport.SERVER_LOG_DIR, crashreport.SERVER_LOG_GLOB),
+                (crashreport.HS_ERR_DIR, crashreport.HS_ERR_GLOB),
+            ]
+            names = list(crashreport.STATE_FILES)
+            # 200 bytes a line is generous for Hytale's log; hs_err files are ~100 KB.
+            found = await gamelogs.tails(
+                self.engine, self.settings, wanted, lines * 400, (STATE_DIR, names)
+            )
+            by_path = {f.path: f.tail for f in found}
+            got.state_files = {n: by_path.get(f"{STATE_DIR}/{n}") for n in names}
+            got.files = [f for f in found if not f.path.startswith(f"{STATE_DIR}/")]
+
+        async def secret_values() -> None:
+            got.secrets = await self.read_secrets(container_id)
+
+        with anyio.move_on_after(self.settings.crashes.gather_s):
+            async with anyio.create_task_group() as group:
+                # No archive read of the crashed container while it restarts (the engine
+                # holds the container's lock through one, and its start waits for it): the
+                # secrets come from what was read after its start, unless none was yet.
+                if not self.known_secrets:
+                    group.start_soon(part, "secrets", secret_values)
+                else:
+                    got.secrets = set()
+                group.start_soon(part, "container log", container_log)
+                group.start_soon(part, "inspect", inspect)
+                group.start_soon(part, "memory", memory)
+                if game:
+                    # The files through the game-log helper, which mounts the volume.
+                    group.start_soon(part, "server log files and HyOS's state", files)
+        return got
+
+    async def refresh_secrets(self, container_id: str) -> None:
+        """Read the secret values again (after a service's start: `secrets rotate`
+        restarts what uses them), for the reports to come; a failure keeps the old."""
+        try:
+            self.known_secrets |= await self.read_secrets(container_id)
+        except EngineError as err:
+            log.debug("cannot read the secrets to mask", extra={"error": str(err)})
+
+    async def report(
+        self,
+        *,
+        role: str,
+        container_id: str,
+        container_name: str,
+        died_at: float,
+        trigger: str,
+        judgement: Mapping[str, Any],
+        decision: Mapping[str, Any],
+        decisions: Sequence[Mapping[str, Any]],
+        settled: Callable[[float], Awaitable[None]] | None = None,
+    ) -> Path | None:
+        """Gather, build, write, apply retention; the report's path (None when reports
+        are off or it could not be written: logged, never raised into supervision)."""
+        if not self.settings.crashes.enabled:
+            return None
+        try:
+            got = await self.gather(role, container_id, died_at, settled)
+            return self._write(
+                got, role, container_id, container_name, died_at, trigger, judgement,
+                decision, decisions,
+            )  # fmt: skip
+        except Exception as err:  # a report must never cost supervision
+            log.warning("cannot write a crash report", extra={"error": repr(err)})
+            return None
+
+    def _write(
+        self,
+        got: Gathered,
+        role: str,
+        container_id: str,
+        container_name: str,
+        died_at: float,
+        trigger: str,
+        judgement: Mapping[str, Any],
+        decision: Mapping[str, Any],
+        decisions: Sequence[Mapping[str, Any]],
+    ) -> Path:
+        lines = self.settings.crashes.lines
+        missing = got.missing()
+        fresh = got.secrets
+        self.known_secrets |= fresh or set()
+        secrets = sorted(self.known_secrets | self.supplied_secrets())
+        # Without this run's secret files, text from the container may hold a value never
+        # seen before: its logs and files are withheld rather than risked.
+        withhold = fresh is None and not self.known_secrets
+        if withhold:
+            missing.append("logs withheld: the secrets to mask could not be read")
+        files = got.files or []
+        server_log = crashreport.newest_before(files, crashreport.SERVER_LOG_GLOB, died_at)
+        hs_err = crashreport.newest_before(files, crashreport.HS_ERR_GLOB, died_at)
+        written_at = self.clock()
+        report = crashreport.report_id(died_at, role, container_id)
+        document = crashreport.build(
+            report=report,
+            role=role,
+            container_id=container_id,
+            container_name=container_name,
+            died_at=died_at,
+            written_at=written_at,
+            trigger=trigger,
+            judgement=judgement,
+            decision=decision,
+            decisions=decisions,
+            container_log=[] if withhold else (got.container_log or []),
+            server_log=None if withhold else server_log,
+            hs_err=None if withhold else hs_err,
+            state_files={} if withhold else got.state_files,
+            inspect=got.inspect,
+            memory={
+                "peak_bytes": got.memory_peak,
+                "limit_bytes": _memory_limit(got.inspect),
+                "oom_killed": judgement.get("oom_killed"),
+            },
+            lines=lines,
+            missing=missing,
+            secrets=secrets,
+        )
+        ensure_dir(self.directory)
+        self.directory.chmod(0o700)
+        path = self.directory / f"{report}{_SUFFIX}"
+        write_json_atomic(path, document)
+        self._retain()
+        return path
+
+    def _retain(self) -> None:
+        sizes = [(p.name.removesuffix(_SUFFIX), p.stat().st_size) for p in self._files()]
+        crashes = self.settings.crashes
+        for gone in crashreport.to_keep(sizes, crashes.keep, int(crashes.max_bytes)):
+            (self.directory / f"{gone}{_SUFFIX}").unlink(missing_ok=True)
+
+    def _files(self) -> list[Path]:
+        return [p for p in self.directory.glob(f"*{_SUFFIX}") if not p.name.startswith(".")]
+
+
+def _memory_limit(inspect: Mapping[str, Any] | None) -> int | None:
+    limit = ((inspect or {}).get("HostConfig") or {}).get("Memory")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+
+
+def list_reports(settings: Settings) -> list[Summary]:
+    """Every report in the state dir, newest first (read directly: no daemon needed)."""
+    directory = reports_dir(settings)
+    found = []
+    for path in sorted(directory.glob(f"*{_SUFFIX}"), reverse=True):
+        if path.name.startswith("."):
+            continue
+        document = _read(path)
+        if document is not None:
+            found.append(crashreport.summary(document, path.stat().st_size))
+    return found
+
+
+def load_report(settings: Settings, report: str) -> dict[str, Any] | None:
+    """One report by its id or an unambiguous prefix; None when there is none."""
+    directory = reports_dir(settings)
+    if not _ID.fullmatch(report):
+        return None  # no path, no glob pattern: an id or a prefix of one
+    matches = sorted(directory.glob(f"{report}*{_SUFFIX}"))
+    exact = directory / f"{report}{_SUFFIX}"
+    if exact in matches:
+        return _read(exact)
+    return _read(matches[0]) if len(matches) == 1 else None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
