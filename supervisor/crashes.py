@@ -150,9 +150,14 @@ class CrashReporter:
         """The generated secrets (and HyOS's tokens), read from the volume through the
         container, concurrently: each value the supervisor generated or was given."""
         found: set[str] = set()
+        failed: list[str] = []
 
         async def read(path: str, tokens: bool) -> None:
-            raw = await self.engine.read_file(container_id, path, 1 << 20)
+            try:
+                raw = await self.engine.read_file(container_id, path, 1 << 20)
+            except EngineError as err:
+                failed.append(f"{path}: {err}")
+                return
             if tokens:
                 found.update(_token_values(raw))
             elif raw:
@@ -162,6 +167,9 @@ class CrashReporter:
             for spec in secretspec.SECRETS:
                 group.start_soon(read, spec.path, False)
             group.start_soon(read, TOKENS_FILE, True)
+        if failed:
+            # Some values unknown: none of this read is trusted to be complete.
+            raise EngineError(f"cannot read the secrets to mask ({failed[0]})")
         return found
 
     async def gather(
@@ -182,7 +190,7 @@ class CrashReporter:
             got.started.append(what)
             try:
                 await job()
-            except (EngineError, gamelogs.LogJobError, OSError, ValueError) as err:
+            except Exception as err:  # a part that fails is named, never the report's end
                 got.errors.append(f"{what}: {err}")
             got.done.add(what)
 
