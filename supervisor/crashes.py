@@ -244,9 +244,17 @@ class CrashReporter:
         """Read the secret values again (after a service's start: `secrets rotate`
         restarts what uses them), for the reports to come; a failure keeps the old."""
         try:
-            self.known_secrets |= await self.read_secrets(container_id)
+            found = await self.read_secrets(container_id)
         except EngineError as err:
             log.debug("cannot read the secrets to mask", extra={"error": str(err)})
+            return
+        if not found <= self.known_secrets:
+            # Once at the start and after each rotation: no value, only how many.
+            self.known_secrets |= found
+            log.info(
+                "crash reports: the secret values to mask were read",
+                extra={"count": len(self.known_secrets)},
+            )
 
     async def report(
         self,
