@@ -43,8 +43,11 @@ TOKENS_FILE = "/data/.auth/tokens.json"
 _SUFFIX = ".json"
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]*")
 # Of the gathering budget, what the game-log helper keeps for its run (create, start,
-# wait, logs, remove: 0.9-1.25 s on a loaded 2-CPU machine here).
-HELPER_RESERVE_S = 1.4
+# wait, logs, remove: 0.5-0.7 s on a 2-CPU machine at load 2.4). Until then the helper
+# waits for a restart due soon: at 1.4 s it started beside a restart issued after the
+# default 1 s backoff and slowed it by ~0.2 s (bench/bench_crash_reports.py: die -> start
+# 1713 against 1497 ms with reports off); at 1.0 s, 1424 against 1417 ms.
+HELPER_RESERVE_S = 1.0
 
 
 def reports_dir(settings: Settings) -> Path:

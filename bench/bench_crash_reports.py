@@ -1,0 +1,146 @@
+"""Crash to crash report on disk, and what reports cost the restart.
+
+Run: python -m bench.bench_crash_reports [--crashes 5] [--helper-image IMAGE]
+Needs the engine, the stand-in images (bash tests/images/build.sh) and the supervisor
+image as the helper (IMAGE=hyos-supervisor:crashlog bash scripts/build-image.sh, or the
+default helper_image).
+
+A stand-in stack under `hyos-supervisor run` (the default 1 s backoff, a crash-loop limit
+it never reaches). Each crash is a SIGKILL of the server's init from the host, once it runs
+again and the previous report is written. Per crash:
+- die -> report on disk: the engine's `die` event (timeNano) to the report file's mtime
+  (one host clock). Goal (issue 27): median <= 3 s.
+- die -> start: the engine's `start` event of the restart, with reports on, and again on
+  a second stack with `[crashes] enabled = false`: gathering must not delay the restart.
+Every secret the supervisor generated (read from the volume) or was given (the join
+password, a notification URL, a backup password and credential) is written into the
+container's log, a server log file, a JVM error file and HyOS's health.json before the
+crashes; every report is scanned for each of them. Goal: 0 found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from bench._daemon import Events, Supervised, docker, median_ms, seconds, supervised_stack, wait_for
+from tests.harness import docker as docker_run
+
+PASSWORD = "bench-join-password-1"
+NOTIFY_URL = "json://hyos:bench-notify-pass@127.0.0.1:9/bench-notify-token-0123"
+BACKUP_PASSWORD = "bench-backup-password-0123456789"
+CREDENTIAL = "bench-aws-secret-KEY-0123456789abcdef"
+GIVEN = (PASSWORD, NOTIFY_URL, "bench-notify-pass", "bench-notify-token-0123", BACKUP_PASSWORD,
+         CREDENTIAL)  # fmt: skip
+
+
+def settings(helper_image: str, reports: bool) -> dict[str, str]:
+    return {
+        "HYOS_HELPER_IMAGE": helper_image,
+        "HYOS_RESTART__CRASH_LOOP_LIMIT": "100000",
+        "HYOS_RESTART__BACKOFF_FACTOR": "1",
+        "HYOS_RESTART__RESTART_MANAGER_WITH_SERVER": "false",
+        "HYOS_CRASHES__ENABLED": "true" if reports else "false",
+        "HYOS_SERVER_PASSWORD": PASSWORD,
+        "HYOS_NOTIFY__URLS": NOTIFY_URL,
+        "HYOS_BACKUP__REPOSITORY": "s3:https://127.0.0.1:9/bucket",
+        "HYOS_BACKUP__PASSWORD": BACKUP_PASSWORD,
+        "HYOS_BACKUP__CREDENTIALS": f"AWS_SECRET_ACCESS_KEY={CREDENTIAL}",
+    }
+
+
+def running(container: str) -> bool:
+    return docker("inspect", "-f", "{{.State.Running}}", container, check=False) == "true"
+
+
+def kill_9(container: str) -> None:
+    os.kill(int(docker("inspect", "-f", "{{.State.Pid}}", container)), signal.SIGKILL)
+
+
+def reports_of(daemon: Supervised) -> list[Path]:
+    directory = daemon.socket_path.parent / f"{daemon.name}.crashes"
+    return sorted(directory.glob("*.json")) if directory.is_dir() else []
+
+
+def at_least(daemon: Supervised, count: int) -> list[Path] | None:
+    found = reports_of(daemon)
+    return found if len(found) >= count else None
+
+
+def secrets_of(server: str) -> list[str]:
+    out = docker_run(
+        "exec", server, "sh", "-c", 'for f in /data/.hyos/secrets/*; do cat "$f"; echo; done'
+    ).stdout
+    return [*(line.strip() for line in out.splitlines() if line.strip()), *GIVEN]
+
+
+def spill(server: str, secrets: list[str]) -> None:
+    text = " ".join(secrets)
+    docker_run("exec", server, "sh", "-c", (
+        "mkdir -p /data/Server/logs /data/.state && "
+        f"echo 'leak: {text}' > /proc/1/fd/1 && "
+        f"echo '[SEVERE] {text}' >> /data/Server/logs/2026-12-07_10-00-00_server.log && "
+        f"echo 'SIGSEGV {text}' > /data/Server/hs_err_pid77.log && "
+        f"echo '{{\"note\": \"{text}\"}}' > /data/.state/health.json"
+    ))  # fmt: skip
+
+
+def crashes(daemon: Supervised, count: int, reports: bool) -> dict[str, list[float]]:
+    server = f"{daemon.name}-server"
+    to_report, to_start = [], []
+    if reports:
+        daemon.wait_lines("crash reports: the secret values to mask were read", 1, 30)
+    events = Events(f"container={server}", "event=die", "event=start")
+    try:
+        for n in range(1, count + 1):
+            wait_for(partial(running, server), 30, "the server running")
+            events.drain()
+            kill_9(server)
+            die = seconds(events.next("die"))
+            to_start.append(seconds(events.next("start")) - die)
+            if reports:
+                found = wait_for(partial(at_least, daemon, n), 30, "the report")
+                newest = max(found, key=lambda p: p.name)
+                to_report.append(newest.stat().st_mtime - die)
+    finally:
+        events.close()
+    return {"report": to_report, "start": to_start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--crashes", type=int, default=5)
+    parser.add_argument("--helper-image", default="hyos-supervisor:crashlog")
+    args = parser.parse_args()
+    with supervised_stack(settings(args.helper_image, True)) as daemon:
+        server = f"{daemon.name}-server"
+        secrets = secrets_of(server)
+        spill(server, secrets)
+        on = crashes(daemon, args.crashes, True)
+        found = reports_of(daemon)
+        leaks = {p.name: [s for s in secrets if s in p.read_text()] for p in found}
+        parts = [json.loads(p.read_text()) for p in found]
+    with supervised_stack(settings(args.helper_image, False)) as daemon:
+        off = crashes(daemon, args.crashes, False)
+    print(f"crashes: {args.crashes} per side (SIGKILL of the server's init; backoff 1 s)")
+    print(f"die -> report on disk            median {median_ms(on['report']):7.1f} ms  "
+          f"(max {max(on['report']) * 1000:.1f} ms; goal <= 3000 ms)")  # fmt: skip
+    print(f"die -> start, reports on         median {median_ms(on['start']):7.1f} ms")
+    print(f"die -> start, reports off        median {median_ms(off['start']):7.1f} ms")
+    print(f"reports written: {len(found)}; secrets scanned for: {len(secrets)}; "
+          f"secret values found: {sum(len(v) for v in leaks.values())}")  # fmt: skip
+    complete = sum(1 for p in parts if not p.get("missing") and p.get("server_log"))
+    print(
+        f"reports with every part (nothing missing, the server log there): {complete}/{len(parts)}"
+    )
+    stamp = datetime.now().isoformat(timespec="seconds")
+    print(f"samples (s) at {stamp}: report {[round(x, 3) for x in on['report']]}")
+
+
+if __name__ == "__main__":
+    main()
