@@ -68,7 +68,8 @@ def _real_dir(path: str, allowed: tuple[str, ...]) -> int:
 def _files(dfd: int, glob: str) -> list[tuple[str, os.stat_result]]:
     found = []
     for name in os.listdir(dfd):
-        if not fnmatch.fnmatch(name, glob):
+        if name.startswith(".") or not fnmatch.fnmatch(name, glob):
+            # Hidden: a compression's temp file (.NAME.gz.tmp) is never a log of its own.
             continue
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)

@@ -272,3 +272,27 @@ async def test_the_restart_is_not_held_up_by_a_report_still_gathering(tmp_path: 
     assert 0.9 <= written < 3.0
     [summary] = list_reports(settings)
     assert summary.exit_code == 1 and summary.decision == "restart"
+
+
+async def test_the_cli_lists_and_shows_reports_without_a_daemon(
+    tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from supervisor import cli
+
+    reporter = CrashReporter(engine, _settings(tmp_path))
+    path = await _report(reporter)
+    assert path is not None
+    monkeypatch.setenv("HYOS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HYOS_STACK", "hyos")
+    capsys.readouterr()
+    assert cli.main(["crashes", "--json"]) == 0
+    [summary] = json.loads(capsys.readouterr().out)
+    assert summary["id"] == path.stem and summary["exit_code"] == 1
+    assert cli.main(["crashes"]) == 0
+    assert path.stem in capsys.readouterr().out
+    assert cli.main(["crashes", "show", path.stem]) == 0
+    shown = capsys.readouterr().out
+    assert "exit:      code 1" in shown and [s for s in _every_secret() if s in shown] == []
+    assert cli.main(["crashes", "show", "../../etc/passwd"]) == 1
+    assert "no report" in capsys.readouterr().err

@@ -139,3 +139,11 @@ def test_a_bad_request_is_one_answer_and_exit_2(capsys: pytest.CaptureFixture[st
 def _run_raw(capsys: pytest.CaptureFixture[str], raw: str) -> tuple[int, list[dict[str, object]]]:
     code = logjob.main(["logjob", raw])
     return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_a_hidden_temp_file_is_never_listed(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (data / "logs/.old.log.gz.tmp").write_bytes(b"half")
+    (data / "logs/new.log").write_bytes(b"x")
+    code, answers = _run(capsys, {"op": "list", "dir": str(data / "logs")})
+    files: Any = answers[0]["files"]
+    assert code == 0 and [Path(f["path"]).name for f in files] == ["new.log"]
