@@ -55,6 +55,7 @@ class ExitAccounting:
         died_at: float,
         judged: dict[str, Any],
         decided: dict[str, Any],
+        run_started_at: float | None,
     ) -> None:
         self.report(
             role=self.role,
@@ -69,6 +70,7 @@ class ExitAccounting:
                 "totals": self.service.totals.to_json(),
             },
             decisions=list(self.decisions),
+            run_started_at=run_started_at,
         )
 
     async def on_exit(self, exited: ContainerExit, log: BoundLogger) -> None:
@@ -111,7 +113,13 @@ class ExitAccounting:
         if judged.failure and not self.sup.stopping:
             died_at = exited.finished_at.timestamp() if exited.finished_at else self.sup.clock()
             self._report(
-                "exit", exited.container_id, exited.name, died_at, judged.to_json(), decided
+                "exit",
+                exited.container_id,
+                exited.name,
+                died_at,
+                judged.to_json(),
+                decided,
+                before.started_at,
             )
         if not self.sup.stopping:
             self._notify(decision, judged.exit_code)
@@ -228,7 +236,8 @@ class ExitAccounting:
                     f": {health.last_output.strip()[:500]}" if health and health.last_output else ""
                 ),
             }
-            self._report("unhealthy", info.id, info.name, self.sup.clock(), judged, decided)
+            ran = started.timestamp() if started is not None else None
+            self._report("unhealthy", info.id, info.name, self.sup.clock(), judged, decided, ran)
         self._notify(decision, None)
         if decision.action is not Action.RESTART:
             await self._announce(decision, log)

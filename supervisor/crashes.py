@@ -142,6 +142,9 @@ class CrashReporter:
         # stays masked, and a report whose secrets could not be read in time still masks
         # what was read before.
         self.known_secrets: set[str] = set()
+        # When the last complete read of them began: a run started later may hold values
+        # read after it (a rotation's), so its report reads them again.
+        self.read_at: float | None = None
 
     def supplied_secrets(self) -> set[str]:
         """The values the supervisor was given or keeps itself: the settings' secrets,
@@ -181,6 +184,7 @@ class CrashReporter:
         container_id: str,
         died_at: float,
         settled: Callable[[float], Awaitable[None]] | None = None,
+        run_started_at: float | None = None,
     ) -> Gathered:
         """The report's parts, concurrently, until `[crashes] gather_s` has passed. The
         helper container starts once `settled` returns (the worker's restart issued, when
@@ -230,8 +234,9 @@ class CrashReporter:
             async with anyio.create_task_group() as group:
                 # No archive read of the crashed container while it restarts (the engine
                 # holds the container's lock through one, and its start waits for it): the
-                # secrets come from what was read after its start, unless none was yet.
-                if not self.known_secrets:
+                # secrets come from what was read after its start, unless none was yet
+                # (a run that died within SECRETS_SETTLE_S of its start, after a rotation).
+                if self._stale(run_started_at):
                     group.start_soon(part, "secrets", secret_values)
                 else:
                     got.secrets = set()
@@ -243,14 +248,23 @@ class CrashReporter:
                     group.start_soon(part, "server log files and HyOS's state", files)
         return got
 
+    def _stale(self, run_started_at: float | None) -> bool:
+        """Whether the values known may not be this run's: none read, or read before it
+        started (or its start is unknown)."""
+        if not self.known_secrets or self.read_at is None:
+            return True
+        return run_started_at is None or self.read_at < run_started_at
+
     async def refresh_secrets(self, container_id: str) -> None:
         """Read the secret values again (after a service's start: `secrets rotate`
         restarts what uses them), for the reports to come; a failure keeps the old."""
+        began = self.clock()
         try:
             found = await self.read_secrets(container_id)
         except EngineError as err:
             log.debug("cannot read the secrets to mask", extra={"error": str(err)})
             return
+        self.read_at = began if self.read_at is None else max(self.read_at, began)
         if not found <= self.known_secrets:
             # Once at the start and after each rotation: no value, only how many.
             self.known_secrets |= found
@@ -271,13 +285,14 @@ class CrashReporter:
         decision: Mapping[str, Any],
         decisions: Sequence[Mapping[str, Any]],
         settled: Callable[[float], Awaitable[None]] | None = None,
+        run_started_at: float | None = None,
     ) -> Path | None:
         """Gather, build, write, apply retention; the report's path (None when reports
         are off or it could not be written: logged, never raised into supervision)."""
         if not self.settings.crashes.enabled:
             return None
         try:
-            got = await self.gather(role, container_id, died_at, settled)
+            got = await self.gather(role, container_id, died_at, settled, run_started_at)
             return self._write(
                 got, role, container_id, container_name, died_at, trigger, judgement,
                 decision, decisions,

@@ -44,8 +44,9 @@ Item = EngineEvent | Call | Job | None  # None: only look (a timer, a wake-up)
 # millisecond and Docker sends a handful per run of a container, so only a worker stuck
 # in a step for a long time (a stop's grace period, an engine that is away) comes near.
 INBOX_BOUND = 1024
-# After a start, the crash reports' secrets are read again this much later (crashes.py).
-SECRETS_SETTLE_S = 3.0
+# After a start (and a login), the crash reports' secrets are read again this much later
+# (crashes.py): after the start call and its event, not in the way of either.
+SECRETS_SETTLE_S = 0.5
 
 
 class ServiceWorker:
@@ -461,6 +462,7 @@ class ServiceWorker:
             )
         elif login is not None and before is not None and before.waiting:
             log.info("the Hytale login ended", extra={"login": login.status})
+            self._refresh_secrets_later(container_id)  # HyOS's new tokens.json
         self.sup.save()
 
     async def login_followed(self, run: tuple[str, float | None]) -> None:

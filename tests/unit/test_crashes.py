@@ -169,6 +169,34 @@ async def test_a_rotated_away_secret_stays_masked(tmp_path: Path, engine: FakeEn
     assert old not in raw and "rotated-new-secret-XYZ" not in raw
 
 
+async def test_a_run_started_after_the_last_read_is_read_again(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    """A rotation's new value, in a run that died before the worker's refresh: the
+    report reads the values itself (the restart's engine lock is the price)."""
+    reads: list[str] = []
+    original = engine.read_file
+
+    async def counted(container_id: str, path: str, limit: int = 1 << 20) -> bytes | None:
+        reads.append(path)
+        return await original(container_id, path, limit)
+
+    engine.read_file = counted  # type: ignore[method-assign]
+    reporter = CrashReporter(engine, _settings(tmp_path))
+    await reporter.refresh_secrets(CID)
+    assert reporter.read_at is not None
+    reads.clear()
+    # A run that started before the read: the values known are its own, nothing is read.
+    assert await _report(reporter, run_started_at=reporter.read_at - 10) is not None
+    assert reads == []
+    rotated = "rotated-in-a-fresh-run-0123456789"
+    engine.files[(CID, secretspec.BY_NAME["session_secret"].path)] = rotated.encode()
+    engine.containers[CID].logs = [f"new value {rotated}"]
+    path = await _report(reporter, run_started_at=reporter.read_at + 1)
+    assert path is not None and reads != []
+    assert rotated not in path.read_text()
+
+
 async def test_without_the_secrets_the_logs_are_withheld(
     tmp_path: Path, engine: FakeEngine
 ) -> None:
