@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import alerts, hyos, restarts, roles, stopmarks, totals
+from supervisor import alerts, crashreport, hyos, restarts, roles, stopmarks, totals
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
@@ -56,7 +56,11 @@ class ExitAccounting:
         judged: dict[str, Any],
         decided: dict[str, Any],
         run_started_at: float | None,
-    ) -> None:
+    ) -> str | None:
+        """Start gathering a crash report; its id (the crash notification names it), or
+        None when reports are off."""
+        if not self.sup.settings.crashes.enabled:
+            return None
         self.report(
             role=self.role,
             container_id=container_id,
@@ -72,6 +76,7 @@ class ExitAccounting:
             decisions=list(self.decisions),
             run_started_at=run_started_at,
         )
+        return crashreport.report_id(died_at, self.role, container_id)
 
     async def on_exit(self, exited: ContainerExit, log: BoundLogger) -> None:
         """Account one exit (once) and decide; the decision's step is left pending."""
@@ -110,9 +115,10 @@ class ExitAccounting:
         decided = self._decided(
             "exit", decision, exit_code=judged.exit_code, kind=judged.kind.value
         )
+        report = None
         if judged.failure and not self.sup.stopping:
             died_at = exited.finished_at.timestamp() if exited.finished_at else self.sup.clock()
-            self._report(
+            report = self._report(
                 "exit",
                 exited.container_id,
                 exited.name,
@@ -122,7 +128,7 @@ class ExitAccounting:
                 before.started_at,
             )
         if not self.sup.stopping:
-            self._notify(decision, judged.exit_code)
+            self._notify(decision, judged.exit_code, report)
             await self._announce(decision, log)
 
     async def judge(self, exited: ContainerExit) -> restarts.ExitJudgement:
@@ -158,15 +164,18 @@ class ExitAccounting:
             )
             return None
 
-    def _notify(self, decision: restarts.Decision, exit_code: int | None) -> None:
+    def _notify(
+        self, decision: restarts.Decision, exit_code: int | None, report: str | None = None
+    ) -> None:
         """The decision, told through the outbox (supervisor/alerts.py keeps it to one
-        message per crash episode)."""
+        message per crash episode), naming its crash report."""
         if decision.action in (Action.RESTART, Action.STOP_CRASH_LOOP):
             self.sup.alerts.failure(
                 self.role,
                 reason=decision.reason,
                 exit_code=exit_code,
                 crash_loop=decision.action is Action.STOP_CRASH_LOOP,
+                report=report,
             )
         elif decision.action is Action.NEEDS_AUTH:
             self.sup.alerts.emit(
@@ -224,6 +233,7 @@ class ExitAccounting:
             },
         )
         decided = self._decided("unhealthy", decision)
+        report = None
         if decision.action is not Action.NONE:
             health = info.state.health
             judged = {
@@ -237,7 +247,9 @@ class ExitAccounting:
                 ),
             }
             ran = started.timestamp() if started is not None else None
-            self._report("unhealthy", info.id, info.name, self.sup.clock(), judged, decided, ran)
-        self._notify(decision, None)
+            report = self._report(
+                "unhealthy", info.id, info.name, self.sup.clock(), judged, decided, ran
+            )
+        self._notify(decision, None, report)
         if decision.action is not Action.RESTART:
             await self._announce(decision, log)

@@ -132,9 +132,14 @@ class CrashReporter:
     """One stack's crash reports."""
 
     def __init__(
-        self, engine: EnginePort, settings: Settings, clock: Callable[[], float] = time.time
+        self,
+        engine: EnginePort,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        written: Callable[[str], None] = lambda role: None,
     ) -> None:
         self.engine = engine
+        self.written = written  # told each report written (the metrics' tally)
         self.settings = settings
         self.clock = clock
         self.directory = reports_dir(settings)
@@ -357,6 +362,7 @@ class CrashReporter:
         self.directory.chmod(0o700)
         path = self.directory / f"{report}{_SUFFIX}"
         write_json_atomic(path, document)
+        self.written(role)
         self._retain()
         return path
 

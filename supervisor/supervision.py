@@ -69,7 +69,9 @@ class Supervision:
             nap=self.nap,
             stopped=lambda role, seconds: self.tallies.stopped(roles.is_game(role), seconds),
         )
-        self.crashes = CrashReporter(self.engine, self.settings, self.clock)
+        self.crashes = CrashReporter(
+            self.engine, self.settings, self.clock, written=self.tallies.crash_report_written
+        )
 
     async def nap(self, seconds: float) -> None:
         """Sleep `seconds`, or until the engine is back, whichever comes first."""

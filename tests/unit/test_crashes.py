@@ -300,6 +300,7 @@ async def test_the_restart_is_not_held_up_by_a_report_still_gathering(tmp_path: 
     assert 0.9 <= written < 3.0
     [summary] = list_reports(settings)
     assert summary.exit_code == 1 and summary.decision == "restart"
+    assert sup.tallies.crash_reports == {"server": 1}  # hyos_crash_reports_total
 
 
 async def test_the_cli_lists_and_shows_reports_without_a_daemon(
