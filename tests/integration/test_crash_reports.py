@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -198,6 +199,15 @@ def test_a_standin_crash_is_a_report_within_3s_with_no_secret(
     assert [s for s in secrets if s in shown.stdout] == []
     status = cstack.run("status")
     assert f"last crash: {path.stem} (server" in status.stdout
+    # The crash notification names the report; its target is away, so it waits in the
+    # outbox and status shows the backlog beside the last crash.
+    outbox = Path(cstack.env["HYOS_STATE_DIR"]) / f"{cstack.name}.outbox"
+    crash_alerts = [
+        a for a in (json.loads(f.read_text()).get("alert", {}) for f in outbox.glob("*.json"))
+        if a.get("kind") == "crash"
+    ]  # fmt: skip
+    assert [a["facts"]["crash_report"] for a in crash_alerts] == [path.stem]
+    assert re.search(r"^notifications: [12] waiting \(oldest", status.stdout, re.M), status.stdout
     status_json = json.loads(cstack.run("status", "--json").stdout)
     assert status_json["last_crash"]["id"] == path.stem
     assert "notifications" in status_json  # the outbox's backlog beside it
