@@ -132,7 +132,8 @@ class LogSettings(BaseModel):
         if float(self.compress_after) >= float(self.remove_after):
             raise ValueError(
                 f"compress_after ({self.compress_after.text}) must be shorter than "
-                f"remove_after ({self.remove_after.text}), e.g. 1d and 7d"
+                f"remove_after ({self.remove_after.text}); set HYOS_LOGS__COMPRESS_AFTER "
+                "lower or HYOS_LOGS__REMOVE_AFTER higher, e.g. 1d and 7d"
             )
         return self
 
