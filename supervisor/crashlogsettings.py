@@ -124,8 +124,11 @@ class LogSettings(BaseModel):
     compress_after: Span = Span("1d")
     remove_after: Span = Span("7d")
     max_bytes: Bytes = Bytes("200MB")
-    # How often the daemon prunes (and once at its start).
+    # How often the daemon prunes; the last time is kept in the state dir.
     every: Span = Span("1d")
+    # After a daemon's start, the first prune waits at least this long (the stack's own
+    # start has the engine's attention first).
+    first_after: Span = Span("1m")
 
     @model_validator(mode="after")
     def _compress_before_removing(self) -> LogSettings:

@@ -44,9 +44,6 @@ __all__ = [
 log = logging.getLogger("supervisor.gamelogs")
 
 JOB_TIMEOUT_S = 600.0
-# The first prune of a daemon that never pruned: a minute after its start (not during
-# the stack's own start, which has the engine's attention).
-FIRST_PRUNE_S = 60.0
 # The largest number of files changed by one run (the request is the helper's argument).
 BATCH = 200
 
@@ -153,13 +150,14 @@ def _stamp_path(settings: Settings) -> Path:
 
 
 def next_prune_in(settings: Settings, now: float) -> float:
-    """Seconds until the next prune: FIRST_PRUNE_S after a start without a mark (the
-    stack settles first), else `[logs] every` after the last one."""
+    """Seconds until the next prune: `[logs] every` after the last one, and never sooner
+    than `[logs] first_after` (the stack settles first)."""
+    first = float(settings.logs.first_after)
     try:
         last = _stamp_path(settings).stat().st_mtime
     except OSError:
-        return FIRST_PRUNE_S
-    return max(FIRST_PRUNE_S, last + float(settings.logs.every) - now)
+        return first
+    return max(first, last + float(settings.logs.every) - now)
 
 
 def _mark_pruned(settings: Settings) -> None:
@@ -192,7 +190,7 @@ async def prune_once(engine: EnginePort, settings: Settings, logger: BoundLogger
 
 
 async def run_schedule(engine: EnginePort, settings: Settings, logger: BoundLogger) -> None:
-    """Prune every `[logs] every` (daily), the first time FIRST_PRUNE_S after the start
+    """Prune every `[logs] every` (daily), the first time `[logs] first_after` after the start
     unless the state dir says a prune was done less than `every` ago."""
     while True:
         await anyio.sleep(next_prune_in(settings, time.time()))

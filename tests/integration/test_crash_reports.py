@@ -302,3 +302,24 @@ def test_logs_prune_compresses_and_deletes_through_the_helper(
     left = docker("ps", "-aq", "--filter", f"label=io.hyos.stack={cstack.name}",
                   "--filter", "label=io.hyos.role=logs").stdout.split()  # fmt: skip
     assert left == []
+
+
+def test_run_bounds_the_game_logs_itself(cstack: Stack, cdaemon: DaemonFactory) -> None:
+    """The daemon's own turn (`[logs] first_after` after its start, then `every`): an old
+    log is gzipped, a log past remove_after deleted, the live one left; the turn is marked
+    in the state dir."""
+    cstack.up()
+    now = int(time.time())
+    docker("exec", cstack.container("server"), "sh", "-c", (
+        "mkdir -p /data/Server/logs && cd /data/Server/logs && "
+        f"echo old > a_server.log && touch -d @{now - 2 * 86400} a_server.log && "
+        f"echo older > b_server.log && touch -d @{now - 9 * 86400} b_server.log && "
+        "echo live > c_server.log"
+    ))  # fmt: skip
+    d = cdaemon(HYOS_LOGS__FIRST_AFTER="1s")
+    bounded = d.wait_log("game logs bounded", timeout=30)[0]
+    assert (bounded["gzipped"], bounded["deleted"], bounded["failed"]) == (1, 1, 0)
+    listing = docker("exec", cstack.container("server"), "ls", "/data/Server/logs").stdout.split()
+    assert sorted(listing) == ["a_server.log.gz", "c_server.log"]
+    stamp = Path(cstack.env["HYOS_STATE_DIR"]) / f"{cstack.name}.logs-pruned"
+    assert stamp.exists()

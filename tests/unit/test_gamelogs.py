@@ -133,10 +133,12 @@ async def test_a_missing_helper_image_is_named(
 def test_the_daily_turn_keeps_its_rhythm_across_restarts(tmp_path: Path) -> None:
     settings = _settings(tmp_path, every="1d")
     # Never pruned: a minute after the start.
-    assert gamelogs.next_prune_in(settings, NOW) == gamelogs.FIRST_PRUNE_S
+    assert gamelogs.next_prune_in(settings, NOW) == 60
     gamelogs._mark_pruned(settings)
     stamp = tmp_path / f"{settings.stack}.logs-pruned"
     os.utime(stamp, (NOW - 3600, NOW - 3600))  # pruned an hour ago
     assert gamelogs.next_prune_in(settings, NOW) == pytest.approx(DAY - 3600)
     os.utime(stamp, (NOW - 2 * DAY, NOW - 2 * DAY))  # overdue: soon, not at once
-    assert gamelogs.next_prune_in(settings, NOW) == gamelogs.FIRST_PRUNE_S
+    assert gamelogs.next_prune_in(settings, NOW) == 60
+    # first_after is the floor, whatever the mark says.
+    assert gamelogs.next_prune_in(_settings(tmp_path, first_after="5s"), NOW) == 5
