@@ -45,6 +45,7 @@ SERVER_LOG_GLOB = "*_server.log"
 HS_ERR_DIR = "/data/Server"
 HS_ERR_GLOB = "hs_err_pid*.log"
 STATE_FILES = ("server.json", "health.json", "version.json")
+MTIME_SLACK_S = 0.25
 
 # Secrets by shape: a JWT (three base64url parts, the first two JSON objects), a bearer
 # token, and `key=value` / `"key": "value"` pairs whose key names a secret.
@@ -129,13 +130,15 @@ class FileTail:
 
 def newest_before(files: Iterable[FileTail], glob: str, before: float | None) -> FileTail | None:
     """The newest file whose name matches `glob`, written no later than `before` (the
-    exit; + 2 s of clock slack): a server already started again has opened a new log,
+    exit, from the die event; the crashed run's last write comes before it, on the same
+    host clock: MTIME_SLACK_S only for the event's rounding). A server already started
+    again (after the backoff and its start, well beyond the slack) has opened a new log,
     which is not the crashed run's."""
     matching = [
         f
         for f in files
         if fnmatch.fnmatch(f.path.rsplit("/", 1)[-1], glob)
-        and (before is None or f.mtime <= before + 2.0)
+        and (before is None or f.mtime <= before + MTIME_SLACK_S)
     ]
     return max(matching, key=lambda f: (f.mtime, f.path), default=None)
 
