@@ -120,9 +120,8 @@ def test_the_crashed_runs_log_is_the_newest_written_before_the_exit() -> None:
     files = [
         FileTail("/data/Server/logs/old_server.log", 1, 500.0),
         FileTail("/data/Server/logs/crashed_server.log", 1, 999.0),
-        FileTail(
-            "/data/Server/logs/restarted_server.log", 1, 1000.6
-        ),  # the next run's: a 0.1 s backoff, a 0.5 s start
+        # The next run's (after a 0.1 s backoff and a 0.5 s start): not the crashed one.
+        FileTail("/data/Server/logs/restarted_server.log", 1, 1000.6),
         FileTail("/data/Server/hs_err_pid7.log", 1, 999.5),
     ]
     found = crashreport.newest_before(files, crashreport.SERVER_LOG_GLOB, died)
