@@ -55,7 +55,6 @@ class ExitAccounting:
         died_at: float,
         judged: dict[str, Any],
         decided: dict[str, Any],
-        run_started_at: float | None,
     ) -> str | None:
         """Start gathering a crash report; its id (the crash notification names it), or
         None when reports are off."""
@@ -74,7 +73,6 @@ class ExitAccounting:
                 "totals": self.service.totals.to_json(),
             },
             decisions=list(self.decisions),
-            run_started_at=run_started_at,
         )
         return crashreport.report_id(died_at, self.role, container_id)
 
@@ -125,7 +123,6 @@ class ExitAccounting:
                 died_at,
                 judged.to_json(),
                 decided,
-                before.started_at,
             )
         if not self.sup.stopping:
             self._notify(decision, judged.exit_code, report)
@@ -246,9 +243,8 @@ class ExitAccounting:
                     f": {health.last_output.strip()[:500]}" if health and health.last_output else ""
                 ),
             }
-            ran = started.timestamp() if started is not None else None
             report = self._report(
-                "unhealthy", info.id, info.name, self.sup.clock(), judged, decided, ran
+                "unhealthy", info.id, info.name, self.sup.clock(), judged, decided
             )
         self._notify(decision, None, report)
         if decision.action is not Action.RESTART:

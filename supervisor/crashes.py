@@ -147,9 +147,11 @@ class CrashReporter:
         # stays masked, and a report whose secrets could not be read in time still masks
         # what was read before.
         self.known_secrets: set[str] = set()
-        # When the last complete read of them began: a run started later may hold values
-        # read after it (a rotation's), so its report reads them again.
+        # When the last complete read of them began, and when the secret files last may
+        # have changed (a rotation, a pass that created the volume or containers): a
+        # report between the two reads them again.
         self.read_at: float | None = None
+        self.changed_at: float | None = None
 
     def supplied_secrets(self) -> set[str]:
         """The values the supervisor was given or keeps itself: the settings' secrets,
@@ -189,7 +191,6 @@ class CrashReporter:
         container_id: str,
         died_at: float,
         settled: Callable[[float], Awaitable[None]] | None = None,
-        run_started_at: float | None = None,
     ) -> Gathered:
         """The report's parts, concurrently, until `[crashes] gather_s` has passed. The
         helper container starts once `settled` returns (the worker's restart issued, when
@@ -239,9 +240,9 @@ class CrashReporter:
             async with anyio.create_task_group() as group:
                 # No archive read of the crashed container while it restarts (the engine
                 # holds the container's lock through one, and its start waits for it): the
-                # secrets come from what was read after its start, unless none was yet
-                # (a run that died within SECRETS_SETTLE_S of its start, after a rotation).
-                if self._stale(run_started_at):
+                # secrets come from what was read before, unless none was yet or they
+                # may have changed since (a run that died right after a rotation).
+                if self._stale():
                     group.start_soon(part, "secrets", secret_values)
                 else:
                     got.secrets = set()
@@ -253,12 +254,17 @@ class CrashReporter:
                     group.start_soon(part, "server log files and HyOS's state", files)
         return got
 
-    def _stale(self, run_started_at: float | None) -> bool:
-        """Whether the values known may not be this run's: none read, or read before it
-        started (or its start is unknown)."""
+    def _stale(self) -> bool:
+        """Whether the values known may not be the volume's: none read yet, or read
+        before the files may have changed."""
         if not self.known_secrets or self.read_at is None:
             return True
-        return run_started_at is None or self.read_at < run_started_at
+        return self.changed_at is not None and self.read_at < self.changed_at
+
+    def secrets_changed(self) -> None:
+        """The secret files may have been written (a rotation, a new volume): reports
+        read them again until the next refresh (the restarted services' starts)."""
+        self.changed_at = self.clock()
 
     async def refresh_secrets(self, container_id: str) -> None:
         """Read the secret values again (after a service's start: `secrets rotate`
@@ -290,14 +296,13 @@ class CrashReporter:
         decision: Mapping[str, Any],
         decisions: Sequence[Mapping[str, Any]],
         settled: Callable[[float], Awaitable[None]] | None = None,
-        run_started_at: float | None = None,
     ) -> Path | None:
         """Gather, build, write, apply retention; the report's path (None when reports
         are off or it could not be written: logged, never raised into supervision)."""
         if not self.settings.crashes.enabled:
             return None
         try:
-            got = await self.gather(role, container_id, died_at, settled, run_started_at)
+            got = await self.gather(role, container_id, died_at, settled)
             return self._write(
                 got, role, container_id, container_name, died_at, trigger, judgement,
                 decision, decisions,

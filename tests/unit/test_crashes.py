@@ -169,11 +169,11 @@ async def test_a_rotated_away_secret_stays_masked(tmp_path: Path, engine: FakeEn
     assert old not in raw and "rotated-new-secret-XYZ" not in raw
 
 
-async def test_a_run_started_after_the_last_read_is_read_again(
+async def test_after_a_rotation_a_report_reads_the_values_itself(
     tmp_path: Path, engine: FakeEngine
 ) -> None:
     """A rotation's new value, in a run that died before the worker's refresh: the
-    report reads the values itself (the restart's engine lock is the price)."""
+    report reads the values itself (the restart's engine lock is the price, only then)."""
     reads: list[str] = []
     original = engine.read_file
 
@@ -184,17 +184,21 @@ async def test_a_run_started_after_the_last_read_is_read_again(
     engine.read_file = counted  # type: ignore[method-assign]
     reporter = CrashReporter(engine, _settings(tmp_path))
     await reporter.refresh_secrets(CID)
-    assert reporter.read_at is not None
     reads.clear()
-    # A run that started before the read: the values known are its own, nothing is read.
-    assert await _report(reporter, run_started_at=reporter.read_at - 10) is not None
+    # Nothing changed since the read: the values known are the volume's, nothing is read.
+    assert await _report(reporter) is not None
     assert reads == []
     rotated = "rotated-in-a-fresh-run-0123456789"
     engine.files[(CID, secretspec.BY_NAME["session_secret"].path)] = rotated.encode()
+    reporter.secrets_changed()
     engine.containers[CID].logs = [f"new value {rotated}"]
-    path = await _report(reporter, run_started_at=reporter.read_at + 1)
+    path = await _report(reporter)
     assert path is not None and reads != []
     assert rotated not in path.read_text()
+    # The restarted service's refresh: from then on, no read in a report again.
+    await reporter.refresh_secrets(CID)
+    reads.clear()
+    assert await _report(reporter) is not None and reads == []
 
 
 async def test_without_the_secrets_the_logs_are_withheld(
