@@ -289,6 +289,7 @@ def render(document: Mapping[str, Any]) -> list[str]:
     decision = document.get("decision") or {}
     memory = document.get("memory") or {}
     peak = memory.get("peak_bytes")
+    limit = memory.get("limit_bytes")
     out = [
         f"crash report {document.get('id')}",
         f"  service:   {document.get('service')} ({document.get('container')}, "
@@ -300,7 +301,8 @@ def render(document: Mapping[str, Any]) -> list[str]:
         f"  reason:    {judgement.get('reason')}",
         f"  decision:  {decision.get('action')} (backoff {decision.get('backoff_s')} s, "
         f"restarts {decision.get('restart_count')}, status {decision.get('status')})",
-        f"  memory:    peak {'unknown' if peak is None else f'{peak} bytes'}",
+        f"  memory:    peak {'unknown' if peak is None else f'{peak} bytes'}, limit "
+        f"{'none' if limit is None else f'{limit} bytes'}",
     ]
     for item in document.get("missing") or ():
         out.append(f"  missing:   {item}")

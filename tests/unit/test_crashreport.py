@@ -153,8 +153,8 @@ def test_the_newest_report_is_kept_even_when_it_alone_is_too_big() -> None:
 
 
 def test_the_text_shows_the_judgement_the_decisions_and_the_logs() -> None:
-    text = "\n".join(crashreport.render(_build()))
-    assert "exit:      code 1" in text
+    text = "\n".join(crashreport.render(_build(memory={"peak_bytes": 5, "limit_bytes": 9})))
+    assert "exit:      code 1" in text and "memory:    peak 5 bytes, limit 9 bytes" in text
     assert "decisions (oldest first):" in text and ": restart" in text
     assert "  | boom" in text and "missing:   memory: not read in time" in text
     assert SECRET not in text
