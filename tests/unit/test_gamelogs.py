@@ -142,3 +142,52 @@ def test_the_daily_turn_keeps_its_rhythm_across_restarts(tmp_path: Path) -> None
     assert gamelogs.next_prune_in(settings, NOW) == 60
     # first_after is the floor, whatever the mark says.
     assert gamelogs.next_prune_in(_settings(tmp_path, first_after="5s"), NOW) == 5
+
+
+def _args(dry_run: bool) -> Any:
+    import argparse
+
+    return argparse.Namespace(dry_run=dry_run)
+
+
+async def test_logs_prune_without_a_stack_or_image_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from supervisor import crashcli
+
+    settings = _settings(tmp_path)
+    engine = HelperEngine({"/data/logs/a.log": (1, NOW - 30 * DAY)})
+    assert await crashcli.prune_logs(_args(False), settings, engine) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no containers; run `hyos-supervisor up` first" in err[0]
+    labels = {"io.hyos.managed": "true", "io.hyos.stack": settings.stack, "io.hyos.role": "server"}
+    engine.add_container(settings.container_name("server"), labels=labels)
+    engine.images = {}
+    assert await crashcli.prune_logs(_args(False), settings, engine) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "helper image" in err[0] and "(helper_image)" in err[0]
+    assert engine.bodies == []  # nothing was run
+
+
+async def test_logs_prune_dry_run_only_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from supervisor import crashcli
+
+    settings = _settings(tmp_path)
+    now = time.time()  # the verb plans at the real time
+    disk = {
+        "/data/logs/a.log": (1, now - 30 * DAY),
+        "/data/logs/b.log": (1, now - 2 * DAY),
+        "/data/logs/c.log": (1, now),
+    }
+    engine = HelperEngine(disk)
+    labels = {"io.hyos.managed": "true", "io.hyos.stack": settings.stack, "io.hyos.role": "server"}
+    engine.add_container(settings.container_name("server"), labels=labels)
+    assert await crashcli.prune_logs(_args(True), settings, engine) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["would delete /data/logs/a.log (age)", "would gzip /data/logs/b.log (age)"]
+    assert len(engine.disk) == 3  # nothing changed
+    assert all(b["HostConfig"]["Mounts"][0]["ReadOnly"] for b in engine.bodies)
