@@ -1,13 +1,16 @@
 """Crash to crash report on disk, and what reports cost the restart.
 
-Run: python -m bench.bench_crash_reports [--crashes 5] [--helper-image IMAGE]
+Run: python -m bench.bench_crash_reports [--crashes 5] [--helper-image IMAGE] [--replica]
 Needs the engine, the stand-in images (bash tests/images/build.sh) and the supervisor
 image as the helper (IMAGE=hyos-supervisor:crashlog bash scripts/build-image.sh, or the
 default helper_image).
 
 A stand-in stack under `hyos-supervisor run` (the default 1 s backoff, a crash-loop limit
 it never reaches). Each crash is a SIGKILL of the server's init from the host, once it runs
-again and the previous report is written. Per crash:
+again and the previous report is written. With --replica the server is HyOS's replica
+image (tests/upstream/build-server.sh: HyOS's own scripts, a fake java that writes
+Server/logs/<date>_server.log) and each crash is its `java-exit` control (exit 1), once the
+restarted server booted. Per crash:
 - die -> report on disk: the engine's `die` event (timeNano) to the report file's mtime
   (one host clock). Goal (issue 27): median <= 3 s.
 - die -> start: the engine's `start` event of the restart, with reports on, and again on
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from bench._daemon import Events, Supervised, docker, median_ms, seconds, supervised_stack, wait_for
 from tests.harness import docker as docker_run
+from tests.upstream.replica import injected_tokens, replica_env
 
 PASSWORD = "bench-join-password-1"
 NOTIFY_URL = "json://hyos:bench-notify-pass@127.0.0.1:9/bench-notify-token-0123"
@@ -39,8 +43,10 @@ GIVEN = (PASSWORD, NOTIFY_URL, "bench-notify-pass", "bench-notify-token-0123", B
          CREDENTIAL)  # fmt: skip
 
 
-def settings(helper_image: str, reports: bool) -> dict[str, str]:
+def settings(helper_image: str, reports: bool, replica: bool) -> dict[str, str]:
+    more = replica_env(injected_tokens()) if replica else {}
     return {
+        **more,
         "HYOS_HELPER_IMAGE": helper_image,
         "HYOS_RESTART__CRASH_LOOP_LIMIT": "100000",
         "HYOS_RESTART__BACKOFF_FACTOR": "1",
@@ -90,7 +96,19 @@ def spill(server: str, secrets: list[str]) -> None:
     ))  # fmt: skip
 
 
-def crashes(daemon: Supervised, count: int, reports: bool) -> dict[str, list[float]]:
+def booted(server: str) -> bool:
+    done = docker_run("logs", "--tail", "5", server, check=False)
+    return "Hytale Server Booted!" in done.stdout + done.stderr
+
+
+def crash(server: str, replica: bool) -> None:
+    if not replica:
+        kill_9(server)
+        return
+    docker_run("exec", server, "sh", "-c", "mkdir -p /data/.test && echo 1 > /data/.test/java-exit")
+
+
+def crashes(daemon: Supervised, count: int, reports: bool, replica: bool) -> dict[str, list[float]]:
     server = f"{daemon.name}-server"
     to_report, to_start = [], []
     if reports:
@@ -99,8 +117,10 @@ def crashes(daemon: Supervised, count: int, reports: bool) -> dict[str, list[flo
     try:
         for n in range(1, count + 1):
             wait_for(partial(running, server), 30, "the server running")
+            if replica:
+                wait_for(partial(booted, server), 60, "Java booted")
             events.drain()
-            kill_9(server)
+            crash(server, replica)
             die = seconds(events.next("die"))
             to_start.append(seconds(events.next("start")) - die)
             if reports:
@@ -116,18 +136,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--crashes", type=int, default=5)
     parser.add_argument("--helper-image", default="hyos-supervisor:crashlog")
+    parser.add_argument("--replica", action="store_true", help="HyOS's replica server image")
     args = parser.parse_args()
-    with supervised_stack(settings(args.helper_image, True)) as daemon:
+    with supervised_stack(settings(args.helper_image, True, args.replica)) as daemon:
         server = f"{daemon.name}-server"
         secrets = secrets_of(server)
         spill(server, secrets)
-        on = crashes(daemon, args.crashes, True)
+        on = crashes(daemon, args.crashes, True, args.replica)
         found = reports_of(daemon)
         leaks = {p.name: [s for s in secrets if s in p.read_text()] for p in found}
         parts = [json.loads(p.read_text()) for p in found]
-    with supervised_stack(settings(args.helper_image, False)) as daemon:
-        off = crashes(daemon, args.crashes, False)
-    print(f"crashes: {args.crashes} per side (SIGKILL of the server's init; backoff 1 s)")
+    with supervised_stack(settings(args.helper_image, False, args.replica)) as daemon:
+        off = crashes(daemon, args.crashes, False, args.replica)
+    how = "java-exit 1 of HyOS's replica" if args.replica else "SIGKILL of the stand-in's init"
+    print(f"crashes: {args.crashes} per side ({how}; backoff 1 s)")
     print(f"die -> report on disk            median {median_ms(on['report']):7.1f} ms  "
           f"(max {max(on['report']) * 1000:.1f} ms; goal <= 3000 ms)")  # fmt: skip
     print(f"die -> start, reports on         median {median_ms(on['start']):7.1f} ms")

@@ -18,7 +18,8 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -67,6 +68,17 @@ class Gathered:
     errors: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
+
+    def snapshot(self) -> Gathered:
+        """A copy the parts still running no longer change."""
+        return replace(
+            self,
+            state_files=dict(self.state_files),
+            secrets=None if self.secrets is None else set(self.secrets),
+            errors=list(self.errors),
+            started=list(self.started),
+            done=set(self.done),
+        )
 
     def missing(self) -> list[str]:
         """The parts that failed, and those still running at the deadline."""
@@ -185,17 +197,26 @@ class CrashReporter:
             raise EngineError(f"cannot read the secrets to mask ({failed[0]})")
         return found
 
+    def budget(self, died_at: float) -> float:
+        """Seconds left for gathering: `gather_s` counts from the exit, not from now
+        (judging the exit, HyOS's state files read through the engine, came first). At
+        most half of it is lost that way: an exit found late, by a stack pass, gets half."""
+        gather_s = self.settings.crashes.gather_s
+        return gather_s - min(max(0.0, self.clock() - died_at), gather_s / 2)
+
     async def gather(
         self,
+        got: Gathered,
         role: str,
         container_id: str,
         died_at: float,
+        budget: float,
         settled: Callable[[float], Awaitable[None]] | None = None,
-    ) -> Gathered:
-        """The report's parts, concurrently, until `[crashes] gather_s` has passed. The
-        helper container starts once `settled` returns (the worker's restart issued, when
-        it is due soon), so that it never competes with the restart for the engine."""
-        got = Gathered()
+    ) -> None:
+        """The report's parts, concurrently, into `got` (the caller bounds it by
+        `budget`). The helper container starts once `settled` returns (the worker's
+        restart issued, when it is due soon), so that it never competes with the restart
+        for the engine."""
         game = roles.is_game(role)
         lines = self.settings.crashes.lines
 
@@ -219,7 +240,7 @@ class CrashReporter:
         async def files() -> None:
             if settled is not None:
                 # Leave the helper HELPER_RESERVE_S of the budget.
-                await settled(max(0.0, self.settings.crashes.gather_s - HELPER_RESERVE_S))
+                await settled(max(0.0, budget - HELPER_RESERVE_S))
             wanted = [
                 (crashreport.SERVER_LOG_DIR, crashreport.SERVER_LOG_GLOB),
                 (crashreport.HS_ERR_DIR, crashreport.HS_ERR_GLOB),
@@ -236,23 +257,21 @@ class CrashReporter:
         async def secret_values() -> None:
             got.secrets = await self.read_secrets(container_id)
 
-        with anyio.move_on_after(self.settings.crashes.gather_s):
-            async with anyio.create_task_group() as group:
-                # No archive read of the crashed container while it restarts (the engine
-                # holds the container's lock through one, and its start waits for it): the
-                # secrets come from what was read before, unless none was yet or they
-                # may have changed since (a run that died right after a rotation).
-                if self._stale():
-                    group.start_soon(part, "secrets", secret_values)
-                else:
-                    got.secrets = set()
-                group.start_soon(part, "container log", container_log)
-                group.start_soon(part, "inspect", inspect)
-                group.start_soon(part, "memory", memory)
-                if game:
-                    # The files through the game-log helper, which mounts the volume.
-                    group.start_soon(part, "server log files and HyOS's state", files)
-        return got
+        async with anyio.create_task_group() as group:
+            # No archive read of the crashed container while it restarts (the engine
+            # holds the container's lock through one, and its start waits for it): the
+            # secrets come from what was read before, unless none was yet or they
+            # may have changed since (a run that died right after a rotation).
+            if self._stale():
+                group.start_soon(part, "secrets", secret_values)
+            else:
+                got.secrets = set()
+            group.start_soon(part, "container log", container_log)
+            group.start_soon(part, "inspect", inspect)
+            group.start_soon(part, "memory", memory)
+            if game:
+                # The files through the game-log helper, which mounts the volume.
+                group.start_soon(part, "server log files and HyOS's state", files)
 
     def _stale(self) -> bool:
         """Whether the values known may not be the volume's: none read yet, or read
@@ -302,11 +321,48 @@ class CrashReporter:
         if not self.settings.crashes.enabled:
             return None
         try:
-            got = await self.gather(role, container_id, died_at, settled)
-            return self._write(
-                got, role, container_id, container_name, died_at, trigger, judgement,
-                decision, decisions,
-            )  # fmt: skip
+            got = Gathered()
+            budget = self.budget(died_at)
+            async with anyio.create_task_group() as group:
+                finished = anyio.Event()
+
+                async def gather() -> None:
+                    await self.gather(got, role, container_id, died_at, budget, settled)
+                    finished.set()
+
+                group.start_soon(gather)
+                with anyio.move_on_after(budget):
+                    await finished.wait()
+                # Written at the deadline with what came in: a part still running (the
+                # helper's removal, shielded, takes a while on a loaded engine) is cut
+                # after the report is on disk, not before.
+                taken = got.snapshot()
+                self.known_secrets |= taken.secrets or set()
+                secrets = sorted(self.known_secrets | self.supplied_secrets())
+                # The values were to be read (none known, or they may have changed) and
+                # were not: text from the container may hold one never seen before, so
+                # its logs and files are withheld, not risked.
+                withhold = taken.secrets is None
+                # In a worker thread: the fsyncs must not hold up the daemon's loop.
+                path = await anyio.to_thread.run_sync(
+                    partial(
+                        self._write,
+                        taken,
+                        secrets,
+                        withhold,
+                        role,
+                        container_id,
+                        container_name,
+                        died_at,
+                        trigger,
+                        judgement,
+                        decision,
+                        decisions,
+                    )
+                )
+                self.written(role)
+                group.cancel_scope.cancel()
+            return path
         except Exception as err:  # a report must never cost supervision
             log.warning("cannot write a crash report", extra={"error": repr(err)})
             return None
@@ -314,6 +370,8 @@ class CrashReporter:
     def _write(
         self,
         got: Gathered,
+        secrets: Sequence[str],
+        withhold: bool,
         role: str,
         container_id: str,
         container_name: str,
@@ -323,14 +381,9 @@ class CrashReporter:
         decision: Mapping[str, Any],
         decisions: Sequence[Mapping[str, Any]],
     ) -> Path:
+        """(In a worker thread.) Build, redact, write atomically, apply retention."""
         lines = self.settings.crashes.lines
         missing = got.missing()
-        fresh = got.secrets
-        self.known_secrets |= fresh or set()
-        secrets = sorted(self.known_secrets | self.supplied_secrets())
-        # Without this run's secret files, text from the container may hold a value never
-        # seen before: its logs and files are withheld rather than risked.
-        withhold = fresh is None and not self.known_secrets
         if withhold:
             missing.append("logs withheld: the secrets to mask could not be read")
         files = got.files or []
@@ -367,7 +420,6 @@ class CrashReporter:
         self.directory.chmod(0o700)
         path = self.directory / f"{report}{_SUFFIX}"
         write_json_atomic(path, document)
-        self.written(role)
         self._retain()
         return path
 

@@ -10,6 +10,7 @@ import json
 import logging
 import stat
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,58 @@ async def test_gathering_is_bounded_and_names_what_did_not_come(
     document = json.loads(path.read_text())
     assert "container log: not read in time" in document["missing"]
     assert document["server_log"] is not None  # what came in is there
+
+
+async def test_the_budget_counts_from_the_exit(tmp_path: Path, engine: FakeEngine) -> None:
+    """Judging the exit took 0.4 s of a 1 s budget: 0.6 s are left for gathering; an
+    exit found much later (a stack pass) still gets half the budget."""
+
+    async def hangs(container_id: str, lines: int = 50, until: float | None = None) -> list[str]:
+        await anyio.sleep_forever()
+        return []
+
+    engine.logs_tail = hangs  # type: ignore[method-assign]
+    reporter = CrashReporter(engine, _settings(tmp_path, crashes={"gather_s": 1.0}))
+    for late, budget in ((0.4, 0.6), (3600.0, 0.5)):
+        started = time.monotonic()
+        assert await _report(reporter, died_at=time.time() - late) is not None
+        took = time.monotonic() - started
+        assert budget - 0.05 <= took < budget + 0.35, (late, took)
+
+
+async def test_a_slow_helper_cleanup_does_not_hold_the_report_back(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    """At the deadline the report is written with what came in; the helper's removal
+    (shielded, slow on a loaded engine) finishes after, not before."""
+    removed = anyio.Event()
+
+    async def slow(
+        name: str, body: Any, stdin: bytes | None, timeout: float
+    ) -> tuple[int, str, str]:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(1.0)
+                removed.set()
+        return 0, "", ""
+
+    engine.run_once = slow  # type: ignore[method-assign]
+    settings = _settings(tmp_path, crashes={"gather_s": 0.4})
+    reporter = CrashReporter(engine, settings)
+    started = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(_report, reporter))
+        with anyio.fail_after(5):
+            while not list_reports(settings):
+                await anyio.sleep(0.01)
+        on_disk = time.monotonic() - started
+        assert not removed.is_set()
+    assert on_disk < 0.9 and removed.is_set()
+    document = load_report(settings, list_reports(settings)[0].id)
+    assert document is not None
+    assert "server log files and HyOS's state: not read in time" in document["missing"]
 
 
 async def test_retention_keeps_the_newest(tmp_path: Path, engine: FakeEngine) -> None:
