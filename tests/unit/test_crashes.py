@@ -291,6 +291,18 @@ async def test_a_slow_helper_cleanup_does_not_hold_the_report_back(
     assert "server log files and HyOS's state: not read in time" in document["missing"]
 
 
+async def test_a_managers_report_runs_no_helper(tmp_path: Path, engine: FakeEngine) -> None:
+    """The dashboard writes no game logs: its report is the container's log, the inspect
+    and the judgement, and no helper container is run for it."""
+    reporter = CrashReporter(engine, _settings(tmp_path))
+    path = await _report(reporter, role="manager", container_name="t-manager")
+    assert path is not None and path.name.endswith(f"-manager-{CID[:6]}.json")
+    document = json.loads(path.read_text())
+    assert document["server_log"] is None and document["state"] == {}
+    assert document["container_log"][0] == "booting" and document["missing"] == []
+    assert not any(verb == "run_once" for verb, _ in engine.calls)
+
+
 async def test_retention_keeps_the_newest(tmp_path: Path, engine: FakeEngine) -> None:
     settings = _settings(tmp_path, crashes={"keep": 3})
     reporter = CrashReporter(engine, settings)
