@@ -178,7 +178,8 @@ class ServiceWorker:
         never competes with the restart for the engine; after `limit` the report's
         completeness wins."""
         pending = self.service.restart.pending
-        if pending is None or pending.due_at - self.sup.clock() > limit:
+        due_soon = pending is not None and pending.due_at - self.sup.clock() <= limit
+        if not (due_soon or self.service.busy):  # busy: the step is under way
             return
         with anyio.move_on_after(limit):
             await self._stepped.wait()
@@ -404,8 +405,8 @@ class ServiceWorker:
             self._helpers.start_soon(report)
 
     def _refresh_secrets_later(self, container_id: str) -> None:
-        """The crash reports' secret values, read again once this run has settled (a few
-        seconds after its start, not during it: the archive reads hold the container)."""
+        """The crash reports' secret values, read again shortly after this run's start
+        (SECRETS_SETTLE_S: not during it, the archive reads hold the container)."""
         if self._helpers is None or not self.sup.settings.crashes.enabled:
             return
 
