@@ -6,8 +6,14 @@ its redaction and what is kept are decided by supervisor/crashreport.py.
 A worker asks for a report after it has decided about a crash or an unhealthy run
 (supervisor/accounting.py); the report is gathered in the worker's helper task group, so
 the restart that decision left pending is never waited for. Gathering is bounded by
-`[crashes] gather_s`: whatever did not come in by then is named in the report's
-`missing`, and the report is written at once.
+`[crashes] gather_s`, counted from the exit: whatever did not come in by then is named in
+the report's `missing`, and the report is written at once (in a worker thread: its
+fsyncs never hold up the daemon's loop), before the parts still running are cut.
+
+The parts, concurrently: the container's log up to the exit, its inspect and memory peak
+(engine calls), the game's log files and HyOS's state files (one run of the game-log
+helper container, supervisor/gamelogs.py, started once a restart due soon was issued),
+and, only when the values known may be stale, the secret files (the archive endpoint).
 """
 
 from __future__ import annotations
