@@ -36,11 +36,13 @@ import stat
 import sys
 from typing import Any
 
-# The directories a step may name (the data volume's mount point inside the helper);
-# HyOS's state files are only ever read (`read`).
-ALLOWED_DIRS = ("/data/Server/logs", "/data/logs", "/data/Server", "/data/.state")
-# gzip and delete only in the log directories (the JVM's cwd is only ever read).
-WRITABLE_DIRS = ("/data/Server/logs", "/data/logs")
+# HyOS's server dirs (the JVM's cwd), as supervisor/logprune.py names them.
+SERVER_DIRS = ("/data/Server", "/data/game/Server", "/data/server")
+# gzip and delete only in the log directories: each server dir's logs/ and /data/logs.
+WRITABLE_DIRS = (*(f"{d}/logs" for d in SERVER_DIRS), "/data/logs")
+# The directories a step may name (the data volume's mount point inside the helper); the
+# server dirs (a JVM error file) and HyOS's state files are only ever read.
+ALLOWED_DIRS = (*WRITABLE_DIRS, *SERVER_DIRS, "/data/.state")
 _MAX_TAIL = 4 << 20
 
 

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 
-from supervisor import backupkey, crashreport, gamelogs, roles, secretspec
+from supervisor import backupkey, crashreport, gamelogs, logprune, roles, secretspec
 from supervisor.crashreport import FileTail, Summary
 from supervisor.dockertypes import EngineError
 from supervisor.hyos import STATE_DIR
@@ -248,8 +248,8 @@ class CrashReporter:
                 # Leave the helper HELPER_RESERVE_S of the budget.
                 await settled(max(0.0, budget - HELPER_RESERVE_S))
             wanted = [
-                (crashreport.SERVER_LOG_DIR, crashreport.SERVER_LOG_GLOB),
-                (crashreport.HS_ERR_DIR, crashreport.HS_ERR_GLOB),
+                *((d, crashreport.SERVER_LOG_GLOB) for d in logprune.SERVER_LOG_DIRS),
+                *((d, crashreport.HS_ERR_GLOB) for d in logprune.SERVER_DIRS),
             ]
             names = list(crashreport.STATE_FILES)
             # 200 bytes a line is generous for Hytale's log; hs_err files are ~100 KB.

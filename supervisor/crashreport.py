@@ -40,9 +40,7 @@ MASK = "***"
 # turn every such letter of every log into ***); the shape rules still apply.
 MIN_SECRET_LENGTH = 4
 # Where HyOS's server writes what `crashes show` wants (lib/state.sh; the JVM's cwd).
-SERVER_LOG_DIR = "/data/Server/logs"
 SERVER_LOG_GLOB = "*_server.log"
-HS_ERR_DIR = "/data/Server"
 HS_ERR_GLOB = "hs_err_pid*.log"
 STATE_FILES = ("server.json", "health.json", "version.json")
 MTIME_SLACK_S = 0.25

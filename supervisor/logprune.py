@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 __all__ = ["Action", "LogFile", "LogPolicy", "plan"]
 
-DIRS = ("/data/Server/logs", "/data/logs")
+# Where HyOS's server runs (its SERVER_DIR, the JVM's cwd: lib/download.sh finds the game
+# at /data/Server, the common layout, or /data/game/Server; entrypoint.sh's default is
+# /data/server): each one's logs/ holds a <date>_server.log per start.
+SERVER_DIRS = ("/data/Server", "/data/game/Server", "/data/server")
+SERVER_LOG_DIRS = tuple(f"{d}/logs" for d in SERVER_DIRS)
+# HyOS's own logs (cmd/auto-update.sh's auto-update.log, the class-loading log).
+HYOS_LOG_DIR = "/data/logs"
+DIRS = (*SERVER_LOG_DIRS, HYOS_LOG_DIR)
 
 
 @dataclass(frozen=True, slots=True)

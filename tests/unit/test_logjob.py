@@ -147,3 +147,11 @@ def test_a_hidden_temp_file_is_never_listed(data: Path, capsys: pytest.CaptureFi
     code, answers = _run(capsys, {"op": "list", "dir": str(data / "logs")})
     files: Any = answers[0]["files"]
     assert code == 0 and [Path(f["path"]).name for f in files] == ["new.log"]
+
+
+def test_the_helper_and_the_planner_name_the_same_directories() -> None:
+    from supervisor import logprune
+
+    assert logjob.WRITABLE_DIRS == logprune.DIRS
+    assert set(logprune.SERVER_DIRS) <= set(logjob.ALLOWED_DIRS)
+    assert "/data/.state" in logjob.ALLOWED_DIRS and "/data" not in logjob.ALLOWED_DIRS

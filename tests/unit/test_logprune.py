@@ -88,3 +88,14 @@ def test_shorter_settings_are_followed() -> None:
     assert plan(files, clock.now, policy) == [Action("gzip", files[0].path, "age")]
     clock.advance(2 * 3600)
     assert plan(files, clock.now, policy) == [Action("delete", files[0].path, "age")]
+
+
+def test_each_of_hyos_server_layouts_keeps_its_newest() -> None:
+    """HyOS's lib/download.sh finds the game at /data/Server or /data/game/Server."""
+    clock = FakeClock()
+    files = [
+        _log("/data/Server/logs", "a_server.log", 3, clock),
+        _log("/data/game/Server/logs", "b_server.log", 3, clock),
+        _log("/data/game/Server/logs", "c_server.log", 2, clock),
+    ]
+    assert plan(files, clock.now, LogPolicy()) == [Action("gzip", files[1].path, "age")]
