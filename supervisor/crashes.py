@@ -49,11 +49,16 @@ log = logging.getLogger("supervisor.crashes")
 TOKENS_FILE = "/data/.auth/tokens.json"
 _SUFFIX = ".json"
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]*")
-# Of the gathering budget, what the game-log helper keeps for its run (create, start,
-# wait, logs, remove: 0.5-0.7 s on a 2-CPU machine at load 2.4). Until then the helper
-# waits for a restart due soon: at 1.4 s it started beside a restart issued after the
-# default 1 s backoff and slowed it by ~0.2 s (bench/bench_crash_reports.py: die -> start
-# 1713 against 1497 ms with reports off); at 1.0 s, 1424 against 1417 ms.
+# The game-log helper's run (create, start, wait, logs: 0.5-0.7 s on a 2-CPU machine at
+# load 2-4) must not overlap the restart's start. A restart due at least HELPER_AHEAD_S
+# away (the default 1 s backoff) lets it run first; one due sooner (or under way) is
+# waited for, up to the budget less HELPER_RESERVE_S, what the helper keeps for its run.
+# bench/bench_crash_reports.py --replica at load 4-5: run first, die -> report median
+# 698 ms and 5/5 reports complete, die -> start 1728 ms against 1645 ms without reports
+# (the run-to-run noise here is +-300 ms); after the restart instead, 2862 ms and 2/5
+# complete (the replica's start takes ~0.9 s); started beside the start, it slowed the
+# start by ~0.2 s.
+HELPER_AHEAD_S = 0.7
 HELPER_RESERVE_S = 1.0
 
 
@@ -217,7 +222,7 @@ class CrashReporter:
         container_id: str,
         died_at: float,
         budget: float,
-        settled: Callable[[float], Awaitable[None]] | None = None,
+        settled: Callable[[float, float], Awaitable[None]] | None = None,
     ) -> None:
         """The report's parts, concurrently, into `got` (the caller bounds it by
         `budget`). The helper container starts once `settled` returns (the worker's
@@ -245,8 +250,8 @@ class CrashReporter:
 
         async def files() -> None:
             if settled is not None:
-                # Leave the helper HELPER_RESERVE_S of the budget.
-                await settled(max(0.0, budget - HELPER_RESERVE_S))
+                # Before a restart due late enough, else after it (HELPER_AHEAD_S).
+                await settled(max(0.0, budget - HELPER_RESERVE_S), HELPER_AHEAD_S)
             wanted = [
                 *((d, crashreport.SERVER_LOG_GLOB) for d in logprune.SERVER_LOG_DIRS),
                 *((d, crashreport.HS_ERR_GLOB) for d in logprune.SERVER_DIRS),
@@ -320,7 +325,7 @@ class CrashReporter:
         judgement: Mapping[str, Any],
         decision: Mapping[str, Any],
         decisions: Sequence[Mapping[str, Any]],
-        settled: Callable[[float], Awaitable[None]] | None = None,
+        settled: Callable[[float, float], Awaitable[None]] | None = None,
     ) -> Path | None:
         """Gather, build, write, apply retention; the report's path (None when reports
         are off or it could not be written: logged, never raised into supervision)."""

@@ -171,14 +171,15 @@ class ServiceWorker:
             self._stepped = anyio.Event()
         return None
 
-    async def settled(self, limit: float) -> None:
+    async def settled(self, limit: float, ahead: float) -> None:
         """Until the step a decision left pending has been carried out (the restart's
-        start call returned), at most `limit` seconds; at once when none is pending or it
-        is due later than that. A crash report's helper container waits for this, so it
-        never competes with the restart for the engine; after `limit` the report's
+        start call returned), at most `limit` seconds, when it is under way or due within
+        `ahead` seconds; at once otherwise (none pending, or due late enough for a crash
+        report's helper container to run first). The helper waits for this, so it never
+        competes with the restart for the engine; after `limit` the report's
         completeness wins."""
         pending = self.service.restart.pending
-        due_soon = pending is not None and pending.due_at - self.sup.clock() <= limit
+        due_soon = pending is not None and pending.due_at - self.sup.clock() < ahead
         if not (due_soon or self.service.busy):  # busy: the step is under way
             return
         with anyio.move_on_after(limit):
