@@ -53,9 +53,9 @@ _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]*")
 # load 2-4) must not overlap the restart's start. A restart due at least HELPER_AHEAD_S
 # away (the default 1 s backoff) lets it run first; one due sooner (or under way) is
 # waited for, up to the budget less HELPER_RESERVE_S, what the helper keeps for its run.
-# bench/bench_crash_reports.py --replica at load 4-5: run first, die -> report median
-# 698 ms and 5/5 reports complete, die -> start 1728 ms against 1645 ms without reports
-# (the run-to-run noise here is +-300 ms); after the restart instead, 2862 ms and 2/5
+# bench/bench_crash_reports.py --replica at load 4: run first, die -> report median
+# 814 ms and 5/5 reports complete, die -> start 1854 ms against 1849 ms for a stack
+# without reports crashed in turn beside it; after the restart instead, 2862 ms and 2/5
 # complete (the replica's start takes ~0.9 s); started beside the start, it slowed the
 # start by ~0.2 s.
 HELPER_AHEAD_S = 0.7
