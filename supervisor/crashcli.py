@@ -72,7 +72,7 @@ def crashes(args: argparse.Namespace, settings: Settings) -> int:
 
 def last_crash(settings: Settings) -> dict[str, Any] | None:
     """The newest crash report's summary, read from the state dir (no Docker, no daemon)."""
-    found = list_reports(settings)
+    found = list_reports(settings, limit=1)
     return found[0].to_json() if found else None
 
 

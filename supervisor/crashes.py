@@ -449,11 +449,14 @@ def _memory_limit(inspect: Mapping[str, Any] | None) -> int | None:
     return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
 
 
-def list_reports(settings: Settings) -> list[Summary]:
-    """Every report in the state dir, newest first (read directly: no daemon needed)."""
+def list_reports(settings: Settings, limit: int | None = None) -> list[Summary]:
+    """The reports in the state dir, newest first, at most `limit` of them (read
+    directly: no daemon needed; `status` reads only the newest)."""
     directory = reports_dir(settings)
-    found = []
+    found: list[Summary] = []
     for path in sorted(directory.glob(f"*{_SUFFIX}"), reverse=True):
+        if limit is not None and len(found) >= limit:
+            break
         if path.name.startswith("."):
             continue
         document = _read(path)
