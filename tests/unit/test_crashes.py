@@ -311,6 +311,11 @@ async def test_retention_keeps_the_newest(tmp_path: Path, engine: FakeEngine) ->
     found = list_reports(settings)
     assert len(found) == 3 and found[0].id > found[1].id > found[2].id
     assert found[0].id.startswith("20270115T080004.000Z")
+    from supervisor import crashcli
+
+    last = crashcli.last_crash(settings)
+    assert last is not None and last["id"] == found[0].id  # status: the newest only
+    assert f"`hyos-supervisor crashes show {found[0].id}`" in crashcli.last_crash_line(last)
     assert load_report(settings, found[0].id[:10]) is None  # ambiguous prefix
     assert load_report(settings, found[0].id)["id"] == found[0].id  # type: ignore[index]
     assert load_report(settings, "../etc") is None and load_report(settings, "*") is None
