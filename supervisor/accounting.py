@@ -1,18 +1,26 @@
 """One service's exits and health, judged: each exit accounted once, explained from
 HyOS's state files where its code alone is ambiguous, turned into the state machine's
 decision (saved before anything is done about it) and announced to the operator. The
-step the decision leaves pending is the worker's to carry out."""
+step the decision leaves pending is the worker's to carry out. A crash or an unhealthy
+run that is acted on is handed to `report` (the worker gathers a crash report beside the
+restart: supervisor/crashes.py), with the decisions recently taken for the service."""
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
-from supervisor import alerts, hyos, restarts, roles, stopmarks, totals
+from supervisor import alerts, crashreport, hyos, restarts, roles, stopmarks, totals
 from supervisor.dockertypes import ContainerExit, EngineError
 from supervisor.logs import BoundLogger
 from supervisor.restarts import Action, ExitKind
 from supervisor.store import Service
 from supervisor.supervision import Supervision
+
+# Decisions kept for crash reports (in memory: a report shows what this daemon decided).
+RECENT_DECISIONS = 20
 
 
 class ExitAccounting:
@@ -21,6 +29,52 @@ class ExitAccounting:
         self.service = service
         self.role = service.role
         self.log: BoundLogger = sup.log.bind(service=service.role)
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
+        # Set by the worker: starts a crash report's gathering without waiting for it.
+        self.report: Callable[..., None] = lambda **context: None
+
+    def _decided(self, trigger: str, decision: restarts.Decision, **more: Any) -> dict[str, Any]:
+        entry = {
+            "at": self.sup.clock(),
+            "trigger": trigger,
+            "action": decision.action.value,
+            "backoff_s": decision.backoff_s,
+            "reason": decision.reason,
+            "restart_count": self.service.restart.restart_count,
+            "status": self.service.restart.status.value,
+            **more,
+        }
+        self.decisions.append(entry)
+        return entry
+
+    def _report(
+        self,
+        trigger: str,
+        container_id: str,
+        name: str,
+        died_at: float,
+        judged: dict[str, Any],
+        decided: dict[str, Any],
+    ) -> str | None:
+        """Start gathering a crash report; its id (the crash notification names it), or
+        None when reports are off."""
+        if not self.sup.settings.crashes.enabled:
+            return None
+        self.report(
+            role=self.role,
+            container_id=container_id,
+            container_name=name,
+            died_at=died_at,
+            trigger=trigger,
+            judgement=judged,
+            decision={
+                **decided,
+                "restart": self.service.restart.to_json(),
+                "totals": self.service.totals.to_json(),
+            },
+            decisions=list(self.decisions),
+        )
+        return crashreport.report_id(died_at, self.role, container_id)
 
     async def on_exit(self, exited: ContainerExit, log: BoundLogger) -> None:
         """Account one exit (once) and decide; the decision's step is left pending."""
@@ -56,8 +110,22 @@ class ExitAccounting:
         }
         level = logging.INFO if judged.kind is ExitKind.CLEAN else logging.WARNING
         log.log(level, "exited", extra=fields)
+        decided = self._decided(
+            "exit", decision, exit_code=judged.exit_code, kind=judged.kind.value
+        )
+        report = None
+        if judged.failure and not self.sup.stopping:
+            died_at = exited.finished_at.timestamp() if exited.finished_at else self.sup.clock()
+            report = self._report(
+                "exit",
+                exited.container_id,
+                exited.name,
+                died_at,
+                judged.to_json(),
+                decided,
+            )
         if not self.sup.stopping:
-            self._notify(decision, judged.exit_code)
+            self._notify(decision, judged.exit_code, report)
             await self._announce(decision, log)
 
     async def judge(self, exited: ContainerExit) -> restarts.ExitJudgement:
@@ -93,15 +161,18 @@ class ExitAccounting:
             )
             return None
 
-    def _notify(self, decision: restarts.Decision, exit_code: int | None) -> None:
+    def _notify(
+        self, decision: restarts.Decision, exit_code: int | None, report: str | None = None
+    ) -> None:
         """The decision, told through the outbox (supervisor/alerts.py keeps it to one
-        message per crash episode)."""
+        message per crash episode), naming its crash report."""
         if decision.action in (Action.RESTART, Action.STOP_CRASH_LOOP):
             self.sup.alerts.failure(
                 self.role,
                 reason=decision.reason,
                 exit_code=exit_code,
                 crash_loop=decision.action is Action.STOP_CRASH_LOOP,
+                report=report,
             )
         elif decision.action is Action.NEEDS_AUTH:
             self.sup.alerts.emit(
@@ -158,6 +229,23 @@ class ExitAccounting:
                 "restart_count": self.service.restart.restart_count,
             },
         )
-        self._notify(decision, None)
+        decided = self._decided("unhealthy", decision)
+        report = None
+        if decision.action is not Action.NONE:
+            health = info.state.health
+            judged = {
+                "kind": "unhealthy",
+                "exit_code": None,
+                "signal": None,
+                "oom_killed": info.state.oom_killed,
+                "reason": "health check failing"
+                + (
+                    f": {health.last_output.strip()[:500]}" if health and health.last_output else ""
+                ),
+            }
+            report = self._report(
+                "unhealthy", info.id, info.name, self.sup.clock(), judged, decided
+            )
+        self._notify(decision, None, report)
         if decision.action is not Action.RESTART:
             await self._announce(decision, log)

@@ -189,11 +189,16 @@ def on_failure(
     exit_code: int | None,
     crash_loop: bool,
     reset_after_s: float,
+    report: str | None = None,
 ) -> tuple[Episode, list[Alert]]:
     """A failure the state machine counted (a crash, an OOM kill, an unhealthy restart);
-    `crash_loop`: it stopped restarting because of it."""
+    `crash_loop`: it stopped restarting because of it; `report`: its crash report's id."""
     alerts: list[Alert] = []
     facts: dict[str, Any] = {"reason": reason, "exit_code": exit_code}
+    see = ""
+    if report is not None:
+        facts["crash_report"] = report
+        see = f" Crash report: `hyos-supervisor crashes show {report}`."
     if _closed(episode, now, reset_after_s):
         episode = Episode(opened_at=now)
         alerts.append(
@@ -204,7 +209,7 @@ def on_failure(
                 now,
                 f"[{stack}] {role} " + ("crashed" if exit_code is not None else "turned unhealthy"),
                 f"The {role} failed ({reason}); the supervisor restarts it with backoff. "
-                "Further failures are told only if it enters a crash loop.",
+                "Further failures are told only if it enters a crash loop." + see,
                 Severity.WARNING,
                 role,
                 facts,
@@ -225,7 +230,7 @@ def on_failure(
                 f"The {role} failed {episode.crashes} times since "
                 f"{_clock(episode.opened_at)} (last: {reason}); it is no longer restarted and "
                 f"its container is kept for inspection. Fix the cause, then run "
-                f"`hyos-supervisor restart {role}`.",
+                f"`hyos-supervisor restart {role}`." + see,
                 Severity.FAILURE,
                 role,
                 {**facts, "failures": episode.crashes},

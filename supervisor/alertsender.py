@@ -64,7 +64,15 @@ class Alerts(Protocol):
 
     def emit(self, alert: Alert) -> None: ...
 
-    def failure(self, role: str, *, reason: str, exit_code: int | None, crash_loop: bool) -> None:
+    def failure(
+        self,
+        role: str,
+        *,
+        reason: str,
+        exit_code: int | None,
+        crash_loop: bool,
+        report: str | None = None,
+    ) -> None:
         """A failure the restart state machine counted."""
 
     def healthy(self, role: str) -> None: ...
@@ -83,7 +91,15 @@ class NoAlerts:
     def emit(self, alert: Alert) -> None:
         pass
 
-    def failure(self, role: str, *, reason: str, exit_code: int | None, crash_loop: bool) -> None:
+    def failure(
+        self,
+        role: str,
+        *,
+        reason: str,
+        exit_code: int | None,
+        crash_loop: bool,
+        report: str | None = None,
+    ) -> None:
         pass
 
     def healthy(self, role: str) -> None:
@@ -226,7 +242,15 @@ class AlertSender:
             self.log.info("notification queued", extra={"kind": alert.kind.value, "key": alert.key})
             self._wake.set()
 
-    def failure(self, role: str, *, reason: str, exit_code: int | None, crash_loop: bool) -> None:
+    def failure(
+        self,
+        role: str,
+        *,
+        reason: str,
+        exit_code: int | None,
+        crash_loop: bool,
+        report: str | None = None,
+    ) -> None:
         episode, found = alerts.on_failure(
             self.episodes.get(role),
             self.stack,
@@ -236,6 +260,7 @@ class AlertSender:
             exit_code=exit_code,
             crash_loop=crash_loop,
             reset_after_s=self.reset_after_s,
+            report=report,
         )
         self._episode(role, episode, found)
 

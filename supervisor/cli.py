@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from supervisor import __version__, control, hyos, policy, roles
+from supervisor import __version__, control, crashcli, hyos, policy, roles
 from supervisor.backupsettings import backup_status, status_line
 from supervisor.dockertypes import DockerUnreachable, EngineError
 from supervisor.engine import Engine
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     _service_verbs(verb)
     _output_verbs(verb)
     _backup_verbs(verb)
+    crashcli.add_verbs(verb)
     return parser
 
 
@@ -191,9 +192,10 @@ def _output_verbs(verb: Verb) -> None:
                         help="also render the Secret with freshly generated values "
                         "(written 0600); otherwise the manifests reference a Secret you create")  # fmt: skip
 
-    logs = verb("logs", "print a service's container logs")
-    logs.add_argument("service", choices=roles.NAMES)
+    logs = verb("logs", "print a service's container logs, or `logs prune` the game logs")
+    logs.add_argument("service", choices=(*roles.NAMES, "prune"))
     logs.add_argument("--tail", type=int, default=100, metavar="N")
+    logs.add_argument("--dry-run", action="store_true", help="prune: only show what would go")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -346,6 +348,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
     drained = {key: (view or {}).get(key) for key in ("drain", "last_drain", "next_window")}
     backup = _backup_view(settings)
     notifications = _outbox_view(settings)
+    last_crash = crashcli.last_crash(settings)
     if backup is not None and backup["overdue"]:
         log.warning("the last successful backup is older than twice its interval",
                     extra={"age_s": backup["age_s"], "every": backup["every"]})  # fmt: skip
@@ -355,6 +358,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
             data["backup"] = backup
         if notifications is not None:
             data["notifications"] = notifications
+        data["last_crash"] = last_crash
         _print_json(data)
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
@@ -382,6 +386,8 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         print(status_line(backup))
     if notifications is not None:
         print(_outbox_line(notifications))
+    if last_crash is not None:
+        print(crashcli.last_crash_line(last_crash))
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
@@ -543,6 +549,8 @@ async def _secrets(args: argparse.Namespace, settings: Settings, engine: EngineP
 
 
 async def _logs(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
+    if args.service == "prune":
+        return await crashcli.prune_logs(args, settings, engine)
     containers = [o for o in await engine.list_stack(settings.stack) if o.role == args.service]
     if not containers:
         error_line(f"hyos-supervisor: no {args.service} container")
@@ -764,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(settings)
     if args.verb == "cancel":
         return _cancel(settings)
+    if args.verb == "crashes":
+        return crashcli.crashes(args, settings)
     if args.verb == "backup" and args.backup_verb == "key":
         return _backup_key(settings)
     if args.verb == "render":

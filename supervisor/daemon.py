@@ -149,6 +149,15 @@ class Daemon:
                             run_schedule, alerts=self.alerts, mark_stop=self.mark_server_stop
                         )
                         work.start_soon(schedule, sup.engine, sup.settings, self.log)
+                    # Crash reports mask the secret values read from what runs now (not
+                    # later, while a crashed container restarts: supervisor/crashes.py).
+                    if sup.settings.crashes.enabled:
+                        work.start_soon(self._read_crash_secrets)
+                    if sup.settings.logs.enabled:
+                        # Bounded game logs (issue 27): daily, through the helper container.
+                        from supervisor import gamelogs
+
+                        work.start_soon(gamelogs.run_schedule, sup.engine, sup.settings, self.log)
                     interval = sup.notifier.watchdog_interval()
                     if interval is not None:
                         work.start_soon(self._pulse, interval)
@@ -156,6 +165,11 @@ class Daemon:
             await self._shutdown()
             root.cancel_scope.cancel()
         return 0
+
+    async def _read_crash_secrets(self) -> None:
+        for service in self.sup.services.values():
+            if service.container_id is not None:
+                await self.sup.crashes.refresh_secrets(service.container_id)
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:

@@ -458,3 +458,11 @@ class DockerUnreachable(EngineError):
 
 class NotFound(EngineError):
     pass
+
+
+def memory_peak_from_stats(stats: Any) -> int | None:
+    """A one-shot stats answer's peak memory use (cgroup v1 `max_usage`); None when it
+    reports none (a stopped container has empty memory_stats; cgroup v2 keeps no peak)."""
+    memory = stats.get("memory_stats") if isinstance(stats, dict) else None
+    peak = memory.get("max_usage") if isinstance(memory, dict) else None
+    return peak if isinstance(peak, int) and not isinstance(peak, bool) and peak > 0 else None

@@ -487,6 +487,7 @@ class Drains:
         async with self.sup.prepare_lock:
             try:
                 await self.sup.ops.rotate(names)
+                self.sup.crashes.secrets_changed()  # crash reports read the new values
             except (StackError, EngineError) as err:
                 self.log.error("secrets rotation failed", extra={"error": str(err)})
                 return {"ok": False, "error": str(err)}

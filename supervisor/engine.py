@@ -42,6 +42,7 @@ from supervisor.dockertypes import (
     event_from_json,
     exec_from_json,
     hardening_from_json,
+    memory_peak_from_stats,
     observed_from_json,
     ownership_filter,
     readiness,
@@ -305,14 +306,38 @@ class _Containers(_Connection):
         with suppress(NotFound):
             await self._call(f"containers/{container_id}", "DELETE", params={"force": "1"})
 
-    async def logs_tail(self, container_id: str, lines: int = 50) -> list[str]:
-        """The last lines of stdout and stderr, demultiplexed."""
+    async def logs_tail(
+        self, container_id: str, lines: int = 50, until: float | None = None
+    ) -> list[str]:
+        """The last lines of stdout and stderr, demultiplexed; only those written up to
+        `until` (a wall-clock moment) when given."""
         container = self._docker.containers.container(container_id)
+        more: dict[str, Any] = {} if until is None else {"until": f"{until:.6f}"}
         try:
-            chunks = await container.log(stdout=True, stderr=True, tail=lines)
+            chunks = await container.log(stdout=True, stderr=True, tail=lines, **more)
         except aiodocker.DockerError:
             return []
         return "".join(chunks).splitlines()[-lines:]
+
+    async def inspect_document(self, ref: str) -> dict[str, Any] | None:
+        """The inspect result as the engine wrote it, for a crash report (which redacts
+        it: supervisor/crashreport.py); None when the container is gone."""
+        found = await self._inspect_object(f"containers/{ref}/json", attempts=1)
+        return found if isinstance(found, dict) else None
+
+    async def memory_peak(self, container_id: str) -> int | None:
+        """The container's peak memory use in bytes (cgroup v1's max_usage); None when
+        the engine has none (a stopped container, cgroup v2)."""
+        try:
+            stats = await self._call(
+                f"containers/{container_id}/stats",
+                params={"stream": "false", "one-shot": "true"},
+                timeout=5,
+                attempts=1,
+            )
+        except EngineError:
+            return None
+        return memory_peak_from_stats(stats)
 
     async def run_once(
         self, name: str, body: Mapping[str, Any], stdin: bytes | None, timeout: float

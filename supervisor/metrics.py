@@ -72,8 +72,8 @@ class Holdings:
 
 
 def families(h: Holdings) -> list[Metric]:
-    return [*_daemon(h), *_services(h), *_server(h), *_updates(h), *_backups(h), *_guard(h),
-            *_drain(h)]  # fmt: skip
+    return [*_daemon(h), *_services(h), *_crash_reports(h), *_server(h), *_updates(h),
+            *_backups(h), *_guard(h), *_drain(h)]  # fmt: skip
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -218,6 +218,17 @@ def _services(h: Holdings) -> Iterator[Metric]:
         busy.add_metric(label, 1 if s.busy else 0)
     yield from (up, status, health, restarts, crashes, unhealthy, loops, ooms, in_loop, backoff,
                 consecutive, recent, exit_code, started, busy)  # fmt: skip
+
+
+def _crash_reports(h: Holdings) -> Iterator[Metric]:
+    written = _counter(
+        "hyos_crash_reports_total",
+        "Crash reports written into the state dir by this daemon (supervisor/crashes.py).",
+        ["service"],
+    )
+    for role in h.services:
+        written.add_metric([str(role)], h.tallies.crash_reports.get(str(role), 0))
+    yield written
 
 
 # --- the game server ------------------------------------------------------------------------

@@ -96,6 +96,8 @@ class StackPasses:
             converged = await plan_and_ensure(
                 sup.engine, sup.settings, report, start_exited=startup
             )
+        if report.changed:  # a new volume or container: its secret files may be new
+            sup.crashes.secrets_changed()
         sup.runtime = converged.runtime
         # Left stopped on purpose in this pass (the dashboard's or an operator's stop):
         # the manager must not wait for it, or restart once it runs again.

@@ -87,7 +87,11 @@ def plan_stack(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> 
 def strays(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> list[Observed]:
     """Containers of the stack whose role is no longer desired. A running backup helper
     is not one: `up` during a backup must not cut the snapshot short (it removes its own
-    leftovers, and refuses to start beside a running one)."""
+    leftovers, and refuses to start beside a running one); nor is a running game-log
+    helper (a crash report's reads, a prune: run_once removes it when it is done)."""
     return [
-        o for o in observed if o.role not in desired and not (o.role == Role.BACKUP and o.running)
+        o for o in observed if o.role not in desired and not (o.role in _KEPT_RUNNING and o.running)
     ]
+
+
+_KEPT_RUNNING = (Role.BACKUP, Role.LOGS)

@@ -611,3 +611,64 @@ def build_backup_body(spec: BackupJobSpec) -> dict[str, Any]:
             "Mounts": mounts,
         },
     }
+
+
+# --- the one-shot game-log helper (issue 27) ---------------------------------------------
+
+LOGS_ENTRYPOINT = ("/opt/venv/bin/python", "-m", "entrypoint.logjob")
+LOGS_MEMORY = 256 * 1024**2
+LOGS_PIDS = 32
+
+
+@dataclass(frozen=True)
+class LogJobSpec:
+    """One run of the game-log helper: lists and tails (the data read-only), or
+    compresses and deletes logs (`data_writable`). The request is its one argument:
+    paths and globs only, never a secret."""
+
+    stack: str
+    image: str
+    uid: int
+    gid: int
+    data: Mount
+    request: str
+    data_writable: bool = False
+    log_max_size: str = "10m"
+
+
+def build_logs_body(spec: LogJobSpec) -> dict[str, Any]:
+    """As the backup helper's: the workload's uid (which owns the logs), no capabilities,
+    no new privileges, a read-only root with a private tmpfs, no network, memory and
+    pids limits; the data volume writable only when logs are to be changed."""
+    return {
+        "Image": spec.image,
+        "Entrypoint": list(LOGS_ENTRYPOINT),
+        "Cmd": [spec.request],
+        "User": f"{spec.uid}:{spec.gid}",
+        "Env": ["HOME=/tmp", "TMPDIR=/tmp"],
+        "Labels": {**ownership_labels(spec.stack), LABEL_ROLE: Role.LOGS.value},
+        "HostConfig": {
+            "NetworkMode": "none",
+            "ReadonlyRootfs": True,
+            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "CapDrop": ["ALL"],
+            "Privileged": False,
+            "Memory": LOGS_MEMORY,
+            "MemorySwap": LOGS_MEMORY,
+            "NanoCpus": 1_000_000_000,
+            "PidsLimit": LOGS_PIDS,
+            "Tmpfs": {
+                "/tmp": f"rw,noexec,nosuid,nodev,size=16m,mode=0700,uid={spec.uid},gid={spec.gid}"
+            },
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": spec.log_max_size}},
+            "Mounts": [
+                {
+                    "Type": spec.data.type,
+                    "Source": spec.data.source,
+                    "Target": spec.data.target,
+                    "ReadOnly": not spec.data_writable,
+                }
+            ],
+        },
+    }

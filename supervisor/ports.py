@@ -92,8 +92,20 @@ class EnginePort(Protocol):
         """Remove, forced; a container already gone is not an error."""
         ...
 
-    async def logs_tail(self, container_id: str, lines: int = 50) -> list[str]:
-        """The last lines of stdout and stderr; [] when they cannot be had."""
+    async def logs_tail(
+        self, container_id: str, lines: int = 50, until: float | None = None
+    ) -> list[str]:
+        """The last lines of stdout and stderr (written up to `until`, a wall-clock
+        moment, when given); [] when they cannot be had."""
+        ...
+
+    async def inspect_document(self, ref: str) -> dict[str, Any] | None:
+        """The engine's own inspect document, for a crash report to redact; None when
+        the container is gone."""
+        ...
+
+    async def memory_peak(self, container_id: str) -> int | None:
+        """Peak memory use in bytes, when the engine keeps one."""
         ...
 
     async def run_once(

@@ -25,6 +25,7 @@ class Role(StrEnum):
     MANAGER = "manager"
     PREPARE = "prepare"
     BACKUP = "backup"
+    LOGS = "logs"
 
 
 class Kind(StrEnum):
@@ -85,6 +86,8 @@ _PROFILES = (
     Profile(Role.PREPARE, Kind.JOB),
     # The one-shot restic helper (issue 25): backs up, checks, lists, restores.
     Profile(Role.BACKUP, Kind.JOB),
+    # The one-shot game-log helper (issue 27): tails for crash reports, compresses, prunes.
+    Profile(Role.LOGS, Kind.JOB),
 )
 PROFILES: Mapping[Role, Profile] = MappingProxyType({p.role: p for p in _PROFILES})
 # The supervised services, in start order: the settings' sections, the workers, the CLI's

@@ -42,6 +42,7 @@ from pydantic_settings import (
 
 from supervisor import __version__, capabilities, hostpaths
 from supervisor.backupsettings import BackupSettings
+from supervisor.crashlogsettings import CrashSettings, LogSettings
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
 from supervisor.metricssettings import MetricsSettings
 from supervisor.notifysettings import NotifySettings
@@ -622,6 +623,9 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     # `/metrics` (issue 27): supervisor/metricssettings.py.
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    # Crash reports and bounded game logs (issue 27): supervisor/crashlogsettings.py.
+    crashes: CrashSettings = Field(default_factory=CrashSettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"

@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 
 from supervisor import roles
 from supervisor.alertsender import Alerts, NoAlerts
+from supervisor.crashes import CrashReporter
 from supervisor.logs import BoundLogger
 from supervisor.notify import Heartbeat, Notifier
 from supervisor.ops import Operations
@@ -40,6 +41,7 @@ class Supervision:
     services: dict[str, Service] = field(init=False)
     policy: RestartPolicy = field(init=False)
     ops: Operations = field(init=False)
+    crashes: CrashReporter = field(init=False)  # crash reports (supervisor/crashes.py)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     # What the operator is notified of (supervisor/alertsender.py); the daemon sets it.
     alerts: Alerts = field(default_factory=NoAlerts)
@@ -66,6 +68,9 @@ class Supervision:
             lambda: self.runtime,
             nap=self.nap,
             stopped=lambda role, seconds: self.tallies.stopped(roles.is_game(role), seconds),
+        )
+        self.crashes = CrashReporter(
+            self.engine, self.settings, self.clock, written=self.tallies.crash_report_written
         )
 
     async def nap(self, seconds: float) -> None:

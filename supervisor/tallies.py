@@ -143,6 +143,7 @@ class Tallies:
     update: UpdateFacts = field(default_factory=UpdateFacts)
     players: PlayerCount | None = None
     drains: dict[str, int] = field(default_factory=dict)  # ended drains, by outcome
+    crash_reports: dict[str, int] = field(default_factory=dict)  # written, by service
 
     def stopped(self, game: bool, seconds: float) -> None:
         """A graceful stop returned after `seconds` (only the game's is kept)."""
@@ -151,3 +152,6 @@ class Tallies:
 
     def drain_ended(self, outcome: str) -> None:
         self.drains[outcome] = self.drains.get(outcome, 0) + 1
+
+    def crash_report_written(self, role: str) -> None:
+        self.crash_reports[role] = self.crash_reports.get(role, 0) + 1

@@ -44,6 +44,9 @@ Item = EngineEvent | Call | Job | None  # None: only look (a timer, a wake-up)
 # millisecond and Docker sends a handful per run of a container, so only a worker stuck
 # in a step for a long time (a stop's grace period, an engine that is away) comes near.
 INBOX_BOUND = 1024
+# After a start (and a login), the crash reports' secrets are read again this much later
+# (crashes.py): after the start call and its event, not in the way of either.
+SECRETS_SETTLE_S = 0.5
 
 
 class ServiceWorker:
@@ -78,6 +81,8 @@ class ServiceWorker:
         self._helpers: TaskGroup | None = None
         self.login = LoginWatch(sup, service, self)
         self.accounting = ExitAccounting(sup, service)
+        self.accounting.report = self._report_crash
+        self._stepped = anyio.Event()  # set (and replaced) whenever a step was carried out
 
     # --- the inbox ------------------------------------------------------------------------
 
@@ -159,8 +164,26 @@ class ServiceWorker:
         wait = pending.due_at - self.sup.clock()
         if wait > 0:
             return wait
-        await self._carry_out(pending)
+        try:
+            await self._carry_out(pending)
+        finally:
+            self._stepped.set()  # a crash report's helper waits for this (settled)
+            self._stepped = anyio.Event()
         return None
+
+    async def settled(self, limit: float, ahead: float) -> None:
+        """Until the step a decision left pending has been carried out (the restart's
+        start call returned), at most `limit` seconds, when it is under way or due within
+        `ahead` seconds; at once otherwise (none pending, or due late enough for a crash
+        report's helper container to run first). The helper waits for this, so it never
+        competes with the restart for the engine; after `limit` the report's
+        completeness wins."""
+        pending = self.service.restart.pending
+        due_soon = pending is not None and pending.due_at - self.sup.clock() < ahead
+        if not (due_soon or self.service.busy):  # busy: the step is under way
+            return
+        with anyio.move_on_after(limit):
+            await self._stepped.wait()
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -327,6 +350,7 @@ class ServiceWorker:
             service.health = "starting" if service.health is not None else None
             log.info("started")
             self.watch_login(container_id)
+            self._refresh_secrets_later(container_id)
         elif action == "health_status: healthy":
             recovered = service.health == "unhealthy"
             service.health = "healthy"
@@ -373,6 +397,25 @@ class ServiceWorker:
         await self.accounting.on_exit(exited, log)
         if self._helpers is not None:
             self._helpers.start_soon(self._read_finished_at, event)
+
+    def _report_crash(self, **context: Any) -> None:
+        """(A helper task: gathering a crash report, bounded by `[crashes] gather_s`,
+        must never hold up the restart the decision left pending.)"""
+        if self._helpers is not None and self.sup.settings.crashes.enabled:
+            report = partial(self.sup.crashes.report, settled=self.settled, **context)
+            self._helpers.start_soon(report)
+
+    def _refresh_secrets_later(self, container_id: str) -> None:
+        """The crash reports' secret values, read again shortly after this run's start
+        (SECRETS_SETTLE_S: not during it, the archive reads hold the container)."""
+        if self._helpers is None or not self.sup.settings.crashes.enabled:
+            return
+
+        async def refresh() -> None:
+            await anyio.sleep(SECRETS_SETTLE_S)
+            await self.sup.crashes.refresh_secrets(container_id)
+
+        self._helpers.start_soon(refresh)
 
     async def _read_finished_at(self, event: EngineEvent) -> None:
         """(A helper task: the inspect waits for the engine's exit cleanup, which must
@@ -421,6 +464,7 @@ class ServiceWorker:
             )
         elif login is not None and before is not None and before.waiting:
             log.info("the Hytale login ended", extra={"login": login.status})
+            self._refresh_secrets_later(container_id)  # HyOS's new tokens.json
         self.sup.save()
 
     async def login_followed(self, run: tuple[str, float | None]) -> None:

@@ -113,6 +113,7 @@ class FakeEngine:
         self.networks: dict[str, dict[str, str]] = {}
         self.volumes: dict[str, VolumeInfo] = {}
         self.files: dict[tuple[str, str], bytes] = {}
+        self.memory_peaks: dict[str, int] = {}
         self.execs: dict[str, ExecInfo] = {}
         self.exec_output: list[tuple[int, bytes]] = []
         self.exec_code = 0
@@ -269,9 +270,30 @@ class FakeEngine:
             del self.containers[container.id]
             self._event(container, "destroy")
 
-    async def logs_tail(self, container_id: str, lines: int = 50) -> list[str]:
+    async def logs_tail(
+        self, container_id: str, lines: int = 50, until: float | None = None
+    ) -> list[str]:
         container = self._find(container_id)
         return [] if container is None else container.logs[-lines:]
+
+    async def inspect_document(self, ref: str) -> dict[str, Any] | None:
+        container = self._find(ref)
+        if container is None:
+            return None
+        return {
+            "Id": container.id,
+            "Name": f"/{container.name}",
+            "Config": {
+                "Image": container.body.get("Image"),
+                "Env": list(container.body.get("Env") or ()),
+                "Labels": container.labels,
+            },
+            "HostConfig": dict(container.body.get("HostConfig") or {}),
+            "State": {"Status": container.state.status},
+        }
+
+    async def memory_peak(self, container_id: str) -> int | None:
+        return self.memory_peaks.get(container_id)
 
     async def run_once(
         self, name: str, body: Mapping[str, Any], stdin: bytes | None, timeout: float

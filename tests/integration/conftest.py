@@ -113,7 +113,9 @@ class Stack:
         return f"{self.name}-{role}"
 
     def ids(self) -> dict[str, str]:
-        """role -> id of every container carrying the stack's label."""
+        """role -> id of every container carrying the stack's label, but the game-log
+        helper's: the daemon runs one on its own (a crash report's reads, the daily prune),
+        for about a second. (`leftovers` still finds one that stayed.)"""
         out = docker(
             "ps", "-a", "--no-trunc", "--filter", f"label=io.hyos.stack={self.name}",
             "--format", '{{.ID}} {{.Label "io.hyos.role"}}',
@@ -121,6 +123,8 @@ class Stack:
         found: dict[str, str] = {}
         for line in out.splitlines():
             container_id, role = line.split()
+            if role == "logs":
+                continue
             assert role not in found, f"duplicate {role} containers"
             found[role] = container_id
         return found

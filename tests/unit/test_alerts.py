@@ -143,10 +143,18 @@ class Recording:
     def emit(self, alert: Alert) -> None:
         self.told.append(alert)
 
-    def failure(self, role: str, *, reason: str, exit_code: int | None, crash_loop: bool) -> None:
+    def failure(
+        self,
+        role: str,
+        *,
+        reason: str,
+        exit_code: int | None,
+        crash_loop: bool,
+        report: str | None = None,
+    ) -> None:
         episode, found = alerts.on_failure(
             self.episodes.get(role), "t", role, 0.0, reason=reason, exit_code=exit_code,
-            crash_loop=crash_loop, reset_after_s=RESET,
+            crash_loop=crash_loop, reset_after_s=RESET, report=report,
         )  # fmt: skip
         self.episodes[role] = episode
         self.told += found
@@ -185,6 +193,36 @@ async def test_the_worker_tells_crashes_the_loop_its_end_and_the_recovery(
     await worker._on_event(server_event("start", clock.now))
     await worker._on_event(server_event("health_status: healthy", clock.now))
     assert kinds(recording.told) == ["crash", "crash_loop_entered", "crash_loop_left", "recovered"]
+
+
+@pytest.mark.anyio
+async def test_the_crash_and_the_loop_name_their_crash_reports(
+    told: tuple[ServiceWorker, FakeClock, Recording],
+) -> None:
+    from supervisor import crashreport
+
+    worker, clock, recording = told
+    deaths = []
+    for _ in range(5):
+        await worker._on_event(server_event("start", clock.now))
+        clock.advance(3)
+        deaths.append(clock.now)
+        await worker._on_event(server_event("die", clock.now, exit_code=1))
+        clock.advance(1)
+    crash, loop = recording.told
+    first = crashreport.report_id(deaths[0], "server", "c1")
+    last = crashreport.report_id(deaths[-1], "server", "c1")
+    assert crash.facts["crash_report"] == first
+    assert f"`hyos-supervisor crashes show {first}`" in crash.body
+    assert loop.facts["crash_report"] == last and last in loop.body
+
+
+def test_a_failure_without_a_report_names_none() -> None:
+    _, found = alerts.on_failure(
+        None, "t", "server", 0.0, reason="exit 1", exit_code=1, crash_loop=False,
+        reset_after_s=RESET,
+    )  # fmt: skip
+    assert "crash_report" not in found[0].facts and "crashes show" not in found[0].body
 
 
 @pytest.mark.anyio

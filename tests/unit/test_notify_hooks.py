@@ -26,7 +26,15 @@ class Told:
     def emit(self, alert: Alert) -> None:
         self.alerts.append(alert)
 
-    def failure(self, role: str, *, reason: str, exit_code: int | None, crash_loop: bool) -> None:
+    def failure(
+        self,
+        role: str,
+        *,
+        reason: str,
+        exit_code: int | None,
+        crash_loop: bool,
+        report: str | None = None,
+    ) -> None:
         pass
 
     def healthy(self, role: str) -> None:

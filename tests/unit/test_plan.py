@@ -190,3 +190,11 @@ def test_strays() -> None:
 def test_service_plan_is_data() -> None:
     plan = ServicePlan("server", desired(), None)
     assert plan.create and plan.start and plan.remove == () and plan.reason == ""
+
+
+def test_a_running_game_log_helper_is_no_stray_and_a_finished_one_is() -> None:
+    """A stack pass during a crash report's reads or a prune must not remove the helper."""
+    wanted = {"server": desired("server")}
+    running = observed("l1", role="logs")
+    exited = observed("l2", role="logs", state="exited")
+    assert strays(wanted, [running, exited]) == [exited]

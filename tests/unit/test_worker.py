@@ -143,3 +143,44 @@ async def test_a_plan_made_while_a_step_runs_is_stale_once_it_ended(
     worker.request(Step.START, "operator")
     await worker.step_if_due()
     assert seen_mid_step and worker.generation != seen_mid_step[0]
+
+
+async def test_settled_waits_only_for_a_step_due_soon_or_under_way(
+    worker: ServiceWorker, engine: FakeEngine, clock: FakeClock
+) -> None:
+    """A crash report's helper container waits (`settled`) for the restart a decision left
+    pending when it is due within `ahead` seconds, or already under way; never otherwise
+    (it runs first, before a restart due later)."""
+    with anyio.fail_after(1):
+        await worker.settled(5, 0.7)  # nothing pending: at once
+    worker.request(Step.START, "operator")
+    worker.service.restart = _due(worker, clock.now + 1.0)
+    with anyio.fail_after(1):
+        await worker.settled(5, 0.7)  # due in 1 s (the default backoff): the helper first
+    worker.service.restart = _due(worker, clock.now + 0.5)
+    waited: list[bool] = []
+
+    async def helper() -> None:
+        await worker.settled(5, 0.7)
+        waited.append(True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(helper)
+        await anyio.wait_all_tasks_blocked()
+        assert waited == []  # due in 0.5 s: the helper waits for the step
+        clock.advance(0.5)
+        assert await worker.step_if_due() is None
+        await anyio.wait_all_tasks_blocked()
+        assert waited == [True] and engine.calls == [("start", "c1")]
+    worker.service.busy = True  # a step under way (its pending already taken)
+    started = anyio.current_time()
+    await worker.settled(0.1, 0.7)  # waits for it, up to the limit
+    assert anyio.current_time() - started >= 0.09
+
+
+def _due(worker: ServiceWorker, at: float) -> restarts.ServiceRestartState:
+    from dataclasses import replace
+
+    state = worker.service.restart
+    assert state.pending is not None
+    return replace(state, pending=replace(state.pending, due_at=at))
