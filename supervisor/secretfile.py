@@ -26,6 +26,9 @@ class SecretFile:
 def _read_secret_file(value: Any) -> Any:
     if value is None or isinstance(value, SecretFile):
         return value
+    if not isinstance(value, str | Path):
+        # The environment's value read as JSON (`{}`, `[1]`): not a path.
+        raise ValueError("must be the path of a file holding the secret")
     path = Path(value)
     try:
         with path.open("rb") as handle:

@@ -58,6 +58,20 @@ def test_a_bad_url_is_one_line_naming_it_by_position_never_by_value(
     assert "s3cr3t" not in line
 
 
+def test_a_json_value_for_a_secret_file_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pydantic-settings reads a complex field's environment value as JSON first: `{}`
+    reached the file reader as a dict (Hypothesis found it: TypeError)."""
+    for value in ("{}", "[1]", "7"):
+        monkeypatch.setenv("HYOS_NOTIFY__URLS_FILE", value)
+        with pytest.raises(ConfigError) as caught:
+            load_settings()
+        line = str(caught.value)
+        assert "notify.urls_file" in line and "HYOS_NOTIFY__URLS_FILE" in line, line
+        assert "\n" not in line
+
+
 def test_the_cli_exits_78_on_a_bad_url() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "supervisor", "config"],
