@@ -49,6 +49,7 @@ from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
 from supervisor.secretfile import SecretFile, SecretFileSetting
 from supervisor.secretspec import BY_NAME, SECRETS
+from supervisor.updatesettings import UpdateSettings
 
 _POLICY = RestartPolicy()  # the restart defaults, stated once
 
@@ -622,6 +623,8 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     # `/metrics` (issue 27): supervisor/metricssettings.py.
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    # Updates as transactions (issue 26): supervisor/updatesettings.py.
+    update: UpdateSettings = Field(default_factory=UpdateSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"

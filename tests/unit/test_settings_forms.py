@@ -187,10 +187,10 @@ def test_the_table_covers_every_complex_setting() -> None:
     # The ones people set most are among them, found from the model itself.
     assert {"server.ports", "server.cap_add", "server.env", "manager.tmpfs"} <= names
     assert {"server.healthcheck", "server.healthcheck.test", "restart", "kubernetes"} <= names
-    # 26 today: server and manager (cap_add, tmpfs, env, ports, healthcheck, healthcheck.test,
+    # 27 today: server and manager (cap_add, tmpfs, env, ports, healthcheck, healthcheck.test,
     # the object itself), restart, kubernetes and its two commands, drain and its warn_at,
-    # schedule, backup and its credentials; notify and its urls; metrics.
-    assert len(COMPLEX) == 26, sorted(names)
+    # schedule, backup and its credentials; notify and its urls; metrics; update (issue 26).
+    assert len(COMPLEX) == 27, sorted(names)
 
 
 class CountingSocket:
