@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     _service_verbs(verb)
     _output_verbs(verb)
     _backup_verbs(verb)
+    from supervisor.updatecli import add_update_verb
+
+    add_update_verb(verb)  # issue 26
     return parser
 
 
@@ -323,6 +326,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
             data["backup"] = backup
         if notifications is not None:
             data["notifications"] = notifications
+        data["update"] = _update_view(settings)
         _print_json(data)
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
@@ -350,6 +354,10 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         print(status_line(backup))
     if notifications is not None:
         print(_outbox_line(notifications))
+    from supervisor.updatecli import status_lines
+
+    for line in status_lines(_update_view(settings)):
+        print(line)
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
@@ -388,6 +396,13 @@ def _backup_view(settings: Settings) -> dict[str, Any] | None:
     return backup_status(
         read_json(records_path(settings)), settings.backup.every, time.time(), zone
     )
+
+
+def _update_view(settings: Settings) -> dict[str, Any]:
+    """The update's part of `status` (issue 26): from its journal, never from Docker."""
+    from supervisor.updatecli import view
+
+    return view(settings)
 
 
 def _outbox_view(settings: Settings) -> dict[str, Any] | None:
@@ -698,6 +713,12 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
     return EX_OK
 
 
+async def _update(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
+    from supervisor.updatecli import run_update
+
+    return await run_update(args, settings, engine)
+
+
 _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Awaitable[int]]] = {
     "up": _up,
     "down": _down,
@@ -709,6 +730,7 @@ _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Aw
     "exec": _exec,
     "secrets": _secrets,
     "backup": _backup,
+    "update": _update,
 }
 
 

@@ -42,6 +42,8 @@ class Commands:
             "cancel": self.cancel,
             "end": self.end_after_down,
         }
+        # `update` (issue 26): daemon.py adds it with the daemon's Updates.
+        self.update: Callable[[Request], Awaitable[Reply]] | None = None
 
     async def answer(self, request: Request) -> Reply:
         try:
@@ -59,6 +61,8 @@ class Commands:
     async def dispatch(self, request: Request) -> Reply:
         command = str(request.get("command"))
         handler = self.handlers.get(command)
+        if command == "update" and self.update is not None:
+            handler = self.update
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
         return await handler(request)
