@@ -1,0 +1,338 @@
+"""Updates as transactions (issue 26) on the real engine, with the replica of HyOS's server
+(its own scripts, its `.update-on-restart` path and its `perform_update`) and a real restic
+repository: the six injected failures each end with the old version running and the world
+sha256-identical to the pre-update snapshot; a good update ends on the new version with
+its snapshot pinned; a daemon SIGKILLed mid-update resumes or rolls back on its next start.
+
+The replica's failures come from its `versions.json` control (tests/upstream/README.md).
+The pre-update world is read back from the restic snapshot itself (`restic dump`), not
+from anything the supervisor says.
+
+Images: the replica under its own tag (HYOS_UPSTREAM_SERVER_IMAGE, default
+hyos-upstream/server:update, built by tests/upstream/build-server.sh with IMAGE=...) and
+the supervisor's image as the helper (hyos-supervisor:update, scripts/build-image.sh)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import REPO, docker, poll
+from tests.integration.conftest import DaemonFactory, Stack, base_env
+from tests.standin import remove_stack_objects
+from tests.upstream.replica import injected_tokens, replica_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("update")]
+
+SERVER_IMAGE = os.environ.get("HYOS_UPSTREAM_SERVER_IMAGE", "hyos-upstream/server:update")
+HELPER = os.environ.get("HYOS_UPDATE_HELPER_IMAGE", "hyos-supervisor:update")
+PASSWORD = "integration-update-password-42"
+OLD = "2026.01.01-old"
+GATE_S = 12
+UNIVERSE = "/data/Server/universe"
+
+
+def _missing(image: str) -> bool:
+    return docker("image", "inspect", image, check=False).returncode != 0
+
+
+@pytest.fixture(scope="session")
+def update_images() -> None:
+    if _missing(SERVER_IMAGE):
+        subprocess.run(
+            ["bash", str(REPO / "tests/upstream/build-server.sh")],
+            check=True,
+            timeout=900,
+            env={**os.environ, "IMAGE": SERVER_IMAGE},
+        )
+    if _missing(HELPER):
+        subprocess.run(
+            ["bash", str(REPO / "scripts/build-image.sh")],
+            check=True,
+            timeout=900,
+            env={**os.environ, "IMAGE": HELPER},
+        )
+    if _missing("hyos-test/manager:latest"):
+        subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
+
+
+def _env(name: str, state: Path, repo: Path, data: str | None) -> dict[str, str]:
+    env = base_env(name, state / "state")
+    env.update(
+        replica_env({**injected_tokens(), "HYOS_FAKE_LATEST_VERSION": OLD}),
+        HYOS_SERVER__IMAGE=SERVER_IMAGE,
+        HYOS_HELPER_IMAGE=HELPER,
+        HYOS_BACKUP__REPOSITORY=str(repo),
+        HYOS_BACKUP__PASSWORD=PASSWORD,
+        HYOS_UPDATE__GATE_S=str(GATE_S),
+        HYOS_UPDATE__READY_S="40",
+        HYOS_DRAIN__MAX_WAIT="10s",
+    )
+    if data is not None:
+        env["HYOS_DATA"] = data
+    return env
+
+
+@pytest.fixture
+def ustack(update_images: None) -> Iterator[Stack]:
+    name = f"u{uuid.uuid4().hex[:10]}"
+    state = Path(tempfile.mkdtemp(prefix="hu-"))
+    repo = state / "repo"
+    repo.mkdir()
+    os.chown(repo, 568, 568)
+    yield Stack(name, _env(name, state, repo, None))
+    remove_stack_objects(name)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def small_disk_stack(update_images: None) -> Iterator[Stack]:
+    """The data on a 48 MiB ext4 of its own (a loop device): an update can fill it."""
+    name = f"u{uuid.uuid4().hex[:10]}"
+    state = Path(tempfile.mkdtemp(prefix="hu-"))
+    repo = state / "repo"
+    repo.mkdir()
+    os.chown(repo, 568, 568)
+    image, mount = state / "disk.img", state / "data"
+    mount.mkdir()
+    subprocess.run(["truncate", "-s", "48M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        os.chown(mount, 568, 568)
+        yield Stack(name, _env(name, state, repo, str(mount)))
+        remove_stack_objects(name)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+# --- the world, the versions, the snapshot ----------------------------------------------
+
+
+def _sh(stack: Stack, script: str, check: bool = True) -> str:
+    out = docker("exec", stack.container("server"), "bash", "-c", script, check=check)
+    return out.stdout
+
+
+def _seed(stack: Stack, target: str, behaviour: dict[str, Any]) -> None:
+    """A world worth keeping (2 MiB of chunks, a config), and the next version's control."""
+    table = json.dumps({target: behaviour})
+    _sh(
+        stack,
+        f"mkdir -p {UNIVERSE}/worlds/default/chunks /data/.test && "
+        f"head -c 2097152 /dev/urandom > {UNIVERSE}/worlds/default/chunks/r.0.0 && "
+        f"echo '{{\"seed\": 42}}' > {UNIVERSE}/worlds/default/config.json && "
+        f"echo {target} > /data/.test/latest-version && "
+        f"printf '%s' '{table}' > /data/.test/versions.json",
+    )
+
+
+def _version(stack: Stack) -> str:
+    return _sh(stack, "cat /data/.version").strip()
+
+
+def _live_world(stack: Stack) -> dict[str, str]:
+    out = _sh(stack, f"cd {UNIVERSE} && find . -type f -print0 | sort -z | xargs -0 sha256sum")
+    found = {}
+    for line in out.splitlines():
+        digest, path = line.split(maxsplit=1)
+        found[path.removeprefix("./")] = digest
+    return found
+
+
+def _snapshot_world(stack: Stack, snapshot: str) -> dict[str, str]:
+    """The universe as the restic snapshot holds it, read with restic itself."""
+    repo = stack.env["HYOS_BACKUP__REPOSITORY"]
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--user", "568:568", "--network", "none",
+         "-v", f"{repo}:/repo:ro", "-e", f"RESTIC_PASSWORD={PASSWORD}",
+         "--entrypoint", "restic", HELPER, "-r", "/repo", "--no-cache", "--no-lock",
+         "dump", "--archive", "tar", snapshot, UNIVERSE],
+        capture_output=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    found = {}
+    with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                data = tar.extractfile(member)
+                assert data is not None
+                path = member.name.lstrip("/").removeprefix(UNIVERSE.lstrip("/") + "/")
+                found[path.removeprefix("universe/")] = hashlib.sha256(data.read()).hexdigest()
+    return found
+
+
+def _journal(stack: Stack) -> dict[str, Any]:
+    path = Path(stack.env["HYOS_STATE_DIR"]) / f"{stack.name}.update.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _step(last: dict[str, Any], name: str) -> float:
+    return float(next(at for step, at in last["steps"] if step == name))
+
+
+def _running(stack: Stack) -> bool:
+    out = docker("inspect", "-f", "{{.State.Running}}", stack.container("server"), check=False)
+    return out.stdout.strip() == "true"
+
+
+def _healthy(stack: Stack) -> bool:
+    out = docker(
+        "inspect", "-f", "{{.State.Health.Status}}", stack.container("server"), check=False
+    )
+    return out.stdout.strip() == "healthy"
+
+
+# --- the six failures -------------------------------------------------------------------
+
+FAILURES: dict[str, tuple[dict[str, Any], str]] = {
+    "download fails": ({"download": "fail"}, "the install failed"),
+    "crash at boot": ({"boot": "crash"}, "exited with code 1"),
+    "never healthy": ({"boot": "hang"}, "unhealthy"),
+    "crash inside the gate": ({"crash_after_s": GATE_S // 2}, "into the gate"),
+    "world migrated then crash": ({"migrate": True, "crash_after_s": 2}, "exited with code 1"),
+}
+
+RESULTS: list[str] = []
+
+
+def _fails_and_rolls_back(stack: Stack, name: str, behaviour: dict[str, Any], words: str) -> None:
+    stack.up()
+    assert _version(stack) == OLD
+    target = f"2026.02.0{len(RESULTS) + 1}-bad"
+    _seed(stack, target, behaviour)
+    began = time.monotonic()
+    result = stack.run("update", "--version", target, "--now", timeout=400)
+    took = time.monotonic() - began
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "rolled back" in result.stdout, result.stdout
+    record = _journal(stack)["record"]
+    last = record["last"]
+    assert last["result"] == "rolled_back" and last["version"] == target
+    assert words in last["reason"], last["reason"]
+    assert record["bad"] == [target]
+    # The old version runs, healthy, on the world of the snapshot taken before the update.
+    assert _running(stack) and _version(stack) == OLD
+    poll(lambda: _healthy(stack), 30, "the rolled-back server healthy")
+    live, before = _live_world(stack), _snapshot_world(stack, last["snapshot"])
+    assert live == before and "worlds/default/chunks/r.0.0" in live
+    rollback_s = _step(last, "rolled_back") - _step(last, "rollback")
+    assert rollback_s <= 90
+    # An automatic retry of the bad version is refused; the operator's explicit one is not.
+    again = stack.run("update", "--now")
+    assert again.returncode == 1 and "marked bad" in again.stderr, again.stderr
+    RESULTS.append(
+        f"{name}: rolled back, {OLD} running, world equal, rollback {rollback_s:.1f} s "
+        f"(update command {took:.1f} s; reason: {last['reason']})"
+    )
+    print(RESULTS[-1])
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_a_failed_update_rolls_back_binaries_and_world(ustack: Stack, name: str) -> None:
+    behaviour, words = FAILURES[name]
+    _fails_and_rolls_back(ustack, name, behaviour, words)
+
+
+def test_a_disk_filled_during_the_install_rolls_back(small_disk_stack: Stack) -> None:
+    """HyOS's download of the new version fills the data volume (ENOSPC, the partial
+    game.zip left behind): the rollback discards it, restores and starts the old version."""
+    _fails_and_rolls_back(
+        small_disk_stack, "disk full during install", {"download_pad_mb": 100}, ""
+    )
+    assert _sh(small_disk_stack, "test -e /data/game.zip || echo gone").strip() == "gone"
+    free = int(_sh(small_disk_stack, "df -k --output=avail /data | tail -1").strip())
+    assert free > 20_000  # KiB: the partial download is gone, not just the world back
+
+
+def test_a_good_update_installs_through_hyos_and_pins_its_snapshot(ustack: Stack) -> None:
+    ustack.up()
+    target = "2026.03.01-good"
+    _seed(ustack, target, {})
+    began = time.monotonic()
+    result = ustack.run("update", "--version", target, "--now", timeout=400)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert _version(ustack) == target and _running(ustack)
+    last = _journal(ustack)["record"]["last"]
+    assert last["result"] == "applied"
+    assert [s for s, _ in last["steps"]] == ["stop", "snapshot", "install", "start", "gate", "done"]
+    # Held for the whole gate: from the gate's start to done, at least gate_s.
+    assert _step(last, "done") - _step(last, "gate") >= GATE_S
+    rows = json.loads(ustack.run("backup", "list", "--json").stdout)
+    pinned = [r for r in rows if r["id"].startswith(last["snapshot"][:8])]
+    assert pinned and pinned[0]["pinned"] and pinned[0]["game_version"] == OLD
+    status = json.loads(ustack.run("status", "--json").stdout)["update"]
+    assert status["current"] == target and status["last"]["result"] == "applied"
+    assert status["pinned"][0]["snapshot"] == last["snapshot"]
+    print(f"good update: {time.monotonic() - began:.1f} s, {OLD} -> {target}")
+
+
+# --- the daemon killed mid-update -------------------------------------------------------
+
+
+def _phase(stack: Stack) -> str | None:
+    try:
+        tx = _journal(stack).get("tx")
+    except (OSError, ValueError):
+        return None
+    return None if tx is None else str(tx["phase"])
+
+
+@pytest.fixture
+def udaemon(ustack: Stack, tmp_path: Path) -> Iterator[DaemonFactory]:
+    factory = DaemonFactory(ustack, tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "behaviour", "ends_on"),
+    [
+        ("snapshot", {}, "applied"),
+        ("gate", {}, "applied"),
+        ("rollback", {"boot": "crash"}, "rolled_back"),
+        ("rollback_gate", {"boot": "crash"}, "rolled_back"),
+    ],
+    ids=["good-at-snapshot", "good-at-gate", "failing-at-rollback", "failing-at-rollback-gate"],
+)
+def test_a_daemon_killed_mid_update_resumes_or_rolls_back(
+    ustack: Stack, udaemon: DaemonFactory, kill_at: str, behaviour: dict[str, Any], ends_on: str
+) -> None:
+    first = udaemon(HYOS_RECONCILE_INTERVAL_S="5")
+    target = "2026.04.01-next"
+    _seed(ustack, target, behaviour)
+    asked = ustack.run("update", "--version", target, "--now")
+    assert asked.returncode == 0, (asked.stdout, asked.stderr)
+    poll(lambda: _phase(ustack) == kill_at, 120, f"the update at {kill_at}", interval=0.02)
+    first.kill9()
+    seen_at_kill = _phase(ustack)
+    # Never a half-installed server started behind the transaction's back meanwhile.
+    second = udaemon(HYOS_RECONCILE_INTERVAL_S="5", wait=False)
+    poll(lambda: _phase(ustack) in (None, "done", "rolled_back"), 240, "the update ended")
+    second.wait_healthy(60, roles=("server",))
+    record = _journal(ustack)["record"]
+    assert record["last"]["result"] == ends_on, record["last"]
+    expected = target if ends_on == "applied" else OLD
+    assert _version(ustack) == expected
+    live, before = _live_world(ustack), _snapshot_world(ustack, record["last"]["snapshot"])
+    if ends_on == "rolled_back":
+        assert live == before
+    else:
+        assert live["worlds/default/chunks/r.0.0"] == before["worlds/default/chunks/r.0.0"]
+    print(f"SIGKILL at {seen_at_kill}: {ends_on}, {expected} running, world intact")
