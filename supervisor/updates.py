@@ -101,26 +101,31 @@ class Updates:
         if tx is None or tx.terminal:
             return
         async with self._transaction():
+            self.running = tx
             await self.updater.recover()
 
-    async def transaction(self, source: Source, version: str | None) -> None:
-        """(In the server's worker.) The whole transaction; a refusal is logged."""
+    async def transaction(self, source: Source, version: str | None) -> bool:
+        """(In the server's worker.) The whole transaction; a refusal is logged. False
+        when the worker's own step must go on (exit 8 with no update known: the
+        container is recreated, a fresh image with `pull = always`, as before)."""
+        try:
+            info = await self.updater.server()
+            tx = await self.updater.prepare(source, version, info)
+        except (UpdateRefused, BackupError, EngineError) as err:
+            self.log.info("no update", extra={"source": source.value, "reason": str(err)})
+            if source is Source.EXIT_8:
+                return False
+            if source is Source.DASHBOARD:
+                # The button stopped the server to update it: it runs again as it was
+                # (a version marked bad is not installed behind the transaction's back).
+                await self._start_if_stopped()
+            return True
         async with self._transaction():
-            try:
-                info = await self.updater.server()
-                tx = await self.updater.prepare(source, version, info)
-            except (UpdateRefused, BackupError) as err:
-                self.log.info("no update", extra={"source": source.value, "reason": str(err)})
-                await self._start_if_stopped_by(source)
-                return
             self.running = tx
             await self.updater.run(tx)
+        return True
 
-    async def _start_if_stopped_by(self, source: Source) -> None:
-        """The dashboard's button and exit 8 stopped the server to update it: with no
-        update to make, it runs again as it was."""
-        if source not in (Source.DASHBOARD, Source.EXIT_8):
-            return
+    async def _start_if_stopped(self) -> None:
         info = await self.updater.server()
         if info is not None and not info.state.running and not self.sup.update_hold:
             await self.sup.engine.start(info.id)
@@ -192,14 +197,15 @@ class Updates:
         server = self.server
 
         async def job() -> None:
-            await self.transaction(source, version)
+            await self.transaction(source, version)  # (a CLI, window or auto source)
 
         server.submit(job)
         return {"ok": True, "message": f"updating to {version}; `hyos-supervisor status` shows it"}
 
-    async def from_worker(self, source: Source) -> None:
-        """The dashboard's button or exit 8: (already in the server's worker)."""
-        await self.transaction(source, None)
+    async def from_worker(self, source: Source) -> bool:
+        """The dashboard's button or exit 8 (already in the server's worker); False: the
+        worker's own step goes on."""
+        return await self.transaction(source, None)
 
     # --- the window and the automatic check ----------------------------------------------
 

@@ -81,7 +81,7 @@ class ServiceWorker:
         self.accounting = ExitAccounting(sup, service)
         # The update transaction (supervisor/updates.py), when the daemon has one: the
         # dashboard's update button and Hytale's exit 8 hand over to it.
-        self.update_hook: Callable[[Source], Awaitable[None]] | None = None
+        self.update_hook: Callable[[Source], Awaitable[bool]] | None = None
 
     # --- the inbox ------------------------------------------------------------------------
 
@@ -185,9 +185,8 @@ class ServiceWorker:
         service = self.service
         service.restart = restarts.issue(service.restart)
         source = self._update_source(pending)
-        if source is not None and self.update_hook is not None:
+        if source is not None and self.update_hook is not None and await self.update_hook(source):
             service.totals = totals.after_issue(service.totals, pending)
-            await self.update_hook(source)
             return
         container_id = service.container_id
         if container_id is None and pending.step is not Step.RECREATE:

@@ -254,6 +254,8 @@ def test_a_disk_filled_during_the_install_rolls_back(small_disk_stack: Stack) ->
     _fails_and_rolls_back(
         small_disk_stack, "disk full during install", {"download_pad_mb": 100}, ""
     )
+    logs = docker("logs", small_disk_stack.container("server")).stdout
+    assert "No space left on device" in logs  # the disk did fill during HyOS's download
     assert _sh(small_disk_stack, "test -e /data/game.zip || echo gone").strip() == "gone"
     free = int(_sh(small_disk_stack, "df -k --output=avail /data | tail -1").strip())
     assert free > 20_000  # KiB: the partial download is gone, not just the world back
@@ -336,3 +338,29 @@ def test_a_daemon_killed_mid_update_resumes_or_rolls_back(
     else:
         assert live["worlds/default/chunks/r.0.0"] == before["worlds/default/chunks/r.0.0"]
     print(f"SIGKILL at {seen_at_kill}: {ends_on}, {expected} running, world intact")
+
+
+def test_hytales_exit_8_updates_through_the_same_transaction(
+    ustack: Stack, udaemon: DaemonFactory
+) -> None:
+    """Exit 8 with a newer version known (HyOS's version.json) is the transaction, not a
+    bare recreate: snapshot, HyOS's install, the gate; the daemon's record ends running."""
+    d = udaemon(HYOS_RECONCILE_INTERVAL_S="5")
+    target = "2026.05.01-exit8"
+    _seed(ustack, target, {})
+    # HyOS refreshes version.json at each start: a restart makes the newer version known.
+    assert ustack.run("restart", "server", "--now").returncode == 0
+    poll(lambda: f'"latest": "{target}"' in _sh(ustack, "cat /data/.state/version.json", False)
+         or f'"latest":"{target}"' in _sh(ustack, "cat /data/.state/version.json", False),
+         60, "HyOS's version.json naming the newer version")  # fmt: skip
+    d.wait_healthy(60, roles=("server",))
+    _sh(ustack, "echo 8 > /data/.test/java-exit")
+    poll(lambda: _phase(ustack) is not None, 30, "the transaction begun by exit 8")
+    poll(lambda: _phase(ustack) in ("done", "rolled_back"), 180, "the transaction ended")
+    last = _journal(ustack)["record"]["last"]
+    assert last["source"] == "exit8" and last["result"] == "applied", last
+    d.wait_healthy(60, roles=("server",))
+    assert _version(ustack) == target
+    status = json.loads(ustack.run("status", "--json").stdout)
+    assert status["update"]["current"] == target
+    assert status["services"][0]["supervisor"]["status"] == "running"
