@@ -41,7 +41,9 @@ SERVER_IMAGE = os.environ.get("HYOS_UPSTREAM_SERVER_IMAGE", "hyos-upstream/serve
 HELPER = os.environ.get("HYOS_UPDATE_HELPER_IMAGE", "hyos-supervisor:update")
 PASSWORD = "integration-update-password-42"
 OLD = "2026.01.01-old"
-GATE_S = 12
+GATE_S = int(os.environ.get("HYOS_UPDATE_TEST_GATE_S", "12"))
+# The issue's "crash after 60 s inside the gate" needs gate_s > 60 (HYOS_UPDATE_TEST_GATE_S=120).
+CRASH_IN_GATE_S = 60 if GATE_S > 60 else GATE_S // 2
 UNIVERSE = "/data/Server/universe"
 
 
@@ -79,6 +81,7 @@ def _env(name: str, state: Path, repo: Path, data: str | None) -> dict[str, str]
         HYOS_BACKUP__PASSWORD=PASSWORD,
         HYOS_UPDATE__GATE_S=str(GATE_S),
         HYOS_UPDATE__READY_S="40",
+        HYOS_DRAIN__POLL_S="1",
         HYOS_DRAIN__MAX_WAIT="10s",
     )
     if data is not None:
@@ -203,7 +206,7 @@ FAILURES: dict[str, tuple[dict[str, Any], str]] = {
     "download fails": ({"download": "fail"}, "the install failed"),
     "crash at boot": ({"boot": "crash"}, "exited with code 1"),
     "never healthy": ({"boot": "hang"}, "unhealthy"),
-    "crash inside the gate": ({"crash_after_s": GATE_S // 2}, "into the gate"),
+    "crash inside the gate": ({"crash_after_s": CRASH_IN_GATE_S}, "into the gate"),
     "world migrated then crash": ({"migrate": True, "crash_after_s": 2}, "exited with code 1"),
 }
 
@@ -364,3 +367,41 @@ def test_hytales_exit_8_updates_through_the_same_transaction(
     status = json.loads(ustack.run("status", "--json").stdout)
     assert status["update"]["current"] == target
     assert status["services"][0]["supervisor"]["status"] == "running"
+
+
+def test_a_drained_update_through_the_daemon_shows_in_status_and_metrics(
+    ustack: Stack, udaemon: DaemonFactory
+) -> None:
+    """`update` without --now while a daemon runs: drained like `restart server` (an empty
+    server: it acts at once, after the save), carried out by the daemon; `status` shows
+    the step it is at, then the result; /metrics counts it."""
+    from tests.integration.test_metrics import free_port, scrape, value
+
+    port = free_port()
+    udaemon(HYOS_RECONCILE_INTERVAL_S="5", HYOS_METRICS__LISTEN=f"127.0.0.1:{port}")
+    target = "2026.07.01-drained"
+    _seed(ustack, target, {})
+    asked = ustack.run("update", "--version", target)
+    assert asked.returncode == 0, (asked.stdout, asked.stderr)
+    poll(lambda: _phase(ustack) == "gate", 60, "the update at its gate")
+    text = ustack.run("status").stdout
+    assert f"update to {target}: gate" in text, text
+    assert "stop -> snapshot -> install -> start -> gate" in text, text
+    again = ustack.run("update", "--version", target, "--now")
+    assert again.returncode == 1 and "under way" in again.stderr, again.stderr
+    poll(lambda: _phase(ustack) == "done", 120, "the update done")
+    journal = _journal(ustack)
+    saves = [
+        json.loads(line)
+        for line in _sh(ustack, "cat /data/.test/api-journal.jsonl", False).splitlines()
+        if line.strip()
+    ]
+    assert any(entry["path"] == "/server/save" for entry in saves)  # the drain's save
+    assert journal["record"]["last"]["source"] == "cli"
+    status = json.loads(ustack.run("status", "--json").stdout)
+    assert status["update"]["current"] == target and status["update"]["transaction"] is None
+    assert status["update"]["last"]["result"] == "applied"
+    page = scrape(port)
+    assert value(page, 'hyos_updates_total{result="applied"}') == 1
+    assert value(page, f'hyos_server_game_version_info{{version="{target}"}}') == 1
+    assert value(page, "hyos_update_available") == 0
