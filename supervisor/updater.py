@@ -315,11 +315,13 @@ class Updater:
                 self._persist(tx)
                 await self._gate(tx.container, tx.target)
                 tx = update.finish(tx, self.clock())
-        except (GateFailed, BackupError, EngineError, OSError) as err:
+        except Exception as err:  # whatever failed, the files may be half new
             tx = update.fail(tx, _one_line(err), self.clock())
             self.log.warning(
                 "update failed", extra={"version": tx.target, "reason": tx.reason, "then": tx.phase}
             )
+            if not isinstance(err, GateFailed | BackupError | EngineError | OSError):
+                self.log.debug("update failed unexpectedly", exc_info=err)
         if tx.phase is Phase.ABORTED:
             await self._start_as_it_was(tx)
         if tx.phase in (Phase.ROLLBACK, Phase.ROLLBACK_GATE):
@@ -466,8 +468,10 @@ class Updater:
             await self._gate(tx.container, tx.previous)
             await self._job(commit_request(), "the clean-up")
             tx = update.finish(tx, self.clock())
-        except (GateFailed, BackupError, EngineError, OSError) as err:
+        except Exception as err:  # a rollback that failed, for any reason
             tx = update.fail(tx, _one_line(err), self.clock())
+            if not isinstance(err, GateFailed | BackupError | EngineError | OSError):
+                self.log.debug("rollback failed unexpectedly", exc_info=err)
             await self._leave_stopped(tx)
         return tx
 
@@ -551,9 +555,13 @@ class Updater:
         due = update.release_due(record.pinned, self.clock())
         if not due:
             return ()
-        answer = await self.backups.run_job(
-            [{"op": "restic", "args": ["tag", "--remove", PIN, *due]}]
-        )
+        try:
+            answer = await self.backups.run_job(
+                [{"op": "restic", "args": ["tag", "--remove", PIN, *due]}]
+            )
+        except (BackupError, EngineError) as err:
+            self.log.warning("update: could not release a pin", extra={"error": str(err)})
+            return ()
         if not answer.ok:
             self.log.warning("update: could not release a pin", extra={"error": answer.failure()})
             return ()
@@ -578,7 +586,13 @@ class Updater:
             extra={"phase": tx.phase.value, "version": tx.target, "resume": action.value},
         )
         if info is None:
-            return self._ended(update.fail(tx, "the server's container is gone", self.clock()))
+            # Removed meanwhile: nothing to resume on. Before any change: aborted; after,
+            # the files may be half new: needs attention (the snapshot says how to restore).
+            gone = "the server's container is gone"
+            tx = update.fail(tx, gone, self.clock())
+            if not tx.terminal:
+                tx = update.fail(tx, gone, self.clock())
+            return self._ended(tx)
         if action is Resume.FROM_STOP:
             tx = replace(tx, phase=Phase.STOP)
             return await self._drive(tx)

@@ -319,3 +319,35 @@ def test_a_killed_supervisor_resumes_or_rolls_back(
     else:
         assert version == NEW
     assert anyio.run(world.updater.recover) is None  # nothing left to do
+
+
+def test_a_server_container_removed_meanwhile_needs_attention(tmp_path: Path) -> None:
+    world = _world(tmp_path)
+    tx = Transaction(
+        id="cli-1",
+        source=Source.CLI,
+        previous=OLD,
+        target=NEW,
+        phase=Phase.GATE,
+        began=world.clock(),
+        container=world.server,
+        snapshot="snap0001",
+    )
+    world.updater._persist(tx)
+    anyio.run(world.engine.remove, world.server)
+    ended = anyio.run(world.updater.recover)
+    assert ended is not None and ended.phase is Phase.NEEDS_ATTENTION
+    assert ended.reason is not None and "container is gone" in ended.reason
+
+
+def test_an_unexpected_error_after_the_stop_rolls_back_too(tmp_path: Path) -> None:
+    world = _world(tmp_path)
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("a bug")
+
+    world.engine.write_file = broken  # type: ignore[method-assign]
+    tx = _run(world)
+    assert tx.phase is Phase.ROLLED_BACK and tx.reason == "'a bug'"
+    info = anyio.run(world.engine.inspect, world.server)
+    assert info is not None and info.state.running
