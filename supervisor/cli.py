@@ -753,6 +753,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(settings)
     if args.verb == "cancel":
         return _cancel(settings)
+    if args.verb == "update":
+        from supervisor.updatecli import refused_early
+
+        refused = refused_early(args)
+        if refused is not None:
+            return refused
     if args.verb == "backup" and args.backup_verb == "key":
         return _backup_key(settings)
     if args.verb == "render":

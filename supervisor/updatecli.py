@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor import control, drain, update
+from supervisor import control, drain, hyos, update
 from supervisor.alertsender import alerts_for
 from supervisor.backup import BackupError, Backups
 from supervisor.drain import Kind
@@ -21,7 +21,7 @@ from supervisor.ports import EnginePort
 from supervisor.settings import Settings
 from supervisor.store import state_dir_for
 from supervisor.update import Outcome, Source, Transaction
-from supervisor.updater import Updater, UpdateRefused, update_view
+from supervisor.updater import Updater, UpdateRefused, bad_version, update_view
 
 __all__ = ["add_update_verb", "run_update", "status_lines"]
 
@@ -57,6 +57,14 @@ def _describe(tx: Transaction) -> str:
         f"update {last} FAILED and its rollback too ({tx.reason}); the server is stopped. "
         f"Restore with `{update.restore_command(tx.snapshot)}`"
     )
+
+
+def refused_early(args: argparse.Namespace) -> int | None:
+    """A malformed `--version`: one line, before any Docker call or daemon request."""
+    if args.target is not None and hyos.game_version(args.target.encode()) != args.target:
+        error_line(f"hyos-supervisor: update: {bad_version(args.target)}")
+        return EX_FAILED
+    return None
 
 
 async def run_update(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:

@@ -80,6 +80,13 @@ class GateFailed(Exception):
     """The version did not come up healthy, or did not stay so."""
 
 
+def bad_version(text: str) -> str:
+    return (
+        f"--version: {text!r} is not a version; use HyOS's form, letters, digits and . _ + - "
+        "(e.g. 2026.01.15-abc123)"
+    )
+
+
 def journal_path(settings: Settings) -> Path:
     return state_dir_for(settings) / f"{settings.stack}.update.json"
 
@@ -254,6 +261,8 @@ class Updater:
     ) -> Transaction:
         """The transaction for `source` (not begun: nothing is persisted or touched);
         UpdateRefused with one line when there is nothing to do or it may not be done."""
+        if requested is not None and hyos.game_version(requested.encode()) != requested:
+            raise UpdateRefused(bad_version(requested))
         tx, record = self.load()
         if tx is not None and tx.phase is Phase.NEEDS_ATTENTION:
             raise UpdateRefused(
