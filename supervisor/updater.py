@@ -64,11 +64,12 @@ POLL_S = 1.0
 # A helper a killed supervisor left running (mid-snapshot, mid-restore) is waited for.
 HELPER_WAIT_S = 600.0
 
-_RESULT = {
-    Outcome.APPLIED: UpdateResult.APPLIED,
-    Outcome.ROLLED_BACK: UpdateResult.ROLLED_BACK,
-    Outcome.FAILED: UpdateResult.FAILED,
-    Outcome.ABORTED: UpdateResult.FAILED,
+# The metrics' closed set of results (an aborted update, which changed nothing, failed).
+RESULT_OF = {
+    Outcome.APPLIED.value: UpdateResult.APPLIED,
+    Outcome.ROLLED_BACK.value: UpdateResult.ROLLED_BACK,
+    Outcome.FAILED.value: UpdateResult.FAILED,
+    Outcome.ABORTED.value: UpdateResult.FAILED,
 }
 
 
@@ -510,7 +511,7 @@ class Updater:
         self._write(tx, record, current=current)
         outcome = tx.outcome
         assert outcome is not None
-        self.facts.ended(_RESULT[outcome])
+        self.facts.ended(RESULT_OF[outcome.value])
         self.facts.game_version = current
         self.facts.available = False
         now, stack = self.clock(), self.settings.stack

@@ -36,7 +36,7 @@ from supervisor.roles import Role
 from supervisor.statefile import read_json
 from supervisor.supervision import Supervision
 from supervisor.update import Source, Transaction
-from supervisor.updater import Updater, UpdateRefused, journal_path, needs_attention
+from supervisor.updater import RESULT_OF, Updater, UpdateRefused, journal_path, needs_attention
 from supervisor.worker import ServiceWorker
 
 __all__ = ["Updates"]
@@ -78,6 +78,12 @@ class Updates:
         facts.latest_version = record.available
         facts.available = record.available is not None and record.available not in record.bad
         facts.game_version = (read_json(journal_path(self.sup.settings)) or {}).get("current")
+        # Counted for the life of the journal, like the services' totals: a daemon restart
+        # does not zero hyos_updates_total.
+        for outcome, count in record.counts.items():
+            result = RESULT_OF.get(outcome)
+            if result is not None:
+                facts.results[result] = facts.results.get(result, 0) + count
         self.sup.update_hold = needs_attention(self.sup.settings)
         if self.sup.update_hold:
             self.log.error(

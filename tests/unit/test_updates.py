@@ -115,3 +115,21 @@ async def test_a_failed_rollback_holds_the_server_until_resolved(tmp_path: Path)
     assert resolved["ok"] and not updates.sup.update_hold
     again = await updates.request({"command": "update", "resolved": True})
     assert again["ok"] is False
+
+
+async def test_the_update_totals_outlive_the_daemon(tmp_path: Path) -> None:
+    clock = FakeClock(START)
+    updates, _ = _updates(tmp_path, clock)
+    from supervisor import update as core
+    from supervisor.update import Record
+
+    tx = core.begin(Source.CLI, "v1", "v2", "c1", clock(), stopped=False)
+    tx = core.advance(core.advance(tx, clock()), clock(), snapshot="snap1")
+    tx = core.finish(core.advance(core.advance(tx, clock()), clock()), clock())
+    aborted = core.abort(core.begin(Source.AUTO, "v2", "v3", "c1", clock(), stopped=False), "x", 1)
+    record = Record().ended(tx, 7).ended(aborted, 7)
+    updates.updater._write(None, record, current="v2")
+    updates.load()
+    facts = updates.sup.tallies.update
+    assert facts.results == {"applied": 1, "rolled_back": 0, "failed": 1}
+    assert facts.game_version == "v2"
