@@ -132,6 +132,9 @@ class Transaction:
     steps: tuple[tuple[str, float], ...] = ()  # each phase entered, once, with its moment
     gate_failed_at: float | None = None  # when the new version's gate failed
     ended: float | None = None
+    # When the version being gated was first ready (healthy, /health, running): the end
+    # of the downtime; for a rollback, the old version back (its gate's hold follows).
+    ready_at: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -156,6 +159,7 @@ class Transaction:
             "steps": [[name, at] for name, at in self.steps],
             "gate_failed_at": self.gate_failed_at,
             "ended": self.ended,
+            "ready_at": self.ready_at,
         }
 
     @classmethod
@@ -179,6 +183,7 @@ class Transaction:
                 steps=steps,
                 gate_failed_at=_opt_float(data.get("gate_failed_at")),
                 ended=_opt_float(data.get("ended")),
+                ready_at=_opt_float(data.get("ready_at")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -426,15 +431,22 @@ class Record:
             "when": tx.ended,
             "reason": tx.reason,
             "snapshot": tx.snapshot,
+            # From the failure to the old version ready again (its own gate's hold after).
             "rollback_s": (
                 None
-                if tx.gate_failed_at is None or tx.ended is None
-                else round(tx.ended - tx.gate_failed_at, 1)
+                if outcome is not Outcome.ROLLED_BACK or tx.ready_at is None
+                else round(tx.ready_at - _entered(tx, Phase.ROLLBACK, tx.began), 1)
             ),
+            "gate_failed_at": tx.gate_failed_at,
+            "ready_at": tx.ready_at,
             "steps": [[name, at] for name, at in tx.steps],
         }
         counts = {**self.counts, outcome.value: self.counts.get(outcome.value, 0) + 1}
         return replace(self, bad=bad, last=last, pinned=pinned, counts=counts)
+
+
+def _entered(tx: Transaction, phase: Phase, default: float) -> float:
+    return next((at for name, at in tx.steps if name == phase.value), default)
 
 
 def release_due(pinned: Iterable[tuple[str, float]], now: float) -> tuple[str, ...]:

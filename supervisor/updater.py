@@ -323,8 +323,8 @@ class Updater:
                 tx = update.advance(tx, self.clock())
             if tx.phase is Phase.GATE:
                 self._persist(tx)
-                await self._gate(tx.container, tx.target)
-                tx = update.finish(tx, self.clock())
+                ready_at = await self._gate(tx.container, tx.target)
+                tx = update.finish(replace(tx, ready_at=ready_at), self.clock())
         except Exception as err:  # whatever failed, the files may be half new
             tx = update.fail(tx, _one_line(err), self.clock())
             self.log.warning(
@@ -389,8 +389,9 @@ class Updater:
 
     # --- the gate --------------------------------------------------------------------------
 
-    async def _gate(self, container_id: str, version: str | None) -> None:
-        """Ready within `ready_s`, then still ready `gate_s` later; GateFailed otherwise."""
+    async def _gate(self, container_id: str, version: str | None) -> float:
+        """Ready within `ready_s`, then still ready `gate_s` later; GateFailed otherwise.
+        Returns when it was first ready (wall clock)."""
         settings = self.settings.update
         deadline = self.monotonic() + settings.ready_s
         why = "not started"
@@ -410,6 +411,7 @@ class Updater:
                 raise GateFailed(f"not ready within {settings.ready_s:.0f} s ({why})")
             await self.sleep(POLL_S)
         started = info.state.started_at
+        ready_at = self.clock()
         self.log.info(
             "update: ready; holding the gate", extra={"version": version, "gate_s": settings.gate_s}
         )
@@ -428,6 +430,7 @@ class Updater:
                 lost = await self._not_ready(container_id, version)
                 if lost is not None:
                     raise GateFailed(f"{lost}, {held} s into the gate")
+        return ready_at
 
     async def _running(self, container_id: str, when: str) -> ContainerInfo:
         info = await self.engine.inspect(container_id)
@@ -475,9 +478,9 @@ class Updater:
                 await self.engine.start(tx.container)
                 tx = update.advance(tx, self.clock())
             self._persist(tx)
-            await self._gate(tx.container, tx.previous)
+            ready_at = await self._gate(tx.container, tx.previous)
             await self._job(commit_request(), "the clean-up")
-            tx = update.finish(tx, self.clock())
+            tx = update.finish(replace(tx, ready_at=ready_at), self.clock())
         except Exception as err:  # a rollback that failed, for any reason
             tx = update.fail(tx, _one_line(err), self.clock())
             if not isinstance(err, GateFailed | BackupError | EngineError | OSError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -58,14 +59,13 @@ def test_a_failure_after_the_install_rolls_back_then_marks_the_version_bad(phase
     assert (tx.gate_failed_at is not None) is (phase is Phase.GATE)
     tx = update.advance(tx, clock.advance(20))
     assert tx.phase is Phase.ROLLBACK_GATE
-    tx = update.finish(tx, clock.advance(10))
+    tx = update.finish(replace(tx, ready_at=clock.advance(4)), clock.advance(10))
     assert tx.phase is Phase.ROLLED_BACK and tx.outcome is Outcome.ROLLED_BACK
     record = Record().ended(tx, keep_days=7)
     assert record.bad == ("v2",)
     assert record.last is not None and record.last["reason"] == "crashed at boot (exit 1)"
     assert record.pinned == ()  # only a confirmed update keeps its pin for keep_days
-    if phase is Phase.GATE:
-        assert record.last["rollback_s"] == 30.0
+    assert record.last["rollback_s"] == 24.0  # failure -> old version ready again
 
 
 def test_a_failed_rollback_needs_attention_with_both_reasons() -> None:

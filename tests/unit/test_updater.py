@@ -202,7 +202,9 @@ def test_a_failed_install_rolls_back_binaries_and_world_from_the_snapshot(
     # Restore whole, beside the world, then swap; start the old; its gate; clean up.
     assert world.backups.jobs == [["discard", "clean", "restic"], ["swap"], ["commit"]]
     assert [v for v, _ in world.engine.calls].count("start") == 2
-    assert world.updater.load()[1].bad == (NEW,)
+    record = world.updater.load()[1]
+    assert record.bad == (NEW,)
+    assert record.last is not None and record.last["rollback_s"] is not None
     assert world.facts.results["rolled_back"] == 1
     assert _kinds(world)[-1] is AlertKind.UPDATE_ROLLED_BACK
     # An automatic source no longer tries it; the operator's explicit version may.
