@@ -5,8 +5,8 @@ start, health gate) against HyOS's own in-place update of the same stack and wor
 `Server/` and `Assets.zip` aside and unzips the new version over the old files).
 
 Run as root from the repository root with the engine, the replica and the helper image
-(tests/upstream/build-server.sh with IMAGE=hyos-upstream/server:update,
-scripts/build-image.sh with IMAGE=hyos-supervisor:update):
+(tests/upstream/build-server.sh; HYOS_UPSTREAM_SERVER_IMAGE names another tag, as for
+the tests; scripts/build-image.sh with IMAGE=hyos-supervisor:update):
 ``python -m bench.bench_update [--mb 64] [--runs 3]``.
 
 Downtime is measured the same way for both, from outside: a poller `docker exec`s into
@@ -42,9 +42,9 @@ from pathlib import Path
 
 from tests.harness import REPO, docker, poll
 from tests.standin import remove_stack_objects, standin_env
-from tests.upstream.replica import injected_tokens, replica_env
+from tests.upstream.replica import REPLICA_IMAGE, injected_tokens, replica_env
 
-SERVER_IMAGE = os.environ.get("HYOS_UPSTREAM_SERVER_IMAGE", "hyos-upstream/server:update")
+SERVER_IMAGE = REPLICA_IMAGE  # HYOS_UPSTREAM_SERVER_IMAGE, else hyos-upstream/server:local
 HELPER = os.environ.get("HYOS_UPDATE_HELPER_IMAGE", "hyos-supervisor:update")
 OLD = "2026.01.01-old"
 

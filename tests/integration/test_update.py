@@ -8,9 +8,11 @@ The replica's failures come from its `versions.json` control (tests/upstream/REA
 The pre-update world is read back from the restic snapshot itself (`restic dump`), not
 from anything the supervisor says.
 
-Images: the replica under its own tag (HYOS_UPSTREAM_SERVER_IMAGE, default
-hyos-upstream/server:update, built by tests/upstream/build-server.sh with IMAGE=...) and
-the supervisor's image as the helper (hyos-supervisor:update, scripts/build-image.sh)."""
+Images, built once per run so they are the code under test: the replica
+(tests/upstream/build-server.sh, which rebuilds only when the fakes or HyOS's scripts
+changed; HYOS_UPSTREAM_SERVER_IMAGE names another tag, as for the other replica tests)
+and the supervisor's image as the helper under its own tag, hyos-supervisor:update
+(scripts/build-image.sh: the rollback's steps are the entrypoint's)."""
 
 from __future__ import annotations
 
@@ -30,15 +32,16 @@ from typing import Any
 
 import pytest
 
+from tests.enginelock import once_per_run
 from tests.harness import REPO, docker, poll
 from tests.integration.conftest import DaemonFactory, Stack, base_env
 from tests.standin import remove_stack_objects
-from tests.upstream.replica import injected_tokens, replica_env
+from tests.upstream.replica import REPLICA_IMAGE, injected_tokens, replica_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("update")]
 
-SERVER_IMAGE = os.environ.get("HYOS_UPSTREAM_SERVER_IMAGE", "hyos-upstream/server:update")
-HELPER = os.environ.get("HYOS_UPDATE_HELPER_IMAGE", "hyos-supervisor:update")
+SERVER_IMAGE = REPLICA_IMAGE
+HELPER = "hyos-supervisor:update"
 PASSWORD = "integration-update-password-42"
 OLD = "2026.01.01-old"
 GATE_S = int(os.environ.get("HYOS_UPDATE_TEST_GATE_S", "12"))
@@ -47,28 +50,23 @@ CRASH_IN_GATE_S = 60 if GATE_S > 60 else GATE_S // 2
 UNIVERSE = "/data/Server/universe"
 
 
-def _missing(image: str) -> bool:
-    return docker("image", "inspect", image, check=False).returncode != 0
+def _build() -> None:
+    for script, image in (
+        ("tests/upstream/build-server.sh", SERVER_IMAGE),
+        ("scripts/build-image.sh", HELPER),
+    ):
+        subprocess.run(
+            ["bash", str(REPO / script)],
+            check=True,
+            timeout=900,
+            env={**os.environ, "IMAGE": image},
+        )
 
 
 @pytest.fixture(scope="session")
-def update_images() -> None:
-    if _missing(SERVER_IMAGE):
-        subprocess.run(
-            ["bash", str(REPO / "tests/upstream/build-server.sh")],
-            check=True,
-            timeout=900,
-            env={**os.environ, "IMAGE": SERVER_IMAGE},
-        )
-    if _missing(HELPER):
-        subprocess.run(
-            ["bash", str(REPO / "scripts/build-image.sh")],
-            check=True,
-            timeout=900,
-            env={**os.environ, "IMAGE": HELPER},
-        )
-    if _missing("hyos-test/manager:latest"):
-        subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
+def update_images(test_images: None) -> None:
+    """The stand-in manager and the prepare helper (test_images), the replica, ours."""
+    once_per_run("update-images", _build)
 
 
 def _env(name: str, state: Path, repo: Path, data: str | None) -> dict[str, str]:
