@@ -246,7 +246,7 @@ def _fails_and_rolls_back(stack: Stack, name: str, behaviour: dict[str, Any], wo
     print(RESULTS[-1])
 
 
-@pytest.mark.parametrize("name", list(FAILURES))
+@pytest.mark.parametrize("name", [pytest.param(n, id=n.replace(" ", "_")) for n in FAILURES])
 def test_a_failed_update_rolls_back_binaries_and_world(ustack: Stack, name: str) -> None:
     behaviour, words = FAILURES[name]
     _fails_and_rolls_back(ustack, name, behaviour, words)
