@@ -298,12 +298,22 @@ def _phase(stack: Stack) -> str | None:
     return None if tx is None else str(tx["phase"])
 
 
+ENDED = ("done", "rolled_back", "aborted", "needs_attention")
+
+
 @pytest.fixture
-def udaemon(ustack: Stack, tmp_path: Path) -> Iterator[DaemonFactory]:
+def udaemon(
+    ustack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[DaemonFactory]:
+    """Daemons for the stack; a failed test gets their last log lines (as `daemon`)."""
     factory = DaemonFactory(ustack, tmp_path)
     try:
         yield factory
     finally:
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            for index, started in enumerate(factory.started):
+                print(f"--- daemon {index}: its last log lines ---\n{started.log_tail(80)}")
         factory.close()
 
 
@@ -360,7 +370,7 @@ def test_hytales_exit_8_updates_through_the_same_transaction(
     d.wait_healthy(60, roles=("server",))
     _sh(ustack, "echo 8 > /data/.test/java-exit")
     poll(lambda: _phase(ustack) is not None, 30, "the transaction begun by exit 8")
-    poll(lambda: _phase(ustack) in ("done", "rolled_back"), 180, "the transaction ended")
+    poll(lambda: _phase(ustack) in ENDED, 180, "the transaction ended")
     last = _journal(ustack)["record"]["last"]
     assert last["source"] == "exit8" and last["result"] == "applied", last
     d.wait_healthy(60, roles=("server",))
@@ -406,3 +416,42 @@ def test_a_drained_update_through_the_daemon_shows_in_status_and_metrics(
     assert value(page, 'hyos_updates_total{result="applied"}') == 1
     assert value(page, f'hyos_server_game_version_info{{version="{target}"}}') == 1
     assert value(page, "hyos_update_available") == 0
+
+
+def test_a_rollback_that_fails_leaves_the_server_stopped_and_says_how_to_restore(
+    small_disk_stack: Stack,
+) -> None:
+    """A migration that fills the disk with its own files (not HyOS's download, which the
+    rollback may discard): restoring the snapshot beside the world finds no space, so the
+    rollback fails. The server stays stopped (no crash loop), `status` says needs
+    attention with the snapshot and the command; the operator frees the space, runs that
+    command, and closes it with `update --resolved`."""
+    stack = small_disk_stack
+    stack.up()
+    target = "2026.08.01-fills"
+    _seed(stack, target, {"migrate": True, "migrate_pad_mb": 100})
+    result = stack.run("update", "--version", target, "--now", timeout=400)
+    assert result.returncode == 1 and "its rollback too" in result.stdout, result.stdout
+    assert "backup restore" in result.stdout
+    assert not _running(stack)
+    status = json.loads(stack.run("status", "--json").stdout)["update"]
+    attention = status["needs_attention"]
+    snapshot = attention["snapshot"]
+    assert attention["restore"] == f"hyos-supervisor backup restore {snapshot[:8]} --now"
+    assert "rollback failed" in attention["reason"]
+    text = stack.run("status").stdout
+    assert "update NEEDS ATTENTION" in text and snapshot[:8] in text
+    # Nothing starts the server meanwhile, and no other update begins.
+    again = stack.run("update", "--version", "2026.08.02-other", "--now")
+    assert again.returncode == 1 and "needs attention" in again.stderr
+    assert not _running(stack)
+    # The operator: frees the space, restores the snapshot, closes the matter.
+    pad = Path(stack.env["HYOS_DATA"]) / "Server/universe/migration.pad"
+    pad.unlink()
+    restored = stack.run("backup", "restore", snapshot[:8], "--now", timeout=400)
+    assert restored.returncode == 0, (restored.stdout, restored.stderr)
+    assert _running(stack) and _version(stack) == OLD
+    assert _live_world(stack) == _snapshot_world(stack, snapshot)
+    resolved = stack.run("update", "--resolved")
+    assert resolved.returncode == 0, resolved.stderr
+    assert "needs_attention" not in json.loads(stack.run("status", "--json").stdout)["update"]

@@ -20,7 +20,9 @@ Test controls: $HYOS_FAKE_CONTROL_DIR/java-exit (default $DATA_DIR/.test): when 
 appears the server deletes it and exits with the code it holds, without saving.
 $HYOS_FAKE_CONTROL_DIR/versions.json: how each game version behaves (the jar's
 Implementation-Version), `{"<version>": {...}}` with any of: "migrate": true (at boot,
-rewrite every file of the universe and add migrated.json, as a format migration would),
+rewrite every file of the universe and add migrated.json, as a format migration would;
+with "migrate_pad_mb": N it also writes N MiB into universe/migration.pad, and a disk
+that fills meanwhile crashes it, exit 1),
 "boot": "crash" (exit `exit_code`, default 1, before "Booted") or "hang" (never print
 "Booted", never bind the game port or the REST API; a signal still ends it), and
 "crash_after_s": N (exit `exit_code` N seconds after "Booted", without saving).
@@ -222,7 +224,15 @@ def main(argv: list[str]) -> int:
     acts = behaviour(version)
     failure_code = int(acts.get("exit_code", 1))
     if acts.get("migrate"):
-        migrate(Path(opts.get("--universe") or "universe"), version, log)
+        universe_dir = Path(opts.get("--universe") or "universe")
+        migrate(universe_dir, version, log)
+        try:
+            with (universe_dir / "migration.pad").open("wb") as pad:
+                for _ in range(int(acts.get("migrate_pad_mb", 0))):
+                    pad.write(b"\0" * (1 << 20))
+        except OSError as err:
+            log("Universe", f"Migration failed: {err}", "SEVERE")
+            return failure_code
     if acts.get("boot") == "crash":
         log("HytaleServer", f"Failed to boot {version} (test control versions.json)", "SEVERE")
         return failure_code
