@@ -44,6 +44,7 @@ from supervisor.alertsender import Alerts, NoAlerts
 from supervisor.backup import BackupError, Backups
 from supervisor.backupjob import commit_request, discard_request, stage_request, swap_request
 from supervisor.dockertypes import ContainerInfo, EngineError
+from supervisor.logs import bind
 from supervisor.ports import EnginePort
 from supervisor.roles import Role
 from supervisor.serverapi import ApiError, ServerApi
@@ -61,6 +62,8 @@ PIN = retention.pin_tag(update.PIN_REASON)
 SERVER_STATE_FILE = f"{hyos.STATE_DIR}/server.json"
 VERSION_STATE_FILE = f"{hyos.STATE_DIR}/version.json"
 POLL_S = 1.0
+SNAPSHOT_ATTEMPTS = 3
+SNAPSHOT_RETRY_S = 2.0
 # A helper a killed supervisor left running (mid-snapshot, mid-restore) is waited for.
 HELPER_WAIT_S = 600.0
 
@@ -189,7 +192,8 @@ class Updater:
         self.facts = facts or UpdateFacts()
         self.mark_stop = mark_stop
         self.api_for = api or backups.api_for
-        self.log = logging.LoggerAdapter(log, {"stack": settings.stack})
+        # Bound fields and each call's own (a plain LoggerAdapter would drop the latter).
+        self.log = bind(log, stack=settings.stack)
 
     # --- the journal -------------------------------------------------------------------
 
@@ -347,11 +351,24 @@ class Updater:
             await self.engine.stop(container_id, self.settings.stop_timeout(Role.SERVER))
 
     async def _snapshot(self) -> str:
-        await self._wait_for_helper()
-        made = await self.backups.create(tag=PIN, prune=False)
-        if not made.id:
-            raise BackupError("the snapshot reported no id")
-        return made.id
+        """The snapshot, tried SNAPSHOT_ATTEMPTS times (a second restic snapshot of a
+        stopped server is as good as the first; an engine hiccup must not cost the update)."""
+        for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+            await self._wait_for_helper()
+            try:
+                made = await self.backups.create(tag=PIN, prune=False)
+                if not made.id:
+                    raise BackupError("the snapshot reported no id")
+                return made.id
+            except (BackupError, EngineError) as err:
+                if attempt == SNAPSHOT_ATTEMPTS:
+                    raise
+                self.log.warning(
+                    "update: the snapshot failed; trying again",
+                    extra={"error": str(err), "attempt": attempt},
+                )
+                await self.sleep(SNAPSHOT_RETRY_S)
+        raise AssertionError("unreachable")
 
     async def _wait_for_helper(self) -> None:
         """A helper a killed supervisor left (mid-snapshot, mid-restore) ends first."""

@@ -322,10 +322,19 @@ def udaemon(
     [
         ("snapshot", {}, "applied"),
         ("gate", {}, "applied"),
+        ("snapshot", {"boot": "crash"}, "rolled_back"),
+        ("gate", {"crash_after_s": GATE_S // 2}, "rolled_back"),
         ("rollback", {"boot": "crash"}, "rolled_back"),
         ("rollback_gate", {"boot": "crash"}, "rolled_back"),
     ],
-    ids=["good-at-snapshot", "good-at-gate", "failing-at-rollback", "failing-at-rollback-gate"],
+    ids=[
+        "good-at-snapshot",
+        "good-at-gate",
+        "failing-at-snapshot",
+        "failing-at-gate",
+        "failing-at-rollback",
+        "failing-at-rollback-gate",
+    ],
 )
 def test_a_daemon_killed_mid_update_resumes_or_rolls_back(
     ustack: Stack, udaemon: DaemonFactory, kill_at: str, behaviour: dict[str, Any], ends_on: str
@@ -372,7 +381,7 @@ def test_hytales_exit_8_updates_through_the_same_transaction(
     poll(lambda: _phase(ustack) is not None, 30, "the transaction begun by exit 8")
     poll(lambda: _phase(ustack) in ENDED, 180, "the transaction ended")
     last = _journal(ustack)["record"]["last"]
-    assert last["source"] == "exit8" and last["result"] == "applied", last
+    assert last["source"] == "exit8" and last["result"] == "applied", last["reason"]
     d.wait_healthy(60, roles=("server",))
     assert _version(ustack) == target
     status = json.loads(ustack.run("status", "--json").stdout)

@@ -65,6 +65,7 @@ class FakeBackups:
     """What the updater asks of supervisor/backup.py."""
 
     fail_create: bool = False
+    fail_create_times: int = 0  # the first creates that fail
     fail_op: str | None = None  # the first job with a step of this op fails
     created: list[str | None] = field(default_factory=list)
     jobs: list[list[str]] = field(default_factory=list)
@@ -72,7 +73,8 @@ class FakeBackups:
     on_swap: Callable[[], None] = lambda: None  # the snapshot's files put back
 
     async def create(self, tag: str | None = None, prune: bool = True) -> Made:
-        if self.fail_create:
+        if self.fail_create or self.fail_create_times > 0:
+            self.fail_create_times -= 1
             raise BackupError("backup failed: restic exited 1")
         self.created.append(tag)
         assert prune is False  # a pinned pre-update snapshot is never pruned by it
@@ -353,3 +355,9 @@ def test_an_unexpected_error_after_the_stop_rolls_back_too(tmp_path: Path) -> No
     assert tx.phase is Phase.ROLLED_BACK and tx.reason == "'a bug'"
     info = anyio.run(world.engine.inspect, world.server)
     assert info is not None and info.state.running
+
+
+def test_a_snapshot_that_fails_once_is_tried_again(tmp_path: Path) -> None:
+    world = _world(tmp_path, backups=FakeBackups(fail_create_times=2))
+    tx = _run(world)
+    assert tx.phase is Phase.DONE and world.backups.created == ["pin:pre-update"]
