@@ -274,7 +274,8 @@ class Drains:
             judged is not None
             and judged.asked
             and service.restart.status is ServiceStatus.STOPPED
-            and pending.request.what in (Disruption.RESTART, Disruption.SCHEDULED)
+            and pending.request.what
+            in (Disruption.RESTART, Disruption.SCHEDULED, Disruption.UPDATE)
         )
         if on_purpose:
             self.log.info("drain cancelled: the server was stopped on purpose")
