@@ -256,7 +256,13 @@ class Updates:
             return
         reply = await self._drained(tx.target, source, False)
         self.log.info(
-            "update asked for", extra={"source": source.value, "version": tx.target, **reply}
+            "update asked for",
+            extra={
+                "source": source.value,
+                "version": tx.target,
+                "ok": bool(reply.get("ok")),
+                "reply": reply.get("message") or reply.get("error"),
+            },
         )
 
 

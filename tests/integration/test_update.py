@@ -464,3 +464,26 @@ def test_a_rollback_that_fails_leaves_the_server_stopped_and_says_how_to_restore
     resolved = stack.run("update", "--resolved")
     assert resolved.returncode == 0, resolved.stderr
     assert "needs_attention" not in json.loads(stack.run("status", "--json").stdout)["update"]
+
+
+def test_an_update_window_applies_the_available_version_and_skips_a_bad_one(
+    ustack: Stack, udaemon: DaemonFactory
+) -> None:
+    """`[update] window` (here every minute): at the window the daemon finds the newer
+    version in HyOS's version.json and runs the drained transaction; a version marked bad
+    is not tried again at the next window."""
+    d = udaemon(HYOS_RECONCILE_INTERVAL_S="5", HYOS_UPDATE__WINDOW="* * * * *")
+    target = "2026.09.01-window"
+    _seed(ustack, target, {"boot": "crash"})
+    assert ustack.run("restart", "server", "--now").returncode == 0  # version.json learns it
+    poll(lambda: _phase(ustack) in ENDED, 200, "the window's update ended")
+    last = _journal(ustack)["record"]["last"]
+    assert last["source"] == "window" and last["result"] == "rolled_back", last["reason"]
+    d.wait_healthy(60, roles=("server",))
+    assert _version(ustack) == OLD
+    # The next window: the bad version is skipped (logged), nothing stopped.
+    started = docker("inspect", "-f", "{{.State.StartedAt}}", ustack.container("server")).stdout
+    d.wait_log("no update", timeout=90, source="window")
+    assert _journal(ustack)["record"]["counts"] == {"rolled_back": 1}
+    after = docker("inspect", "-f", "{{.State.StartedAt}}", ustack.container("server")).stdout
+    assert after == started

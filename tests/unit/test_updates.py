@@ -133,3 +133,30 @@ async def test_the_update_totals_outlive_the_daemon(tmp_path: Path) -> None:
     facts = updates.sup.tallies.update
     assert facts.results == {"applied": 1, "rolled_back": 0, "failed": 1}
     assert facts.game_version == "v2"
+
+
+async def test_an_automatic_update_asks_for_a_drain_and_logs_its_reply(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The drain's reply has a `message`: logging it must not clash with the LogRecord's
+    own `message` (it once ended the daemon with a KeyError)."""
+    caplog.set_level(logging.INFO)
+    clock = FakeClock(START)
+    updates, _ = _updates(tmp_path, clock)
+    asked: list[tuple[str, Source, bool]] = []
+
+    async def begin(version: str, source: Source, now: bool) -> dict[str, Any]:
+        asked.append((version, source, now))
+        return {"ok": True, "message": "updating"}
+
+    async def prepare(source: Source, requested: str | None, container: Any = None) -> Any:
+        from supervisor import update as core
+
+        return core.begin(source, "v1", "v2", "c1", clock(), stopped=False)
+
+    updates.begin_drained = begin
+    updates.updater.prepare = prepare  # type: ignore[method-assign]
+    await Updates._automatic(updates, Source.WINDOW)
+    assert asked == [("v2", Source.WINDOW, False)]
+    logged = [r for r in caplog.records if r.getMessage() == "update asked for"]
+    assert len(logged) == 1 and getattr(logged[0], "reply", None) == "updating"
