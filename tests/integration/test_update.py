@@ -63,10 +63,17 @@ def _build() -> None:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def update_images(test_images: None) -> None:
-    """The stand-in manager and the prepare helper (test_images), the replica, ours."""
+    """The stand-in manager and the prepare helper (test_images), the replica, ours; built
+    once per run, and again if a tag went away meanwhile (the engine is shared: another
+    run's clean-up removed hyos-supervisor:update mid-run once)."""
     once_per_run("update-images", _build)
+    if any(
+        docker("image", "inspect", image, check=False).returncode != 0
+        for image in (SERVER_IMAGE, HELPER)
+    ):
+        _build()
 
 
 def _env(name: str, state: Path, repo: Path, data: str | None) -> dict[str, str]:
