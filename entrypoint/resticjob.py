@@ -195,6 +195,24 @@ def restore_op(op: str, root_text: str) -> dict[str, Any]:
     raise ValueError(op)
 
 
+# What an update's rollback may delete before it stages the snapshot: HyOS's download of
+# the failed version (lib/download.sh removes it after a good unzip, so it is never part
+# of a snapshot) can be what filled the disk.
+DISCARDABLE = frozenset({"game.zip"})
+
+
+def discard_op(root_text: str, names: list[str]) -> dict[str, Any]:
+    removed = []
+    for name in names:
+        if name not in DISCARDABLE:
+            raise ValueError(f"{name} may not be discarded")
+        path = Path(root_text, name)
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(name)
+    return {"discarded": removed}
+
+
 def compare(
     manifest: dict[str, tuple[int, int]], snapshot: dict[str, int], started_ns: int
 ) -> dict[str, Any]:
@@ -297,6 +315,12 @@ def run(request: dict[str, Any]) -> int:
                 event.update(restore_op(op, str(step.get("root", "/data"))), code=0)
             except OSError as failure:
                 event.update(code=1, stderr=f"{op}: {failure}")
+        elif op == "discard":
+            try:
+                names = [str(n) for n in step.get("names") or ()]
+                event.update(discard_op(str(step.get("root", "/data")), names), code=0)
+            except (OSError, ValueError) as failure:
+                event.update(code=1, stderr=f"discard: {failure}")
         else:
             event.update(code=2, stderr=f"unknown step {op!r}")
         event["seconds"] = round(time.monotonic() - began, 3)

@@ -281,6 +281,12 @@ OUTSIDE_THE_TURN = {
     ("daemon.py", "_stop_for_shutdown"): "after the workers ended",
     ("passes.py", "run"): "_Adoption, run in the worker's turn (worker.call)",
     ("passes.py", "_apply"): "_Adoption, run in the worker's turn (worker.call)",
+    # The update transaction runs in the server worker's turn (worker.call at startup,
+    # worker.submit when a drain acts, the worker's own update_hook): supervisor/updates.py.
+    ("updates.py", "_mark_stop"): "the update transaction, in the server worker's turn",
+    ("updates.py", "settle"): "the update transaction, in the server worker's turn",
+    ("updates.py", "__aenter__"): "the update transaction, in the server worker's turn",
+    ("updates.py", "__aexit__"): "the update transaction, in the server worker's turn",
 }
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "restore_done",
     "update_applied",
     "update_available",
+    "update_needs_attention",
     "update_rolled_back",
 ]
 
@@ -53,6 +54,7 @@ class AlertKind(StrEnum):
     UPDATE_AVAILABLE = "update_available"
     UPDATE_APPLIED = "update_applied"
     UPDATE_ROLLED_BACK = "update_rolled_back"
+    UPDATE_NEEDS_ATTENTION = "update_needs_attention"
     BACKUP_FAILED = "backup_failed"
     BACKUP_STALE = "backup_stale"
     RESTORE_DONE = "restore_done"
@@ -365,6 +367,24 @@ def update_rolled_back(
         Severity.FAILURE,
         None,
         {"previous": previous, "attempted": attempted, "reason": reason},
+    )
+
+
+def update_needs_attention(
+    stack: str, now: float, *, attempted: str, reason: str, restore: str
+) -> Alert:
+    """The rollback of a failed update failed too: the server is stopped."""
+    return Alert(
+        AlertKind.UPDATE_NEEDS_ATTENTION,
+        _key(stack, AlertKind.UPDATE_NEEDS_ATTENTION, attempted, now),
+        stack,
+        now,
+        f"[{stack}] update to {attempted} failed and could not be rolled back",
+        f"The update to {attempted} failed and so did its rollback ({reason}). The server is "
+        f"stopped; the world before the update is in its snapshot: `{restore}`.",
+        Severity.FAILURE,
+        None,
+        {"attempted": attempted, "reason": reason, "restore": restore},
     )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "Step",
     "commit_request",
     "create_request",
+    "discard_request",
     "forget_request",
     "list_request",
     "parse_answer",
@@ -124,6 +125,12 @@ def forget_request(ids: Iterable[str], prune: bool = True) -> list[Step]:
     if prune:
         steps.append(_restic("prune"))
     return steps
+
+
+def discard_request() -> list[Step]:
+    """Before an update's rollback stages its snapshot: HyOS's leftover download of the
+    failed version goes (it may be what filled the disk; never part of a snapshot)."""
+    return [{"op": "discard", "root": DATA, "names": ["game.zip"]}]
 
 
 def stage_request(snapshot: str) -> list[Step]:

@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     _output_verbs(verb)
     _backup_verbs(verb)
     crashcli.add_verbs(verb)
+    from supervisor.updatecli import add_update_verb
+
+    add_update_verb(verb)  # issue 26
     return parser
 
 
@@ -359,6 +362,7 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         if notifications is not None:
             data["notifications"] = notifications
         data["last_crash"] = last_crash
+        data["update"] = _update_view(settings)
         _print_json(data)
         return EX_OK
     print(f"{'SERVICE':<9} {'STATE':<10} {'HEALTH':<10} {'SUPERVISOR':<11} {'UPTIME':<8} "
@@ -388,6 +392,10 @@ async def _status(args: argparse.Namespace, settings: Settings, engine: EnginePo
         print(_outbox_line(notifications))
     if last_crash is not None:
         print(crashcli.last_crash_line(last_crash))
+    from supervisor.updatecli import status_lines
+
+    for line in status_lines(_update_view(settings)):
+        print(line)
     if view is None:
         print("(no supervisor daemon answers: showing the engine's view only)")
     return EX_OK
@@ -426,6 +434,13 @@ def _backup_view(settings: Settings) -> dict[str, Any] | None:
     return backup_status(
         read_json(records_path(settings)), settings.backup.every, time.time(), zone
     )
+
+
+def _update_view(settings: Settings) -> dict[str, Any]:
+    """The update's part of `status` (issue 26): from its journal, never from Docker."""
+    from supervisor.updatecli import view
+
+    return view(settings)
 
 
 def _outbox_view(settings: Settings) -> dict[str, Any] | None:
@@ -739,6 +754,12 @@ async def _backup(args: argparse.Namespace, settings: Settings, engine: EnginePo
     return EX_OK
 
 
+async def _update(args: argparse.Namespace, settings: Settings, engine: EnginePort) -> int:
+    from supervisor.updatecli import run_update
+
+    return await run_update(args, settings, engine)
+
+
 _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Awaitable[int]]] = {
     "up": _up,
     "down": _down,
@@ -750,6 +771,7 @@ _ENGINE_VERBS: dict[str, Callable[[argparse.Namespace, Settings, EnginePort], Aw
     "exec": _exec,
     "secrets": _secrets,
     "backup": _backup,
+    "update": _update,
 }
 
 
@@ -774,6 +796,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cancel(settings)
     if args.verb == "crashes":
         return crashcli.crashes(args, settings)
+    if args.verb == "update":
+        from supervisor.updatecli import refused_early
+
+        refused = refused_early(args)
+        if refused is not None:
+            return refused
     if args.verb == "backup" and args.backup_verb == "key":
         return _backup_key(settings)
     if args.verb == "render":

@@ -44,6 +44,8 @@ class Commands:
             "end": self.end_after_down,
             "mark-stop": self.mark_stop,
         }
+        # `update` (issue 26): daemon.py adds it with the daemon's Updates.
+        self.update: Callable[[Request], Awaitable[Reply]] | None = None
 
     async def answer(self, request: Request) -> Reply:
         try:
@@ -61,6 +63,8 @@ class Commands:
     async def dispatch(self, request: Request) -> Reply:
         command = str(request.get("command"))
         handler = self.handlers.get(command)
+        if command == "update" and self.update is not None:
+            handler = self.update
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
         return await handler(request)

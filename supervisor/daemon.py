@@ -30,7 +30,7 @@ from supervisor.alertsender import alerts_for
 from supervisor.commands import Commands
 from supervisor.dashboard import Dashboard
 from supervisor.dockertypes import EngineEvent
-from supervisor.drains import Drains
+from supervisor.drains import Disruption, DrainRequest, Drains
 from supervisor.engine import Engine
 from supervisor.eventfeed import EventFeed
 from supervisor.logs import BoundLogger, bind, quiet_cancelled_wakeups
@@ -84,6 +84,7 @@ class Daemon:
             )
         self.events = EventFeed(self.sup, self.dispatch, self.passes.request)
         self.commands = Commands(self.sup, self.workers, self.drains, end=self.end_after_down)
+        self._wire_updates()
         self.dashboard = Dashboard(self.sup, self.workers)
         self.metrics: MetricsSource | None = None
         self._metrics_page: Callable[[], bytes] | None = None
@@ -98,6 +99,28 @@ class Daemon:
         self._work_scope = anyio.CancelScope()
         self._shutting_down = False
         self._work: TaskGroup | None = None
+
+    def _wire_updates(self) -> None:
+        """Issue 26: every way an update starts ends in one transaction (updates.py)."""
+        from supervisor.update import Source
+        from supervisor.updates import Updates
+
+        updates = self.updates = Updates(self.sup, self.workers)
+        drains = self.drains
+
+        async def begin(version: str, source: Source, now: bool) -> dict[str, object]:
+            request = DrainRequest(Disruption.UPDATE, version=version, source=source.value)
+            return await drains.begin(request, now=now)
+
+        async def act(version: str | None, source: str) -> dict[str, object]:
+            return await updates.act(version, Source(source))
+
+        updates.begin_drained = begin
+        drains.on_update = act
+        self.commands.update = updates.request
+        server = self.workers.get(Role.SERVER)
+        if server is not None:
+            server.update_hook = updates.from_worker
 
     def metrics_page(self) -> bytes:
         """`/metrics`: what the daemon holds, read without awaiting anything."""
@@ -114,6 +137,7 @@ class Daemon:
         sup = self.sup
         sup.load()
         self.drains.load()
+        self.updates.load()
         async with anyio.create_task_group() as root:
             root.start_soon(self._signals)
             with self._work_scope:
@@ -129,6 +153,11 @@ class Daemon:
                         # Before the first pass: the manager's socket mount binds the socket
                         # that exists when it starts (stack.GUARD_SOCKET_TARGET).
                         await work.start(self.dashboard.serve_guard, guard_dir)
+                    server = self.workers.get(Role.SERVER)
+                    if server is not None:
+                        # A transaction a killed daemon left is resumed or rolled back
+                        # before the first pass could start a half-installed server.
+                        await server.call(self.updates.recover)
                     await self.passes.once(startup=True)
                     # After the first pass: a resumed drain sees the adopted server.
                     await work.start(self.drains.run)
@@ -142,6 +171,7 @@ class Daemon:
                     sup.notifier.ready()
                     self.log.info("supervising", extra={"status": status_line(sup.services)})
                     work.start_soon(self.passes.run)
+                    work.start_soon(self.updates.run)
                     if sup.settings.backup.every is not None:
                         from supervisor.backupschedule import run_schedule
 

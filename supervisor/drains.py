@@ -66,6 +66,7 @@ class Disruption(StrEnum):
     ROTATE = "rotate"  # `secrets rotate`: new values, then the server (and the manager)
     STOP = "stop"  # `down`: the CLI stops and removes the stack once the drain acted
     SCHEDULED = "scheduled"  # a `[schedule] restart` window
+    UPDATE = "update"  # an update of the game (supervisor/updates.py)
 
 
 # What the warnings say the server will do ({action} in `[drain] message`).
@@ -74,6 +75,7 @@ _WORDS = {
     Disruption.ROTATE: "restart",
     Disruption.STOP: "stop",
     Disruption.SCHEDULED: "restart",
+    Disruption.UPDATE: "update",
 }
 
 
@@ -82,12 +84,16 @@ class DrainRequest:
     what: Disruption
     names: tuple[str, ...] = ()  # ROTATE: the secrets
     only_if_empty: bool = False  # SCHEDULED: skip the window when players stay
+    version: str | None = None  # UPDATE: the version
+    source: str = "cli"  # UPDATE: what asked for it (update.Source)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "what": self.what.value,
             "names": list(self.names),
             "only_if_empty": self.only_if_empty,
+            "version": self.version,
+            "source": self.source,
         }
 
     @classmethod
@@ -99,6 +105,8 @@ class DrainRequest:
                 Disruption(data["what"]),
                 tuple(str(n) for n in data.get("names") or ()),
                 bool(data.get("only_if_empty", False)),
+                None if data.get("version") is None else str(data["version"]),
+                str(data.get("source") or "cli"),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -202,6 +210,8 @@ class Drains:
         self._sleep = sleep
         self._wait = wait
         self._hold = hold  # `down`'s drain acted: the daemon stands aside (daemon.py)
+        # UPDATE acted: (version, source) -> the reply (supervisor/updates.py; daemon.py).
+        self.on_update: Callable[[str | None, str], Awaitable[Reply]] | None = None
         self.service = sup.services.get(Role.SERVER)
         service = self.service
         transport = ExecTransport(
@@ -264,7 +274,8 @@ class Drains:
             judged is not None
             and judged.asked
             and service.restart.status is ServiceStatus.STOPPED
-            and pending.request.what in (Disruption.RESTART, Disruption.SCHEDULED)
+            and pending.request.what
+            in (Disruption.RESTART, Disruption.SCHEDULED, Disruption.UPDATE)
         )
         if on_purpose:
             self.log.info("drain cancelled: the server was stopped on purpose")
@@ -472,6 +483,10 @@ class Drains:
             return {"ok": True, "message": f"{Role.SERVER}: state cleared, restarting"}
         if what is Disruption.ROTATE:
             return await self._rotate(request.names, server)
+        if what is Disruption.UPDATE:
+            if self.on_update is None:
+                return {"ok": False, "error": "updates are not wired in this daemon"}
+            return await self.on_update(request.version, request.source)
         if what is Disruption.SCHEDULED:
             if self.service is None or self.service.restart.status is not ServiceStatus.RUNNING:
                 self.log.info("scheduled restart skipped: the server is not running")

@@ -159,6 +159,8 @@ class _Adoption:
         """Returns whether this pass leaves the service stopped on purpose."""
         worker, plan, startup = self.worker, self.plan, self.planned.startup
         service, sup = worker.service, worker.sup
+        if plan.role == Role.SERVER and sup.update_hold:
+            return True  # a failed update's rollback: stopped until the operator restores
         if worker.generation != self.planned.generations[plan.role]:
             return False  # a step of ours changed it since the plan: the next pass looks
         if not startup and service.restart.pending is not None:

@@ -347,6 +347,14 @@ class ServerApi:
     async def command(self, command: str) -> CommandResult:
         return parse_command(await self._call("POST", "/admin/command", {"command": command}))
 
+    async def health(self) -> None:
+        """`GET /health` (no token: the plugin answers it to anyone); raises ApiError
+        unless it answers 2xx. The update's health gate asks it (issue 26)."""
+        answer = await self._exchange(HttpRequest("GET", "/health"))
+        failure = failure_for(answer.status)
+        if failure is not None:
+            raise ApiError(failure, f"GET /health answered {answer.status}")
+
     def forget_token(self) -> None:
         """After the server restarted: its plugin may sign with a new key."""
         self._token = None

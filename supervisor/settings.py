@@ -50,6 +50,7 @@ from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
 from supervisor.secretfile import SecretFile, SecretFileSetting
 from supervisor.secretspec import BY_NAME, SECRETS
+from supervisor.updatesettings import UpdateSettings
 
 _POLICY = RestartPolicy()  # the restart defaults, stated once
 
@@ -626,6 +627,8 @@ class Settings(BaseSettings):
     # Crash reports and bounded game logs (issue 27): supervisor/crashlogsettings.py.
     crashes: CrashSettings = Field(default_factory=CrashSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
+    # Updates as transactions (issue 26): supervisor/updatesettings.py.
+    update: UpdateSettings = Field(default_factory=UpdateSettings)
     helper_image: str = DEFAULT_HELPER_IMAGE
     prepare: bool = True
     pull: Literal["missing", "always", "never"] = "missing"

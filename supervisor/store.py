@@ -36,6 +36,9 @@ class Service:
     login_watch: tuple[str, float | None] | None = None  # (container, start) being followed
     last_exit: restarts.ExitJudgement | None = None  # the last exit, as judged (accounting)
     totals: Totals = field(default_factory=Totals)  # they only grow (supervisor.totals)
+    # Events the engine stamped before this (ns) are an update transaction's own, already
+    # accounted for by it (supervisor/updates.py): the worker drops them.
+    quiet_before_ns: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {

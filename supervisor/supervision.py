@@ -48,6 +48,9 @@ class Supervision:
     tallies: Tallies = field(default_factory=Tallies)  # what /metrics reads beyond the records
     stopping: bool = False
     manager_after_server: bool = False  # the server was restarted by us; the manager follows
+    # An update's rollback failed: the server stays stopped until the operator restored it
+    # (supervisor/updates.py); nothing starts it meanwhile.
+    update_hold: bool = False
     # The pending drain as the state file keeps it (supervisor/drains.py writes it).
     drain_record: dict[str, Any] | None = None
     runtime: Runtime | None = None  # what the last stack pass found (the guard's directory)

@@ -18,7 +18,7 @@ waits for room.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -37,6 +37,7 @@ from supervisor.restarts import Pending, Step
 from supervisor.roles import Role
 from supervisor.store import Service
 from supervisor.supervision import Supervision
+from supervisor.update import Source
 
 Item = EngineEvent | Call | Job | None  # None: only look (a timer, a wake-up)
 
@@ -83,6 +84,9 @@ class ServiceWorker:
         self.accounting = ExitAccounting(sup, service)
         self.accounting.report = self._report_crash
         self._stepped = anyio.Event()  # set (and replaced) whenever a step was carried out
+        # The update transaction (supervisor/updates.py), when the daemon has one: the
+        # dashboard's update button and Hytale's exit 8 hand over to it.
+        self.update_hook: Callable[[Source], Awaitable[bool]] | None = None
 
     # --- the inbox ------------------------------------------------------------------------
 
@@ -159,7 +163,7 @@ class ServiceWorker:
     async def step_if_due(self) -> float | None:
         """Carry out the pending step once due; returns the seconds until it is."""
         pending = self.service.restart.pending
-        if pending is None or self.sup.stopping:
+        if pending is None or self.sup.stopping or self._held_for_update():
             return None
         wait = pending.due_at - self.sup.clock()
         if wait > 0:
@@ -185,11 +189,28 @@ class ServiceWorker:
         with anyio.move_on_after(limit):
             await self._stepped.wait()
 
+    def _held_for_update(self) -> bool:
+        return self.role == Role.SERVER and self.sup.update_hold
+
+    def _update_source(self, pending: Pending) -> Source | None:
+        """The steps an update transaction takes over, by what asked for them."""
+        if self.update_hook is None or self.role != Role.SERVER:
+            return None
+        if pending.step is Step.INSTALL_UPDATE:
+            return Source.DASHBOARD
+        if pending.step is Step.RECREATE and pending.cause == restarts.ExitKind.UPDATE.value:
+            return Source.EXIT_8
+        return None
+
     # --- steps ----------------------------------------------------------------------------
 
     async def _carry_out(self, pending: Pending) -> None:
         service = self.service
         service.restart = restarts.issue(service.restart)
+        source = self._update_source(pending)
+        if source is not None and self.update_hook is not None and await self.update_hook(source):
+            service.totals = totals.after_issue(service.totals, pending)
+            return
         container_id = service.container_id
         if container_id is None and pending.step is not Step.RECREATE:
             # Removed meanwhile: a stack pass creates it again.
@@ -333,6 +354,8 @@ class ServiceWorker:
         container_id = event.container_id
         if service.container_id not in (None, container_id):
             return  # an old container of ours on its way out
+        if event.time_nano and event.time_nano < service.quiet_before_ns:
+            return  # an update transaction's own (supervisor/updates.py)
         service.container_id = container_id
         log = self.log.bind(container_id=container_id[:12])
         now = self.sup.clock()

@@ -302,8 +302,9 @@ def test_the_dashboards_update_is_an_asked_for_restart_that_installs_it(
     """HyOS's update button runs cmd/auto-update.sh --once in the server: it stops Java
     itself (exit 143) before it could install anything. The supervisor reads update.json,
     asks HyOS's entrypoint to install the update on the next start (.update-on-restart, as
-    schedule-update.sh does) and starts it: no failure, the new version runs."""
-    stack.env.update(replica_env(injected_tokens()))
+    schedule-update.sh does) and starts it: no failure, the new version runs. (Since issue
+    26 through the update transaction: snapshot, install, a health gate of gate_s.)"""
+    stack.env.update(replica_env(injected_tokens()), HYOS_UPDATE__GATE_S="5")
     d = daemon()
     wait_java(stack)
     assert "Version: 2026.01.01-replica1" in server_logs(stack)
@@ -319,3 +320,7 @@ def test_the_dashboards_update_is_an_asked_for_restart_that_installs_it(
     server = _server_view(d)
     assert server["recent_failures"] == 0 and server["status"] == "running"
     assert volume_file(stack, ".state/.update-on-restart") is None  # HyOS consumed it
+    journal = Path(stack.env["HYOS_STATE_DIR"]) / f"{stack.name}.update.json"
+    last = json.loads(journal.read_text())["record"]["last"]
+    assert last["source"] == "dashboard" and last["result"] == "applied"
+    assert last["version"] == "2026.02.01-replica2" and last["snapshot"]

@@ -358,6 +358,27 @@ async def test_a_dashboard_stop_during_a_drained_restart_cancels_it(tmp_path: Pa
         assert r.steps() == [] and r.worker.service.restart.status is ServiceStatus.STOPPED
 
 
+async def test_a_dashboard_stop_during_a_drained_update_cancels_it(tmp_path: Path) -> None:
+    """Issue 26: an update waiting for its players is a restart too: a person's Stop wins."""
+    async with rig(tmp_path, leaves=[10_000.0], frozen=True) as r:
+        acted: list[tuple[str | None, str]] = []
+
+        async def act(version: str | None, source: str) -> dict[str, Any]:
+            acted.append((version, source))
+            return {"ok": True}
+
+        r.drains.on_update = act
+        request = DrainRequest(Disruption.UPDATE, version="v2", source="window")
+        await r.drains.begin(request)
+        assert r.sup.store.saved_drain()["request"]["version"] == "v2"
+        assert await r.worker.call(partial(r.worker.mark_stop, CID)) is not None
+        r.engine.exit(CID, 143)
+        r.worker.observe(server_event("die", r.clock.now, exit_code=143))
+        await r.until(lambda: r.drains.pending is None)
+        assert r.drains.last is not None and r.drains.last["outcome"] == "cancelled"
+        assert acted == []  # no update began behind the person's Stop
+
+
 async def test_a_drain_for_down_is_not_resumed_by_the_next_daemon(tmp_path: Path) -> None:
     """The `down` that asked waited on the old daemon; the next one must not hold for it."""
     async with rig(tmp_path, leaves=[10_000.0], frozen=True) as r:

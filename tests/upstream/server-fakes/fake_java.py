@@ -18,6 +18,14 @@ Plugin    the REST API (hytale_api.py) when com.hytale:HytaleAPI is among the pl
 
 Test controls: $HYOS_FAKE_CONTROL_DIR/java-exit (default $DATA_DIR/.test): when it
 appears the server deletes it and exits with the code it holds, without saving.
+$HYOS_FAKE_CONTROL_DIR/versions.json: how each game version behaves (the jar's
+Implementation-Version), `{"<version>": {...}}` with any of: "migrate": true (at boot,
+rewrite every file of the universe and add migrated.json, as a format migration would;
+with "migrate_pad_mb": N it also writes N MiB into universe/migration.pad, and a disk
+that fills meanwhile crashes it, exit 1),
+"boot": "crash" (exit `exit_code`, default 1, before "Booted") or "hang" (never print
+"Booted", never bind the game port or the REST API; a signal still ends it), and
+"crash_after_s": N (exit `exit_code` N seconds after "Booted", without saving).
 HYOS_FAKE_BOOT_SECONDS (1): start to "Booted"; HYOS_FAKE_SAVE_SECONDS (0.5): the save.
 """
 
@@ -155,6 +163,26 @@ def save_world(universe: Path, reason: str, version: str, log: Log) -> None:
     log("PlayerSavingSystems", "Saving Players...")
 
 
+def behaviour(version: str) -> dict[str, Any]:
+    """This version's entry of the versions.json control ({} when none)."""
+    try:
+        table = json.loads(control_file("versions.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    found = table.get(version) if isinstance(table, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def migrate(universe: Path, version: str, log: Log) -> None:
+    """A format migration: every file of the world rewritten (what a rollback must undo)."""
+    log("Universe", f"Migrating the universe to {version}...")
+    for path in sorted(p for p in universe.rglob("*") if p.is_file()):
+        with path.open("ab") as out:
+            out.write(f"\nmigrated to {version}\n".encode())
+    (universe / "migrated.json").write_text(json.dumps({"version": version}))
+    log("Universe", "Migration done")
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] in (["-version"], ["--version"]):
         print('openjdk version "25" (hyos-replica fake java)', file=sys.stderr)
@@ -193,6 +221,25 @@ def main(argv: list[str]) -> int:
     if not Path(opts.get("--assets", "")).is_file():
         log("HytaleServer", f"Assets not found: {opts.get('--assets')}", "SEVERE")
         return 1
+    acts = behaviour(version)
+    failure_code = int(acts.get("exit_code", 1))
+    if acts.get("migrate"):
+        universe_dir = Path(opts.get("--universe") or "universe")
+        migrate(universe_dir, version, log)
+        try:
+            with (universe_dir / "migration.pad").open("wb") as pad:
+                for _ in range(int(acts.get("migrate_pad_mb", 0))):
+                    pad.write(b"\0" * (1 << 20))
+        except OSError as err:
+            log("Universe", f"Migration failed: {err}", "SEVERE")
+            return failure_code
+    if acts.get("boot") == "crash":
+        log("HytaleServer", f"Failed to boot {version} (test control versions.json)", "SEVERE")
+        return failure_code
+    if acts.get("boot") == "hang":
+        log("HytaleServer", f"{version} hangs before booting (test control versions.json)")
+        stop.wait()
+        return 128 + signal.Signals[reason[0]]
     if opts.get("--auth-mode") != "offline" and "--session-token" in opts:
         tokens = (opts["--session-token"], opts.get("--identity-token", ""))
         if any(fakejwt.decode(t, CLOUD_KEY) is None for t in tokens):
@@ -263,7 +310,13 @@ def main(argv: list[str]) -> int:
     if "--session-token" not in opts:
         log("HytaleServer", "No server tokens configured. Use /auth login to authenticate.", "WARN")
     exit_file = control_file("java-exit")
+    crash_at = (
+        None if acts.get("crash_after_s") is None else time.time() + float(acts["crash_after_s"])
+    )
     while not stop.wait(0.25):
+        if crash_at is not None and time.time() >= crash_at:
+            log("HytaleServer", f"{version} crashed (test control versions.json)", "SEVERE")
+            return failure_code
         if exit_file.exists():
             code = int(exit_file.read_text().strip() or 1)
             exit_file.unlink()
