@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +68,33 @@ def build_test_images() -> None:
 
 @pytest.fixture(scope="session")
 def test_images() -> None:
+    ensure_test_images()
+
+
+def ensure_test_images() -> None:
     if shutil.which("docker") is None or docker("version", check=False).returncode != 0:
         pytest.fail("integration tests need a running Docker engine (bash .ci/run starts one)")
     # Every xdist worker asks; the first builds, the others wait and reuse its images.
     once_per_run("test-images", build_test_images)
+
+
+def own_supervisor_image(image: str) -> None:
+    """The supervisor's image from this checkout under `image`, a tag of the module's own
+    (the shared tags stay what CI built), once per run, and again if the tag went away
+    meanwhile (the engine is shared); the stand-in images as `test_images` builds them."""
+
+    def build() -> None:
+        subprocess.run(
+            ["bash", str(REPO / "scripts/build-image.sh")],
+            check=True,
+            timeout=900,
+            env={**os.environ, "IMAGE": image},
+        )
+
+    ensure_test_images()
+    once_per_run(f"image-{image}", build)
+    if docker("image", "inspect", image, check=False).returncode != 0:
+        build()
 
 
 @dataclass
@@ -291,12 +316,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture
-def daemon(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DaemonFactory]:
-    """`daemon(**env)` starts `hyos-supervisor run` for the stack and waits until both
-    services are healthy; teardown sends SIGTERM (SIGKILL after 30 s), then the stack
-    fixture removes every object of the stack. A failed test gets each daemon's last log
-    lines (captured output of the teardown): a flake must explain itself."""
+@contextmanager
+def daemons_for(
+    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[DaemonFactory]:
+    """Daemons for `stack`, every one stopped at the end (SIGTERM, SIGKILL after 30 s); a
+    failed test gets each daemon's last log lines (captured output of the teardown): a
+    flake must explain itself."""
     factory = DaemonFactory(stack, tmp_path)
     try:
         yield factory
@@ -306,6 +332,14 @@ def daemon(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
             for index, started in enumerate(factory.started):
                 print(f"--- daemon {index}: its last log lines ---\n{started.log_tail(80)}")
         factory.close()
+
+
+@pytest.fixture
+def daemon(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DaemonFactory]:
+    """`daemon(**env)` starts `hyos-supervisor run` for the stack and waits until both
+    services are healthy; then the stack fixture removes every object of the stack."""
+    with daemons_for(stack, tmp_path, request) as factory:
+        yield factory
 
 
 def started_at(container: str) -> str:

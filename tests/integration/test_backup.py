@@ -23,11 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.enginelock import once_per_run
 from tests.harness import REPO, docker
-from tests.integration.conftest import DaemonFactory, Stack, base_env
+from tests.integration.conftest import Stack, base_env, daemons_for, own_supervisor_image
 from tests.integration.test_hyos_server import replica_image
-from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
+from tests.standin import remove_stack_objects
 from tests.upstream.replica import injected_tokens, replica_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("backup")]
@@ -38,26 +37,9 @@ IMAGE = "hyos-supervisor:backup"
 PASSWORD = "integration-repository-password-42"
 
 
-def _image_missing(image: str) -> bool:
-    return docker("image", "inspect", image, check=False).returncode != 0
-
-
-def _build() -> None:
-    subprocess.run(
-        ["bash", str(REPO / "scripts/build-image.sh")],
-        check=True,
-        timeout=900,
-        env={**os.environ, "IMAGE": IMAGE},
-    )
-    if _image_missing(SERVER_IMAGE) or _image_missing(MANAGER_IMAGE):
-        subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
-
-
 @pytest.fixture(scope="session")
 def backup_image() -> None:
-    if shutil.which("docker") is None or docker("version", check=False).returncode != 0:
-        pytest.fail("integration tests need a running Docker engine")
-    once_per_run("backup-image", _build)
+    own_supervisor_image(IMAGE)
 
 
 @pytest.fixture
@@ -227,14 +209,13 @@ def test_stop_mode_stops_snapshots_and_starts_the_server(bstack: Stack) -> None:
 
 
 def test_under_a_running_daemon_a_stop_backup_and_a_restore_are_not_undone(
-    bstack: Stack, tmp_path: Path
+    bstack: Stack, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The `backup` verbs stop the server behind the daemon's back unless they tell it:
     its worker took the stop for a crash and started the server in the middle of the
     snapshot, or of a restore's swap. They mark the stop with the daemon first (as the
     dashboard's Stop does); the daemon leaves the server stopped and restarts nothing."""
-    daemons = DaemonFactory(bstack, tmp_path)
-    try:
+    with daemons_for(bstack, tmp_path, request) as daemons:
         daemon = daemons(timeout=90)
         _world(bstack)
         server = bstack.container("server")
@@ -263,8 +244,6 @@ def test_under_a_running_daemon_a_stop_backup_and_a_restore_are_not_undone(
         view = daemon.view()
         assert view is not None
         assert view["services"]["server"]["totals"]["crashes"] == 0, view["services"]["server"]
-    finally:
-        daemons.close()
 
 
 def test_faults_end_in_one_line_and_the_server_running(bstack: Stack, repo_dir: Path) -> None:

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -27,10 +26,16 @@ from typing import Any
 
 import pytest
 
-from tests.enginelock import once_per_run
-from tests.harness import REPO, docker
-from tests.integration.conftest import DaemonFactory, Stack, base_env, wait_for
-from tests.standin import MANAGER_IMAGE, SERVER_IMAGE, remove_stack_objects
+from tests.harness import docker
+from tests.integration.conftest import (
+    DaemonFactory,
+    Stack,
+    base_env,
+    daemons_for,
+    own_supervisor_image,
+    wait_for,
+)
+from tests.standin import remove_stack_objects
 from tests.upstream.replica import REPLICA_IMAGE, injected_tokens, replica_env
 
 pytestmark = [pytest.mark.integration]
@@ -46,26 +51,9 @@ SECRETS_READ = "crash reports: the secret values to mask were read"
 GIVEN = (PASSWORD, BACKUP_PASSWORD, CREDENTIAL, NOTIFY_TOKEN, NOTIFY_PASS, NOTIFY_URL)
 
 
-def _image_missing(image: str) -> bool:
-    return docker("image", "inspect", image, check=False).returncode != 0
-
-
-def _build() -> None:
-    subprocess.run(
-        ["bash", str(REPO / "scripts/build-image.sh")],
-        check=True,
-        timeout=900,
-        env={**os.environ, "IMAGE": IMAGE},
-    )
-    if _image_missing(SERVER_IMAGE) or _image_missing(MANAGER_IMAGE):
-        subprocess.run(["bash", str(REPO / "tests/images/build.sh")], check=True, timeout=300)
-
-
 @pytest.fixture(scope="session")
 def crashlog_image() -> None:
-    if shutil.which("docker") is None or docker("version", check=False).returncode != 0:
-        pytest.fail("integration tests need a running Docker engine")
-    once_per_run("crashlog-image", _build)
+    own_supervisor_image(IMAGE)
 
 
 @pytest.fixture
@@ -94,15 +82,8 @@ def cstack(crashlog_image: None) -> Iterator[Stack]:
 def cdaemon(
     cstack: Stack, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[DaemonFactory]:
-    factory = DaemonFactory(cstack, tmp_path)
-    try:
+    with daemons_for(cstack, tmp_path, request) as factory:
         yield factory
-    finally:
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            for index, started in enumerate(factory.started):
-                print(f"--- daemon {index}: its last log lines ---\n{started.log_tail(80)}")
-        factory.close()
 
 
 def reports_dir(stack: Stack) -> Path:
@@ -234,7 +215,7 @@ def test_an_unhealthy_restart_is_a_report_too(cstack: Stack, cdaemon: DaemonFact
 
 @pytest.fixture
 def replica(cstack: Stack) -> Stack:
-    if _image_missing(REPLICA_IMAGE):
+    if docker("image", "inspect", REPLICA_IMAGE, check=False).returncode != 0:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{REPLICA_IMAGE} is not built (CI=true: this test must run)")
         pytest.skip(f"{REPLICA_IMAGE} is not built: bash tests/upstream/build-server.sh")

@@ -34,7 +34,7 @@ import pytest
 
 from tests.enginelock import once_per_run
 from tests.harness import REPO, docker, poll
-from tests.integration.conftest import DaemonFactory, Stack, base_env
+from tests.integration.conftest import DaemonFactory, Stack, base_env, daemons_for
 from tests.standin import remove_stack_objects
 from tests.upstream.replica import REPLICA_IMAGE, injected_tokens, replica_env
 
@@ -313,15 +313,8 @@ def udaemon(
     ustack: Stack, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[DaemonFactory]:
     """Daemons for the stack; a failed test gets their last log lines (as `daemon`)."""
-    factory = DaemonFactory(ustack, tmp_path)
-    try:
+    with daemons_for(ustack, tmp_path, request) as factory:
         yield factory
-    finally:
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            for index, started in enumerate(factory.started):
-                print(f"--- daemon {index}: its last log lines ---\n{started.log_tail(80)}")
-        factory.close()
 
 
 @pytest.mark.parametrize(
