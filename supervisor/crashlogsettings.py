@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
 from pydantic_core import core_schema
 
+from supervisor.drainsettings import Duration
 from supervisor.logprune import LogPolicy
 
 __all__ = ["Bytes", "CrashSettings", "LogSettings", "Span", "parse_bytes", "parse_span"]
@@ -61,23 +62,13 @@ def parse_bytes(value: object) -> int:
     return size
 
 
-class Span(float):
-    """Seconds, parsed once from `1d`, `12h`, `30m` or a number; `config` shows it as
-    it was written."""
+class Span(Duration):
+    """Seconds, parsed once from `1d`, `12h`, `30m` or a number (more than 0); `config`
+    shows it as it was written."""
 
-    text: str
-
-    def __new__(cls, value: str | float) -> Span:
-        seconds = super().__new__(cls, parse_span(value))
-        seconds.text = str(value)
-        return seconds
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.no_info_plain_validator_function(
-            lambda v: v if isinstance(v, Span) else cls(v),
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.text),
-        )
+    @staticmethod
+    def parse(value: str | float) -> float:
+        return parse_span(value)
 
 
 class Bytes(int):

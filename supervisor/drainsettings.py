@@ -33,15 +33,20 @@ class Duration(float):
 
     text: str
 
+    @staticmethod
+    def parse(value: str | float) -> float:
+        """The grammar (a subclass may have its own, e.g. with days)."""
+        return drain.parse_duration(value)
+
     def __new__(cls, value: str | float) -> Duration:
-        seconds = super().__new__(cls, drain.parse_duration(value))
+        seconds = super().__new__(cls, cls.parse(value))
         seconds.text = str(value)
         return seconds
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
         return core_schema.no_info_plain_validator_function(
-            lambda v: v if isinstance(v, Duration) else cls(v),
+            lambda v: v if isinstance(v, cls) else cls(v),
             serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.text),
         )
 
