@@ -62,6 +62,10 @@ PIN = retention.pin_tag(update.PIN_REASON)
 SERVER_STATE_FILE = f"{hyos.STATE_DIR}/server.json"
 VERSION_STATE_FILE = f"{hyos.STATE_DIR}/version.json"
 POLL_S = 1.0
+# How long a gate that lost the API or the state file waits to see whether the server exits
+# (its exit code is then the reason given), and how often it looks.
+EXIT_GRACE_S = 3.0
+EXIT_POLL_S = 0.25
 SNAPSHOT_ATTEMPTS = 3
 SNAPSHOT_RETRY_S = 2.0
 # A helper a killed supervisor left running (mid-snapshot, mid-restore) is waited for.
@@ -446,8 +450,18 @@ class Updater:
                 next_ask = self.monotonic() + 10
                 lost = await self._not_ready(container_id, version)
                 if lost is not None:
+                    await self._exit_explains(container_id, f"{held} s into the gate")
                     raise GateFailed(f"{lost}, {held} s into the gate")
         return ready_at
+
+    async def _exit_explains(self, container_id: str, when: str) -> None:
+        """A server whose API or state file just went away is often one on its way out
+        (the JVM exits, then HyOS's entrypoint): when its exit comes within
+        EXIT_GRACE_S, that exit (GateFailed with its code) is the reason to report."""
+        deadline = self.monotonic() + EXIT_GRACE_S
+        while self.monotonic() < deadline:
+            await self._running(container_id, when)
+            await self.sleep(EXIT_POLL_S)
 
     async def _running(self, container_id: str, when: str) -> ContainerInfo:
         info = await self.engine.inspect(container_id)
