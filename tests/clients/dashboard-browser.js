@@ -104,8 +104,14 @@ async function main() {
     const answered = page.waitForResponse(
       (r) => r.url().endsWith("/api/server/restart") && r.request().method() === "POST",
     );
-    await restart.click();
-    const reply = await answered;
+    // A click that lands before the page's handlers are attached sends nothing (CI: no
+    // request in 60 s, once): click again, every 10 s, until the request goes out.
+    let reply = null;
+    for (let clicks = 1; reply === null; clicks++) {
+      await restart.click();
+      reply = await Promise.race([answered, new Promise((r) => setTimeout(() => r(null), 10000))]);
+      if (reply === null && clicks >= 5) throw new Error("Restart Server sent no request in 5 clicks");
+    }
     step("restart pressed", { status: reply.status(), body: await reply.text() });
     if (reply.status() !== 200) throw new Error(`restart answered ${reply.status()}`);
 
