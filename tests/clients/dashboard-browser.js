@@ -56,6 +56,30 @@ async function gotoAfterRedirects(page, href) {
   }
 }
 
+// Clicks until what the click should cause happens (`happened`, a promise made before the
+// first click): a click that lands while the page is still hydrating or re-rendering does
+// nothing (CI: "Sign out" once, "Restart Server" once, each left waiting 60 s). `fill`
+// (re)types the form before each click, as hydration may reset what was typed before it.
+// Up to `tries` clicks, `every` ms apart; resolves to what `happened` resolved to.
+async function clickUntil(locator, happened, what, fill = async () => {}, tries = 5, every = 10000) {
+  happened.catch(() => {});
+  const nothing = Symbol("nothing");
+  for (let click = 1; ; click++) {
+    // A later click may find the form gone because the first one worked after all.
+    const limit = click === 1 ? timeout : every;
+    const later = (err) => { if (click === 1) throw err; };
+    await fill(limit).catch(later);
+    await locator.click({ timeout: limit }).catch(later);
+    const result = await Promise.race([
+      happened,
+      new Promise((resolve) => setTimeout(() => resolve(nothing), every)),
+    ]);
+    if (result !== nothing) return result;
+    if (click >= tries) throw new Error(`${what}: nothing happened after ${tries} clicks`);
+    console.error(`dashboard-browser: ${what}: click ${click} did nothing in ${every} ms; again`);
+  }
+}
+
 async function main() {
   if (!url || !screenshot) throw new Error("usage: node dashboard-browser.js URL SCREENSHOT.png");
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "hyos-chromium-"));
@@ -76,24 +100,35 @@ async function main() {
     await page.goto(url);
     await page.waitForURL(/\/setup$/);
     step("setup page", { url: page.url() });
-    await page.fill("#username", user);
-    await page.fill("#password", password);
-    await page.fill("#confirm-password", password);
-    await page.getByRole("button", { name: "Create account" }).click();
-    await page.waitForURL((u) => u.pathname === "/");
+    await clickUntil(
+      page.getByRole("button", { name: "Create account" }),
+      page.waitForURL((u) => u.pathname === "/"),
+      "Create account",
+      async (limit) => {
+        await page.fill("#username", user, { timeout: limit });
+        await page.fill("#password", password, { timeout: limit });
+        await page.fill("#confirm-password", password, { timeout: limit });
+      },
+    );
     step("admin created, signed in", { url: page.url() });
 
     // Sign out, then in again with the new account. The app's client cache still holds
     // the first visit's "needs setup" and sends the signed-out browser to /setup (HyOS's
     // quirk: a person reloads); load the login page afresh.
-    await page.getByTitle("Sign out").click();
-    await page.waitForURL(/\/(login|setup)/);
+    await clickUntil(
+      page.getByTitle("Sign out"), page.waitForURL(/\/(login|setup)/), "Sign out",
+    );
     await gotoAfterRedirects(page, new URL("/login", url).href);
     await page.waitForURL(/\/login/);
-    await page.fill("#username", user);
-    await page.fill("#password", password);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.waitForURL((u) => u.pathname === "/");
+    await clickUntil(
+      page.getByRole("button", { name: "Sign in" }),
+      page.waitForURL((u) => u.pathname === "/"),
+      "Sign in",
+      async (limit) => {
+        await page.fill("#username", user, { timeout: limit });
+        await page.fill("#password", password, { timeout: limit });
+      },
+    );
     step("signed in");
 
     await seesRunning(page);
@@ -101,17 +136,14 @@ async function main() {
 
     const restart = page.getByRole("button", { name: "Restart Server", exact: true });
     await restart.waitFor();
-    const answered = page.waitForResponse(
-      (r) => r.url().endsWith("/api/server/restart") && r.request().method() === "POST",
+    // The request going out is what the click causes; its answer waits for the restart.
+    const request = await clickUntil(
+      restart,
+      page.waitForRequest((r) => r.url().endsWith("/api/server/restart") && r.method() === "POST"),
+      "Restart Server",
     );
-    // A click that lands before the page's handlers are attached sends nothing (CI: no
-    // request in 60 s, once): click again, every 10 s, until the request goes out.
-    let reply = null;
-    for (let clicks = 1; reply === null; clicks++) {
-      await restart.click();
-      reply = await Promise.race([answered, new Promise((r) => setTimeout(() => r(null), 10000))]);
-      if (reply === null && clicks >= 5) throw new Error("Restart Server sent no request in 5 clicks");
-    }
+    const reply = await request.response();
+    if (reply === null) throw new Error("Restart Server: the request got no answer");
     step("restart pressed", { status: reply.status(), body: await reply.text() });
     if (reply.status() !== 200) throw new Error(`restart answered ${reply.status()}`);
 
