@@ -23,9 +23,11 @@ What it promises (tests/unit/test_drain.py checks it over random join/leave trac
 - ACT at the first poll that finds the server empty: polls are `poll_s` apart (10 s),
   `final_poll_s` (2 s) in the last `final_window_s` (60 s) before the deadline;
 - each warning at its offset before the deadline, in order, once; a warning whose
-  moment passed more than `WARN_SLACK_S` ago is dropped (a daemon restarted past it),
-  never sent late with a time that is no longer true; offsets beyond `max_wait` are
-  never due;
+  moment passed more than `WARN_SLACK_S` ago, before the last poll began, is dropped (a
+  daemon restarted past it, the API was silent), never sent late; one whose moment came
+  while a poll was in flight (REST calls take time on a busy machine) is sent when the
+  poll returns, saying the true time left, unless a later one came due too; offsets
+  beyond `max_wait` are never due;
 - before the last minute, at most one status poll per `poll_s` (6 a minute at 10 s):
   well inside the plugin's limits (300/min, 120/min on /admin/*).
 
@@ -232,6 +234,18 @@ def decide(policy: DrainPolicy, state: DrainState, now: float) -> Decision:
         if policy.on_deadline == "skip":
             return Decision(Kind.SKIP, now, reason="players stayed past max_wait")
         return Decision(Kind.POSTPONE, now, reason="players stayed past max_wait")
+    if not state.postponed and state.players is not None:
+        late = [
+            o
+            for o in _pending_warnings(policy, state)
+            if state.last_poll < state.deadline - o < now
+        ]
+        if late:
+            # Came due while the last poll was in flight (a slow API, a busy machine): said
+            # now, before the next poll, with the true time left; only the latest of them.
+            if len(late) > 1:
+                return Decision(Kind.MISSED, now, offset=late[0], reason="a later one is due")
+            return Decision(Kind.WARN, now, offset=late[0])
     next_poll = state.last_poll + _poll_interval(policy, state, state.last_poll)
     if not state.postponed:
         next_poll = min(next_poll, state.deadline)

@@ -9,6 +9,7 @@ hyos-upstream/server:local; tests/upstream/build-server.sh builds it).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,15 @@ def hyos(stack: Stack) -> Iterator[Stack]:
         HYOS_RECONCILE_INTERVAL_S="5",
     )
     yield stack
+
+
+def _seconds_left(warning: str) -> int:
+    """The seconds a warning says are left, from the default message's words."""
+    match = re.fullmatch(
+        r"The server will restart in (\d+) seconds?\. Your progress will be saved\.", warning
+    )
+    assert match, warning
+    return int(match.group(1))
 
 
 def _exec(stack: Stack, script: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -117,10 +127,12 @@ def test_a_restart_with_two_players_warns_in_order_saves_then_restarts_after_the
     left = time.time()
     wait_for(lambda: running_since(hyos) != before, 30, "the restart")
     said = broadcasts(hyos)
-    assert said[:2] == [
-        "The server will restart in 20 seconds. Your progress will be saved.",
-        "The server will restart in 10 seconds. Your progress will be saved.",
-    ], said
+    # At 20 s and 10 s before the deadline; a warning whose moment came while a poll was
+    # in flight (seconds each on a loaded machine) goes out when it returns, saying the
+    # true time left (supervisor/drain.py): so "in 20 seconds" or a little less.
+    assert len(said) >= 2, said
+    told = [_seconds_left(text) for text in said[:2]]
+    assert 10 < told[0] <= 20 and 5 < told[1] <= 10, said
     saves = [e for e in journal(hyos) if e["path"] == "/server/save"]
     assert saves, journal(hyos)
     assert saves[-1]["at"] - left < 3  # within a poll (1 s here) of the last leave

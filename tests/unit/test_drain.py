@@ -188,6 +188,26 @@ def test_warnings_whose_moment_passed_are_dropped_not_sent_late() -> None:
     ]
 
 
+def test_a_warning_due_during_a_slow_poll_is_sent_when_it_returns_with_the_true_time() -> None:
+    """CI: a poll that took 3 s on a loaded machine made the 20 s warning look passed."""
+    policy = DrainPolicy(warn_at=(20.0, 10.0, 5.0), max_wait=30, poll_s=1)
+    # The poll began before the 20 s moment (T0 + 10) ...
+    state = drain.polled(drain.start("restart", T0, policy), T0 + 9.5, 2)
+    decision = drain.decide(policy, state, T0 + 12.5)  # ... and returned 2.5 s after it
+    assert (decision.kind, decision.offset, decision.at) == (Kind.WARN, 20.0, T0 + 12.5)
+    assert drain.message(policy, state, decision.at).startswith(
+        "The server will restart in 18 seconds."
+    )
+    # Two moments passed during one poll: only the later warning is said.
+    decision = drain.decide(policy, state, T0 + 21)
+    assert (decision.kind, decision.offset) == (Kind.MISSED, 20.0)
+    decision = drain.decide(policy, drain.warned(state, 20.0), T0 + 21)
+    assert (decision.kind, decision.offset) == (Kind.WARN, 10.0)
+    # A moment that passed before the poll began (the API was silent) stays dropped.
+    quiet = drain.polled(state, T0 + 12, 2)
+    assert drain.decide(policy, quiet, T0 + 12).kind is Kind.MISSED
+
+
 def test_cancel_ends_the_drain() -> None:
     state = drain.polled(drain.start("restart", T0, POLICY), T0, 3)
     assert drain.decide(POLICY, drain.cancel(state), T0 + 1).kind is Kind.CANCELLED
