@@ -34,22 +34,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from bench._daemon import docker, supervised_stack
 from supervisor.backup import Backups
 from supervisor.backupjob import stage_request
 from supervisor.engine import Engine
 from supervisor.settings import Settings, load_settings
+from tests.standin import standin_env
 
 UID = GID = 568
 REGION = 256 * 1024
@@ -152,54 +159,196 @@ async def ours_restore(settings: Settings) -> tuple[float, bool]:
     return seconds, answer.ok
 
 
+def cold() -> None:
+    """The same start for each side: dirty pages written out (the other side's repository
+    would still be flushing), the page cache dropped (both read the world from disk)."""
+    subprocess.run(["sync"], check=True)
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+@dataclass
+class Round:
+    """One round's seconds: ours (verified, as `backup create` runs it) and by hand."""
+
+    ours_first: float = 0.0
+    ours_incr: float = 0.0
+    ours_restore: float = 0.0
+    snap_first: float = 0.0  # our helper's `restic backup` step alone
+    snap_incr: float = 0.0
+    hand_first: float = 0.0  # `restic init` + `restic backup`
+    hand_incr: float = 0.0
+    hand_restore: float = 0.0
+    hand_checks_first: float = 0.0  # by hand, what ours checks: `ls` + `check` 10 %
+    hand_checks_incr: float = 0.0
+    peak: int = 0
+    rss: int = 0
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def hand_checks(repo: Path) -> float:
+    return by_hand(repo, "ls", "latest") + by_hand(repo, "check", "--read-data-subset=10%")
+
+
+def one_round(base: Path, data: Path, files: list[Path], image: str, index: int) -> Round:
+    ours_repo, hand_repo = base / f"ours{index}", base / f"hand{index}"
+    ours_repo.mkdir()
+    os.chown(ours_repo, UID, GID)
+    settings = settings_for(data, ours_repo, image)
+    got = Round()
+
+    def hand_first() -> None:
+        cold()
+        got.hand_first = by_hand(hand_repo, "init") + by_hand(
+            hand_repo, "backup", "--host", "hand", str(data)
+        )
+        got.hand_checks_first = hand_checks(hand_repo)
+
+    def ours_first() -> None:
+        cold()
+        got.ours_first, made, peak = anyio.run(ours, settings, "first")
+        got.snap_first, got.peak, got.rss = made.steps.get("backup") or 0.0, peak.peak, peak.rss
+        got.steps["first"] = dict(made.steps)
+
+    def hand_incr() -> None:
+        cold()
+        got.hand_incr = by_hand(hand_repo, "backup", "--host", "hand", str(data))
+        got.hand_checks_incr = hand_checks(hand_repo)
+
+    def ours_incr() -> None:
+        cold()
+        got.ours_incr, made, _ = anyio.run(ours, settings, "incremental")
+        got.snap_incr = made.steps.get("backup") or 0.0
+        got.steps["incremental"] = dict(made.steps)
+
+    def hand_restore() -> None:
+        cold()
+        target = base / "restored"
+        got.hand_restore = by_hand(hand_repo, "restore", "latest", "--target", str(target))
+        shutil.rmtree(target)
+
+    def ours_restore_() -> None:
+        cold()
+        got.ours_restore, ok = anyio.run(ours_restore, settings)
+        assert ok, "the helper's restore failed"
+
+    # Turns alternate who goes first, so neither side always meets the other's writeback.
+    flip = index % 2 == 1
+    for pair in ((hand_first, ours_first), (hand_incr, ours_incr), (hand_restore, ours_restore_)):
+        if pair[0] is hand_incr:
+            change(files, index)
+        for turn in reversed(pair) if flip else pair:
+            turn()
+    for repo in (ours_repo, hand_repo):
+        shutil.rmtree(repo, ignore_errors=True)
+    return got
+
+
+def change(files: list[Path], seed: int) -> None:
+    """1 % of the region files: 4 KiB of each rewritten (a save touches a few chunks)."""
+    for path in random.Random(seed).sample(files, max(1, len(files) // 100)):
+        with path.open("r+b") as handle:
+            handle.write(os.urandom(4096))
+
+
+def stop_mode_downtime(base: Path, data: Path, image: str) -> tuple[float, float, float]:
+    """`backup create --now` with `mode = "stop"` under a running daemon (the stand-in
+    server on this world): the server's downtime (its stop to its start, from the engine's
+    own times), the backup's seconds, and its check's (run after the start)."""
+    repo = base / "stopmode"
+    repo.mkdir()
+    os.chown(repo, UID, GID)
+    settings = {
+        "HYOS_DATA": str(data),
+        "HYOS_HELPER_IMAGE": image,
+        "HYOS_BACKUP__REPOSITORY": str(repo),
+        "HYOS_BACKUP__PASSWORD": PASSWORD,
+        "HYOS_BACKUP__MODE": "stop",
+    }
+    with supervised_stack(settings) as daemon:
+        env = standin_env(daemon.name, daemon.socket_path.parent, **settings)
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "supervisor", "backup", "create", "--now"],
+            env=env, capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - began
+        if done.returncode != 0:
+            raise SystemExit(f"stop-mode backup failed: {done.stderr.strip()}")
+        record = json.loads(
+            (daemon.socket_path.parent / f"{daemon.name}.backups.json").read_text()
+        )["last"]
+        state = json.loads(docker("inspect", "-f", "{{json .State}}", f"{daemon.name}-server"))
+    downtime = _when(state["StartedAt"]) - _when(state["FinishedAt"])
+    return downtime, seconds, float((record.get("steps") or {}).get("check") or 0.0)
+
+
+def _when(stamp: str) -> float:
+    """Docker's RFC 3339 time (nanoseconds) -> epoch seconds."""
+    head, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp() + float(
+        f"0.{fraction or 0}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--image", default="hyos-supervisor:backup")
+    parser.add_argument("--stop-mode", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="hyos-bench-backup-"))
     try:
-        data, ours_repo, hand_repo = base / "data", base / "ours", base / "hand"
-        for path in (data, ours_repo):
-            path.mkdir()
-            os.chown(path, UID, GID)
+        data = base / "data"
+        data.mkdir()
+        os.chown(data, UID, GID)
         files = make_world(data, args.mb)
-        settings = settings_for(data, ours_repo, args.image)
-        subprocess.run(["sync"], check=True)
+        rounds = [one_round(base, data, files, args.image, i) for i in range(args.rounds)]
 
-        by_hand(hand_repo, "init")
-        hand_first = by_hand(hand_repo, "backup", "--host", "hand", str(data))
-        our_first, made, peak = anyio.run(ours, settings, "first")
+        def med(name: str) -> float:
+            return float(statistics.median(getattr(r, name) for r in rounds))
 
-        for path in random.Random(1).sample(files, max(1, len(files) // 100)):
-            with path.open("r+b") as handle:
-                handle.write(os.urandom(4096))
-        hand_incr = by_hand(hand_repo, "backup", "--host", "hand", str(data))
-        our_incr, made2, _ = anyio.run(ours, settings, "incremental")
+        def each(ours_: str, hand_: str, extra: str | None = None) -> str:
+            ratios = [
+                getattr(r, ours_) / (getattr(r, hand_) + (getattr(r, extra) if extra else 0))
+                for r in rounds
+            ]
+            return " / ".join(f"{x:.2f}" for x in ratios)
 
-        target = base / "restored"
-        hand_restore = by_hand(hand_repo, "restore", "latest", "--target", str(target))
-        our_restore, ok = anyio.run(ours_restore, settings)
-        assert ok, "the helper's restore failed"
-
-        print(f"world: {len(files)} region files, {args.mb} MiB; {os.cpu_count()} CPUs")
-        print(f"{'':<28} {'ours s':>8} {'by hand s':>10} {'ratio':>6}")
-        print(f"{'first backup (verified)':<28} {our_first:>8.1f} {hand_first:>10.1f} "
-              f"{our_first / hand_first:>6.2f}")  # fmt: skip
-        print(f"{'incremental 1% (verified)':<28} {our_incr:>8.1f} {hand_incr:>10.1f} "
-              f"{our_incr / hand_incr:>6.2f}")  # fmt: skip
-        print(f"{'restore (restic part)':<28} {our_restore:>8.1f} {hand_restore:>10.1f} "
-              f"{our_restore / hand_restore:>6.2f}")  # fmt: skip
-        print(f"first backup: {made.files} files, {made.bytes} bytes, {made.added} added; "
-              f"incremental: {made2.added} added")  # fmt: skip
-        print(f"helper memory (first backup): cgroup peak {peak.peak / 1024**2:.0f} MiB "
-              f"(page cache included), largest RSS seen {peak.rss / 1024**2:.0f} MiB")  # fmt: skip
-        for label, steps in (("first", made.steps), ("incremental", made2.steps)):
-            shown = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v is not None)
-            print(f"ours, {label}, inside the helper: {shown}")
-        snapshot = made.steps.get("backup") or 0.0
-        print(f"the snapshot step alone vs by hand: {snapshot / hand_first:.2f} (first), "
-              f"{(made2.steps.get('backup') or 0.0) / hand_incr:.2f} (incremental)")  # fmt: skip
+        print(f"world: {len(files)} region files, {args.mb} MiB; {os.cpu_count()} CPUs; "
+              f"{args.rounds} rounds, turns alternating, page cache dropped before each; "
+              f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        print("medians, seconds; ratio = ours / by hand (per round in brackets)")
+        rows = [
+            ("first backup, verified vs restic backup", "ours_first", "hand_first", None),
+            ("  vs restic backup + ls + check 10%", "ours_first", "hand_first",
+             "hand_checks_first"),
+            ("  its snapshot step vs restic backup", "snap_first", "hand_first", None),
+            ("incremental 1%, verified vs restic backup", "ours_incr", "hand_incr", None),
+            ("  vs restic backup + ls + check 10%", "ours_incr", "hand_incr", "hand_checks_incr"),
+            ("  its snapshot step vs restic backup", "snap_incr", "hand_incr", None),
+            ("restore (restic part) vs restic restore", "ours_restore", "hand_restore", None),
+        ]  # fmt: skip
+        for label, ours_, hand_, extra in rows:
+            ours_s = med(ours_)
+            hand_s = statistics.median(
+                getattr(r, hand_) + (getattr(r, extra) if extra else 0) for r in rounds
+            )
+            print(f"{label:<44} {ours_s:>6.1f} {hand_s:>6.1f} {ours_s / hand_s:>5.2f}x "
+                  f"[{each(ours_, hand_, extra)}]")  # fmt: skip
+        print(f"helper memory (first backup): cgroup peak {med('peak') / 1024**2:.0f} MiB "
+              f"(page cache included), largest RSS seen {med('rss') / 1024**2:.0f} MiB")  # fmt: skip
+        if args.stop_mode:
+            downtime, took, check = stop_mode_downtime(base, data, args.image)
+            print(f"mode = stop (first backup, under a daemon): downtime {downtime:.1f} s of "
+                  f"{took:.1f} s; its check ({check:.1f} s) ran after the start")  # fmt: skip
+        for label in ("first", "incremental"):
+            shown = ", ".join(
+                f"{k} {statistics.median((r.steps[label].get(k) or 0.0) for r in rounds):.1f} s"
+                for k in rounds[0].steps[label]
+            )
+            print(f"ours, {label}, inside the helper (medians): {shown}")
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)

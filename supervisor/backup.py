@@ -29,6 +29,7 @@ from supervisor.backupjob import (
     JobAnswer,
     SnapshotInfo,
     Step,
+    check_request,
     create_request,
     find,
     forget_request,
@@ -264,12 +265,19 @@ class Backups:
                 await self.stop_server(server.id)
                 restart = server.id
             tags.append("stopped")
+        # Stopped for the backup: started again before the check (read-only, seconds on a
+        # large world) so the check is not downtime.
+        check_apart = restart is not None
         try:
-            answer = await self.run_job(create_request(settings.stack, tags))
+            answer = await self.run_job(
+                create_request(settings.stack, tags, check=not check_apart)
+            )
         finally:
             if restart is not None:
                 with anyio.CancelScope(shield=True):
                     await self.engine.start(restart)
+        if check_apart and answer.ok:
+            answer = answer.then(await self.run_job(check_request()))
         backup = answer.restic("backup")
         summary: dict[str, Any] = {}
         if backup is not None and isinstance(backup.data.get("json"), dict):

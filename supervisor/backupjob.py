@@ -39,6 +39,7 @@ __all__ = [
     "JobAnswer",
     "SnapshotInfo",
     "Step",
+    "check_request",
     "commit_request",
     "create_request",
     "discard_request",
@@ -102,6 +103,12 @@ def create_request(host: str, tags: Iterable[str], check: bool = True) -> list[S
     if check:
         steps.append(_restic("check", f"--read-data-subset={CHECK_SUBSET}"))
     return steps
+
+
+def check_request() -> list[Step]:
+    """A new snapshot's check when it runs apart from the backup (stop mode: after the
+    server is started again, so the check is not downtime)."""
+    return [_restic("check", f"--read-data-subset={CHECK_SUBSET}")]
 
 
 def list_request() -> list[Step]:
@@ -175,6 +182,10 @@ class JobAnswer:
     @property
     def ok(self) -> bool:
         return self.code == 0
+
+    def then(self, later: JobAnswer) -> JobAnswer:
+        """This answer and a later job's, as one: the first failure's code."""
+        return JobAnswer(self.code or later.code, (*self.steps, *later.steps), later.stderr_tail)
 
     def step(self, op: str) -> StepResult | None:
         return next((s for s in self.steps if s.op == op), None)

@@ -206,6 +206,8 @@ def test_stop_mode_stops_snapshots_and_starts_the_server(bstack: Stack) -> None:
     assert _running(bstack)
     after = docker("inspect", "-f", "{{.State.StartedAt}}", bstack.container("server")).stdout
     assert after != before  # it was stopped and started again
+    # Checked too: in a second helper, after the server was started again.
+    assert [row["verified"] for row in _list(bstack)] == [True]
 
 
 def test_under_a_running_daemon_a_stop_backup_and_a_restore_are_not_undone(

@@ -201,6 +201,10 @@ def _ok_backup() -> tuple[int, list[dict[str, Any]]]:
     ]
 
 
+def _ok_check() -> tuple[int, list[dict[str, Any]]]:
+    return 0, [{"step": 0, "op": "restic", "code": 0}]
+
+
 def _settings(tmp_path: Path, **backup: Any) -> Settings:
     return load_settings(stack="s", state_dir=tmp_path, backup={"password": PASSWORD, **backup})
 
@@ -266,7 +270,7 @@ def test_stop_mode_drains_marks_the_stop_with_the_daemon_then_stops(tmp_path: Pa
     """The order a supervising daemon needs: the world saved by the drain, the stop marked
     as asked for (so the daemon leaves the server stopped), then the stop, then the
     backup, then the start."""
-    engine = JobEngine([_ok_backup()])
+    engine = JobEngine([_ok_backup(), _ok_check()])
     server = _server(engine)
     api = Api()
     order: list[str] = []
@@ -282,6 +286,25 @@ def test_stop_mode_drains_marks_the_stop_with_the_daemon_then_stops(tmp_path: Pa
     assert order == [f"mark {server}"]  # marked before anything was stopped
     assert [verb for verb, ref in engine.calls if ref == server] == ["stop", "start"]
     assert "stopped" in made.tags
+    # The check runs in a second helper, after the start: it is not downtime.
+    steps = [verb for verb, ref in engine.calls if verb in ("stop", "start", "run_once")]
+    assert steps == ["stop", "run_once", "start", "run_once"]
+    first, later = (request["steps"] for request in engine.requests)
+    assert "check" not in [s.get("args", [""])[0] for s in first]
+    assert later == [{"op": "restic", "args": ["check", "--read-data-subset=10%"]}]
+    assert made.verified
+
+
+def test_stop_mode_a_failed_check_after_the_start_fails_the_backup(tmp_path: Path) -> None:
+    failed = (1, [{"step": 0, "op": "restic", "code": 1, "stderr": "Fatal: pack 1f2e damaged"}])
+    engine = JobEngine([_ok_backup(), failed])
+    server = _server(engine)
+    backups = Backups(engine, _settings(tmp_path, mode="stop"))
+    with pytest.raises(BackupError, match=r"check failed \(exit 1\): Fatal: pack 1f2e damaged"):
+        anyio.run(lambda: backups.create(now=True))
+    assert engine.containers[server].state.running
+    records = json.loads((tmp_path / "s.backups.json").read_text())
+    assert records["last"]["ok"] is False and records["last"]["verified"] is False
 
 
 def test_a_daemon_that_will_not_mark_the_stop_leaves_the_server_running(tmp_path: Path) -> None:
