@@ -39,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,7 +123,8 @@ def walk(root: str) -> dict[str, tuple[int, int]]:
 
 def snapshot_files(repository: str, snapshot: str) -> Iterator[tuple[str, int]]:
     """(path, size) of every regular file in a snapshot (`restic ls --json`, streamed)."""
-    proc = _restic(repository, ["ls", "--json", snapshot])
+    # --no-lock: the check may hold the repository's exclusive lock beside it (both read).
+    proc = _restic(repository, ["ls", "--no-lock", "--json", snapshot])
     assert proc.stdout is not None
     for line in proc.stdout:
         try:
@@ -252,6 +254,7 @@ def run(request: dict[str, Any]) -> int:
     with os.fdopen(fd, "w") as handle:
         handle.write(str(request["password"]) + "\n")
     variables: dict[str, str] = {}
+    background: list[Background] = []
     manifest: dict[str, tuple[int, int]] = {}
     started_ns = time.time_ns()
     for index, step in enumerate(request.get("steps", [])):
@@ -292,24 +295,16 @@ def run(request: dict[str, Any]) -> int:
             args = [
                 str(a).replace("$snapshot", variables.get("snapshot", "")) for a in step["args"]
             ]
-            # `discard`: read everything, keep nothing (`dump` of a snapshot, to verify it).
-            proc = _restic(repository, args, capture=not step.get("discard"))
-            out, err = proc.communicate()
-            if proc.returncode != 0 and LOCKED in err:
-                removed = clear_own_locks(repository, socket.gethostname())
-                if removed:
-                    event["stale_locks_removed"] = removed
-                    proc = _restic(repository, args, capture=not step.get("discard"))
-                    out, err = proc.communicate()
-            event.update(code=proc.returncode, stderr=_tail(err))
-            text = (out or b"").decode(errors="replace")
+            if step.get("background"):
+                # Runs beside the steps after it (the check beside the comparison: both
+                # only read); its line is printed once they are done (`_collect`).
+                background.append(Background(index, step, args, repository, began))
+                continue
+            event.update(_restic_step(repository, step, args))
             if step.get("json"):
-                event["json"] = _json_result(text)
                 summary = event["json"]
                 if isinstance(summary, dict) and summary.get("snapshot_id"):
                     variables["snapshot"] = str(summary["snapshot_id"])
-            else:
-                event["stdout"] = text[-_TAIL:]
         elif op in ("swap", "rollback", "commit", "clean"):
             try:
                 event.update(restore_op(op, str(step.get("root", "/data"))), code=0)
@@ -325,9 +320,68 @@ def run(request: dict[str, Any]) -> int:
             event.update(code=2, stderr=f"unknown step {op!r}")
         event["seconds"] = round(time.monotonic() - began, 3)
         _emit(event)
-        if event["code"] != 0 and not (op == "restic" and event["code"] in step.get("ok", [])):
+        if _failed(event, step):
+            _collect(background)
             return int(event["code"]) or 1
-    return 0
+    return _collect(background)
+
+
+def _failed(event: dict[str, Any], step: dict[str, Any]) -> bool:
+    allowed = event["op"] == "restic" and event["code"] in step.get("ok", [])
+    return bool(event["code"] != 0 and not allowed)
+
+
+def _restic_step(repository: str, step: dict[str, Any], args: list[str]) -> dict[str, Any]:
+    """One restic command, once more after a dead helper's locks are cleared: its code,
+    stderr's tail and stdout (parsed when the step asks for `json`)."""
+    # `discard`: read everything, keep nothing (`dump` of a snapshot, to verify it).
+    proc = _restic(repository, args, capture=not step.get("discard"))
+    out, err = proc.communicate()
+    result: dict[str, Any] = {}
+    if proc.returncode != 0 and LOCKED in err:
+        removed = clear_own_locks(repository, socket.gethostname())
+        if removed:
+            result["stale_locks_removed"] = removed
+            proc = _restic(repository, args, capture=not step.get("discard"))
+            out, err = proc.communicate()
+    result.update(code=proc.returncode, stderr=_tail(err))
+    text = (out or b"").decode(errors="replace")
+    if step.get("json"):
+        result["json"] = _json_result(text)
+    else:
+        result["stdout"] = text[-_TAIL:]
+    return result
+
+
+class Background(threading.Thread):
+    """A restic step run in a thread beside the steps after it."""
+
+    def __init__(
+        self, index: int, step: dict[str, Any], args: list[str], repository: str, began: float
+    ) -> None:
+        super().__init__(daemon=True)
+        self.index, self.step, self.args, self.repository = index, step, args, repository
+        self.began = began
+        self.result: dict[str, Any] = {"code": 1, "stderr": "did not finish"}
+        self.start()
+
+    def run(self) -> None:
+        self.result = _restic_step(self.repository, self.step, self.args)
+
+
+def _collect(background: list[Background]) -> int:
+    """Waits for the steps run beside the others (also after another step failed: a
+    restic left to finish leaves no lock behind) and prints their lines: the first
+    failure's code, or 0."""
+    code = 0
+    for job in background:
+        job.join()
+        event = {"step": job.index, "op": "restic", **job.result}
+        event["seconds"] = round(time.monotonic() - job.began, 3)
+        _emit(event)
+        if not code and _failed(event, job.step):
+            code = int(event["code"]) or 1
+    return code
 
 
 def _json_result(text: str) -> Any:

@@ -81,13 +81,16 @@ def test_the_password_is_only_in_the_stdin_request() -> None:
 
 def test_a_backup_request_manifests_snapshots_compares_and_checks() -> None:
     steps = create_request("s", ["mode:save", "quiesced"])
-    assert [s["op"] for s in steps] == ["init", "manifest", "restic", "compare", "restic"]
+    assert [s["op"] for s in steps] == ["init", "manifest", "restic", "restic", "compare"]
     assert steps[2]["args"] == [
         "backup", "--json", "--host", "s", "--tag", "hyos", "--exclude", "/data/.hyos-restore",
         "--tag", "mode:save",
         "--tag", "quiesced", "/data",
     ]  # fmt: skip
-    assert steps[4]["args"] == ["check", "--read-data-subset=10%"]
+    # The check runs beside the comparison (both only read).
+    assert steps[3] == {
+        "op": "restic", "args": ["check", "--read-data-subset=10%"], "background": True
+    }  # fmt: skip
     assert verify_request(None) == [{"op": "restic", "args": ["check", "--read-data"]}]
     one = verify_request("abc")
     assert one[1]["args"][:2] == ["dump", "--archive"] and one[1]["discard"] is True
@@ -101,7 +104,8 @@ def test_answers_and_snapshots_are_parsed() -> None:
             json.dumps({"step": 0, "op": "init", "code": 0, "created": True}),
             json.dumps({"step": 1, "op": "manifest", "code": 0, "files": 3}),
             json.dumps({"step": 2, "op": "restic", "code": 0, "json": {"snapshot_id": "abcd1234"}}),
-            json.dumps({"step": 3, "op": "compare", "code": 1, "missing": ["/data/x"]}),
+            json.dumps({"step": 4, "op": "compare", "code": 1, "missing": ["/data/x"]}),
+            json.dumps({"step": 3, "op": "restic", "code": 0}),
         ]
     )
     answer = parse_answer(1, out, "", steps)
@@ -189,15 +193,18 @@ class JobEngine(FakeEngine):
         return code, "\n".join(json.dumps(line) for line in lines), ""
 
 
-def _ok_backup() -> tuple[int, list[dict[str, Any]]]:
+def _ok_backup(check: bool = True) -> tuple[int, list[dict[str, Any]]]:
+    """The helper's lines for create_request's steps: the check (step 3, run beside the
+    comparison) answers last; stop mode's first job has no check."""
     summary = {"snapshot_id": "abcd1234", "total_files_processed": 3,
                "total_bytes_processed": 300, "data_added": 120}  # fmt: skip
+    compare = {"step": 3 + check, "op": "compare", "code": 0, "ok": True, "files": 3}
     return 0, [
         {"step": 0, "op": "init", "code": 0},
         {"step": 1, "op": "manifest", "code": 0},
         {"step": 2, "op": "restic", "code": 0, "json": summary},
-        {"step": 3, "op": "compare", "code": 0, "ok": True, "files": 3},
-        {"step": 4, "op": "restic", "code": 0},
+        compare,
+        *([{"step": 3, "op": "restic", "code": 0}] if check else []),
     ]
 
 
@@ -270,7 +277,7 @@ def test_stop_mode_drains_marks_the_stop_with_the_daemon_then_stops(tmp_path: Pa
     """The order a supervising daemon needs: the world saved by the drain, the stop marked
     as asked for (so the daemon leaves the server stopped), then the stop, then the
     backup, then the start."""
-    engine = JobEngine([_ok_backup(), _ok_check()])
+    engine = JobEngine([_ok_backup(check=False), _ok_check()])
     server = _server(engine)
     api = Api()
     order: list[str] = []
@@ -297,7 +304,7 @@ def test_stop_mode_drains_marks_the_stop_with_the_daemon_then_stops(tmp_path: Pa
 
 def test_stop_mode_a_failed_check_after_the_start_fails_the_backup(tmp_path: Path) -> None:
     failed = (1, [{"step": 0, "op": "restic", "code": 1, "stderr": "Fatal: pack 1f2e damaged"}])
-    engine = JobEngine([_ok_backup(), failed])
+    engine = JobEngine([_ok_backup(check=False), failed])
     server = _server(engine)
     backups = Backups(engine, _settings(tmp_path, mode="stop"))
     with pytest.raises(BackupError, match=r"check failed \(exit 1\): Fatal: pack 1f2e damaged"):

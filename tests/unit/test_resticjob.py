@@ -162,3 +162,54 @@ def test_init_on_a_local_repository_that_exists_runs_no_restic(
         ["cat", "config"],
         ["--no-cache", "init"],
     ]
+
+
+def _backup_steps(data: Path) -> list[dict[str, object]]:
+    """`backup create`'s steps (supervisor/backupjob.py) with this directory as the world."""
+    from supervisor.backupjob import DATA, create_request
+
+    text = json.dumps(create_request("s", ["mode:save"])).replace(DATA, str(data))
+    steps: list[dict[str, object]] = json.loads(text)
+    return steps
+
+
+def test_the_check_runs_beside_the_comparison_and_both_answer(
+    repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check holds restic's exclusive lock while the comparison lists the snapshot
+    (`ls --no-lock`); every step answers, the check's line after the comparison's."""
+    data = tmp_path / "world"
+    (data / "universe").mkdir(parents=True)
+    for index in range(20):
+        (data / "universe" / f"r.{index}.bin").write_bytes(os.urandom(64 * 1024))
+    monkeypatch.setattr(resticjob, "KEY_FILE", str(tmp_path / "run.key"))
+    steps = _backup_steps(data)
+    code = resticjob.run({"password": PASSWORD, "repository": repo, "steps": steps})
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0, events
+    assert [(e["step"], e["op"], e["code"]) for e in events] == [
+        (0, "init", 0), (1, "manifest", 0), (2, "restic", 0), (4, "compare", 0), (3, "restic", 0),
+    ]  # fmt: skip
+    assert events[3]["files"] == 20 and events[3]["ok"] is True
+
+
+def test_a_failing_check_beside_the_comparison_fails_the_job(
+    repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "world"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"x" * 1000)
+    fake = tmp_path / "restic"
+    fake.write_text(
+        '#!/bin/sh\nfor a in "$@"; do [ "$a" = check ] && { echo "Fatal: pack damaged" >&2; '
+        'exit 1; }; done\nexec restic "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(resticjob, "RESTIC", str(fake))
+    monkeypatch.setattr(resticjob, "KEY_FILE", str(tmp_path / "run.key"))
+    code = resticjob.run({"password": PASSWORD, "repository": repo, "steps": _backup_steps(data)})
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert events[-1]["step"] == 3 and events[-1]["code"] == 1
+    assert "pack damaged" in events[-1]["stderr"]
+    assert next(e for e in events if e["op"] == "compare")["code"] == 0
