@@ -269,9 +269,7 @@ class Backups:
         # large world) so the check is not downtime.
         check_apart = restart is not None
         try:
-            answer = await self.run_job(
-                create_request(settings.stack, tags, check=not check_apart)
-            )
+            answer = await self.run_job(create_request(settings.stack, tags, check=not check_apart))
         finally:
             if restart is not None:
                 with anyio.CancelScope(shield=True):

@@ -162,7 +162,12 @@ class _Adoption:
         if plan.role == Role.SERVER and sup.update_hold:
             return True  # a failed update's rollback: stopped until the operator restores
         if worker.generation != self.planned.generations[plan.role]:
-            return False  # a step of ours changed it since the plan: the next pass looks
+            # A step of ours changed it since the plan: the next pass looks, and soon (CI:
+            # a new daemon's pending start, carried out during its startup pass, went to a
+            # server the killed daemon had started: no start event came, and the service
+            # showed `backoff` until the periodic pass, 60 s later).
+            self.passes.request()
+            return False
         if not startup and service.restart.pending is not None:
             return False  # its worker carries the pending step out when due
         keep = plan.keep

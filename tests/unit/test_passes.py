@@ -3,6 +3,7 @@ that listing is newer and wins. Fake engine, no Docker."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -106,3 +107,42 @@ async def test_an_exit_heard_after_the_listing_is_not_undone_by_it(tmp_path: Pat
     assert not server.info().state.running
     assert record.restart.status is not ServiceStatus.RUNNING, record.restart
     assert record.health is None
+
+
+async def test_an_adoption_skipped_for_a_step_taken_meanwhile_asks_for_the_next_pass(
+    tmp_path: Path,
+) -> None:
+    """Seen in CI (a daemon SIGKILLed right after it started the server, before it saved
+    that): the new daemon's worker carried out the recorded start while the startup pass
+    ran. The container was running already, so no start event came; the pass skipped its
+    adoption (a step changed the service since its plan) and the service showed `backoff`
+    until the periodic pass 60 s later. The skipped adoption now asks for the next pass,
+    which adopts the running server as started."""
+    engine = FakeEngine()
+    first = daemon_on(engine, tmp_path)
+    async with anyio.create_task_group() as work:
+        for worker in first.workers.values():
+            await work.start(worker.run)
+        await first.passes.once(startup=True)
+        work.cancel_scope.cancel()
+    second = daemon_on(engine, tmp_path)
+    server = second.workers[Role.SERVER]
+    record = second.sup.services[Role.SERVER]
+    # What the killed daemon's step left: issued (nothing pending), its start never seen.
+    record.restart = replace(record.restart, status=ServiceStatus.BACKOFF, pending=None)
+
+    def a_step_meanwhile() -> None:
+        server.generation += 2  # what _acting does around a step
+
+    engine.after_listing = a_step_meanwhile
+    async with anyio.create_task_group() as work:
+        for worker in second.workers.values():
+            await work.start(worker.run)
+        with anyio.fail_after(5):
+            await second.passes.once(startup=True)
+            assert record.restart.status is ServiceStatus.BACKOFF  # skipped, as planned
+            assert second.passes.wanted()  # ... and the next pass asked for
+            engine.after_listing = None
+            await second.passes.once(startup=False)
+        work.cancel_scope.cancel()
+    assert record.restart.status is ServiceStatus.RUNNING, record.restart
