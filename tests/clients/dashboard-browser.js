@@ -100,15 +100,16 @@ async function main() {
     await page.goto(url);
     await page.waitForURL(/\/setup$/);
     step("setup page", { url: page.url() });
+    // The setup and login forms: the same fields, setup's with a confirmation.
+    const typeCredentials = (fields) => async (limit) => {
+      for (const field of fields) {
+        await page.fill(field, field === "#username" ? user : password, { timeout: limit });
+      }
+    };
+    const toHome = () => page.waitForURL((u) => u.pathname === "/");
     await clickUntil(
-      page.getByRole("button", { name: "Create account" }),
-      page.waitForURL((u) => u.pathname === "/"),
-      "Create account",
-      async (limit) => {
-        await page.fill("#username", user, { timeout: limit });
-        await page.fill("#password", password, { timeout: limit });
-        await page.fill("#confirm-password", password, { timeout: limit });
-      },
+      page.getByRole("button", { name: "Create account" }), toHome(), "Create account",
+      typeCredentials(["#username", "#password", "#confirm-password"]),
     );
     step("admin created, signed in", { url: page.url() });
 
@@ -121,13 +122,8 @@ async function main() {
     await gotoAfterRedirects(page, new URL("/login", url).href);
     await page.waitForURL(/\/login/);
     await clickUntil(
-      page.getByRole("button", { name: "Sign in" }),
-      page.waitForURL((u) => u.pathname === "/"),
-      "Sign in",
-      async (limit) => {
-        await page.fill("#username", user, { timeout: limit });
-        await page.fill("#password", password, { timeout: limit });
-      },
+      page.getByRole("button", { name: "Sign in" }), toHome(), "Sign in",
+      typeCredentials(["#username", "#password"]),
     );
     step("signed in");
 

@@ -3,6 +3,7 @@ that listing is newer and wins. Fake engine, no Docker."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def daemon_on(engine: FakeEngine, tmp_path: Path) -> Daemon:
     return Daemon(load_settings(state_dir=str(tmp_path)), engine, Notifier(environ={}))
 
 
+async def startup_pass(daemon: Daemon, then: Callable[[], Awaitable[None]] | None = None) -> None:
+    """The daemon's workers and its startup pass (the stack brought up), `then` while the
+    workers still run, then nothing."""
+    async with anyio.create_task_group() as work:
+        for worker in daemon.workers.values():
+            await work.start(worker.run)
+        with anyio.fail_after(5):
+            await daemon.passes.once(startup=True)
+            if then is not None:
+                await then()
+        work.cancel_scope.cancel()
+
+
 async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_that_pass(
     tmp_path: Path,
 ) -> None:
@@ -33,12 +47,7 @@ async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_tha
     event that the engine never sends twice, and stayed stopped until the next periodic
     pass (60 s by default)."""
     engine = FakeEngine(healthy_on_start=False)
-    first = daemon_on(engine, tmp_path)
-    async with anyio.create_task_group() as work:
-        for worker in first.workers.values():
-            await work.start(worker.run)
-        await first.passes.once(startup=True)
-        work.cancel_scope.cancel()
+    await startup_pass(daemon_on(engine, tmp_path))
     (server,) = [c for c in engine.containers.values() if c.name.endswith("-server")]
     (manager,) = [c for c in engine.containers.values() if c.name.endswith("-manager")]
     assert server.info().state.running and not manager.info().state.running
@@ -60,12 +69,7 @@ async def test_a_healthy_event_heard_after_the_listing_starts_the_manager_in_tha
         )
 
     engine.after_listing = turn_healthy
-    async with anyio.create_task_group() as work:
-        for worker in second.workers.values():
-            await work.start(worker.run)
-        with anyio.fail_after(5):
-            await second.passes.once(startup=True)
-        work.cancel_scope.cancel()
+    await startup_pass(second)
     record = second.sup.services[Role.SERVER]
     assert record.health == "healthy"
     assert record.restart.status is ServiceStatus.RUNNING, record.restart
@@ -119,12 +123,7 @@ async def test_an_adoption_skipped_for_a_step_taken_meanwhile_asks_for_the_next_
     until the periodic pass 60 s later. The skipped adoption now asks for the next pass,
     which adopts the running server as started."""
     engine = FakeEngine()
-    first = daemon_on(engine, tmp_path)
-    async with anyio.create_task_group() as work:
-        for worker in first.workers.values():
-            await work.start(worker.run)
-        await first.passes.once(startup=True)
-        work.cancel_scope.cancel()
+    await startup_pass(daemon_on(engine, tmp_path))
     second = daemon_on(engine, tmp_path)
     server = second.workers[Role.SERVER]
     record = second.sup.services[Role.SERVER]
@@ -134,15 +133,12 @@ async def test_an_adoption_skipped_for_a_step_taken_meanwhile_asks_for_the_next_
     def a_step_meanwhile() -> None:
         server.generation += 2  # what _acting does around a step
 
+    async def next_pass() -> None:
+        assert record.restart.status is ServiceStatus.BACKOFF  # skipped, as planned
+        assert second.passes.wanted()  # ... and the next pass asked for
+        engine.after_listing = None
+        await second.passes.once(startup=False)
+
     engine.after_listing = a_step_meanwhile
-    async with anyio.create_task_group() as work:
-        for worker in second.workers.values():
-            await work.start(worker.run)
-        with anyio.fail_after(5):
-            await second.passes.once(startup=True)
-            assert record.restart.status is ServiceStatus.BACKOFF  # skipped, as planned
-            assert second.passes.wanted()  # ... and the next pass asked for
-            engine.after_listing = None
-            await second.passes.once(startup=False)
-        work.cancel_scope.cancel()
+    await startup_pass(second, next_pass)
     assert record.restart.status is ServiceStatus.RUNNING, record.restart
