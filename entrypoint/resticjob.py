@@ -14,6 +14,9 @@ The request is one JSON line on stdin (the attach stream: never argv, Env or ins
         {"op": "compare", "snapshot": "$snapshot"}, #   the id the backup step made
     ]}
 
+A restic step with `"background": true` runs beside the steps after it (the check beside
+the comparison); its line is printed after theirs, and its failure fails the job too.
+
 A lock left by a helper that was killed (SIGKILL, OOM, a host crash) would block every
 exclusive restic command (check, prune) until restic deems it stale, and restic does that
 only for a lock of its own host whose process is gone: never for a helper that ran in
