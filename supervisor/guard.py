@@ -616,6 +616,10 @@ async def serve_guard(
     Containers and execs are resolved through `engine` (the daemon's own; standalone, one
     is connected to `upstream_path`). Without a version cap in `policy`, the engine's
     newest API version is asked first."""
+    # The relay's cancelled socket waits (supervisor/logs.py) are quieted wherever the guard
+    # is served (its CLI, the daemon, a test's portal loop: CI's any-bytes property once
+    # logged one as an error there).
+    quiet_cancelled_wakeups(asyncio.get_running_loop())
     upstream = os.fspath(upstream_path)
     if engine is None:
         async with Engine.connect(f"unix://{upstream}", retries=1) as connected:
@@ -660,7 +664,6 @@ async def _serve(
 
 
 async def _run_until_signal(args: argparse.Namespace) -> None:
-    quiet_cancelled_wakeups(asyncio.get_running_loop())
     # SIGTERM/SIGINT cancel the server so its finally block removes the socket.
     async with anyio.create_task_group() as tg:
 
