@@ -92,6 +92,25 @@ async def _result(response: aiohttp.ClientResponse) -> Any:
     return await response.text()
 
 
+# What a one-file tar archive adds to the file: headers, padding, the end blocks.
+_TAR_SLACK = 64 * 1024
+
+
+async def _read_up_to(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """The body until its end, or one byte past `cap` (then the caller knows it is too
+    large). `read(n)` alone returns whatever has arrived: CI once parsed half an archive
+    ("unexpected end of data") on a loaded machine."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = await stream.read(cap + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class _Connection:
     """One connection to the engine: JSON calls retried while it is unreachable, each
     failure one clear EngineError. The public face is `Engine`.
@@ -376,7 +395,7 @@ class _Containers(_Connection):
             async with self._request(
                 f"containers/{container_id}/archive", params={"path": path}
             ) as response:
-                raw = await response.content.read(limit + 64 * 1024)
+                raw = await _read_up_to(response.content, limit + _TAR_SLACK)
         except _REFUSALS as err:
             if err.status == 404:
                 return None
@@ -385,12 +404,17 @@ class _Containers(_Connection):
             raise DockerUnreachable(
                 f"cannot reach Docker at {self.host}: {_message(err)}"
             ) from None
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
-            member = archive.next()
-            if member is None or not member.isreg() or member.size > limit:
-                return None
-            extracted = archive.extractfile(member)
-            return extracted.read() if extracted is not None else None
+        if len(raw) > limit + _TAR_SLACK:
+            return None  # the archive holds more than `limit` bytes of file
+        try:
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+                member = archive.next()
+                if member is None or not member.isreg() or member.size > limit:
+                    return None
+                extracted = archive.extractfile(member)
+                return extracted.read() if extracted is not None else None
+        except tarfile.TarError as err:
+            raise EngineError(f"reading {path} from container {container_id[:12]}: {err}") from None
 
     async def write_file(
         self, container_id: str, path: str, data: bytes, uid: int, gid: int, mode: int = 0o644
