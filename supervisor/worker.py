@@ -207,6 +207,10 @@ class ServiceWorker:
     async def _carry_out(self, pending: Pending) -> None:
         service = self.service
         service.restart = restarts.issue(service.restart)
+        # Saved before the engine is asked: a daemon killed right after the start must
+        # not leave the step pending for the next one to carry out again (CI: it started
+        # the running server a second time instead of adopting it).
+        self.sup.save()
         source = self._update_source(pending)
         if source is not None and self.update_hook is not None and await self.update_hook(source):
             service.totals = totals.after_issue(service.totals, pending)
