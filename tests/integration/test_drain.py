@@ -213,7 +213,11 @@ def test_down_waits_for_the_drain_then_stops(daemon: DaemonFactory, hyos: Stack)
     with subprocess.Popen(
         command, env=hyos.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as down:
-        wait_for(lambda: (status(hyos)["drain"] or {}).get("action") == "stop", 20, "the drain")
+        # Until the drain's first poll has seen Ann: emptied before, the drain acts at once.
+        wait_for(
+            lambda: (status(hyos)["drain"] or {}).get("players") == 1, 20, "the drain seeing Ann"
+        )
+        assert status(hyos)["drain"]["action"] == "stop"
         time.sleep(2)
         assert down.poll() is None  # waits while Ann plays
         players(hyos, [])
