@@ -31,7 +31,7 @@ class ExitAccounting:
         self.log: BoundLogger = sup.log.bind(service=service.role)
         self.decisions: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         # Set by the worker: starts a crash report's gathering without waiting for it.
-        self.report: Callable[..., None] = lambda **context: None
+        self.report: Callable[[crashreport.CrashFacts], None] = lambda facts: None
 
     def _decided(self, trigger: str, decision: restarts.Decision, **more: Any) -> dict[str, Any]:
         entry = {
@@ -60,7 +60,7 @@ class ExitAccounting:
         None when reports are off."""
         if not self.sup.settings.crashes.enabled:
             return None
-        self.report(
+        facts = crashreport.CrashFacts(
             role=self.role,
             container_id=container_id,
             container_name=name,
@@ -74,7 +74,8 @@ class ExitAccounting:
             },
             decisions=list(self.decisions),
         )
-        return crashreport.report_id(died_at, self.role, container_id)
+        self.report(facts)
+        return facts.report_id
 
     async def on_exit(self, exited: ContainerExit, log: BoundLogger) -> None:
         """Account one exit (once) and decide; the decision's step is left pending."""

@@ -218,9 +218,7 @@ class CrashReporter:
     async def gather(
         self,
         got: Gathered,
-        role: str,
-        container_id: str,
-        died_at: float,
+        facts: crashreport.CrashFacts,
         budget: float,
         settled: Callable[[float, float], Awaitable[None]] | None = None,
     ) -> None:
@@ -228,7 +226,8 @@ class CrashReporter:
         `budget`). The helper container starts once `settled` returns (the worker's
         restart issued, when it is due soon), so that it never competes with the restart
         for the engine."""
-        game = roles.is_game(role)
+        container_id, died_at = facts.container_id, facts.died_at
+        game = roles.is_game(facts.role)
         lines = self.settings.crashes.lines
 
         async def part(what: str, job: Callable[[], Awaitable[None]]) -> None:
@@ -316,15 +315,7 @@ class CrashReporter:
 
     async def report(
         self,
-        *,
-        role: str,
-        container_id: str,
-        container_name: str,
-        died_at: float,
-        trigger: str,
-        judgement: Mapping[str, Any],
-        decision: Mapping[str, Any],
-        decisions: Sequence[Mapping[str, Any]],
+        facts: crashreport.CrashFacts,
         settled: Callable[[float, float], Awaitable[None]] | None = None,
     ) -> Path | None:
         """Gather, build, write, apply retention; the report's path (None when reports
@@ -333,12 +324,12 @@ class CrashReporter:
             return None
         try:
             got = Gathered()
-            budget = self.budget(died_at)
+            budget = self.budget(facts.died_at)
             async with anyio.create_task_group() as group:
                 finished = anyio.Event()
 
                 async def gather() -> None:
-                    await self.gather(got, role, container_id, died_at, budget, settled)
+                    await self.gather(got, facts, budget, settled)
                     finished.set()
 
                 group.start_soon(gather)
@@ -356,22 +347,9 @@ class CrashReporter:
                 withhold = taken.secrets is None
                 # In a worker thread: the fsyncs must not hold up the daemon's loop.
                 path = await anyio.to_thread.run_sync(
-                    partial(
-                        self._write,
-                        taken,
-                        secrets,
-                        withhold,
-                        role,
-                        container_id,
-                        container_name,
-                        died_at,
-                        trigger,
-                        judgement,
-                        decision,
-                        decisions,
-                    )
+                    partial(self._write, taken, secrets, withhold, facts)
                 )
-                self.written(role)
+                self.written(facts.role)
                 group.cancel_scope.cancel()
             return path
         except Exception as err:  # a report must never cost supervision
@@ -379,18 +357,7 @@ class CrashReporter:
             return None
 
     def _write(
-        self,
-        got: Gathered,
-        secrets: Sequence[str],
-        withhold: bool,
-        role: str,
-        container_id: str,
-        container_name: str,
-        died_at: float,
-        trigger: str,
-        judgement: Mapping[str, Any],
-        decision: Mapping[str, Any],
-        decisions: Sequence[Mapping[str, Any]],
+        self, got: Gathered, secrets: Sequence[str], withhold: bool, facts: crashreport.CrashFacts
     ) -> Path:
         """(In a worker thread.) Build, redact, write atomically, apply retention."""
         lines = self.settings.crashes.lines
@@ -398,21 +365,12 @@ class CrashReporter:
         if withhold:
             missing.append("logs withheld: the secrets to mask could not be read")
         files = got.files or []
+        died_at = facts.died_at
         server_log = crashreport.newest_before(files, crashreport.SERVER_LOG_GLOB, died_at)
         hs_err = crashreport.newest_before(files, crashreport.HS_ERR_GLOB, died_at)
-        written_at = self.clock()
-        report = crashreport.report_id(died_at, role, container_id)
         document = crashreport.build(
-            report=report,
-            role=role,
-            container_id=container_id,
-            container_name=container_name,
-            died_at=died_at,
-            written_at=written_at,
-            trigger=trigger,
-            judgement=judgement,
-            decision=decision,
-            decisions=decisions,
+            facts=facts,
+            written_at=self.clock(),
             container_log=[] if withhold else (got.container_log or []),
             server_log=None if withhold else server_log,
             hs_err=None if withhold else hs_err,
@@ -421,7 +379,7 @@ class CrashReporter:
             memory={
                 "peak_bytes": got.memory_peak,
                 "limit_bytes": _memory_limit(got.inspect),
-                "oom_killed": judgement.get("oom_killed"),
+                "oom_killed": facts.judgement.get("oom_killed"),
             },
             lines=lines,
             missing=missing,
@@ -429,7 +387,7 @@ class CrashReporter:
         )
         ensure_dir(self.directory)
         self.directory.chmod(0o700)
-        path = self.directory / f"{report}{_SUFFIX}"
+        path = self.directory / f"{facts.report_id}{_SUFFIX}"
         write_json_atomic(path, document)
         self._retain()
         return path

@@ -156,18 +156,29 @@ def _iso(at: float | None) -> str | None:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
 
 
+@dataclass(frozen=True)
+class CrashFacts:
+    """What the daemon knows of one crash when it asks for its report: whose, when, what
+    was judged and decided (the rest is gathered from the engine)."""
+
+    role: str
+    container_id: str
+    container_name: str
+    died_at: float
+    trigger: str  # exit | unhealthy
+    judgement: Mapping[str, Any]
+    decision: Mapping[str, Any]
+    decisions: Sequence[Mapping[str, Any]]
+
+    @property
+    def report_id(self) -> str:
+        return report_id(self.died_at, self.role, self.container_id)
+
+
 def build(
     *,
-    report: str,
-    role: str,
-    container_id: str,
-    container_name: str,
-    died_at: float,
+    facts: CrashFacts,
     written_at: float,
-    trigger: str,
-    judgement: Mapping[str, Any],
-    decision: Mapping[str, Any],
-    decisions: Sequence[Mapping[str, Any]],
     container_log: Sequence[str],
     server_log: FileTail | None,
     hs_err: FileTail | None,
@@ -203,16 +214,16 @@ def build(
             states[name] = shown
     document = {
         "format": FORMAT,
-        "id": report,
-        "service": role,
-        "container_id": container_id,
-        "container": container_name,
-        "died_at": _iso(died_at),
+        "id": facts.report_id,
+        "service": facts.role,
+        "container_id": facts.container_id,
+        "container": facts.container_name,
+        "died_at": _iso(facts.died_at),
         "written_at": _iso(written_at),
-        "trigger": trigger,  # exit | unhealthy
-        "judgement": dict(judgement),
-        "decision": dict(decision),
-        "decisions": [dict(d) for d in decisions],
+        "trigger": facts.trigger,
+        "judgement": dict(facts.judgement),
+        "decision": dict(facts.decision),
+        "decisions": [dict(d) for d in facts.decisions],
         "container_log": [redact(line, secrets) for line in container_log[-lines:]],
         "server_log": tail(server_log, lines),
         "hs_err": tail(hs_err, 2000),

@@ -29,6 +29,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from supervisor import alerts, hyos, restarts, roles, stopmarks, totals
 from supervisor.accounting import ExitAccounting
+from supervisor.crashreport import CrashFacts
 from supervisor.dockertypes import ContainerExit, EngineError, EngineEvent
 from supervisor.inbox import Call, Inbox, Job
 from supervisor.loginwatch import LoginWatch
@@ -425,12 +426,11 @@ class ServiceWorker:
         if self._helpers is not None:
             self._helpers.start_soon(self._read_finished_at, event)
 
-    def _report_crash(self, **context: Any) -> None:
+    def _report_crash(self, facts: CrashFacts) -> None:
         """(A helper task: gathering a crash report, bounded by `[crashes] gather_s`,
         must never hold up the restart the decision left pending.)"""
         if self._helpers is not None and self.sup.settings.crashes.enabled:
-            report = partial(self.sup.crashes.report, settled=self.settled, **context)
-            self._helpers.start_soon(report)
+            self._helpers.start_soon(partial(self.sup.crashes.report, facts, self.settled))
 
     def _refresh_secrets_later(self, container_id: str) -> None:
         """The crash reports' secret values, read again shortly after this run's start

@@ -19,6 +19,7 @@ import pytest
 
 from supervisor import crashes, secretspec
 from supervisor.crashes import CrashReporter, given_secrets, list_reports, load_report
+from supervisor.crashreport import CrashFacts
 from supervisor.dockertypes import EngineError
 from supervisor.logs import bind
 from supervisor.notify import Notifier
@@ -128,7 +129,7 @@ async def _report(reporter: CrashReporter, **over: Any) -> Path | None:
         decisions=[{"at": time.time(), "trigger": "exit", "action": "restart"}],
     )
     context.update(over)
-    return await reporter.report(**context)
+    return await reporter.report(CrashFacts(**context))
 
 
 def test_the_secrets_given_include_notify_urls_and_backup_credentials(tmp_path: Path) -> None:

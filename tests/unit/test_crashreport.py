@@ -73,16 +73,17 @@ def test_the_inspect_loses_secret_env_values_and_keeps_the_rest() -> None:
 
 def _build(**over: object) -> dict[str, object]:
     parts: dict[str, object] = dict(
-        report="20261207T063800.123Z-server-abcdef",
-        role="server",
-        container_id="abcdef123456",
-        container_name="t-server",
-        died_at=1_800_000_000.0,
+        facts=crashreport.CrashFacts(
+            role="server",
+            container_id="abcdef123456",
+            container_name="t-server",
+            died_at=1_800_000_000.0,
+            trigger="exit",
+            judgement={"kind": "crash", "exit_code": 1, "signal": None, "oom_killed": False},
+            decision={"action": "restart", "backoff_s": 1.0},
+            decisions=[{"at": 1_800_000_000.0, "trigger": "exit", "action": "restart"}],
+        ),
         written_at=1_800_000_001.5,
-        trigger="exit",
-        judgement={"kind": "crash", "exit_code": 1, "signal": None, "oom_killed": False},
-        decision={"action": "restart", "backoff_s": 1.0},
-        decisions=[{"at": 1_800_000_000.0, "trigger": "exit", "action": "restart"}],
         container_log=[f"line {n}" for n in range(900)] + [f"leaked {SECRET}"],
         server_log=FileTail("/data/Server/logs/a_server.log", 10, 1_799_999_999.0, b"boom\n"),
         hs_err=None,
