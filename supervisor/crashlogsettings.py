@@ -11,10 +11,10 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
-from pydantic_core import core_schema
 
 from supervisor.drainsettings import Duration
 from supervisor.logprune import LogPolicy
+from supervisor.parsedonce import written_as
 
 __all__ = ["Bytes", "CrashSettings", "LogSettings", "Span", "parse_bytes", "parse_span"]
 
@@ -84,10 +84,7 @@ class Bytes(int):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.no_info_plain_validator_function(
-            lambda v: v if isinstance(v, Bytes) else cls(v),
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.text),
-        )
+        return written_as(cls)
 
 
 class CrashSettings(BaseModel):

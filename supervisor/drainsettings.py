@@ -19,9 +19,9 @@ from pydantic import (
     PlainValidator,
     field_validator,
 )
-from pydantic_core import core_schema
 
 from supervisor import drain
+from supervisor.parsedonce import written_as
 from supervisor.schedule import RestartSchedule, parse_timezone
 
 __all__ = ["DrainSettings", "Duration", "ScheduleSettings"]
@@ -45,10 +45,7 @@ class Duration(float):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.no_info_plain_validator_function(
-            lambda v: v if isinstance(v, cls) else cls(v),
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.text),
-        )
+        return written_as(cls)
 
 
 def _durations(value: object) -> object:

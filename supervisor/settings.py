@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +30,6 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import core_schema
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -46,6 +45,7 @@ from supervisor.crashlogsettings import CrashSettings, LogSettings
 from supervisor.drainsettings import DrainSettings, ScheduleSettings
 from supervisor.metricssettings import MetricsSettings
 from supervisor.notifysettings import NotifySettings
+from supervisor.parsedonce import parsed_once, written_as
 from supervisor.restarts import RestartPolicy
 from supervisor.roles import SERVICES, Role
 from supervisor.secretfile import SecretFile, SecretFileSetting
@@ -209,7 +209,7 @@ class ByteSize(int):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return _parsed_once(lambda v: v if isinstance(v, ByteSize) else cls(v), lambda v: v.text)
+        return written_as(cls)
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ class UserSpec:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return _parsed_once(cls.parse, str)
+        return parsed_once(cls.parse, str)
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class PortSpec:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return _parsed_once(lambda v: v if isinstance(v, PortSpec) else cls.parse(v), str)
+        return parsed_once(lambda v: v if isinstance(v, PortSpec) else cls.parse(v), str)
 
     def bind(self, default_ip: str) -> PortBinding:
         """Host port 0 lets the engine pick one."""
@@ -282,14 +282,6 @@ def _ports(value: object) -> object:
     if isinstance(value, list | tuple):
         return [item if isinstance(item, PortSpec) else PortSpec.parse(item) for item in value]
     return value
-
-
-def _parsed_once(parse: Callable[[Any], Any], show: Callable[[Any], str]) -> Any:
-    """A pydantic schema: `parse` takes what was written (or an already parsed value
-    back), `show` writes it out again (for `config` and model_dump)."""
-    return core_schema.no_info_plain_validator_function(
-        parse, serialization=core_schema.plain_serializer_function_ser_schema(show)
-    )
 
 
 def _check_secret(name: str, value: str) -> None:

@@ -11,37 +11,21 @@ import anyio
 import pytest
 
 from supervisor.alerts import Alert
+from supervisor.alertsender import NoAlerts
 from supervisor.backupschedule import run_schedule
 from tests.fakeclock import FakeClock
 from tests.unit.test_backup_job import JobEngine, _ok_backup, _settings
 from tests.unit.test_drains import rig
 
 
-class Told:
-    """An `Alerts` that keeps what it was given."""
+class Told(NoAlerts):
+    """An `Alerts` that keeps what it was given (the failure bookkeeping stays off)."""
 
     def __init__(self) -> None:
         self.alerts: list[Alert] = []
 
     def emit(self, alert: Alert) -> None:
         self.alerts.append(alert)
-
-    def failure(
-        self,
-        role: str,
-        *,
-        reason: str,
-        exit_code: int | None,
-        crash_loop: bool,
-        report: str | None = None,
-    ) -> None:
-        pass
-
-    def healthy(self, role: str) -> None:
-        pass
-
-    def left_crash_loop(self, role: str, *, by: str) -> None:
-        pass
 
     def kinds(self) -> list[str]:
         return [a.kind.value for a in self.alerts]
