@@ -563,14 +563,7 @@ def build_backup_body(spec: BackupJobSpec) -> dict[str, Any]:
     privileges, a read-only root with a private tmpfs, the world read-only unless this is
     a restore, memory and pids limits, no network unless the repository is remote. The
     request (and the password in it) arrives on stdin, never in Cmd or Env."""
-    mounts = [
-        {
-            "Type": spec.data.type,
-            "Source": spec.data.source,
-            "Target": spec.data.target,
-            "ReadOnly": not spec.data_writable,
-        }
-    ]
+    mounts = [_data_mount(spec.data, spec.data_writable)]
     if spec.repository is not None:
         mounts.append(
             {
@@ -593,23 +586,58 @@ def build_backup_body(spec: BackupJobSpec) -> dict[str, Any]:
         "AttachStdin": True,
         "OpenStdin": True,
         "StdinOnce": True,
-        "HostConfig": {
-            "NetworkMode": "bridge" if spec.network else "none",
-            "ReadonlyRootfs": True,
-            "SecurityOpt": [NO_NEW_PRIVILEGES],
-            "CapDrop": ["ALL"],
-            "Privileged": False,
-            "Memory": BACKUP_MEMORY,
-            "MemorySwap": BACKUP_MEMORY,
-            "NanoCpus": 2_000_000_000,
-            "PidsLimit": BACKUP_PIDS,
-            "Tmpfs": {
-                "/tmp": f"rw,noexec,nosuid,nodev,size=64m,mode=0700,uid={spec.uid},gid={spec.gid}"
-            },
-            "RestartPolicy": {"Name": "no"},
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": spec.log_max_size}},
-            "Mounts": mounts,
-        },
+        "HostConfig": _job_host_config(
+            uid=spec.uid,
+            gid=spec.gid,
+            network=spec.network,
+            memory=BACKUP_MEMORY,
+            nano_cpus=2_000_000_000,
+            pids=BACKUP_PIDS,
+            tmp_size="64m",
+            log_max_size=spec.log_max_size,
+            mounts=mounts,
+        ),
+    }
+
+
+def _data_mount(data: Mount, writable: bool) -> dict[str, Any]:
+    return {
+        "Type": data.type,
+        "Source": data.source,
+        "Target": data.target,
+        "ReadOnly": not writable,
+    }
+
+
+def _job_host_config(
+    *,
+    uid: int,
+    gid: int,
+    network: bool,
+    memory: int,
+    nano_cpus: int,
+    pids: int,
+    tmp_size: str,
+    log_max_size: str,
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A non-root one-shot helper's: no capabilities, no new privileges, a read-only root
+    with a private tmpfs of its uid, memory (no swap), CPU and pids limits, no network
+    unless asked, never restarted."""
+    return {
+        "NetworkMode": "bridge" if network else "none",
+        "ReadonlyRootfs": True,
+        "SecurityOpt": [NO_NEW_PRIVILEGES],
+        "CapDrop": ["ALL"],
+        "Privileged": False,
+        "Memory": memory,
+        "MemorySwap": memory,
+        "NanoCpus": nano_cpus,
+        "PidsLimit": pids,
+        "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={tmp_size},mode=0700,uid={uid},gid={gid}"},
+        "RestartPolicy": {"Name": "no"},
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": log_max_size}},
+        "Mounts": mounts,
     }
 
 
@@ -647,28 +675,15 @@ def build_logs_body(spec: LogJobSpec) -> dict[str, Any]:
         "User": f"{spec.uid}:{spec.gid}",
         "Env": ["HOME=/tmp", "TMPDIR=/tmp"],
         "Labels": {**ownership_labels(spec.stack), LABEL_ROLE: Role.LOGS.value},
-        "HostConfig": {
-            "NetworkMode": "none",
-            "ReadonlyRootfs": True,
-            "SecurityOpt": [NO_NEW_PRIVILEGES],
-            "CapDrop": ["ALL"],
-            "Privileged": False,
-            "Memory": LOGS_MEMORY,
-            "MemorySwap": LOGS_MEMORY,
-            "NanoCpus": 1_000_000_000,
-            "PidsLimit": LOGS_PIDS,
-            "Tmpfs": {
-                "/tmp": f"rw,noexec,nosuid,nodev,size=16m,mode=0700,uid={spec.uid},gid={spec.gid}"
-            },
-            "RestartPolicy": {"Name": "no"},
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": spec.log_max_size}},
-            "Mounts": [
-                {
-                    "Type": spec.data.type,
-                    "Source": spec.data.source,
-                    "Target": spec.data.target,
-                    "ReadOnly": not spec.data_writable,
-                }
-            ],
-        },
+        "HostConfig": _job_host_config(
+            uid=spec.uid,
+            gid=spec.gid,
+            network=False,
+            memory=LOGS_MEMORY,
+            nano_cpus=1_000_000_000,
+            pids=LOGS_PIDS,
+            tmp_size="16m",
+            log_max_size=spec.log_max_size,
+            mounts=[_data_mount(spec.data, spec.data_writable)],
+        ),
     }
