@@ -8,7 +8,8 @@ A worker asks for a report after it has decided about a crash or an unhealthy ru
 the restart that decision left pending is never waited for. Gathering is bounded by
 `[crashes] gather_s`, counted from the exit: whatever did not come in by then is named in
 the report's `missing`, and the report is written at once (in a worker thread: its
-fsyncs never hold up the daemon's loop), before the parts still running are cut.
+fsyncs never hold up the daemon's loop). Parts still running then have COMPLETE_S more
+to come in; if all do, the same report is written again, whole, with `completed_at`.
 
 The parts, concurrently: the container's log up to the exit, its inspect and memory peak
 (engine calls), the game's log files and HyOS's state files (one run of the game-log
@@ -60,6 +61,8 @@ _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]*")
 # start by ~0.2 s.
 HELPER_AHEAD_S = 0.7
 HELPER_RESERVE_S = 1.0
+# How long parts still running at the deadline may take to complete the report.
+COMPLETE_S = 30.0
 
 
 def reports_dir(settings: Settings) -> Path:
@@ -160,8 +163,10 @@ class CrashReporter:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         written: Callable[[str], None] = lambda role: None,
+        complete_s: float = COMPLETE_S,
     ) -> None:
         self.engine = engine
+        self.complete_s = complete_s
         self.written = written  # told each report written (the metrics' tally)
         self.settings = settings
         self.clock = clock
@@ -338,26 +343,49 @@ class CrashReporter:
                 # Written at the deadline with what came in: a part still running (the
                 # helper's removal, shielded, takes a while on a loaded engine) is cut
                 # after the report is on disk, not before.
-                taken = got.snapshot()
-                self.known_secrets |= taken.secrets or set()
-                secrets = sorted(self.known_secrets | self.supplied_secrets())
-                # The values were to be read (none known, or they may have changed) and
-                # were not: text from the container may hold one never seen before, so
-                # its logs and files are withheld, not risked.
-                withhold = taken.secrets is None
-                # In a worker thread: the fsyncs must not hold up the daemon's loop.
-                path = await anyio.to_thread.run_sync(
-                    partial(self._write, taken, secrets, withhold, facts)
-                )
+                written_at = self.clock()
+                path = await self._write_gathered(got, facts, written_at)
                 self.written(facts.role)
+                if not finished.is_set():
+                    # A loaded engine starts the helper late: what it brings within
+                    # COMPLETE_S completes the same report (its `completed_at` says so).
+                    with anyio.move_on_after(self.complete_s):
+                        await finished.wait()
+                    if finished.is_set():
+                        path = await self._write_gathered(got, facts, written_at, self.clock())
                 group.cancel_scope.cancel()
             return path
         except Exception as err:  # a report must never cost supervision
             log.warning("cannot write a crash report", extra={"error": repr(err)})
             return None
 
+    async def _write_gathered(
+        self,
+        got: Gathered,
+        facts: crashreport.CrashFacts,
+        written_at: float,
+        completed_at: float | None = None,
+    ) -> Path:
+        taken = got.snapshot()
+        self.known_secrets |= taken.secrets or set()
+        secrets = sorted(self.known_secrets | self.supplied_secrets())
+        # The values were to be read (none known, or they may have changed) and were
+        # not: text from the container may hold one never seen before, so its logs and
+        # files are withheld, not risked.
+        withhold = taken.secrets is None
+        # In a worker thread: the fsyncs must not hold up the daemon's loop.
+        return await anyio.to_thread.run_sync(
+            partial(self._write, taken, secrets, withhold, facts, written_at, completed_at)
+        )
+
     def _write(
-        self, got: Gathered, secrets: Sequence[str], withhold: bool, facts: crashreport.CrashFacts
+        self,
+        got: Gathered,
+        secrets: Sequence[str],
+        withhold: bool,
+        facts: crashreport.CrashFacts,
+        written_at: float,
+        completed_at: float | None,
     ) -> Path:
         """(In a worker thread.) Build, redact, write atomically, apply retention."""
         lines = self.settings.crashes.lines
@@ -370,7 +398,8 @@ class CrashReporter:
         hs_err = crashreport.newest_before(files, crashreport.HS_ERR_GLOB, died_at)
         document = crashreport.build(
             facts=facts,
-            written_at=self.clock(),
+            written_at=written_at,
+            completed_at=completed_at,
             container_log=[] if withhold else (got.container_log or []),
             server_log=None if withhold else server_log,
             hs_err=None if withhold else hs_err,

@@ -179,6 +179,7 @@ def build(
     *,
     facts: CrashFacts,
     written_at: float,
+    completed_at: float | None = None,
     container_log: Sequence[str],
     server_log: FileTail | None,
     hs_err: FileTail | None,
@@ -220,6 +221,8 @@ def build(
         "container": facts.container_name,
         "died_at": _iso(facts.died_at),
         "written_at": _iso(written_at),
+        # Set when parts late at the deadline completed this report afterwards.
+        "completed_at": None if completed_at is None else _iso(completed_at),
         "trigger": facts.trigger,
         "judgement": dict(facts.judgement),
         "decision": dict(facts.decision),
@@ -303,7 +306,8 @@ def render(document: Mapping[str, Any]) -> list[str]:
         f"crash report {document.get('id')}",
         f"  service:   {document.get('service')} ({document.get('container')}, "
         f"{str(document.get('container_id') or '')[:12]})",
-        f"  died at:   {document.get('died_at')} (written {document.get('written_at')})",
+        f"  died at:   {document.get('died_at')} (written {document.get('written_at')}"
+        + (f", completed {document['completed_at']})" if document.get("completed_at") else ")"),
         f"  trigger:   {document.get('trigger')}",
         f"  exit:      code {judgement.get('exit_code')}, signal {judgement.get('signal') or '-'}, "
         f"oom {bool(judgement.get('oom_killed'))}, kind {judgement.get('kind')}",

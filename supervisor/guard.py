@@ -592,9 +592,16 @@ async def _serve_one(guard: Guard, gate: ConnectionGate, client: anyio.abc.Socke
         gate.leave()
 
 
+_BUSY = error_response(503, "guard: too many connections; retry later")
+
+
 async def _refuse_busy(client: anyio.abc.SocketStream) -> None:
-    with anyio.move_on_after(0.05), contextlib.suppress(Exception):
-        await client.send(error_response(503, "guard: too many connections; retry later"))
+    """One non-blocking write of the 503, then close: never a wait (a flood must not
+    queue in the accept loop), and never skipped by a deadline that a loaded loop passed
+    before the write (the client then read a reset instead of the 503)."""
+    raw: socket.socket = client.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
+    with contextlib.suppress(OSError):
+        raw.send(_BUSY)  # ~100 bytes into an empty socket buffer: it fits
     with contextlib.suppress(Exception):
         await client.aclose()
 

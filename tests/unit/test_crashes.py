@@ -230,7 +230,7 @@ async def test_gathering_is_bounded_and_names_what_did_not_come(
         return []
 
     engine.logs_tail = hangs  # type: ignore[method-assign]
-    reporter = CrashReporter(engine, _settings(tmp_path, crashes={"gather_s": 0.3}))
+    reporter = CrashReporter(engine, _settings(tmp_path, crashes={"gather_s": 0.3}), complete_s=0)
     started = time.monotonic()
     path = await _report(reporter)
     took = time.monotonic() - started
@@ -249,7 +249,7 @@ async def test_the_budget_counts_from_the_exit(tmp_path: Path, engine: FakeEngin
         return []
 
     engine.logs_tail = hangs  # type: ignore[method-assign]
-    reporter = CrashReporter(engine, _settings(tmp_path, crashes={"gather_s": 1.0}))
+    reporter = CrashReporter(engine, _settings(tmp_path, crashes={"gather_s": 1.0}), complete_s=0)
     for late, budget in ((0.4, 0.6), (3600.0, 0.5)):
         started = time.monotonic()
         assert await _report(reporter, died_at=time.time() - late) is not None
@@ -277,7 +277,7 @@ async def test_a_slow_helper_cleanup_does_not_hold_the_report_back(
 
     engine.run_once = slow  # type: ignore[method-assign]
     settings = _settings(tmp_path, crashes={"gather_s": 0.4})
-    reporter = CrashReporter(engine, settings)
+    reporter = CrashReporter(engine, settings, complete_s=0)
     started = time.monotonic()
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(_report, reporter))
@@ -290,6 +290,41 @@ async def test_a_slow_helper_cleanup_does_not_hold_the_report_back(
     document = load_report(settings, list_reports(settings)[0].id)
     assert document is not None
     assert "server log files and HyOS's state: not read in time" in document["missing"]
+
+
+async def test_parts_late_at_the_deadline_complete_the_same_report(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    """The helper (the game's log files) comes 0.5 s after the deadline: the report is on
+    disk at the deadline naming it late, then written again whole, its `written_at`
+    kept and `completed_at` set."""
+    answer = engine.run_once_result
+    helped = anyio.Event()
+
+    async def late(
+        name: str, body: Any, stdin: bytes | None, timeout: float
+    ) -> tuple[int, str, str]:
+        await anyio.sleep(0.9)
+        helped.set()
+        return answer
+
+    engine.run_once = late  # type: ignore[method-assign]
+    settings = _settings(tmp_path, crashes={"gather_s": 0.4})
+    reporter = CrashReporter(engine, settings, complete_s=5.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(_report, reporter))
+        with anyio.fail_after(5):
+            while not list_reports(settings):
+                await anyio.sleep(0.01)
+        first = load_report(settings, list_reports(settings)[0].id)
+        assert not helped.is_set()
+    assert first is not None and first["completed_at"] is None
+    assert "server log files and HyOS's state: not read in time" in first["missing"]
+    [summary] = list_reports(settings)
+    whole = load_report(settings, summary.id)
+    assert whole is not None and whole["missing"] == [] and whole["server_log"] is not None
+    assert whole["written_at"] == first["written_at"] and whole["completed_at"] is not None
+    assert [s for s in _every_secret() if s in json.dumps(whole)] == []
 
 
 async def test_a_managers_report_runs_no_helper(tmp_path: Path, engine: FakeEngine) -> None:
