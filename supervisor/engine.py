@@ -382,6 +382,16 @@ class _Containers(_Connection):
             out = "".join(await container.log(stdout=True))
             err = "".join(await container.log(stderr=True))
             return int(result.get("StatusCode", -1)), out, err
+        except aiodocker.DockerError as err:
+            # The attach or the log reads (the rest goes through _call): an answer the
+            # caller handles, never an error that ends the daemon (CI: the container was
+            # removed between its exit and the log read, and the 404 ended supervision).
+            what = f"run container {name}"
+            if err.status == 404:
+                raise NotFound(
+                    f"{_message(err)} (removed before its output was read)", what
+                ) from None
+            raise EngineError(_message(err), what) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await self.remove(container_id)
