@@ -84,29 +84,14 @@ def plan_stack(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> 
     return [plan_service(d, seen) for d in desired.values()]
 
 
-def strays(
-    desired: Mapping[str, Desired], observed: Iterable[Observed], now: datetime
-) -> list[Observed]:
-    """Containers of the stack whose role is no longer desired. A helper job's container
-    is not one while its run may still read it: a backup helper never (`up` during a
-    backup must not cut the snapshot short, and the next backup removes an exited one), a
-    game-log helper (a crash report's reads, a prune) unless it has exited and was created
-    more than JOB_LEFTOVER_S ago. The job's own run removes it once its output is read;
-    a pass that removed an exited one first lost that output (CI: a prune's helper,
-    exited, was removed by a 1 s pass before its log was read)."""
-    return [o for o in observed if o.role not in desired and not _job_in_use(o, now)]
+def strays(desired: Mapping[str, Desired], observed: Iterable[Observed]) -> list[Observed]:
+    """Containers of the stack whose role is no longer desired. A running backup helper
+    is not one: `up` during a backup must not cut the snapshot short (it removes its own
+    leftovers, and refuses to start beside a running one); nor is a running game-log
+    helper (a crash report's reads, a prune: run_once removes it when it is done)."""
+    return [
+        o for o in observed if o.role not in desired and not (o.role in _KEPT_RUNNING and o.running)
+    ]
 
 
-def _job_in_use(container: Observed, now: datetime) -> bool:
-    if container.role == Role.BACKUP:
-        return True
-    if container.role != Role.LOGS:
-        return False
-    if container.running or container.created is None:
-        return True
-    return (now - container.created).total_seconds() < JOB_LEFTOVER_S
-
-
-# A game-log helper's run takes seconds (its jobs time out in minutes): one exited and
-# created longer ago than this was left by a daemon that died during it.
-JOB_LEFTOVER_S = 3600.0
+_KEPT_RUNNING = (Role.BACKUP, Role.LOGS)

@@ -153,7 +153,7 @@ async def plan_and_ensure(
     runtime = await stack_runtime(engine, settings)
     desired = desired_stack(settings, runtime)
     plans = plan_stack(desired, observed)
-    for stray in strays(desired, observed, datetime.now(UTC)):
+    for stray in strays(desired, observed):
         await remove_container(engine, stray, settings)
         report.changes.append(f"removed stray container {stray.name}")
 

@@ -2,8 +2,8 @@
 (a stack pass, an operator's `docker rm -f`): one EngineError and nothing left behind.
 (CI once: a pass removed a game-log helper between its exit and the read of its log,
 and aiodocker's own 404 from that read escaped the prune and ended the daemon; that read
-now answers an EngineError too, and passes leave a just-exited helper alone:
-tests/unit/test_plan.py. Removed while it runs, as here, the wait itself answers 404.)"""
+now answers an EngineError too, which the prune logs and a crash report names as a
+missing part. Removed while it runs, as here, the wait itself answers 404.)"""
 
 from __future__ import annotations
 
