@@ -72,6 +72,14 @@ class _Answered(Exception):
 _REFUSALS = (aiodocker.DockerError, _Answered)
 
 
+def _refused(err: aiodocker.DockerError, what: str = "", gone: str = "") -> EngineError:
+    """An engine refusal met outside `_call` (aiodocker's own streams): NotFound for a
+    404 (`gone` says what that meant there), else an EngineError."""
+    if err.status == 404:
+        return NotFound(f"{_message(err)} ({gone})" if gone else _message(err), what)
+    return EngineError(_message(err), what)
+
+
 def _transient(err: BaseException) -> bool:
     if isinstance(err, _REFUSALS):
         return err.status == _UNREACHABLE or (err.status >= 500 and "No such" not in str(err))
@@ -386,12 +394,9 @@ class _Containers(_Connection):
             # The attach or the log reads (the rest goes through _call): an answer the
             # caller handles, never an error that ends the daemon (CI: the container was
             # removed between its exit and the log read, and the 404 ended supervision).
-            what = f"run container {name}"
-            if err.status == 404:
-                raise NotFound(
-                    f"{_message(err)} (removed before its output was read)", what
-                ) from None
-            raise EngineError(_message(err), what) from None
+            raise _refused(
+                err, f"run container {name}", "removed before its output was read"
+            ) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await self.remove(container_id)
@@ -473,9 +478,7 @@ class _Containers(_Connection):
             async with stream:
                 yield ExecSession(handle, stream)
         except aiodocker.DockerError as err:
-            if err.status == 404:
-                raise NotFound(_message(err)) from None
-            raise EngineError(_message(err)) from None
+            raise _refused(err) from None
 
 
 class Engine(_Containers):
